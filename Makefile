@@ -1,0 +1,34 @@
+# The two commands: `make demo` (the stack and the nightly reconciliation) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo dev stop clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check .
+
+test: install lint
+	$(BIN)/pytest
+
+demo: install
+	$(BIN)/warp-sync demo
+
+dev: install
+	$(BIN)/warp-sync dev
+
+stop:
+	@if [ -x $(BIN)/warp-sync ]; then $(BIN)/warp-sync stop; else echo "nothing to stop (not installed)"; fi
+
+clean: stop
+	rm -rf $(VENV) .warp-sync

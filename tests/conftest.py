@@ -1,0 +1,5 @@
+"""Suite-wide fixtures live in tests/plugins/, one module per area."""
+
+pytest_plugins = [
+    "tests.plugins.database",
+]

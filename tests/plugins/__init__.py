@@ -1,0 +1,1 @@
+"""Shared pytest fixtures, one module per area, registered in tests/conftest.py."""

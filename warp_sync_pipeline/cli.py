@@ -1,0 +1,100 @@
+"""The `warp-sync` command. Each group is thin: it calls one core service."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from warp_sync_pipeline.core.settings import SettingsError
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """warp-sync: keep WARP customers and HubSpot companies in step."""
+
+
+# --- database -------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The PostgreSQL warp-sync uses (a private one unless WARP_DATABASE_URL is set)."""
+
+
+@db.command("start")
+def db_start() -> None:
+    """Start (or reuse) the database and print where it is."""
+    from warp_sync_pipeline.core.db import redacted
+    from warp_sync_pipeline.core.runtime import ensure_runtime
+
+    try:
+        runtime = ensure_runtime()
+    except SettingsError as exc:
+        _fail(str(exc))
+    kind = "private cluster" if runtime.private_cluster else "WARP_DATABASE_URL"
+    click.echo(f"database ({kind}): {redacted(runtime.database_url)}")
+    click.echo(f"dagster storage: {redacted(runtime.dagster_database_url)}")
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending sql/NNN_*.sql files in order (safe to run concurrently and repeatedly)."""
+    from warp_sync_pipeline.core.db import make_engine
+    from warp_sync_pipeline.core.migrations import MigrationError, upgrade
+    from warp_sync_pipeline.core.runtime import ensure_runtime
+
+    try:
+        runtime = ensure_runtime(with_dagster=False)
+        engine = make_engine(runtime.database_url)
+        applied = upgrade(engine)
+    except (SettingsError, MigrationError) as exc:
+        _fail(str(exc))
+    if applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("database is up to date")
+
+
+@db.command("stop")
+def db_stop() -> None:
+    """Stop the private cluster (nothing happens when WARP_DATABASE_URL points elsewhere)."""
+    from warp_sync_pipeline.core.runtime import local_cluster
+
+    click.echo("stopped private PostgreSQL" if local_cluster().stop() else "private PostgreSQL was not running")
+
+
+@db.command("status")
+def db_status() -> None:
+    from warp_sync_pipeline.core.runtime import local_cluster
+
+    click.echo(json.dumps(local_cluster().status(), indent=2))
+
+
+@main.command("env")
+def env() -> None:
+    """Print shell exports for the running stack (`eval "$(warp-sync env)"`)."""
+    from warp_sync_pipeline.core.runtime import ensure_runtime
+
+    for key, value in ensure_runtime().environment().items():
+        click.echo(f"export {key}='{value}'")
+
+
+@main.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
+def exec_(argv: tuple[str, ...]) -> None:
+    """Run a command with the stack's environment (WARP_DATABASE_URL, DAGSTER_HOME, ...)."""
+    from warp_sync_pipeline.core.runtime import ensure_runtime
+
+    ensure_runtime()
+    os.execvp(argv[0], list(argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Database URLs and engines (SQLAlchemy Core, psycopg2 named explicitly)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from warp_sync_pipeline.core.settings import SettingsError, get_optional
+
+DRIVER = "postgresql+psycopg2"
+
+
+def normalize_url(raw: str, *, variable: str = "WARP_DATABASE_URL") -> str:
+    """Name the driver explicitly: SQLAlchemy 2.1 would pick psycopg 3 for a bare `postgresql://`."""
+    try:
+        url = make_url(raw)
+    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and ValueError alike
+        raise SettingsError(variable, "is not a valid database URL") from None
+    if url.get_backend_name() == "postgres":  # Heroku-style alias
+        url = url.set(drivername="postgresql")
+    if url.get_backend_name() != "postgresql":
+        raise SettingsError(variable, f"must be a PostgreSQL URL, got backend {url.get_backend_name()!r}")
+    if not url.database:
+        raise SettingsError(variable, "names no database")
+    return url.set(drivername=DRIVER).render_as_string(hide_password=False)
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    raw = get_optional("WARP_DATABASE_URL", environ=environ)
+    if raw is None:
+        raise SettingsError(
+            "WARP_DATABASE_URL",
+            "is not set; run through `warp-sync` (which starts the private PostgreSQL) or set it",
+        )
+    return normalize_url(raw)
+
+
+def with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def redacted(url: str | URL) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str, **kwargs: object) -> sa.Engine:
+    """An engine that never prints bound values (they can hold customer data or secrets)."""
+    options: dict[str, object] = {"hide_parameters": True, "pool_pre_ping": True, "future": True}
+    options.update(kwargs)
+    return sa.create_engine(normalize_url(url), **options)
+
+
+def ping(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))

@@ -1,0 +1,86 @@
+"""The local runtime: which PostgreSQL to use, and where Dagster keeps its instance.
+
+With `WARP_DATABASE_URL` set, that server is used as it is. Without it, the private cluster under
+the state folder is started (or reused) and the application and Dagster get a database each on it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from warp_sync_pipeline.core.db import normalize_url, with_database
+from warp_sync_pipeline.core.localpg import LocalCluster, ensure_database
+from warp_sync_pipeline.core.settings import get_optional, project_root, state_dir
+
+APP_DATABASE = "warp"
+DAGSTER_DATABASE = "warp_dagster"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    database_url: str
+    dagster_database_url: str
+    dagster_home: Path
+    private_cluster: bool
+
+    def environment(self) -> dict[str, str]:
+        """Variables a child process (Dagster, gunicorn) needs to find the same stack."""
+        dagster_url = make_url(self.dagster_database_url)
+        return {
+            "WARP_DATABASE_URL": self.database_url,
+            "WARP_DAGSTER_DATABASE_URL": self.dagster_database_url,
+            "WARP_DAGSTER_PG_HOST": dagster_url.host or "127.0.0.1",
+            "WARP_DAGSTER_PG_PORT": str(dagster_url.port or 5432),
+            "WARP_DAGSTER_PG_USER": dagster_url.username or "postgres",
+            "WARP_DAGSTER_PG_PASSWORD": dagster_url.password or "",
+            "WARP_DAGSTER_PG_DB": dagster_url.database or DAGSTER_DATABASE,
+            "DAGSTER_HOME": str(self.dagster_home),
+        }
+
+
+def local_cluster() -> LocalCluster:
+    return LocalCluster(state_dir(), "postgres")
+
+
+def ensure_runtime(*, apply_env: bool = True, with_dagster: bool = True) -> Runtime:
+    configured = get_optional("WARP_DATABASE_URL")
+    if configured:
+        app_url = normalize_url(configured)
+        dagster_raw = get_optional("WARP_DAGSTER_DATABASE_URL")
+        dagster_url = (
+            normalize_url(dagster_raw, variable="WARP_DAGSTER_DATABASE_URL")
+            if dagster_raw
+            else with_database(app_url, (make_url(app_url).database or APP_DATABASE) + "_dagster")
+        )
+        if with_dagster and not dagster_raw:
+            ensure_database(with_database(app_url, "postgres"), make_url(dagster_url).database or DAGSTER_DATABASE)
+        private = False
+    else:
+        admin_url = local_cluster().ensure_running()
+        for name in (APP_DATABASE, DAGSTER_DATABASE) if with_dagster else (APP_DATABASE,):
+            ensure_database(admin_url, name)
+        app_url = with_database(admin_url, APP_DATABASE)
+        dagster_url = with_database(admin_url, DAGSTER_DATABASE)
+        private = True
+    home = Path(get_optional("DAGSTER_HOME") or state_dir() / "dagster-home")
+    if with_dagster:
+        prepare_dagster_home(home)
+    runtime = Runtime(app_url, dagster_url, home, private)
+    if apply_env:
+        os.environ.update(runtime.environment())
+    return runtime
+
+
+def prepare_dagster_home(home: Path) -> None:
+    """DAGSTER_HOME holds customer data (pickled or Parquet frames): keep it private."""
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    template = project_root() / "dagster.yaml"
+    target = home / "dagster.yaml"
+    if template.exists() and (not target.exists() or target.read_bytes() != template.read_bytes()):
+        shutil.copyfile(template, target)

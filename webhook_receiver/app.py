@@ -1,0 +1,42 @@
+"""The receiver's Flask application factory (served by gunicorn: `webhook_receiver:create_app()`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from warp_sync_pipeline.core.db import database_url_from_env, make_engine
+from warp_sync_pipeline.core.settings import get_int
+from webhook_receiver import health
+from webhook_receiver.errors import register_error_handlers
+
+# HubSpot sends at most 100 events a request; a few hundred KiB is generous for that.
+DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=get_int("WARP_MAX_REQUEST_BYTES", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024),
+        JSON_SORT_KEYS=False,
+        TRUSTED_PROXY_HOPS=get_int("WARP_TRUSTED_PROXY_HOPS", 0, minimum=0),
+    )
+    if test_config:
+        app.config.update(test_config)
+    if "DATABASE_URL" not in app.config:
+        app.config["DATABASE_URL"] = database_url_from_env()
+    app.extensions["warp_db"] = make_engine(app.config["DATABASE_URL"], pool_size=10, max_overflow=10)
+
+    hops = int(app.config["TRUSTED_PROXY_HOPS"])
+    if hops:
+        # Behind a proxy the public scheme and host come from X-Forwarded-*; signatures cover them.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+
+    register_error_handlers(app)
+    app.register_blueprint(health.bp)
+    logging.getLogger("webhook_receiver").setLevel(logging.INFO)
+    return app

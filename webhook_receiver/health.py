@@ -1,0 +1,21 @@
+"""`/healthz`: the receiver is up and its database answers."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify
+
+from webhook_receiver.errors import error_response
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():  # noqa: ANN201
+    engine: sa.Engine = current_app.extensions["warp_db"]
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        return error_response(503, "DATABASE_UNAVAILABLE", f"database unreachable ({exc.__class__.__name__})")
+    return jsonify({"success": True, "data": {"status": "ok", "database": "ok"}})
