@@ -96,5 +96,10 @@ def exec_(argv: tuple[str, ...]) -> None:
     os.execvp(argv[0], list(argv))
 
 
+# --- subcommands of other areas -----------------------------------------------------------------
+# Each area keeps its commands in a module of its own (warp_sync_pipeline/cli_<area>.py) and is
+# registered here with one line.
+
+
 if __name__ == "__main__":
     main()
