@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -38,6 +39,20 @@ def demo() -> None:
     click.echo(f"state folder:  {state_dir()}")
     click.echo(f"DAGSTER_HOME:  {runtime.dagster_home}")
     click.echo("stop it all:   make stop")
+
+
+@click.command("mailcatcher")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8025, show_default=True, type=int)
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where messages are saved (default: <state folder>/mail).")
+def mailcatcher(host: str, port: int, folder: Path | None) -> None:
+    """A local SMTP server that saves every message as an .eml file (the demo's mail server)."""
+    from warp_sync_pipeline.core.mailcatcher import serve
+
+    target = folder or state_dir() / "mail"
+    click.echo(f"saving mail to {target}, listening on {host}:{port}")
+    serve(target, host, port)
 
 
 @click.command("stop")
