@@ -105,6 +105,10 @@ main.add_command(demo)
 main.add_command(mailcatcher)
 main.add_command(stop)
 
+from warp_sync_pipeline.cli_hubspot import hubspot  # noqa: E402
+
+main.add_command(hubspot)
+
 
 if __name__ == "__main__":
     main()

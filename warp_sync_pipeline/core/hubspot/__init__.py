@@ -1,0 +1,93 @@
+"""HubSpot for warp-sync: the client, its shared request budget, and our property schema.
+
+Plain Python (httpx, SQLAlchemy Core, tenacity); Dagster and Flask wrap it, never the reverse.
+"""
+
+from warp_sync_pipeline.core.hubspot.budget import Bucket, BudgetSettings, Priority, RequestBudget
+from warp_sync_pipeline.core.hubspot.client import (
+    DEFAULT_BASE_URL,
+    HubSpotClient,
+    HubSpotSettings,
+    PropertySchemaMismatch,
+    RetryPolicy,
+    client_from_env,
+)
+from warp_sync_pipeline.core.hubspot.errors import (
+    AuthFailed,
+    BadRequest,
+    BudgetExhausted,
+    Conflict,
+    HubSpotError,
+    NotFound,
+    OutcomeUnknown,
+    PropertyError,
+    RateLimited,
+    RequestFailed,
+    SearchLimitExceeded,
+    ServiceUnavailable,
+    UniqueValueConflict,
+    ValidationFailed,
+)
+from warp_sync_pipeline.core.hubspot.models import (
+    Company,
+    CompanyPage,
+    CompanyUpdate,
+    Filter,
+    PageProgress,
+    PropertyVersion,
+    RecordOutcome,
+    SearchPage,
+    Sort,
+)
+from warp_sync_pipeline.core.hubspot.properties import (
+    COMPANY_PROPERTIES,
+    PROPERTIES_BY_NAME,
+    SYNCED_PROPERTIES,
+    UNIQUE_PROPERTIES,
+    EnsureResult,
+    PropertyDefinition,
+    PropertyOption,
+)
+
+__all__ = [
+    "COMPANY_PROPERTIES",
+    "DEFAULT_BASE_URL",
+    "PROPERTIES_BY_NAME",
+    "SYNCED_PROPERTIES",
+    "UNIQUE_PROPERTIES",
+    "AuthFailed",
+    "BadRequest",
+    "Bucket",
+    "BudgetExhausted",
+    "BudgetSettings",
+    "Company",
+    "CompanyPage",
+    "CompanyUpdate",
+    "Conflict",
+    "EnsureResult",
+    "Filter",
+    "HubSpotClient",
+    "HubSpotError",
+    "HubSpotSettings",
+    "NotFound",
+    "OutcomeUnknown",
+    "PageProgress",
+    "Priority",
+    "PropertyDefinition",
+    "PropertyError",
+    "PropertyOption",
+    "PropertySchemaMismatch",
+    "PropertyVersion",
+    "RateLimited",
+    "RecordOutcome",
+    "RequestBudget",
+    "RequestFailed",
+    "RetryPolicy",
+    "SearchLimitExceeded",
+    "SearchPage",
+    "ServiceUnavailable",
+    "Sort",
+    "UniqueValueConflict",
+    "ValidationFailed",
+    "client_from_env",
+]

@@ -1,0 +1,165 @@
+"""The HubSpot request budget, shared by every process through PostgreSQL.
+
+HubSpot counts requests per app in a rolling 10-second window (100 by default; higher tiers get
+more) and search separately (5 a second). Every process that calls HubSpot takes a token here
+before each request, so together they stay under the limit.
+
+Why SQL of our own rather than pyrate-limiter's PostgresBucket: that bucket needs psycopg 3 and
+psycopg_pool (a second driver beside psycopg2), rejects a caller outright whenever another holds
+its table lock, and has one fixed capacity per bucket. The reserved share needs one shared window
+read with two capacities (a bulk caller sees fewer tokens than a sync caller), which is one
+comparison in SQL (sql/003_hubspot_rate_budget.sql) and not expressible with its buckets.
+Waiting between attempts uses tenacity.
+
+Tokens are taken on an AUTOCOMMIT engine of the budget's own (its own small pool on the same
+database), so a take never joins, waits on, or is rolled back with a caller's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import sqlalchemy as sa
+import tenacity
+
+from warp_sync_pipeline.core.db import make_engine
+from warp_sync_pipeline.core.hubspot.errors import BudgetExhausted
+from warp_sync_pipeline.core.settings import get_float, get_int
+
+log = logging.getLogger("warp_sync.hubspot.budget")
+
+TAKE = sa.text("SELECT hubspot_rate_budget_take(:bucket, :capacity, :window_ms, :priority)")
+
+
+class Priority(StrEnum):
+    """`sync`: a caller waiting on the answer (a create); `bulk`: pulls, drains, reconciliation."""
+
+    SYNC = "sync"
+    BULK = "bulk"
+
+
+class Bucket(StrEnum):
+    BURST = "burst"  # HubSpot's rolling 10-second budget (every endpoint but search)
+    SEARCH = "search"  # search's own per-second limit
+
+
+@dataclass(frozen=True)
+class BudgetSettings:
+    requests_per_window: int = 100
+    window_seconds: float = 10.0
+    search_per_second: int = 5
+    # Share of each window only sync callers may use: bulk callers stop at the rest.
+    reserved_share: float = 0.2
+    # Added to each window: a token is taken a moment before HubSpot sees the request.
+    margin_ms: int = 250
+
+    def __post_init__(self) -> None:
+        if self.requests_per_window < 1 or self.search_per_second < 1:
+            raise ValueError("request limits must be at least 1")
+        if not 0 <= self.reserved_share < 1:
+            raise ValueError("reserved_share must be in [0, 1)")
+        if self.window_seconds <= 0 or self.margin_ms < 0:
+            raise ValueError("window_seconds must be positive and margin_ms not negative")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BudgetSettings:
+        return cls(
+            requests_per_window=get_int("HUBSPOT_REQUESTS_PER_10S", 100, minimum=1, environ=environ),
+            search_per_second=get_int("HUBSPOT_SEARCH_PER_SECOND", 5, minimum=1, environ=environ),
+            reserved_share=get_float("HUBSPOT_RESERVED_SHARE", 0.2, minimum=0.0, maximum=0.9, environ=environ),
+            margin_ms=get_int("HUBSPOT_BUDGET_MARGIN_MS", 250, minimum=0, environ=environ),
+        )
+
+    def capacity(self, bucket: Bucket, priority: Priority) -> int:
+        total = self.requests_per_window if bucket is Bucket.BURST else self.search_per_second
+        if priority is Priority.SYNC:
+            return total
+        return max(1, math.floor(total * (1 - self.reserved_share)))
+
+    def window_ms(self, bucket: Bucket) -> int:
+        base = self.window_seconds * 1000 if bucket is Bucket.BURST else 1000
+        return int(base + self.margin_ms)
+
+
+class RequestBudget:
+    """Takes request tokens from the shared window, waiting (up to a deadline) when it is full."""
+
+    def __init__(self, engine_or_url: sa.Engine | str, settings: BudgetSettings | None = None) -> None:
+        url = (
+            engine_or_url.url.render_as_string(hide_password=False)
+            if isinstance(engine_or_url, sa.Engine)
+            else engine_or_url
+        )
+        self.settings = settings or BudgetSettings()
+        self._engine = make_engine(url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
+
+    def try_take(self, bucket: Bucket, priority: Priority) -> float:
+        """One attempt: 0.0 when a token was taken, else the seconds until one may free up."""
+        with self._engine.connect() as conn:
+            wait = conn.execute(
+                TAKE,
+                {
+                    "bucket": bucket.value,
+                    "capacity": self.settings.capacity(bucket, priority),
+                    "window_ms": self.settings.window_ms(bucket),
+                    "priority": priority.value,
+                },
+            ).scalar_one()
+        return float(wait)
+
+    def acquire(self, bucket: Bucket, priority: Priority, *, deadline: float) -> float:
+        """Take a token, sleeping while the window is full; return the seconds waited.
+
+        `deadline` is a `time.monotonic()` instant. Raises BudgetExhausted (nothing sent) when no
+        token can be had before it.
+        """
+        started = time.monotonic()
+
+        def past_deadline(state: tenacity.RetryCallState) -> bool:
+            return time.monotonic() + state.upcoming_sleep >= deadline
+
+        def give_up(state: tenacity.RetryCallState) -> float:
+            raise BudgetExhausted(
+                f"no HubSpot request token ({bucket.value}, {priority.value}) within the time budget; "
+                f"waited {time.monotonic() - started:.2f}s",
+                attempts=state.attempt_number,
+            )
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda wait: wait > 0),
+            # The database says when the oldest token leaves the window; a little jitter keeps
+            # waiting processes from asking at the same instant.
+            wait=lambda state: state.outcome.result() + random.uniform(0.002, 0.02),
+            stop=past_deadline,
+            retry_error_callback=give_up,
+        )
+        if time.monotonic() >= deadline:
+            raise BudgetExhausted("the time budget ran out before a HubSpot request could be sent")
+        retrying(self.try_take, bucket, priority)
+        waited = time.monotonic() - started
+        if waited > 0.5:
+            log.info("waited %.2fs for a HubSpot %s token (%s)", waited, bucket.value, priority.value)
+        return waited
+
+    def in_use(self, bucket: Bucket = Bucket.BURST) -> int:
+        """Tokens currently inside the window (for tests and monitoring)."""
+        window = self.settings.window_ms(bucket)
+        with self._engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM hubspot_rate_budget WHERE bucket = :bucket "
+                        "AND taken_at > clock_timestamp() - make_interval(secs => :window_ms / 1000.0)"
+                    ),
+                    {"bucket": bucket.value, "window_ms": window},
+                ).scalar_one()
+            )
+
+    def close(self) -> None:
+        self._engine.dispose()

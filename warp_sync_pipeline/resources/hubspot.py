@@ -1,0 +1,100 @@
+"""The `hubspot` resource: warp-sync's HubSpot client, built once per run.
+
+Secrets and URLs arrive as `dg.EnvVar`s (the UI shows the variable's name, never its value).
+The request budget is shared through `database_url` with every other process calling HubSpot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+from warp_sync_pipeline.core.hubspot import (
+    DEFAULT_BASE_URL,
+    BudgetSettings,
+    HubSpotClient,
+    Priority,
+    RequestBudget,
+    RetryPolicy,
+)
+from warp_sync_pipeline.core.settings import get_float, get_int
+
+
+class HubSpotResource(dg.ConfigurableResource):
+    """HubSpot's CRM API through warp-sync's client (request budget, retries, typed errors)."""
+
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="HubSpot API root (HUBSPOT_BASE_URL).")
+    access_token: str = Field(description="Private-app token (HUBSPOT_ACCESS_TOKEN).")
+    database_url: str | None = Field(
+        default=None, description="Database holding the shared request budget; None: no shared budget."
+    )
+    requests_per_10s: int = Field(default=100, description="HubSpot's rolling 10-second request limit.")
+    search_per_second: int = Field(default=5, description="HubSpot's search requests per second.")
+    reserved_share: float = Field(
+        default=0.2, description="Share of each window that only synchronous callers may use."
+    )
+    budget_margin_ms: int = Field(default=250, description="Added to each budget window (ms).")
+    priority: str = Field(default=Priority.BULK.value, description="'bulk' for runs, 'sync' for a waiting caller.")
+    time_budget_seconds: float = Field(default=60.0, description="Longest one call may take, retries included.")
+    request_timeout_seconds: float = Field(default=30.0, description="Network timeout of one HTTP request.")
+    max_attempts: int = Field(default=5, description="Attempts per call for retryable failures.")
+
+    _client: HubSpotClient | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSpotResource:
+        """The binding used by the code location: URLs and the token as EnvVars, limits parsed now."""
+        env = os.environ if environ is None else environ
+        return cls(
+            # HUBSPOT_BASE_URL is optional: unset means HubSpot's real API.
+            base_url=dg.EnvVar("HUBSPOT_BASE_URL") if env.get("HUBSPOT_BASE_URL") else DEFAULT_BASE_URL,
+            access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
+            database_url=dg.EnvVar("WARP_DATABASE_URL"),
+            requests_per_10s=get_int("HUBSPOT_REQUESTS_PER_10S", 100, minimum=1, environ=env),
+            search_per_second=get_int("HUBSPOT_SEARCH_PER_SECOND", 5, minimum=1, environ=env),
+            reserved_share=get_float("HUBSPOT_RESERVED_SHARE", 0.2, minimum=0.0, maximum=0.9, environ=env),
+            budget_margin_ms=get_int("HUBSPOT_BUDGET_MARGIN_MS", 250, minimum=0, environ=env),
+            time_budget_seconds=get_float("HUBSPOT_TIME_BUDGET_SECONDS", 60.0, minimum=0.1, environ=env),
+            request_timeout_seconds=get_float("HUBSPOT_REQUEST_TIMEOUT_SECONDS", 30.0, minimum=0.1, environ=env),
+            max_attempts=get_int("HUBSPOT_MAX_ATTEMPTS", 5, minimum=1, environ=env),
+        )
+
+    def build_client(self) -> HubSpotClient:
+        budget = None
+        if self.database_url:
+            budget = RequestBudget(
+                self.database_url,
+                BudgetSettings(
+                    requests_per_window=self.requests_per_10s,
+                    search_per_second=self.search_per_second,
+                    reserved_share=self.reserved_share,
+                    margin_ms=self.budget_margin_ms,
+                ),
+            )
+        return HubSpotClient(
+            self.base_url,
+            self.access_token,
+            budget=budget,
+            priority=Priority(self.priority),
+            time_budget_s=self.time_budget_seconds,
+            request_timeout_s=self.request_timeout_seconds,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+        )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._client = self.build_client()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> HubSpotClient:
+        if self._client is None:
+            # Used outside a run (a test building the resource directly).
+            self._client = self.build_client()
+        return self._client
