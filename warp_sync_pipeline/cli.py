@@ -109,6 +109,10 @@ from warp_sync_pipeline.cli_hubspot import hubspot  # noqa: E402
 
 main.add_command(hubspot)
 
+from warp_sync_pipeline.cli_sandbox import sandbox  # noqa: E402
+
+main.add_command(sandbox)
+
 
 if __name__ == "__main__":
     main()

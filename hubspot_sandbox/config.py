@@ -1,0 +1,96 @@
+"""The sandbox's settings: changed at run time through POST /_sandbox/config, restored by reset."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from hubspot_sandbox.wire import bad_request
+
+
+@dataclass
+class SandboxConfig:
+    access_token: str
+    client_secret: str
+    portal_id: int = 62515
+    app_id: int = 54321
+    # HubSpot's burst budget per token and rolling 10 s (Free/Starter 100; None turns it off).
+    rate_limit_per_10s: int | None = 100
+    # Search has its own per-second budget and is exempt from the 10-second one.
+    search_per_second: int | None = 5
+    daily_limit: int = 250_000
+    webhook_target_url: str | None = None
+    webhook_timeout_seconds: float = 5.0
+    webhook_max_retries: int = 10
+    webhook_retry_initial_seconds: float = 1.0
+    webhook_retry_max_seconds: float = 60.0
+    webhook_max_in_flight: int = 10
+    webhook_max_events_per_request: int = 100
+    # How long the dispatcher waits for more events before sending a part-filled batch.
+    webhook_batch_window_ms: int = 25
+    # Properties whose changes are sent as propertyChange events; None means every property.
+    webhook_subscribed_properties: list[str] | None = None
+    # The user a rep edit is attributed to when the switch names none.
+    default_rep_user_id: int = 7_001_234
+
+    def public(self) -> dict[str, Any]:
+        """Settings as JSON, secrets left out."""
+        data = dataclasses.asdict(self)
+        data.pop("access_token")
+        data.pop("client_secret")
+        return data
+
+    def updated(self, changes: dict[str, Any]) -> SandboxConfig:
+        """A copy with `changes` applied, each checked (400 naming the setting when wrong)."""
+        known = {f.name: f for f in dataclasses.fields(self)}
+        values = dataclasses.asdict(self)
+        for key, value in changes.items():
+            if key not in known:
+                raise bad_request(f"Unknown sandbox setting {key!r}; known: {', '.join(sorted(known))}.")
+            values[key] = _checked(key, value)
+        return SandboxConfig(**values)
+
+
+_OPTIONAL_POSITIVE_INTS = {"rate_limit_per_10s", "search_per_second"}
+_POSITIVE_INTS = {"portal_id", "app_id", "daily_limit", "webhook_max_in_flight", "webhook_max_events_per_request",
+                  "default_rep_user_id"}
+_NON_NEGATIVE_INTS = {"webhook_max_retries", "webhook_batch_window_ms"}
+_POSITIVE_FLOATS = {"webhook_timeout_seconds"}
+_NON_NEGATIVE_FLOATS = {"webhook_retry_initial_seconds", "webhook_retry_max_seconds"}
+MAX_IN_FLIGHT_CEILING = 32
+
+
+def _checked(key: str, value: Any) -> Any:
+    if key in ("access_token", "client_secret"):
+        if not isinstance(value, str) or not value:
+            raise bad_request(f"{key} must be a non-empty string.")
+        return value
+    if key == "webhook_target_url":
+        if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
+            raise bad_request("webhook_target_url must be an http(s) URL or null.")
+        return value
+    if key == "webhook_subscribed_properties":
+        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+            raise bad_request("webhook_subscribed_properties must be a list of property names or null.")
+        return value
+    if key in _OPTIONAL_POSITIVE_INTS and value is None:
+        return None
+    if key in _OPTIONAL_POSITIVE_INTS | _POSITIVE_INTS | _NON_NEGATIVE_INTS:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad_request(f"{key} must be a whole number" + (" or null." if key in _OPTIONAL_POSITIVE_INTS else "."))
+        minimum = 0 if key in _NON_NEGATIVE_INTS else 1
+        if value < minimum:
+            raise bad_request(f"{key} must be at least {minimum}.")
+        if key == "webhook_max_in_flight" and value > MAX_IN_FLIGHT_CEILING:
+            raise bad_request(f"webhook_max_in_flight must be at most {MAX_IN_FLIGHT_CEILING}.")
+        if key == "webhook_max_events_per_request" and value > 100:
+            raise bad_request("webhook_max_events_per_request must be at most 100 (HubSpot's batch size).")
+        return value
+    if key in _POSITIVE_FLOATS | _NON_NEGATIVE_FLOATS:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise bad_request(f"{key} must be a number of seconds.")
+        if value < 0 or (key in _POSITIVE_FLOATS and value == 0):
+            raise bad_request(f"{key} must be {'positive' if key in _POSITIVE_FLOATS else 'zero or more'}.")
+        return float(value)
+    return value
