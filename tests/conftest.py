@@ -1,5 +1,6 @@
 """Suite-wide fixtures live in tests/plugins/, one module per area."""
 
 pytest_plugins = [
+    "tests.plugins.sandbox",
     "tests.plugins.database",
 ]
