@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.plugins.sandbox",
     "tests.plugins.database",
+    "tests.plugins.smtp",
 ]

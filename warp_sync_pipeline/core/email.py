@@ -1,0 +1,575 @@
+"""The reconciliation report and failure alerts: rendering (email and Markdown) and SMTP delivery.
+
+The report is a plain dict, filled by the reconciliation assets:
+
+    {
+        "run_id": "3f2c...",                 # the Dagster run id
+        "dry_run": False,
+        "status": "succeeded",               # running | succeeded | failed
+        "started_at": datetime | str,        # optional
+        "finished_at": datetime | str,       # optional
+        "counts": {"customers_pulled": 1000, "changes_to_hubspot": 12, ...},   # name -> number
+        "alerts": ["The brake stopped the write-back: 9.1% of records would change (limit 5%)."],
+        "notes": ["12 rows skipped because they changed after the pull."],
+        "sections": [
+            {
+                "title": "Changes written to HubSpot",
+                "columns": ["BAN", "Field", "Old value", "New value"],
+                "rows": [["ZT-000000001", "name", "Acme", "Acme Ltd"], ...],
+                "total_rows": 1200,          # optional: when `rows` is a sample of a longer list
+                "note": "…",                 # optional: one line under the title
+            },
+        ],
+    }
+
+Every value may come from HubSpot and is treated as data: control characters are stripped, the
+HTML part comes from autoescaping Jinja templates, the Markdown escapes Markdown and HTML
+special characters, and no report value ever reaches a mail header (the subject is built only
+from our own vocabulary and a validated run id).
+
+SMTP: STARTTLS with a verifying `ssl.create_default_context()` before any login (the settings
+refuse a username without STARTTLS); plain SMTP only for a local catcher.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import re
+import smtplib
+import ssl
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from tabulate import tabulate
+
+from warp_sync_pipeline.core.settings import (
+    SettingsError,
+    get_bool,
+    get_float,
+    get_int,
+    get_optional,
+    get_str,
+)
+
+# Rows shown per table: an email of a million changes helps nobody; the full lists stay in the run.
+EMAIL_MAX_ROWS_PER_SECTION = 100
+MARKDOWN_MAX_ROWS_PER_SECTION = 50
+# A hostile or broken value cannot blow up a table cell.
+MAX_CELL_CHARS = 300
+
+REPORT_STATUSES = ("running", "succeeded", "failed")
+ALERT_STATUSES = ("failed", "cancelled")
+
+DEFAULT_FROM = "warp-sync@localhost"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+
+_ADDRESS = re.compile(r"^[^@\s,<>\"']+@[^@\s,<>\"']+$")
+_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SAFE_JOB_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
+# C0 and C1 controls, DEL, and the bidirectional overrides/isolates that can disguise text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_KEEP_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_WHITESPACE_CONTROLS = re.compile(r"[\t\r\n\v\f]+")
+_HTML_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+_MARKDOWN_PUNCTUATION = frozenset(string.punctuation) - set(_HTML_SPECIAL)
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+class EmailDeliveryError(RuntimeError):
+    """Sending failed; `code` is stable (SMTP_TLS_FAILED, SMTP_AUTH_FAILED, ...). Never holds secrets."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- settings ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmailSettings:
+    """SMTP and recipients, from SMTP_* and WARP_REPORT_RECIPIENTS (see .env.example)."""
+
+    host: str | None
+    port: int
+    starttls: bool
+    from_address: str
+    timeout_seconds: float
+    recipients: tuple[str, ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        """Both a server and someone to send to."""
+        return bool(self.host and self.recipients)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> EmailSettings:
+        host = get_optional("SMTP_HOST", environ=environ)
+        if host is not None and (any(c.isspace() for c in host) or "/" in host):
+            raise SettingsError("SMTP_HOST", "expected a host name or address, without scheme or spaces")
+        starttls = get_bool("SMTP_STARTTLS", True, environ=environ)
+        port = get_int("SMTP_PORT", 587 if starttls else 25, minimum=1, environ=environ)
+        if port > 65535:
+            raise SettingsError("SMTP_PORT", f"must be at most 65535, got {port}")
+        username = get_optional("SMTP_USERNAME", environ=environ)
+        password = get_optional("SMTP_PASSWORD", environ=environ)
+        if username and not password:
+            raise SettingsError("SMTP_PASSWORD", "is not set but SMTP_USERNAME is")
+        if password and not username:
+            raise SettingsError("SMTP_USERNAME", "is not set but SMTP_PASSWORD is")
+        if username and not starttls:
+            raise SettingsError(
+                "SMTP_STARTTLS", "must be true when SMTP_USERNAME is set: a password is never sent without verified TLS"
+            )
+        from_address = get_str("SMTP_FROM", DEFAULT_FROM, environ=environ)
+        _check_address("SMTP_FROM", from_address)
+        timeout = get_float(
+            "SMTP_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS, minimum=0.5, maximum=300, environ=environ
+        )
+        recipients = parse_recipients(get_optional("WARP_REPORT_RECIPIENTS", environ=environ) or "")
+        ca_file = get_optional("SMTP_CA_FILE", environ=environ)
+        if ca_file is not None and not Path(ca_file).is_file():
+            raise SettingsError("SMTP_CA_FILE", "names no readable file")
+        return cls(
+            host=host,
+            port=port,
+            starttls=starttls,
+            from_address=from_address,
+            timeout_seconds=timeout,
+            recipients=recipients,
+            username=username,
+            password=password,
+            ca_file=ca_file,
+        )
+
+
+def _check_address(variable: str, address: str) -> None:
+    if not _ADDRESS.match(address):
+        raise SettingsError(variable, f"{address!r} is not a plain email address (name@domain)")
+    try:
+        Address(addr_spec=address)
+    except Exception:  # noqa: BLE001 - the email package raises several defect types
+        raise SettingsError(variable, f"{address!r} is not a valid email address") from None
+
+
+def parse_recipients(raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses, de-duplicated in order; names and angle brackets are refused."""
+    found: list[str] = []
+    for part in raw.split(","):
+        address = part.strip()
+        if not address:
+            continue
+        _check_address("WARP_REPORT_RECIPIENTS", address)
+        if address.lower() not in {a.lower() for a in found}:
+            found.append(address)
+    return tuple(found)
+
+
+# --- cleaning and escaping --------------------------------------------------------------------
+def strip_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """Remove control characters; tabs and line breaks become one space unless kept."""
+    if keep_newlines:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return _CONTROL_KEEP_NEWLINES.sub("", text.replace("\t", " "))
+    return _CONTROL.sub("", _WHITESPACE_CONTROLS.sub(" ", text))
+
+
+def _plain_scalar(value: Any) -> Any:
+    """numpy/pandas scalars as Python ones (without importing either); pandas gaps as None."""
+    if value.__class__.__name__ in {"NAType", "NaTType"}:
+        return None
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    return value
+
+
+def clean_value(value: Any, *, max_chars: int = MAX_CELL_CHARS) -> str:
+    """One table cell or list item as safe plain text (not yet escaped for any markup)."""
+    value = _plain_scalar(value)
+    if value is None:
+        text = ""
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, float):
+        text = "" if value != value else str(value)  # NaN (a pandas gap) shows as empty
+    elif isinstance(value, decimal.Decimal):
+        text = str(value)
+    elif isinstance(value, (dt.datetime, dt.date)):
+        text = _format_time(value)
+    elif isinstance(value, (Mapping, list, tuple)):
+        text = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+    else:
+        text = str(value)
+    text = strip_controls(text).strip()
+    if len(text) > max_chars:
+        text = text[: max_chars - 1] + "…"
+    return text
+
+
+def escape_markdown(value: Any) -> str:
+    """A value as literal Markdown text: HTML specials as entities, other punctuation backslashed.
+
+    Backslashing every ASCII punctuation character is what CommonMark allows, and it defuses
+    emphasis, links, headings, table pipes and autolinks (`www\\.example\\.com`) alike.
+    """
+    text = value if isinstance(value, str) else clean_value(value)
+    text = strip_controls(text)
+    out: list[str] = []
+    for ch in text:
+        if ch in _HTML_SPECIAL:
+            out.append(_HTML_SPECIAL[ch])
+        elif ch in _MARKDOWN_PUNCTUATION:
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _format_time(value: dt.datetime | dt.date | str | None) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+        return value.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if value.tzinfo is not None else "")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return strip_controls(str(value)).strip()
+
+
+def _format_count(value: Any) -> str:
+    """Counts read better with thousands separators: 1,000,000."""
+    value = _plain_scalar(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float) and value == value:
+        return f"{int(value):,}" if value.is_integer() else f"{value:,.4f}".rstrip("0")
+    return clean_value(value)
+
+
+def humanize(name: str) -> str:
+    """`changes_to_hubspot` -> `Changes to hubspot` (count names are ours, but cleaned anyway)."""
+    text = clean_value(name).replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+# --- the report's view model ------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Section:
+    title: str
+    note: str
+    columns: list[str]
+    rows: list[list[str]]
+    total_rows: int
+
+    @property
+    def hidden_rows(self) -> int:
+        return max(self.total_rows - len(self.rows), 0)
+
+
+def _safe_run_id(run_id: Any) -> str | None:
+    text = clean_value(run_id)
+    return text if _SAFE_RUN_ID.match(text) else None
+
+
+def _prepare(report: Mapping[str, Any], max_rows: int) -> dict[str, Any]:
+    """Validate the report dict and turn every value into clean text."""
+    if not isinstance(report, Mapping):
+        raise TypeError("the report must be a dict")
+    status = clean_value(report.get("status") or "")
+    counts_raw = report.get("counts") or {}
+    if not isinstance(counts_raw, Mapping):
+        raise TypeError("report['counts'] must be a dict of name -> number")
+    sections: list[_Section] = []
+    for number, raw in enumerate(report.get("sections") or [], start=1):
+        if not isinstance(raw, Mapping):
+            raise TypeError(f"report section {number} must be a dict")
+        columns = [clean_value(c) for c in raw.get("columns") or []]
+        all_rows = list(raw.get("rows") or [])
+        rows: list[list[str]] = []
+        for row in all_rows[:max_rows]:
+            cells = [clean_value(v) for v in (row.values() if isinstance(row, Mapping) else row)]
+            width = max(len(columns), len(cells))
+            rows.append(cells + [""] * (width - len(cells)))
+        if rows and len(columns) < len(rows[0]):
+            columns += [""] * (len(rows[0]) - len(columns))
+        total = raw.get("total_rows")
+        total_rows = int(total) if isinstance(total, int) and total >= len(all_rows) else len(all_rows)
+        sections.append(
+            _Section(
+                title=clean_value(raw.get("title") or f"Table {number}"),
+                note=clean_value(raw.get("note") or "", max_chars=1000),
+                columns=columns,
+                rows=rows,
+                total_rows=total_rows,
+            )
+        )
+    return {
+        "run_id": clean_value(report.get("run_id") or "unknown"),
+        "dry_run": bool(report.get("dry_run")),
+        "status": status or "unknown",
+        "started_at": _format_time(report.get("started_at")),
+        "finished_at": _format_time(report.get("finished_at")),
+        "counts": [(humanize(str(k)), _format_count(v)) for k, v in counts_raw.items()],
+        "alerts": [clean_value(a, max_chars=2000) for a in report.get("alerts") or []],
+        "notes": [clean_value(n, max_chars=2000) for n in report.get("notes") or []],
+        "sections": sections,
+    }
+
+
+# --- templates --------------------------------------------------------------------------------
+_jinja = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+    # Everything but the plain-text templates is escaped; strings rendered ad hoc are too.
+    autoescape=jinja2.select_autoescape(
+        enabled_extensions=("html", "htm", "xml"), disabled_extensions=("txt",), default_for_string=True, default=True
+    ),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+
+
+def _text_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    return tabulate(rows, headers=list(columns), tablefmt="simple", disable_numparse=True)
+
+
+def _summary_table(counts: Sequence[tuple[str, str]]) -> str:
+    return tabulate(list(counts), tablefmt="plain", colalign=("left", "right"), disable_numparse=True)
+
+
+_jinja.filters["text_table"] = _text_table
+_jinja.filters["summary_table"] = _summary_table
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+
+
+def report_subject(report: Mapping[str, Any]) -> str:
+    """Only our own words and a validated run id: nothing from HubSpot reaches a header."""
+    status = report.get("status")
+    parts = ["[warp-sync] Reconciliation", status if status in REPORT_STATUSES else "report"]
+    if report.get("dry_run"):
+        parts.append("(dry run)")
+    run_id = _safe_run_id(report.get("run_id"))
+    if run_id:
+        parts.append(f"- run {run_id[:8]}")
+    alerts = report.get("alerts") or []
+    if alerts:
+        parts.append(f"- {len(alerts)} alert{'s' if len(alerts) != 1 else ''}")
+    return " ".join(parts)
+
+
+def render_report_email(report: Mapping[str, Any], *, max_rows: int = EMAIL_MAX_ROWS_PER_SECTION) -> RenderedEmail:
+    view = _prepare(report, max_rows)
+    subject = report_subject(report)
+    context = {"r": view, "subject": subject}
+    return RenderedEmail(
+        subject=subject,
+        text=_jinja.get_template("report_email.txt").render(context),
+        html=_jinja.get_template("report_email.html").render(context),
+    )
+
+
+def render_markdown(report: Mapping[str, Any], *, max_rows: int = MARKDOWN_MAX_ROWS_PER_SECTION) -> str:
+    """The report as Markdown for Dagster metadata (`MetadataValue.md`); every value escaped."""
+    view = _prepare(report, max_rows)
+    md = escape_markdown
+    lines = [f"## Reconciliation report: {md(view['status'])}{' (dry run)' if view['dry_run'] else ''}", ""]
+    meta = [f"Run {md(view['run_id'])}"]
+    if view["started_at"]:
+        meta.append(f"started {md(view['started_at'])}")
+    if view["finished_at"]:
+        meta.append(f"finished {md(view['finished_at'])}")
+    lines += [", ".join(meta), ""]
+    if view["dry_run"]:
+        lines += ["**Dry run:** nothing was changed on either side.", ""]
+    if view["alerts"]:
+        lines += ["### Alerts", ""] + [f"- **{md(a)}**" for a in view["alerts"]] + [""]
+    lines += ["### Summary", ""]
+    if view["counts"]:
+        lines += ["| Count | Value |", "| --- | ---: |"]
+        lines += [f"| {md(name)} | {md(value)} |" for name, value in view["counts"]] + [""]
+    else:
+        lines += ["No counts.", ""]
+    if view["notes"]:
+        lines += ["### Notes", ""] + [f"- {md(n)}" for n in view["notes"]] + [""]
+    for section in view["sections"]:
+        lines += [f"### {md(section.title)}", ""]
+        if section.note:
+            lines += [md(section.note), ""]
+        if not section.rows:
+            lines += ["None.", ""]
+            continue
+        header = [md(c) or " " for c in section.columns]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("| " + " | ".join("---" for _ in header) + " |")
+        lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in section.rows]
+        if section.hidden_rows:
+            lines += ["", f"… and {section.hidden_rows:,} more rows (total {section.total_rows:,})."]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+@dataclass(frozen=True)
+class FailureAlert:
+    """A reconciliation run that failed or was cancelled (or whose process died)."""
+
+    job_name: str
+    run_id: str
+    status: str  # failed | cancelled
+    reason: str
+    occurred_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    dry_run: bool = False
+    request_id: str | None = None
+
+
+def alert_subject(alert: FailureAlert) -> str:
+    job = alert.job_name if _SAFE_JOB_NAME.match(alert.job_name or "") else "Dagster job"
+    status = alert.status if alert.status in ALERT_STATUSES else "failed"
+    subject = f"[warp-sync] ALERT: {job} {status}"
+    run_id = _safe_run_id(alert.run_id)
+    return subject + (f" - run {run_id[:8]}" if run_id else "")
+
+
+def render_failure_alert(alert: FailureAlert) -> RenderedEmail:
+    view = {
+        "job_name": clean_value(alert.job_name),
+        "run_id": clean_value(alert.run_id),
+        "status": alert.status if alert.status in ALERT_STATUSES else "failed",
+        "reason_lines": [
+            strip_controls(line).rstrip() for line in strip_controls(alert.reason or "", keep_newlines=True).split("\n")
+        ],
+        "occurred_at": _format_time(alert.occurred_at),
+        "dry_run": alert.dry_run,
+        "request_id": clean_value(alert.request_id) if alert.request_id else "",
+    }
+    subject = alert_subject(alert)
+    context = {"a": view, "subject": subject}
+    return RenderedEmail(
+        subject=subject,
+        text=_jinja.get_template("failure_alert.txt").render(context),
+        html=_jinja.get_template("failure_alert.html").render(context),
+    )
+
+
+# --- messages and delivery --------------------------------------------------------------------
+def build_message(rendered: RenderedEmail, settings: EmailSettings) -> EmailMessage:
+    """multipart/alternative: the plain-text part first, the HTML part preferred by mail clients."""
+    if not settings.recipients:
+        raise EmailDeliveryError("EMAIL_NOT_CONFIGURED", "WARP_REPORT_RECIPIENTS names no one to send to")
+    message = EmailMessage()
+    message["Subject"] = rendered.subject
+    message["From"] = settings.from_address
+    message["To"] = ", ".join(settings.recipients)
+    message["Date"] = formatdate(usegmt=True)
+    message["Message-ID"] = make_msgid(domain=settings.from_address.rsplit("@", 1)[-1])
+    # RFC 3834: an automatic message; vacation responders should not answer it.
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(rendered.text, subtype="plain", charset="utf-8")
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    return message
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    accepted: tuple[str, ...]
+    refused: dict[str, str]
+
+
+def tls_context(settings: EmailSettings) -> ssl.SSLContext:
+    """A verifying context (certificate chain and host name), trusting SMTP_CA_FILE when given."""
+    return ssl.create_default_context(cafile=settings.ca_file) if settings.ca_file else ssl.create_default_context()
+
+
+def send_message(
+    message: EmailMessage,
+    settings: EmailSettings,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout_seconds: float | None = None,
+) -> DeliveryResult:
+    """Deliver over SMTP: STARTTLS (verified) before any login when configured.
+
+    `ssl_context` replaces the default verifying context (tests pass one trusting their own CA).
+    `timeout_seconds` caps each network operation (a sensor uses a short one).
+    """
+    if not settings.host:
+        raise EmailDeliveryError("EMAIL_NOT_CONFIGURED", "SMTP_HOST is not set")
+    where = f"{settings.host}:{settings.port}"
+    timeout = min(timeout_seconds or settings.timeout_seconds, settings.timeout_seconds)
+    recipients = [a.addr_spec for a in message["To"].addresses]
+    try:
+        with smtplib.SMTP(settings.host, settings.port, timeout=timeout, local_hostname="localhost") as smtp:
+            smtp.ehlo()
+            if settings.starttls:
+                try:
+                    smtp.starttls(context=ssl_context or tls_context(settings))
+                except smtplib.SMTPNotSupportedError:
+                    raise EmailDeliveryError(
+                        "SMTP_TLS_UNAVAILABLE", f"{where} does not offer STARTTLS (SMTP_STARTTLS is true)"
+                    ) from None
+                except ssl.SSLError as exc:
+                    raise EmailDeliveryError(
+                        "SMTP_TLS_FAILED", f"TLS with {where} could not be verified: {exc.__class__.__name__}: {exc}"
+                    ) from None
+                smtp.ehlo()
+            if settings.username:
+                try:
+                    smtp.login(settings.username, settings.password or "")
+                except smtplib.SMTPAuthenticationError as exc:
+                    raise EmailDeliveryError(
+                        "SMTP_AUTH_FAILED", f"{where} refused the login of {settings.username!r} ({exc.smtp_code})"
+                    ) from None
+            refused_raw = smtp.send_message(message, from_addr=settings.from_address, to_addrs=recipients)
+    except EmailDeliveryError:
+        raise
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise EmailDeliveryError(
+            "SMTP_RECIPIENTS_REFUSED", f"{where} refused every recipient: {', '.join(exc.recipients)}"
+        ) from None
+    except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as exc:
+        raise EmailDeliveryError("SMTP_REFUSED", f"{where} refused the message ({exc.smtp_code})") from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise EmailDeliveryError("SMTP_UNAVAILABLE", f"could not deliver through {where}: {exc.__class__.__name__}") from None
+    refused = {addr: f"{code} {reply.decode('utf-8', 'replace')}" for addr, (code, reply) in refused_raw.items()}
+    return DeliveryResult(accepted=tuple(a for a in recipients if a not in refused), refused=refused)
+
+
+def send_report(
+    report: Mapping[str, Any],
+    settings: EmailSettings,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout_seconds: float | None = None,
+) -> DeliveryResult:
+    message = build_message(render_report_email(report), settings)
+    return send_message(message, settings, ssl_context=ssl_context, timeout_seconds=timeout_seconds)
+
+
+def send_failure_alert(
+    alert: FailureAlert,
+    settings: EmailSettings,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout_seconds: float | None = None,
+) -> DeliveryResult:
+    message = build_message(render_failure_alert(alert), settings)
+    return send_message(message, settings, ssl_context=ssl_context, timeout_seconds=timeout_seconds)
+

@@ -1,0 +1,74 @@
+"""The `email` resource: the report and failure alerts over SMTP (core/email.py does the work).
+
+Each field holds the raw text of one environment variable and is parsed by
+`EmailSettings.from_env`, so a bad value is reported with the variable's name. Bind it with
+`email_resource_from_env()`: it passes `dg.EnvVar(...)` for each variable that is set, so the
+UI shows variable names, never the password, and unset optional ones keep their defaults
+(Dagster fails a run whose `EnvVar` is unset, even for an optional setting).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import dagster as dg
+
+from warp_sync_pipeline.core.email import (
+    DeliveryResult,
+    EmailSettings,
+    FailureAlert,
+    send_failure_alert,
+    send_report,
+)
+
+# Resource field -> environment variable.
+ENV_VARIABLES: dict[str, str] = {
+    "host": "SMTP_HOST",
+    "port": "SMTP_PORT",
+    "username": "SMTP_USERNAME",
+    "password": "SMTP_PASSWORD",
+    "starttls": "SMTP_STARTTLS",
+    "from_address": "SMTP_FROM",
+    "timeout_seconds": "SMTP_TIMEOUT_SECONDS",
+    "recipients": "WARP_REPORT_RECIPIENTS",
+    "ca_file": "SMTP_CA_FILE",
+}
+
+
+class EmailResource(dg.ConfigurableResource):
+    """SMTP delivery of the reconciliation report and failure alerts (STARTTLS, verified)."""
+
+    host: str = ""
+    port: str = ""
+    username: str = ""
+    password: str = ""
+    starttls: str = ""
+    from_address: str = ""
+    timeout_seconds: str = ""
+    recipients: str = ""
+    ca_file: str = ""
+
+    def settings(self) -> EmailSettings:
+        """Parsed and validated; raises `SettingsError` naming the environment variable."""
+        return EmailSettings.from_env({var: getattr(self, name) or "" for name, var in ENV_VARIABLES.items()})
+
+    @property
+    def is_configured(self) -> bool:
+        """An SMTP host and at least one recipient are set."""
+        return self.settings().configured
+
+    def send_report(self, report: Mapping[str, Any], *, timeout_seconds: float | None = None) -> DeliveryResult:
+        """Email the report dict (shape in core/email.py) to WARP_REPORT_RECIPIENTS."""
+        return send_report(report, self.settings(), timeout_seconds=timeout_seconds)
+
+    def send_failure_alert(self, alert: FailureAlert, *, timeout_seconds: float | None = None) -> DeliveryResult:
+        return send_failure_alert(alert, self.settings(), timeout_seconds=timeout_seconds)
+
+
+def email_resource_from_env(environ: Mapping[str, str] | None = None) -> EmailResource:
+    """The resource bound to the environment variables that are set (as `dg.EnvVar`)."""
+    env = os.environ if environ is None else environ
+    bound = {name: dg.EnvVar(var) for name, var in ENV_VARIABLES.items() if env.get(var, "").strip()}
+    return EmailResource(**bound)
