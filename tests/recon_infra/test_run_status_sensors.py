@@ -197,6 +197,20 @@ def test_an_smtp_outage_fails_the_tick_after_marking_the_row(
     assert runs.get_run(engine, dagster_run.run_id).status == "failed"
 
 
+def test_a_malformed_email_setting_still_lets_the_row_be_marked(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, smtp_server: SmtpCatcher
+) -> None:
+    dagster_run = instance.create_run_for_job(job_def=tiny_reconciliation_job, tags=FLOW)
+    event = instance.report_run_canceled(dagster_run)
+    email = _email_resource(smtp_server, SMTP_PORT="twenty-five")
+    with pytest.raises(runs.FailedRunHandlingError, match="SMTP_PORT"):
+        _evaluate(
+            reconciliation_run_canceled_sensor, instance, dagster_run.run_id, event,
+            {"db": DatabaseResource(url=database_url), "email": email},
+        )
+    assert runs.get_run(engine, dagster_run.run_id).status == "failed"
+
+
 def test_the_sensor_finds_failed_runs_itself_and_skips_other_jobs(
     instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, smtp_server: SmtpCatcher
 ) -> None:

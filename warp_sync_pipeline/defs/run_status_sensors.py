@@ -16,6 +16,7 @@ import dagster as dg
 
 from warp_sync_pipeline.core.email import FailureAlert
 from warp_sync_pipeline.core.reconciliation_runs import handle_failed_run, is_reconciliation_run
+from warp_sync_pipeline.core.settings import SettingsError
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 
@@ -42,7 +43,12 @@ def _failure_reason(context: dg.RunFailureSensorContext) -> str:
 
 
 def _alert_sender(email: EmailResource, log: logging.Logger) -> Callable[[FailureAlert], object] | None:
-    if not email.is_configured:
+    try:
+        configured = email.is_configured
+    except SettingsError:
+        # A malformed setting must not stop the row being marked: the send raises it afterwards.
+        configured = True
+    if not configured:
         log.warning("Email is not configured (SMTP_HOST, WARP_REPORT_RECIPIENTS): no alert sent")
         return None
     return lambda alert: email.send_failure_alert(alert, timeout_seconds=SENSOR_SMTP_TIMEOUT_SECONDS)
