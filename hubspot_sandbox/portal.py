@@ -439,7 +439,7 @@ class Portal:
             for index, write in enumerate(inputs):
                 try:
                     target = None
-                    properties = dict(write.properties)
+                    properties = dict(write.properties) if isinstance(write.properties, dict) else write.properties
                     if kind in ("update", "upsert"):
                         target = self.find(str(write.id), write.id_property)
                         if target is None and kind == "update":

@@ -44,15 +44,22 @@ def sandbox_server() -> Iterator[SandboxServer]:
         yield server
 
 
-@pytest.fixture
-def sandbox(sandbox_server: SandboxServer) -> Iterator[SandboxHandle]:
+@pytest.fixture(scope="session")
+def _sandbox_control(sandbox_server: SandboxServer) -> Iterator[SandboxControl]:
+    # One client for the session: building an httpx client per test costs tens of milliseconds.
     with SandboxControl(sandbox_server.base_url) as control:
-        control.reset()
-        yield SandboxHandle(
-            base_url=sandbox_server.base_url,
-            access_token=SANDBOX_ACCESS_TOKEN,
-            client_secret=SANDBOX_CLIENT_SECRET,
-            control=control,
-        )
-        # Release requests a timeout fault still holds, so no server thread outlives its test.
-        control.clear_faults()
+        yield control
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer, _sandbox_control: SandboxControl) -> Iterator[SandboxHandle]:
+    control = _sandbox_control
+    control.reset()
+    yield SandboxHandle(
+        base_url=sandbox_server.base_url,
+        access_token=SANDBOX_ACCESS_TOKEN,
+        client_secret=SANDBOX_CLIENT_SECRET,
+        control=control,
+    )
+    # Release requests a timeout fault still holds, so no server thread outlives its test.
+    control.clear_faults()
