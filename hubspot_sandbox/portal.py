@@ -640,7 +640,8 @@ class Portal:
             ids = []
             for values, created, updated, archived in prepared:
                 timestamp = now_ms()
-                created_ms = created if created is not None else timestamp
+                # A company seeded as last changed at some past time was created no later than that.
+                created_ms = created if created is not None else (updated if updated is not None else timestamp)
                 company = self._new_company(timestamp, source, [], created_ms=created_ms)
                 changed_at = updated if updated is not None else created_ms
                 self._apply(company, values, source, changed_at, [])
