@@ -113,6 +113,10 @@ from warp_sync_pipeline.cli_sandbox import sandbox  # noqa: E402
 
 main.add_command(sandbox)
 
+from warp_sync_pipeline.cli_credentials import credentials  # noqa: E402
+
+main.add_command(credentials)
+
 
 if __name__ == "__main__":
     main()

@@ -10,7 +10,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from warp_sync_pipeline.core.db import database_url_from_env, make_engine
-from warp_sync_pipeline.core.settings import get_int
+from warp_sync_pipeline.core.settings import get_int, get_optional
 from webhook_receiver import health, webhooks
 from webhook_receiver.errors import register_error_handlers
 
@@ -24,6 +24,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=get_int("WARP_MAX_REQUEST_BYTES", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024),
         JSON_SORT_KEYS=False,
         TRUSTED_PROXY_HOPS=get_int("WARP_TRUSTED_PROXY_HOPS", 0, minimum=0),
+        # The bootstrap admin credential (every role); named credentials live in admin_credentials.
+        WARP_API_TOKEN=get_optional("WARP_API_TOKEN") or "",
     )
     if test_config:
         app.config.update(test_config)
