@@ -141,6 +141,9 @@ class HubSpotClient:
     `budget` shares the request budget through PostgreSQL (None: no shared budget, for tools
     without a database). `priority` says which share of it this client may use. Each call gets
     `time_budget_s` unless the client came from `with_deadline()`, whose calls share one deadline.
+
+    Batch calls return one RecordOutcome per input, in input order; a failure of a whole chunk
+    (after retries) becomes each of its records' error, except AuthFailed, which is raised.
     """
 
     def __init__(
@@ -154,6 +157,7 @@ class HubSpotClient:
         request_timeout_s: float = 30.0,
         retry: RetryPolicy | None = None,
         unique_properties: frozenset[str] = UNIQUE_PROPERTIES,
+        multi_status: bool = True,
     ) -> None:
         if not access_token:
             raise ValueError("a HubSpot access token is required")
@@ -163,6 +167,10 @@ class HubSpotClient:
         self.request_timeout_s = request_timeout_s
         self.retry = retry or RetryPolicy()
         self.unique_properties = unique_properties
+        # Send objectWriteTraceId on update/upsert inputs, asking for 207 per-record answers. With
+        # False, HubSpot refuses such a batch whole for one bad input, and the client bisects.
+        # Creates always send them: without, results could not be matched back to inputs.
+        self.multi_status = multi_status
         self._budget = budget
         self._deadline: float | None = None
         self._owner = True
@@ -372,13 +380,15 @@ class HubSpotClient:
         id_property: str | None = None,
         archived: bool = False,
     ) -> list[RecordOutcome]:
-        """Read companies 100 a call; a missing one's outcome carries NotFound."""
+        """Read companies 100 a call (50 with history); a missing one's outcome carries NotFound."""
         wanted = list(properties or [])
         if id_property and id_property not in wanted:
             wanted.append(id_property)  # to match results back to inputs
         unique_ids = list(dict.fromkeys(str(i) for i in ids))
         found: dict[str, RecordOutcome] = {}
-        for chunk in _chunks(unique_ids, BATCH_SIZE):
+        # Like list pages, a batch read with history takes at most 50 inputs.
+        size = PAGE_MAX_WITH_HISTORY if properties_with_history else BATCH_SIZE
+        for chunk in _chunks(unique_ids, size):
             body: dict[str, Any] = {"inputs": [{"id": i} for i in chunk], "properties": wanted}
             if properties_with_history:
                 body["propertiesWithHistory"] = list(properties_with_history)
@@ -670,7 +680,9 @@ class HubSpotClient:
         effect: Effect,
         id_property: str | None,
     ) -> None:
-        body = {"inputs": [{**item.body, "objectWriteTraceId": item.trace} for item in chunk]}
+        with_trace = self.multi_status or operation == "create"
+        body = {"inputs": [{**item.body, "objectWriteTraceId": item.trace} if with_trace else item.body
+                           for item in chunk]}
         try:
             data = self._call("POST", f"{COMPANIES}/batch/{operation}", json=body, effect=effect)
         except AuthFailed:

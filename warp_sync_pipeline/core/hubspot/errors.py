@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 VALIDATION_PREFIX = "Property values were not valid: "
@@ -235,7 +235,7 @@ def error_from_payload(
         return Conflict(message, **common)
     if status is not None and status >= 500:
         return ServiceUnavailable(message, **common)
-    if _is_search_cap(message, payload):
+    if _is_search_cap(message):
         return SearchLimitExceeded(message, **common)
     if category == "VALIDATION_ERROR" or property_errors:
         return ValidationFailed(message, **common)
@@ -279,7 +279,7 @@ def _unique_conflict(
     return None
 
 
-def _is_search_cap(message: str, payload: Mapping[str, Any]) -> bool:
+def _is_search_cap(message: str) -> bool:
     lowered = message.lower()
     return "10000" in lowered.replace(",", "") and ("search" in lowered or "result" in lowered or "page" in lowered)
 
@@ -305,19 +305,3 @@ def _match(pattern: re.Pattern[str], text: str) -> str | None:
     found = pattern.search(text or "")
     return found.group(1) if found else None
 
-
-@dataclass(frozen=True)
-class ErrorSummary:
-    """A compact, loggable view of an error (no request data, no headers)."""
-
-    type: str
-    status: int | None
-    category: str | None
-    message: str
-    correlation_id: str | None
-    properties: list[str] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, error: HubSpotError) -> ErrorSummary:
-        return cls(type(error).__name__, error.status, error.category, error.message, error.correlation_id,
-                   error.failed_properties)

@@ -1,0 +1,65 @@
+"""The `hubspot` Dagster resource wraps the client (and its shared budget)."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, client_from_env
+from warp_sync_pipeline.core.settings import SettingsError
+from warp_sync_pipeline.definitions import defs
+from warp_sync_pipeline.resources.hubspot import HubSpotResource
+
+
+def test_the_code_location_binds_hubspot_from_the_environment() -> None:
+    resource = defs().resources["hubspot"]
+    assert isinstance(resource, HubSpotResource)
+
+
+def test_from_env_reads_limits_and_names_a_bad_variable() -> None:
+    resource = HubSpotResource.from_env({"HUBSPOT_REQUESTS_PER_10S": "190", "HUBSPOT_RESERVED_SHARE": "0.3"})
+    assert (resource.requests_per_10s, resource.reserved_share) == (190, 0.3)
+    assert resource.base_url == "https://api.hubapi.com"
+    with pytest.raises(SettingsError, match="HUBSPOT_REQUESTS_PER_10S"):
+        HubSpotResource.from_env({"HUBSPOT_REQUESTS_PER_10S": "lots"})
+
+
+def test_an_op_calls_hubspot_through_the_resource_and_its_budget(sandbox, engine: sa.Engine) -> None:  # noqa: ANN001
+    @dg.op
+    def count_companies(hubspot: HubSpotResource) -> int:
+        return sum(1 for _ in hubspot.client.iter_companies(properties=["name"]))
+
+    @dg.job
+    def count_job() -> None:
+        count_companies()
+
+    sandbox.control.seed([{"name": f"c{n}"} for n in range(120)])
+    resource = HubSpotResource(base_url=sandbox.base_url, access_token=sandbox.access_token,
+                               database_url=engine.url.render_as_string(hide_password=False))
+    result = count_job.execute_in_process(resources={"hubspot": resource})
+    assert result.success and result.output_for_node("count_companies") == 120
+    with engine.connect() as conn:  # two pages, two tokens from the shared budget
+        assert conn.execute(sa.text("SELECT count(*) FROM hubspot_rate_budget")).scalar_one() == 2
+
+
+def test_the_token_is_not_in_the_resource_config_shown_by_dagster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-very-secret")
+    resource = HubSpotResource.from_env({})
+    assert "pat-very-secret" not in repr(resource)
+
+
+def test_client_from_env(sandbox, engine: sa.Engine) -> None:  # noqa: ANN001
+    env = {"HUBSPOT_BASE_URL": sandbox.base_url, "HUBSPOT_ACCESS_TOKEN": sandbox.access_token,
+           "HUBSPOT_TIME_BUDGET_SECONDS": "4"}
+    with client_from_env(engine, Priority.SYNC, environ=env) as client:
+        assert isinstance(client, HubSpotClient)
+        assert client.priority is Priority.SYNC and client.budget is not None and client.time_budget_s == 4
+        client.list_companies(limit=1)
+    with client_from_env(environ=env) as no_budget:
+        assert no_budget.budget is None
+        no_budget.list_companies(limit=1)
+    with pytest.raises(SettingsError, match="HUBSPOT_ACCESS_TOKEN"):
+        client_from_env(environ={"HUBSPOT_BASE_URL": sandbox.base_url})
+    with pytest.raises(SettingsError, match="HUBSPOT_BASE_URL"):
+        client_from_env(environ={"HUBSPOT_BASE_URL": "ftp://x", "HUBSPOT_ACCESS_TOKEN": "t"})
