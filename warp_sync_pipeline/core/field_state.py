@@ -1,0 +1,186 @@
+"""Per customer and field: the last agreed value and each side's last known value (`hubspot_field_state`).
+
+Values are comparable text (normalize.py; '' = empty). Conflict detection reads the agreed value: "did this
+side move since the two last agreed?". Writes never move a part backwards in time: a part whose stored time
+is newer than the update's is left as it is (an event applied late changes nothing); a part without a time
+is always written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from warp_sync_pipeline.core.decision import AGREED, column
+from warp_sync_pipeline.core.fields import FieldRule
+from warp_sync_pipeline.core.normalize import FIELD_SPECS, comparable
+from warp_sync_pipeline.core.sync_tables import field_state
+
+PARTS = ("agreed", "warp", "hubspot")
+_TIME_COLUMN = {"agreed": "agreed_at", "warp": "warp_changed_at", "hubspot": "hubspot_changed_at"}
+
+
+@dataclass(frozen=True)
+class StateValue:
+    value: object  # comparable text when read; either side's value (normalised on the way in) when written
+    at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class FieldState:
+    customer_id: UUID
+    warp_field: str
+    agreed: StateValue | None
+    warp: StateValue | None
+    hubspot: StateValue | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class FieldStateUpdate:
+    """What to record for one customer and field; a part left None is kept as stored.
+
+    `agreed` needs its time (when the sides agreed). Values are normalised on the way in.
+    """
+
+    customer_id: UUID | str
+    warp_field: str
+    agreed: StateValue | None = None
+    warp: StateValue | None = None
+    hubspot: StateValue | None = None
+
+
+def _ids(customer_ids: Iterable[UUID | str]) -> list[str]:
+    return [str(UUID(str(customer_id))) for customer_id in customer_ids]
+
+
+def read_field_state(
+    conn: sa.Connection, customer_ids: Iterable[UUID | str], fields: Iterable[str] | None = None
+) -> dict[tuple[UUID, str], FieldState]:
+    """The stored state of these customers (and fields), keyed by (customer id, WARP field)."""
+    sql = (
+        "SELECT customer_id, warp_field, agreed_value, agreed_at, warp_value, warp_changed_at, "
+        "hubspot_value, hubspot_changed_at, updated_at FROM hubspot_field_state "
+        "WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
+    )
+    params: dict[str, object] = {"ids": _ids(customer_ids)}
+    if fields is not None:
+        sql += " AND warp_field = ANY(CAST(:fields AS text[]))"
+        params["fields"] = list(fields)
+    out: dict[tuple[UUID, str], FieldState] = {}
+    for row in conn.execute(sa.text(sql), params).mappings():
+        customer_id = UUID(str(row["customer_id"]))
+        out[(customer_id, row["warp_field"])] = FieldState(
+            customer_id=customer_id,
+            warp_field=row["warp_field"],
+            agreed=_part(row["agreed_value"], row["agreed_at"]),
+            warp=_part(row["warp_value"], row["warp_changed_at"]),
+            hubspot=_part(row["hubspot_value"], row["hubspot_changed_at"]),
+            updated_at=row["updated_at"],
+        )
+    return out
+
+
+def _part(value: str | None, at: datetime | None) -> StateValue | None:
+    # A part is never stored without its value ('' is an empty value), so NULL means "never recorded".
+    return None if value is None else StateValue(value, at)
+
+
+def upsert_field_state(
+    conn: sa.Connection, updates: Iterable[FieldStateUpdate], *, values_are_comparable: bool = False
+) -> int:
+    """Insert or update state rows in the caller's transaction; returns how many updates were given.
+
+    values_are_comparable=True skips normalising (for bulk callers that already hold comparable text).
+    """
+    groups: dict[tuple[bool, bool, bool], list[dict[str, object]]] = {}
+    count = 0
+    for update in updates:
+        if update.agreed is not None and update.agreed.at is None:
+            raise ValueError(f"{update.warp_field}: an agreed value needs the time it was agreed")
+        if update.warp_field not in FIELD_SPECS:
+            raise KeyError(f"{update.warp_field!r} is not a WARP field warp-sync syncs")
+        row: dict[str, object] = {"customer_id": UUID(str(update.customer_id)), "warp_field": update.warp_field}
+        present = []
+        for part in PARTS:
+            state: StateValue | None = getattr(update, part)
+            present.append(state is not None)
+            value = None if state is None else state.value
+            if state is not None and not values_are_comparable:
+                value = comparable(update.warp_field, state.value)
+            row[f"{part}_value"] = value
+            row[_TIME_COLUMN[part]] = None if state is None else state.at
+        groups.setdefault((present[0], present[1], present[2]), []).append(row)
+        count += 1
+    for present, rows in groups.items():
+        conn.execute(_upsert_statement(present), rows)
+    return count
+
+
+def _upsert_statement(present: tuple[bool, bool, bool]) -> sa.Insert:
+    stmt = pg_insert(field_state)
+    current = field_state.c
+    excluded = stmt.excluded
+    changes: dict[str, object] = {"updated_at": sa.func.now()}
+    for part, given in zip(PARTS, present, strict=True):
+        if not given:
+            continue
+        time_column = _TIME_COLUMN[part]
+        stored_at, new_at = current[time_column], excluded[time_column]
+        # Never move backwards: skip when both times are known and the stored one is newer.
+        take = sa.or_(stored_at.is_(None), new_at.is_(None), new_at >= stored_at)
+        changes[f"{part}_value"] = sa.case((take, excluded[f"{part}_value"]), else_=current[f"{part}_value"])
+        changes[time_column] = sa.case((take, new_at), else_=stored_at)
+    return stmt.on_conflict_do_update(index_elements=[current.customer_id, current.warp_field], set_=changes)
+
+
+def field_state_frame(
+    conn: sa.Connection,
+    rules: Mapping[str, FieldRule] | Iterable[FieldRule],
+    customer_ids: Sequence[UUID | str] | None = None,
+) -> pd.DataFrame:
+    """The state as one row per customer (index: customer id as text), for decide_frame.
+
+    Columns per field: {field}__agreed (NA = no agreed value, as decide_frame expects), {field}__agreed_at,
+    and the last known sides as {field}__state_warp, {field}__state_warp_changed_at, {field}__state_hubspot,
+    {field}__state_hubspot_changed_at. Customers without any state row are absent (reindex to add them).
+    """
+    rule_list = list(rules.values()) if isinstance(rules, Mapping) else list(rules)
+    selects = ["customer_id::text AS customer_id"]
+    params: dict[str, object] = {}
+    names: list[str] = []
+    for position, rule in enumerate(rule_list):
+        field = rule.warp_field
+        if field not in FIELD_SPECS:  # also keeps the aliases below to known, safe names
+            raise KeyError(f"{field!r} is not a WARP field warp-sync syncs")
+        params[f"f{position}"] = field
+        for source, part in (
+            ("agreed_value", AGREED),
+            ("agreed_at", "agreed_at"),
+            ("warp_value", "state_warp"),
+            ("warp_changed_at", "state_warp_changed_at"),
+            ("hubspot_value", "state_hubspot"),
+            ("hubspot_changed_at", "state_hubspot_changed_at"),
+        ):
+            name = column(field, part)
+            names.append(name)
+            selects.append(f'max({source}) FILTER (WHERE warp_field = :f{position}) AS "{name}"')
+    sql = f"SELECT {', '.join(selects)} FROM hubspot_field_state"
+    if customer_ids is not None:
+        sql += " WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
+        params["ids"] = _ids(customer_ids)
+    sql += " GROUP BY customer_id"
+    rows = conn.execute(sa.text(sql), params).all()
+    frame = pd.DataFrame.from_records(rows, columns=["customer_id", *names]).set_index("customer_id")
+    for name in names:
+        if name.endswith("_at"):
+            frame[name] = pd.to_datetime(frame[name], utc=True)
+        else:
+            frame[name] = frame[name].astype("str")
+    return frame

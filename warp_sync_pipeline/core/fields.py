@@ -1,0 +1,147 @@
+"""The field rules: which WARP column maps to which HubSpot property, which way it flows, who wins.
+
+The rules are data (`hubspot_field_mappings`, edited by the data team); `load_rules` turns the rows into
+typed `FieldRule`s and refuses a row that cannot work (a WARP field that is not a real `customers` column, or
+one warp-sync has no type for). Callers report failures in WARP's names: `FieldRules` translates both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.normalize import FIELD_SPECS, FieldSpec
+
+
+class Direction(StrEnum):
+    WARP_TO_HUBSPOT = "WARP_TO_HUBSPOT"
+    HUBSPOT_TO_WARP = "HUBSPOT_TO_WARP"
+    BIDIRECTIONAL = "BIDIRECTIONAL"
+
+
+class Strategy(StrEnum):
+    HUBSPOT_WINS = "HUBSPOT_WINS"
+    WARP_WINS = "WARP_WINS"
+    LATEST_WINS = "LATEST_WINS"
+    MANUAL = "MANUAL"
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    warp_field: str
+    hubspot_property: str
+    direction: Direction
+    strategy: Strategy
+
+    @property
+    def spec(self) -> FieldSpec:
+        return FIELD_SPECS[self.warp_field]
+
+
+class FieldRuleError(ValueError):
+    """The mapping table holds rows warp-sync cannot follow; `problems` names each one."""
+
+    code = "INVALID_FIELD_MAPPING"
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("hubspot_field_mappings: " + "; ".join(problems))
+        self.problems = problems
+
+
+V = TypeVar("V")
+
+
+class FieldRules(Mapping[str, FieldRule]):
+    """The rules by WARP field name, with the translation to and from HubSpot property names."""
+
+    def __init__(self, rules: Iterable[FieldRule]) -> None:
+        self._by_field: dict[str, FieldRule] = {}
+        self._by_property: dict[str, FieldRule] = {}
+        for rule in rules:
+            if rule.warp_field in self._by_field or rule.hubspot_property in self._by_property:
+                raise FieldRuleError([f"{rule.warp_field} -> {rule.hubspot_property} is mapped twice"])
+            self._by_field[rule.warp_field] = rule
+            self._by_property[rule.hubspot_property] = rule
+
+    def __getitem__(self, warp_field: str) -> FieldRule:
+        return self._by_field[warp_field]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_field)
+
+    def __len__(self) -> int:
+        return len(self._by_field)
+
+    def __repr__(self) -> str:
+        return f"FieldRules({list(self._by_field.values())!r})"
+
+    def for_property(self, hubspot_property: str) -> FieldRule | None:
+        return self._by_property.get(hubspot_property)
+
+    def hubspot_property(self, warp_field: str) -> str:
+        return self._by_field[warp_field].hubspot_property
+
+    def warp_field(self, hubspot_property: str) -> str:
+        try:
+            return self._by_property[hubspot_property].warp_field
+        except KeyError:
+            raise KeyError(f"HubSpot property {hubspot_property!r} is not mapped") from None
+
+    @property
+    def hubspot_properties(self) -> list[str]:
+        return list(self._by_property)
+
+    def to_warp_names(self, by_property: Mapping[str, V]) -> dict[str, V]:
+        """Re-key a mapping by WARP field name; an unmapped property keeps its HubSpot name."""
+        out: dict[str, V] = {}
+        for prop, value in by_property.items():
+            rule = self._by_property.get(prop)
+            out[rule.warp_field if rule else prop] = value
+        return out
+
+    def to_hubspot_names(self, by_field: Mapping[str, V]) -> dict[str, V]:
+        return {self._by_field[field].hubspot_property: value for field, value in by_field.items()}
+
+
+# Columns that are never synced as fields, whatever the mapping table says.
+NEVER_MAPPED = frozenset({"id", "created_at", "updated_at", "external_ids", "hubspot_link_status"})
+
+
+def load_rules(conn: sa.Connection) -> FieldRules:
+    """Read `hubspot_field_mappings` into typed rules; raise FieldRuleError naming every unusable row."""
+    columns = set(
+        conn.execute(
+            sa.text(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND table_name = 'customers'"
+            )
+        ).scalars()
+    )
+    rows = conn.execute(
+        sa.text(
+            "SELECT warp_field, hubspot_property, direction, strategy "
+            "FROM hubspot_field_mappings ORDER BY warp_field"
+        )
+    ).all()
+    problems: list[str] = []
+    rules: list[FieldRule] = []
+    for warp_field, hubspot_property, direction, strategy in rows:
+        if warp_field not in columns:
+            problems.append(f"{warp_field!r} is not a column of customers")
+            continue
+        if warp_field in NEVER_MAPPED or warp_field not in FIELD_SPECS:
+            problems.append(f"{warp_field!r} is not a field warp-sync can sync")
+            continue
+        try:
+            rule = FieldRule(warp_field, hubspot_property, Direction(direction), Strategy(strategy))
+        except ValueError as exc:
+            problems.append(f"{warp_field!r}: {exc}")
+            continue
+        rules.append(rule)
+    if problems:
+        raise FieldRuleError(problems)
+    return FieldRules(rules)

@@ -1,0 +1,182 @@
+"""The write ledger: outbound HubSpot writes awaiting their echo (DESIGN.md, "Loops and echoes").
+
+Sequence for every write to HubSpot:
+1. `record_writes(engine, ...)` BEFORE the request, committed on a connection of its own (so a crash between
+   the two never lets the echo pass as a person's edit);
+2. the request; on a definite failure `void_writes(...)`; after a create, `bind_company(ban, company_id)`;
+3. each inbound change calls `match_echo(...)`: it is our echo only if an unmatched, unexpired entry has the
+   same company, property and comparable value, was written no later than the change occurred (plus a small
+   clock skew), and the change came from an integration where HubSpot says where it came from. An entry
+   absorbs at most one echo, atomically, so a person who sets X, then Z, then X again is never taken for it.
+Entries expire after three days (HubSpot retries a delivery for up to a day); `purge_expired` deletes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.fields import FieldRule
+from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
+from warp_sync_pipeline.core.sync_tables import in_transaction, write_ledger
+
+ECHO_WINDOW = timedelta(days=3)
+DEFAULT_CLOCK_SKEW = timedelta(seconds=5)
+# changeSource values that mean "an app wrote this"; anything else (CRM_UI, IMPORT, ...) is a person's doing.
+INTEGRATION_SOURCES = frozenset({"INTEGRATION", "API"})
+
+
+@dataclass(frozen=True)
+class LedgerWrite:
+    """One property value about to be sent: to a company, or for a create, to the company of a BAN."""
+
+    rule: FieldRule
+    value: object  # the WARP value or the string sent; stored in comparable form
+    company_id: str | None = None
+    ban: str | None = None
+
+
+def record_writes(
+    engine: sa.Engine,
+    writes: Sequence[LedgerWrite],
+    *,
+    written_at: datetime | None = None,
+    ttl: timedelta = ECHO_WINDOW,
+) -> list[int]:
+    """Record writes in a transaction of their own, committed before returning; ids in input order."""
+    if not isinstance(engine, sa.Engine):
+        raise TypeError("record_writes commits on a connection of its own: pass the Engine, not a Connection")
+    rows = []
+    for write in writes:
+        if write.company_id is None and write.ban is None:
+            raise ValueError(f"{write.rule.warp_field}: a ledger entry needs a company id or a BAN")
+        rows.append(
+            {
+                "company_id": None if write.company_id is None else str(write.company_id),
+                "ban": write.ban,
+                "warp_field": write.rule.warp_field,
+                "hubspot_property": write.rule.hubspot_property,
+                "value": comparable(write.rule.spec, write.value),
+            }
+        )
+    if not rows:
+        return []
+    with engine.begin() as conn:
+        moment = written_at or conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+        for row in rows:
+            row["written_at"] = moment
+            row["expires_at"] = moment + ttl
+        result = conn.execute(
+            sa.insert(write_ledger).returning(write_ledger.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(result.scalars())
+
+
+def record_write(
+    engine: sa.Engine,
+    rule: FieldRule,
+    value: object,
+    *,
+    company_id: str | None = None,
+    ban: str | None = None,
+    written_at: datetime | None = None,
+) -> int:
+    return record_writes(engine, [LedgerWrite(rule, value, company_id, ban)], written_at=written_at)[0]
+
+
+def bind_company(bind: sa.Engine | sa.Connection, ban: str, company_id: str) -> int:
+    """After a create: the entries recorded under this BAN belong to this company now."""
+    with in_transaction(bind) as conn:
+        return conn.execute(
+            sa.text(
+                "UPDATE hubspot_write_ledger SET company_id = :company_id "
+                "WHERE ban = :ban AND company_id IS NULL"
+            ),
+            {"ban": ban, "company_id": str(company_id)},
+        ).rowcount
+
+
+def void_writes(bind: sa.Engine | sa.Connection, entry_ids: Iterable[int], reason: str) -> int:
+    """The request definitely failed: these entries will see no echo."""
+    ids = [int(entry_id) for entry_id in entry_ids]
+    if not ids:
+        return 0
+    with in_transaction(bind) as conn:
+        return conn.execute(
+            sa.text(
+                "UPDATE hubspot_write_ledger SET status = 'voided', voided_at = clock_timestamp(), "
+                "void_reason = :reason WHERE id = ANY(CAST(:ids AS bigint[])) AND status = 'pending'"
+            ),
+            {"ids": ids, "reason": reason[:500]},
+        ).rowcount
+
+
+def match_echo(
+    bind: sa.Engine | sa.Connection,
+    *,
+    company_id: str,
+    rule: FieldRule,
+    value: object,
+    occurred_at: datetime,
+    source: str | None = None,
+    skew: timedelta = DEFAULT_CLOCK_SKEW,
+    now: datetime | None = None,
+    integration_sources: frozenset[str] = INTEGRATION_SOURCES,
+) -> int | None:
+    """Absorb one matching ledger entry; its id when the change is our echo, else None.
+
+    Pass the Connection of the transaction that applies the event, so the match commits with it.
+    """
+    if source is not None and source.strip().upper() not in integration_sources:
+        return None
+    try:
+        canonical = comparable(rule.spec, value)
+    except InvalidFieldValue:
+        return None  # we never send an invalid value, so this cannot be our echo
+    with in_transaction(bind) as conn:
+        # SKIP LOCKED: a concurrent matcher holding an entry makes us look at the next one, never at the
+        # same one, so each entry absorbs one echo at most.
+        return conn.execute(
+            sa.text(
+                """
+                WITH clock AS (SELECT coalesce(CAST(:now AS timestamptz), clock_timestamp()) AS now)
+                UPDATE hubspot_write_ledger AS entry
+                SET status = 'matched', matched_at = (SELECT now FROM clock)
+                WHERE entry.status = 'pending' AND entry.id = (
+                    SELECT candidate.id FROM hubspot_write_ledger AS candidate
+                    WHERE candidate.status = 'pending'
+                      AND candidate.company_id = :company_id
+                      AND candidate.hubspot_property = :property
+                      AND candidate.value = :value
+                      AND candidate.written_at <= CAST(:occurred_at AS timestamptz) + CAST(:skew AS interval)
+                      AND candidate.expires_at > (SELECT now FROM clock)
+                    ORDER BY candidate.written_at, candidate.id
+                    LIMIT 1
+                    FOR UPDATE SKIP LOCKED)
+                RETURNING entry.id
+                """
+            ),
+            {
+                "now": now,
+                "company_id": str(company_id),
+                "property": rule.hubspot_property,
+                "value": canonical,
+                "occurred_at": occurred_at,
+                "skew": skew,
+            },
+        ).scalar_one_or_none()
+
+
+def purge_expired(bind: sa.Engine | sa.Connection, *, now: datetime | None = None) -> int:
+    """Delete entries past their expiry (matched, voided or never echoed alike); returns how many."""
+    with in_transaction(bind) as conn:
+        return conn.execute(
+            sa.text(
+                "DELETE FROM hubspot_write_ledger "
+                "WHERE expires_at <= coalesce(CAST(:now AS timestamptz), clock_timestamp())"
+            ),
+            {"now": now},
+        ).rowcount

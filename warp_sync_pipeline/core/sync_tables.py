@@ -1,0 +1,114 @@
+"""SQLAlchemy Core descriptions of the sync-state tables (created by sql/004_sync_state.sql).
+
+The SQL file is the schema; these mirror it so inserts can use Core's batched executemany.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+field_state = sa.Table(
+    "hubspot_field_state",
+    metadata,
+    sa.Column("customer_id", sa.Uuid, primary_key=True),
+    sa.Column("warp_field", sa.Text, primary_key=True),
+    sa.Column("agreed_value", sa.Text),
+    sa.Column("agreed_at", sa.DateTime(timezone=True)),
+    sa.Column("warp_value", sa.Text),
+    sa.Column("warp_changed_at", sa.DateTime(timezone=True)),
+    sa.Column("hubspot_value", sa.Text),
+    sa.Column("hubspot_changed_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
+sync_log = sa.Table(
+    "hubspot_sync_log",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("logged_at", sa.DateTime(timezone=True)),
+    sa.Column("customer_id", sa.Uuid),
+    sa.Column("ban", sa.Text),
+    sa.Column("warp_field", sa.Text),
+    sa.Column("hubspot_property", sa.Text),
+    sa.Column("direction", sa.Text),
+    sa.Column("trigger", sa.Text),
+    sa.Column("old_value", sa.Text),
+    sa.Column("new_value", sa.Text),
+    sa.Column("action", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("outcome", sa.Text),
+    sa.Column("error_code", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("actor", sa.Text),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.Column("details", JSONB),
+)
+
+write_ledger = sa.Table(
+    "hubspot_write_ledger",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("company_id", sa.Text),
+    sa.Column("ban", sa.Text),
+    sa.Column("warp_field", sa.Text),
+    sa.Column("hubspot_property", sa.Text),
+    sa.Column("value", sa.Text),
+    sa.Column("status", sa.Text),
+    sa.Column("written_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+    sa.Column("matched_at", sa.DateTime(timezone=True)),
+    sa.Column("voided_at", sa.DateTime(timezone=True)),
+    sa.Column("void_reason", sa.Text),
+)
+
+conflicts = sa.Table(
+    "hubspot_conflicts",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("customer_id", sa.Uuid),
+    sa.Column("warp_field", sa.Text),
+    sa.Column("hubspot_property", sa.Text),
+    sa.Column("status", sa.Text),
+    sa.Column("reason", sa.Text),
+    sa.Column("agreed_value", sa.Text),
+    sa.Column("warp_value", sa.Text),
+    sa.Column("warp_changed_at", sa.DateTime(timezone=True)),
+    sa.Column("hubspot_value", sa.Text),
+    sa.Column("hubspot_changed_at", sa.DateTime(timezone=True)),
+    sa.Column("detected_by", sa.Text),
+    sa.Column("detection_count", sa.Integer),
+    sa.Column("dagster_run_id", sa.Text),
+    sa.Column("version", sa.Integer),
+    sa.Column("opened_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+    sa.Column("closed_at", sa.DateTime(timezone=True)),
+    sa.Column("closed_by", sa.Text),
+    sa.Column("resolution", sa.Text),
+    sa.Column("resolved_value", sa.Text),
+)
+
+customer_leases = sa.Table(
+    "hubspot_customer_leases",
+    metadata,
+    sa.Column("customer_id", sa.Uuid, primary_key=True),
+    sa.Column("holder", sa.Text),
+    sa.Column("token", sa.Uuid),
+    sa.Column("acquired_at", sa.DateTime(timezone=True)),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),
+)
+
+
+@contextmanager
+def in_transaction(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
+    """An Engine gets a transaction of its own, committed on exit; a Connection is the caller's."""
+    if isinstance(bind, sa.Engine):
+        with bind.begin() as conn:
+            yield conn
+    else:
+        yield bind
