@@ -208,11 +208,13 @@ def test_the_token_never_reaches_the_logs(sandbox, caplog: pytest.LogCaptureFixt
     secret = sandbox.access_token
     client = HubSpotClient(sandbox.base_url, secret, time_budget_s=3, retry=FAST_RETRY)
     sandbox.control.set_faults(outage={"calls": 1})
+    other = HubSpotClient(sandbox.base_url, "pat-secret-other")
     with caplog.at_level(logging.DEBUG):
         client.list_companies(limit=1)
         with pytest.raises(AuthFailed) as caught:
-            HubSpotClient(sandbox.base_url, "pat-secret-other").list_companies(limit=1)
+            other.list_companies(limit=1)
     client.close()
+    other.close()
     assert caplog.records, "the client logs its requests and retries"
     text = caplog.text + repr(client) + str(caught.value) + repr(caught.value.__cause__)
     assert secret not in text and "pat-secret-other" not in text
