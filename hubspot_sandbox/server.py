@@ -59,6 +59,7 @@ class SandboxServer:
         self.app = create_sandbox_app(self.state)
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     @property
     def port(self) -> int:
@@ -74,6 +75,8 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         if self._server is not None:
             return self
+        if self._stopped:
+            raise RuntimeError("a stopped SandboxServer cannot start again; create a new one")
         server = make_server(self.host, self.requested_port, self.app, threaded=True, request_handler=_QuietHandler)
         # Many clients at once (a benchmark, 10 webhook workers, a test's threads): a deep backlog.
         server.socket.listen(256)
@@ -88,6 +91,7 @@ class SandboxServer:
         server, self._server = self._server, None
         if server is None:
             return
+        self._stopped = True
         self.state.stop()  # also releases requests held by a timeout fault
         server.shutdown()
         server.server_close()

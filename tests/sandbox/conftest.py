@@ -127,8 +127,11 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 64  # the default backlog of 5 drops connections of a burst of deliveries
+
+    server = Server(("127.0.0.1", 0), Handler)
     receiver_box.append(WebhookReceiver(url=f"http://127.0.0.1:{server.server_port}/v1/webhooks/hubspot/company"))
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
