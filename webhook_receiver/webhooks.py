@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
+from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.settings import SettingsError, get_url
 from warp_sync_pipeline.core.webhooks.events import (
     BatchRejected,
@@ -49,6 +50,9 @@ SETTING_KEYS = (
 )
 # The insert must finish well inside HubSpot's 5 s; past this the batch fails and HubSpot retries it.
 STATEMENT_TIMEOUT_MS = 3000
+# Lazily opened; a gunicorn worker needs at most one connection per thread.
+WEBHOOK_POOL_SIZE = 5
+WEBHOOK_POOL_OVERFLOW = 15
 # Characters left as they are when the raw URI must be rebuilt from PATH_INFO (RFC 3986 pchar).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -80,8 +84,19 @@ class WebhookConfig:
 
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
-    config = WebhookConfig.load(state.app.config)
-    state.app.extensions["warp_webhooks"] = config
+    app = state.app
+    config = WebhookConfig.load(app.config)
+    app.extensions["warp_webhooks"] = config
+    # A pool of its own, so other routes cannot hold the connections HubSpot's acknowledgements need.
+    # Its sessions carry the statement timeout (no extra round trip per batch) and skip the pre-ping
+    # (a stale connection fails once and is retried below).
+    app.extensions["warp_webhook_db"] = make_engine(
+        app.config["DATABASE_URL"],
+        pool_size=WEBHOOK_POOL_SIZE,
+        max_overflow=WEBHOOK_POOL_OVERFLOW,
+        pool_pre_ping=False,
+        connect_args={"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"},
+    )
     if not config.signature.configured:
         log.warning("HUBSPOT_CLIENT_SECRET is not set: %s answers 503 until it is", ROUTE)
 
@@ -135,9 +150,15 @@ def receive_company_events():  # noqa: ANN201 - Flask response
     except BatchRejected as exc:
         log.warning("webhook rejected: %s", exc.code)
         raise ApiError(400, exc.code, exc.message) from None
-    engine: sa.Engine = current_app.extensions["warp_db"]
+    engine: sa.Engine = current_app.extensions["warp_webhook_db"]
     try:
-        counts = config.store(engine, events, statement_timeout_ms=STATEMENT_TIMEOUT_MS)
+        try:
+            counts = config.store(engine, events)
+        except sa.exc.DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+            # The pooled connection had gone away (a database restart); nothing was stored, try once more.
+            counts = config.store(engine, events)
     except sa.exc.OperationalError as exc:
         # HubSpot retries any non-2xx, so nothing is lost; say what kind of failure without its text.
         log.error("webhook batch not stored: %s", exc.__class__.__name__)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from tests.webhook_ingest.signing import body_of, merge_event, object_event, property_change
 from warp_sync_pipeline.core.webhooks.events import (
     BatchRejected,
+    EventBatch,
     StoreCounts,
     dedupe_key,
     parse_batch,
@@ -62,16 +63,19 @@ def test_a_full_batch_of_100_and_an_empty_one_parse() -> None:
 
 
 # -- dedupe key ----------------------------------------------------------------------------------------
-def test_the_dedupe_key_ignores_attempt_number_and_key_order_only() -> None:
+def test_the_dedupe_key_ignores_attempt_number_and_key_order_only(engine: sa.Engine) -> None:
     event = property_change(42, "warp_credit_limit", "10000")
     redelivered = {**event, "attemptNumber": 3}
     reordered = dict(reversed(list(event.items())))
-    assert dedupe_key(event) == dedupe_key(redelivered) == dedupe_key(reordered)
-    for field, other in [("propertyValue", "10001"), ("eventId", event["eventId"] + 1),
-                         ("occurredAt", event["occurredAt"] + 1), ("objectId", 43), ("changeSource", "API")]:
-        assert dedupe_key({**event, field: other}) != dedupe_key(event), field
     creation = object_event("company.creation", 42)
-    assert dedupe_key(creation) != dedupe_key({**creation, "subscriptionType": "company.deletion"})
+    with engine.connect() as conn:
+        key = dedupe_key(conn, event)
+        assert len(key) == 64
+        assert dedupe_key(conn, redelivered) == dedupe_key(conn, reordered) == key
+        for field, other in [("propertyValue", "10001"), ("eventId", event["eventId"] + 1),
+                             ("occurredAt", event["occurredAt"] + 1), ("objectId", 43), ("changeSource", "API")]:
+            assert dedupe_key(conn, {**event, field: other}) != key, field
+        assert dedupe_key(conn, creation) != dedupe_key(conn, {**creation, "subscriptionType": "company.deletion"})
 
 
 # -- validation by subscription type -------------------------------------------------------------------
@@ -150,7 +154,8 @@ def test_stored_rows_carry_the_typed_fields_and_the_raw_payload(engine: sa.Engin
     assert (got["object_id"], got["property_name"], got["property_value"]) == ("42", "warp_credit_limit", "10000")
     assert (got["event_id"], got["portal_id"], got["app_id"]) == (change["eventId"], 62515, 54321)
     assert got["payload"] == change
-    assert bytes(got["dedupe_key"]).hex() == dedupe_key(change)
+    with engine.connect() as conn:
+        assert bytes(got["dedupe_key"]).hex() == dedupe_key(conn, change)
     assert stored["company.merge"]["merged_object_ids"] == ["43", "44"]
     assert stored["company.merge"]["primary_object_id"] == "42"
 
@@ -210,6 +215,13 @@ def test_text_postgresql_cannot_hold_is_stored_ignored_and_scrubbed(engine: sa.E
     assert by_object[5]["status"] == "ignored" and by_object[5]["reason"].startswith("UNSTORABLE_TEXT")
     assert by_object[5]["payload"]["propertyValue"] == "A\ufffdB\ufffd"
     assert by_object[6]["status"] == "pending" and by_object[6]["property_value"] == "\U0001f600"
+
+
+def test_json_postgresql_refuses_is_stored_as_python_spells_it(engine: sa.Engine) -> None:
+    events = EventBatch([object_event("company.creation", 9)])
+    events.source_json = "[{not json"  # stands in for text Python read but PostgreSQL would not
+    assert store_batch(engine, events).stored == 1
+    assert rows(engine)[0]["payload"] == events[0]
 
 
 def test_a_store_inside_a_callers_transaction_rolls_back_with_it(engine: sa.Engine) -> None:

@@ -1,9 +1,11 @@
 """Inbound HubSpot webhooks: signature verification and event storage (plain Python, no Flask)."""
 
 from warp_sync_pipeline.core.webhooks.events import (
+    DEDUPE_KEY_SQL,
     HANDLED_SUBSCRIPTION_TYPES,
     MAX_EVENTS_PER_BATCH,
     BatchRejected,
+    EventBatch,
     StoreCounts,
     dedupe_key,
     parse_batch,
@@ -19,9 +21,11 @@ from warp_sync_pipeline.core.webhooks.signature import (
 )
 
 __all__ = [
+    "DEDUPE_KEY_SQL",
     "HANDLED_SUBSCRIPTION_TYPES",
     "MAX_EVENTS_PER_BATCH",
     "BatchRejected",
+    "EventBatch",
     "SignatureRejected",
     "SignatureSettings",
     "StoreCounts",
