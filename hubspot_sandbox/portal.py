@@ -408,8 +408,9 @@ class Portal:
         with self.lock:
             start = bisect.bisect_left(self.order, after) if after is not None else 0
             chosen: list[Company] = []
-            for company_id in self.order[start:]:
-                company = self.companies[company_id]
+            order = self.order
+            for index in range(start, len(order)):
+                company = self.companies[order[index]]
                 if company.active != archived and company.merged_into is None:
                     if len(chosen) == limit:
                         return chosen, company.id
@@ -418,7 +419,8 @@ class Portal:
 
     def active_companies(self) -> list[Company]:
         with self.lock:
-            return [self.companies[i] for i in self.order if self.companies[i].active]
+            companies = self.companies
+            return [c for c in map(companies.__getitem__, self.order) if c.archived_ms is None]
 
     # --- writes ---------------------------------------------------------------------------------
     def write_batch(self, kind: str, inputs: list[WriteInput], source: WriteSource, *, partial: bool,

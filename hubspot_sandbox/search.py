@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -150,76 +151,110 @@ def _parse_sorts(raw_sorts: Any, definitions: dict[str, PropertyDefinition]) -> 
 def run(request: SearchRequest, companies: list[Company],
         definitions: dict[str, PropertyDefinition]) -> tuple[list[Company], int]:
     """The page of matching companies and the total number of matches."""
-    matcher = _Matcher(definitions)
-    matches = [c for c in companies if matcher.matches(c, request)]
+    typer = _Typer(definitions)
+    groups = [[_compile(f, definitions, typer) for f in group] for group in request.groups]
+    words = [w for w in TOKEN_SPLIT.split((request.query or "").lower().replace("*", "")) if w]
+    if words:
+        companies = [c for c in companies if _query_matches(c.values, words)]
+    if len(groups) == 1 and len(groups[0]) == 1:  # the common case, kept tight: no generator per company
+        test = groups[0][0]
+        matches = [c for c in companies if test(c.values)]
+    elif groups:
+        matches = [c for c in companies if any(all(t(c.values) for t in group) for group in groups)]
+    else:
+        matches = list(companies)
     matches.sort(key=lambda c: c.id)
     for name, descending in reversed(request.sorts):
         present = [c for c in matches if c.values.get(name, "") != ""]
         absent = [c for c in matches if c.values.get(name, "") == ""]
-        present.sort(key=lambda c, n=name: matcher.sort_key(n, c.values[n]), reverse=descending)
+        sort_key = typer.key_for(name)
+        present.sort(key=lambda c, n=name, k=sort_key: k(c.values[n]), reverse=descending)
         matches = present + absent  # unset values last in either direction
     end = min(request.offset + request.limit, MAX_RESULTS)
     return matches[request.offset:end], len(matches)
 
 
-class _Matcher:
+def _query_matches(values: dict[str, str], words: list[str]) -> bool:
+    tokens = set()
+    for name in QUERY_PROPERTIES:
+        tokens.update(t for t in TOKEN_SPLIT.split(values.get(name, "").lower()) if t)
+    return all(any(t.startswith(w) for t in tokens) for w in words)
+
+
+class _Typer:
+    """Comparable keys for a property's values: numbers and times numerically, text caseless.
+
+    One key function per property, chosen once per search (a search may scan 100k companies).
+    """
+
     def __init__(self, definitions: dict[str, PropertyDefinition]) -> None:
         self.definitions = definitions
+        self._keys: dict[str, Callable[[Any], Any]] = {}
 
-    def matches(self, company: Company, request: SearchRequest) -> bool:
-        if request.query and not self._query_matches(company, request.query):
-            return False
-        if not request.groups:
-            return True
-        return any(all(self._filter_matches(company, f) for f in group) for group in request.groups)
+    def key(self, name: str, value: Any) -> Any:
+        return self.key_for(name)(value)
 
-    def _query_matches(self, company: Company, query: str) -> bool:
-        tokens = set()
-        for name in QUERY_PROPERTIES:
-            tokens.update(t for t in TOKEN_SPLIT.split(company.values.get(name, "").lower()) if t)
-        words = [w for w in TOKEN_SPLIT.split(query.lower().replace("*", "")) if w]
-        return all(any(t.startswith(w) for t in tokens) for w in words)
-
-    def sort_key(self, name: str, value: str) -> Any:
-        kind = self.definitions[name].type
-        try:
+    def key_for(self, name: str) -> Callable[[Any], Any]:
+        if name not in self._keys:
+            kind = self.definitions[name].type
             if kind == "number":
-                return (0, Decimal(value), "")
-            if kind in ("datetime", "date"):
-                return (0, Decimal(parse_time_ms(value)), "")
-        except (InvalidOperation, ValueError):
-            pass
-        return (1, Decimal(0), value.casefold())
+                self._keys[name] = _numeric_key(Decimal)
+            elif kind in ("datetime", "date"):
+                self._keys[name] = _numeric_key(lambda text: Decimal(parse_time_ms(text)))
+            else:
+                self._keys[name] = lambda value: _text(value).casefold()
+        return self._keys[name]
 
-    def _typed(self, name: str, raw: Any) -> Any:
-        return self.sort_key(name, str(raw).lower() if isinstance(raw, bool) else str(raw))
 
-    def _filter_matches(self, company: Company, f: Filter) -> bool:
-        stored = company.values.get(f.property_name, "")
-        op = f.operator
-        if op == "HAS_PROPERTY":
-            return stored != ""
-        if op == "NOT_HAS_PROPERTY":
-            return stored == ""
-        if op in ("NEQ", "NOT_IN", "NOT_CONTAINS_TOKEN"):
-            positive = {"NEQ": "EQ", "NOT_IN": "IN", "NOT_CONTAINS_TOKEN": "CONTAINS_TOKEN"}[op]
-            return not self._filter_matches(company, Filter(f.property_name, positive, f.value, f.high_value,
-                                                            f.values))
-        if stored == "":
-            return False
-        definition = self.definitions[f.property_name]
-        if op in ("EQ", "IN"):
-            wanted = [f.value] if op == "EQ" else list(f.values)
-            options = stored.split(";") if definition.multi_select else [stored]
-            stored_keys = {self._typed(f.property_name, o) for o in options}
-            return any(self._typed(f.property_name, w) in stored_keys for w in wanted)
-        if op == "CONTAINS_TOKEN":
-            return _contains_token(stored, str(f.value))
-        key = self._typed(f.property_name, stored)
-        if op == "BETWEEN":
-            return self._typed(f.property_name, f.value) <= key <= self._typed(f.property_name, f.high_value)
-        other = self._typed(f.property_name, f.value)
-        return {"LT": key < other, "LTE": key <= other, "GT": key > other, "GTE": key >= other}[op]
+def _text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _numeric_key(convert: Callable[[str], Decimal]) -> Callable[[Any], tuple[int, Decimal, str]]:
+    def key(value: Any) -> tuple[int, Decimal, str]:
+        text = _text(value)
+        try:
+            return (0, convert(text), "")
+        except (InvalidOperation, ValueError, OverflowError):
+            return (1, Decimal(0), text.casefold())  # a value HubSpot would not hold (seeded): sorts after
+
+    return key
+
+
+Predicate = Callable[[dict[str, str]], bool]
+
+
+def _compile(f: Filter, definitions: dict[str, PropertyDefinition], typer: _Typer) -> Predicate:
+    """One filter as a test of a company's values, its operands converted once."""
+    name, op = f.property_name, f.operator
+    if op == "HAS_PROPERTY":
+        return lambda values: values.get(name, "") != ""
+    if op == "NOT_HAS_PROPERTY":
+        return lambda values: values.get(name, "") == ""
+    if op in ("NEQ", "NOT_IN", "NOT_CONTAINS_TOKEN"):
+        positive = {"NEQ": "EQ", "NOT_IN": "IN", "NOT_CONTAINS_TOKEN": "CONTAINS_TOKEN"}[op]
+        test = _compile(Filter(name, positive, f.value, f.high_value, f.values), definitions, typer)
+        return lambda values: not test(values)
+    if op == "CONTAINS_TOKEN":
+        pattern = str(f.value)
+        return lambda values: values.get(name, "") != "" and _contains_token(values[name], pattern)
+    key = typer.key_for(name)
+    if op in ("EQ", "IN"):
+        wanted = {key(w) for w in ([f.value] if op == "EQ" else list(f.values))}
+        if definitions[name].multi_select:
+            return lambda values: bool(values.get(name)) and any(key(p) in wanted for p in values[name].split(";"))
+        return lambda values: bool(values.get(name)) and key(values[name]) in wanted
+    if op == "BETWEEN":
+        low, high = key(f.value), key(f.high_value)
+        return lambda values: bool(values.get(name)) and low <= key(values[name]) <= high
+    other = key(f.value)
+    compare: Callable[[Any], bool] = {
+        "LT": lambda k: k < other, "LTE": lambda k: k <= other,
+        "GT": lambda k: k > other, "GTE": lambda k: k >= other,
+    }[op]
+    return lambda values: bool(values.get(name)) and compare(key(values[name]))
 
 
 def _contains_token(stored: str, pattern: str) -> bool:
