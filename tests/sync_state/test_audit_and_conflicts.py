@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync, log_sync_many
+from warp_sync_pipeline.core.audit import (
+    Outcome,
+    SyncLogEntry,
+    Trigger,
+    log_sync,
+    log_sync_many,
+    purge_sync_log,
+)
 from warp_sync_pipeline.core.conflicts import close_open_conflict, open_or_update_conflict
 from warp_sync_pipeline.core.decision import Observed, decide
 from warp_sync_pipeline.core.fields import Direction, FieldRules
@@ -65,6 +72,16 @@ def test_a_rolled_back_create_is_logged_by_ban_without_a_customer(engine: sa.Eng
     assert [(r["customer_id"], r["ban"], r["outcome"]) for r in rows] == [(None, "ZT-100000009", "rolled_back")] * 2
     assert rows[1]["new_value"] == '{"voice": true}'
     assert len(rows[0]["error"]) == 2000  # bounded
+
+
+def test_old_audit_rows_are_purged(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        log_sync_many(conn, [SyncLogEntry(trigger=Trigger.QUEUE, outcome=Outcome.APPLIED, ban=f"ZT-10000000{i}")
+                             for i in range(3)])
+        conn.execute(sa.text("UPDATE hubspot_sync_log SET logged_at = now() - interval '100 days' "
+                             "WHERE ban <> 'ZT-100000002'"))
+    assert purge_sync_log(engine, older_than=timedelta(days=90)) == 2
+    assert [r["ban"] for r in _log_rows(engine)] == ["ZT-100000002"]
 
 
 def test_unknown_trigger_or_outcome_is_refused_by_the_database(engine: sa.Engine) -> None:

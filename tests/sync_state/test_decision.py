@@ -263,3 +263,19 @@ def test_decide_frame_refuses_naive_times() -> None:
     )
     with pytest.raises(TypeError, match="timezone-aware"):
         decide_frame([SEEDED["company_name"]], frame)
+
+
+def test_decide_frame_compares_instants_whatever_the_time_zone() -> None:
+    rule = SEEDED["company_name"]
+    paris = pd.Series([T0905], dtype="datetime64[ns, UTC]").dt.tz_convert("Europe/Paris")  # 10:05 there
+    frame = build_decision_frame(
+        [rule],
+        pd.DataFrame({"company_name": ["Acme Telecom"]}),
+        pd.DataFrame({"name": ["ACME Corp"]}),
+        agreed=pd.DataFrame({"company_name": ["Acme"]}),
+        warp_changed_at=pd.DataFrame({"company_name": pd.Series([T0900], dtype="datetime64[us, UTC]")}),
+        hubspot_changed_at=pd.DataFrame({"company_name": paris}),
+    )
+    assert decide_frame([rule], frame)["company_name__reason"].iloc[0] == (
+        Reason.CONFLICT_LATEST_WINS_HUBSPOT_NEWER_OR_TIE
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.decision import Decision
 from warp_sync_pipeline.core.fields import Direction, FieldRule
-from warp_sync_pipeline.core.sync_tables import sync_log
+from warp_sync_pipeline.core.sync_tables import in_transaction, sync_log
 
 ERROR_TEXT_LIMIT = 2000
 
@@ -140,6 +140,15 @@ def log_sync_many(conn: sa.Connection, entries: Iterable[SyncLogEntry]) -> int:
     if rows:
         conn.execute(sa.insert(sync_log), rows)
     return len(rows)
+
+
+def purge_sync_log(bind: sa.Engine | sa.Connection, *, older_than: timedelta) -> int:
+    """Retention: delete audit rows logged more than `older_than` ago; returns how many."""
+    with in_transaction(bind) as conn:
+        return conn.execute(
+            sa.text("DELETE FROM hubspot_sync_log WHERE logged_at < clock_timestamp() - CAST(:age AS interval)"),
+            {"age": older_than},
+        ).rowcount
 
 
 def name_writer(conn: sa.Connection, *, actor: str | None = None, run_id: str | None = None) -> None:

@@ -141,7 +141,11 @@ class Decision:
 
 
 def decide(rule: FieldRule, agreed: Observed | None, warp: Observed, hubspot: Observed) -> Decision:
-    """Decide one field. `agreed` is None when the two sides never agreed on a value."""
+    """Decide one field. `agreed` is None when the two sides never agreed on a value.
+
+    Side values that cannot be normalised do not raise (see rule 5 above); an agreed value that cannot is a
+    corrupt state row and raises InvalidFieldValue.
+    """
     w, w_error = _comparable_or_invalid(rule, warp.value)
     h, h_error = _comparable_or_invalid(rule, hubspot.value)
     a = None if agreed is None else comparable(rule.spec, agreed.value)
@@ -151,7 +155,12 @@ def decide(rule: FieldRule, agreed: Observed | None, warp: Observed, hubspot: Ob
         return Decision(Action.SKIP_INVALID, Reason.WARP_VALUE_INVALID, None, w_error)
     if action is Action.WRITE_TO_WARP and h is None:
         return Decision(Action.SKIP_INVALID, Reason.HUBSPOT_VALUE_INVALID, None, h_error)
-    value = h if action is Action.WRITE_TO_WARP else w if action is not Action.OPEN_CONFLICT else None
+    if action is Action.OPEN_CONFLICT:
+        value = None
+    elif action is Action.WRITE_TO_WARP:
+        value = h
+    else:  # IN_SYNC or WRITE_TO_HUBSPOT: WARP's value is the one both will hold
+        value = w
     return Decision(action, reason, value, w_error or h_error)
 
 
