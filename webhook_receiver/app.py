@@ -11,7 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from warp_sync_pipeline.core.db import database_url_from_env, make_engine
 from warp_sync_pipeline.core.settings import get_int, get_optional
-from webhook_receiver import health, webhooks
+from webhook_receiver import health, sync, webhooks
 from webhook_receiver.errors import register_error_handlers
 
 # HubSpot sends at most 100 events a request; a few hundred KiB is generous for that.
@@ -41,5 +41,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(sync.bp)
     logging.getLogger("webhook_receiver").setLevel(logging.INFO)
     return app
