@@ -116,6 +116,8 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
                 if delay:
                     time.sleep(delay)
                 self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "0.4")
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             except (BrokenPipeError, ConnectionResetError):

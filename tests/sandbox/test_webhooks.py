@@ -171,6 +171,15 @@ def test_an_answer_slower_than_the_timeout_counts_as_failed(
     assert second["outcome"] == "delivered" and second["attempt_number"] == 1
 
 
+def test_a_429_is_retried_after_its_retry_after(
+        sandbox: SandboxHandle, webhook_receiver: WebhookReceiver, hooked: httpx.Client) -> None:
+    webhook_receiver.respond = lambda n: (429, 0.0) if n == 0 else (204, 0.0)
+    create_company(hooked, name="Acme")
+    delivered(sandbox, webhook_receiver)
+    first, second = webhook_receiver.requests
+    assert second.received_at - first.received_at >= 0.4  # the backoff alone would be ~0.02 s
+
+
 def test_delivery_gives_up_after_the_last_retry(
         sandbox: SandboxHandle, webhook_receiver: WebhookReceiver, hooked: httpx.Client) -> None:
     sandbox.control.configure(webhook_max_retries=2)
