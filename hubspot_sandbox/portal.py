@@ -574,8 +574,10 @@ class Portal:
             events: list[WebhookEvent] = []
             archived: list[int] = []
             for id_value in ids:
-                company = self.find(str(id_value))
-                if company is None or company.id in archived:
+                # By exact id only: an id merged away does not stand for the survivor here, so
+                # archiving "our" company after a rep merged it can never archive the rep's one.
+                company = self.companies.get(int(id_value)) if str(id_value).isdigit() else None
+                if company is None or not company.active or company.id in archived:
                     continue
                 for name in list(self.unique_index):
                     self._unindex(company, name)

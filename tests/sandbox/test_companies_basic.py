@@ -171,3 +171,6 @@ def test_merge_keeps_primary_values_and_fills_the_gaps(sandbox: SandboxHandle, a
     assert [c["id"] for c in api.get(COMPANIES).json()["results"]] == [primary["id"]]
     snapshot = {c["id"]: c for c in sandbox.control.all_companies()}
     assert snapshot[other["id"]]["mergedInto"] == primary["id"]
+    # Archiving the merged-away id does not archive the survivor.
+    assert api.delete(f"{COMPANIES}/{other['id']}").status_code == 204
+    assert api.get(f"{COMPANIES}/{primary['id']}").status_code == 200
