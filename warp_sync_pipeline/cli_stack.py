@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -9,9 +14,12 @@ import click
 
 from warp_sync_pipeline.core import stack
 from warp_sync_pipeline.core.db import make_engine, redacted
+from warp_sync_pipeline.core.localpg import free_port
 from warp_sync_pipeline.core.migrations import upgrade
 from warp_sync_pipeline.core.runtime import Runtime, ensure_runtime, local_cluster
 from warp_sync_pipeline.core.settings import state_dir
+
+DEMO_RECIPIENTS = "warp-admins@example.com"
 
 
 def _step(message: str) -> float:
@@ -19,26 +27,142 @@ def _step(message: str) -> float:
     return time.monotonic()
 
 
-def _database() -> Runtime:
+def _done(started: float, detail: str = "") -> None:
+    click.echo(f"    {detail}  [{time.monotonic() - started:.1f}s]" if detail else
+               f"    done  [{time.monotonic() - started:.1f}s]")
+
+
+def demo_settings() -> dict[str, str]:
+    """The local stack's ports and throwaway secrets, made once and kept private in the state folder."""
+    path = state_dir() / "demo-env.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    settings = {
+        "sandbox_port": str(free_port()),
+        "smtp_port": str(free_port()),
+        "receiver_port": str(free_port()),
+        "dagster_port": str(free_port()),
+        "HUBSPOT_ACCESS_TOKEN": "pat-demo-" + secrets.token_hex(16),
+        "HUBSPOT_CLIENT_SECRET": secrets.token_hex(24),
+        "WARP_API_TOKEN": "wsk_demo_" + secrets.token_urlsafe(24),
+        "WARP_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2))
+    path.chmod(0o600)
+    return settings
+
+
+def stack_environment(runtime: Runtime, settings: dict[str, str]) -> dict[str, str]:
+    """What every process of the local stack sees: the database, the sandbox, the mail catcher."""
+    receiver_url = f"http://127.0.0.1:{settings['receiver_port']}"
+    env = {
+        **os.environ,
+        **runtime.environment(),
+        "HUBSPOT_BASE_URL": f"http://127.0.0.1:{settings['sandbox_port']}",
+        "HUBSPOT_ACCESS_TOKEN": settings["HUBSPOT_ACCESS_TOKEN"],
+        "HUBSPOT_CLIENT_SECRET": settings["HUBSPOT_CLIENT_SECRET"],
+        "HUBSPOT_WEBHOOK_TARGET_URL": f"{receiver_url}/v1/webhooks/hubspot/company",
+        "WARP_PUBLIC_BASE_URL": receiver_url,
+        "WARP_API_TOKEN": settings["WARP_API_TOKEN"],
+        "WARP_SECRET_KEY": settings["WARP_SECRET_KEY"],
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": settings["smtp_port"],
+        "SMTP_STARTTLS": "false",
+        "SMTP_FROM": "warp-sync@localhost",
+        "WARP_REPORT_RECIPIENTS": DEMO_RECIPIENTS,
+    }
+    # The demo's own values win over a developer's shell, which may point at real systems.
+    return env
+
+
+def _warp_sync() -> str:
+    return str(Path(sys.executable).parent / "warp-sync")
+
+
+def _bring_up_base() -> tuple[Runtime, dict[str, str], dict[str, str]]:
     started = _step("PostgreSQL")
     runtime = ensure_runtime()
     kind = "private cluster (reused if already running)" if runtime.private_cluster else "WARP_DATABASE_URL"
-    click.echo(f"    {kind}: {redacted(runtime.database_url)}  [{time.monotonic() - started:.1f}s]")
+    _done(started, f"{kind}: {redacted(runtime.database_url)}")
+
     started = _step("migrations")
     applied = upgrade(make_engine(runtime.database_url))
-    click.echo(f"    {'applied ' + ', '.join(applied) if applied else 'up to date'}"
-               f"  [{time.monotonic() - started:.1f}s]")
-    return runtime
+    _done(started, "applied " + ", ".join(applied) if applied else "up to date")
+
+    settings = demo_settings()
+    env = stack_environment(runtime, settings)
+
+    started = _step("HubSpot sandbox")
+    sandbox = stack.start("sandbox", [_warp_sync(), "sandbox", "--port", settings["sandbox_port"]], env=env,
+                          url=env["HUBSPOT_BASE_URL"], ready_url=f"{env['HUBSPOT_BASE_URL']}/_sandbox/counters")
+    _done(started, f"{sandbox.url} (log {sandbox.log})")
+
+    started = _step("mail catcher (SMTP)")
+    mail_dir = state_dir() / "mail"
+    catcher = stack.start("mailcatcher", [_warp_sync(), "mailcatcher", "--port", settings["smtp_port"],
+                                          "--folder", str(mail_dir)], env=env,
+                          url=f"smtp://127.0.0.1:{settings['smtp_port']}")
+    _wait_for_port(int(settings["smtp_port"]))
+    _done(started, f"{catcher.url}, messages saved in {mail_dir}")
+
+    started = _step("HubSpot properties")
+    subprocess.run([_warp_sync(), "hubspot", "setup"], env=env, check=True, stdout=subprocess.DEVNULL)
+    _done(started, "warp_* company properties present")
+    return runtime, settings, env
+
+
+def _wait_for_port(port: int, timeout_s: float = 20.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise click.ClickException(f"nothing is listening on port {port}")
 
 
 @click.command("demo")
 def demo() -> None:
     """Bring the stack up from scratch (or reuse it) and show where everything is."""
-    runtime = _database()
+    runtime, settings, env = _bring_up_base()
     click.echo("")
-    click.echo(f"state folder:  {state_dir()}")
-    click.echo(f"DAGSTER_HOME:  {runtime.dagster_home}")
-    click.echo("stop it all:   make stop")
+    click.echo(f"state folder:   {state_dir()}")
+    click.echo(f"DAGSTER_HOME:   {runtime.dagster_home}")
+    click.echo(f"sandbox:        {env['HUBSPOT_BASE_URL']}")
+    click.echo("explore:        make dev   (Dagster UI + receiver)")
+    click.echo("stop it all:    make stop")
+
+
+@click.command("dev")
+def dev() -> None:
+    """The demo stack plus the receiver (gunicorn) and the Dagster UI with its daemon."""
+    runtime, settings, env = _bring_up_base()
+    bin_dir = Path(sys.executable).parent
+
+    started = _step("receiver (gunicorn)")
+    receiver_url = f"http://127.0.0.1:{settings['receiver_port']}"
+    stack.start("receiver", [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{settings['receiver_port']}",
+                             "--workers", "2", "--worker-class", "gthread", "--threads", "4",
+                             "webhook_receiver:create_app()"],
+                env=env, url=receiver_url, ready_url=f"{receiver_url}/healthz")
+    _done(started, receiver_url)
+
+    started = _step("Dagster UI and daemon (dg dev)")
+    dagster_url = f"http://127.0.0.1:{settings['dagster_port']}"
+    stack.start("dagster", [str(bin_dir / "dg"), "dev", "--port", settings["dagster_port"], "--host", "127.0.0.1"],
+                env={**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}, url=dagster_url,
+                ready_url=f"{dagster_url}/server_info", timeout_s=180)
+    _done(started, dagster_url)
+
+    click.echo("")
+    click.echo(f"Dagster UI:     {dagster_url}")
+    click.echo(f"receiver:       {receiver_url}  (bearer token in {state_dir() / 'demo-env.json'})")
+    click.echo(f"review pages:   {receiver_url}/review/conflicts")
+    click.echo(f"sandbox:        {env['HUBSPOT_BASE_URL']}  (switches under /_sandbox/)")
+    click.echo("stop it all:    make stop")
 
 
 @click.command("mailcatcher")
@@ -63,3 +187,6 @@ def stop() -> None:
     if local_cluster().stop():
         click.echo("stopped private PostgreSQL")
     click.echo("nothing left running")
+
+
+
