@@ -37,6 +37,7 @@ def pg_admin_url() -> Iterator[str]:
     if external:
         yield with_database(normalize_url(external, variable="WARP_TEST_DATABASE_URL"), "postgres")
         return
+    _remove_abandoned_test_clusters()
     cluster = LocalCluster(state_dir() / f"test-{os.getpid()}", "test-pg", fast_unsafe=True)
     url = cluster.ensure_running()
     try:
@@ -44,6 +45,19 @@ def pg_admin_url() -> Iterator[str]:
     finally:
         cluster.destroy()
         Path(cluster.state_dir).exists() and _rmdir_quiet(cluster.state_dir)
+
+
+def _remove_abandoned_test_clusters() -> None:
+    """A killed test session cannot stop its cluster; the next one does, by the pid in the name."""
+    for folder in state_dir().glob("test-*"):
+        try:
+            pid = int(folder.name.removeprefix("test-"))
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            LocalCluster(folder, "test-pg").destroy()
+            _rmdir_quiet(folder)
+        except (ValueError, PermissionError):
+            continue
 
 
 def _rmdir_quiet(path: Path) -> None:
