@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from flask import Flask
@@ -11,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from warp_sync_pipeline.core.db import database_url_from_env, make_engine
 from warp_sync_pipeline.core.settings import get_int, get_optional
-from webhook_receiver import health, sync, webhooks
+from webhook_receiver import conflicts_api, customers, health, review, sync, webhooks
 from webhook_receiver.errors import register_error_handlers
 
 # HubSpot sends at most 100 events a request; a few hundred KiB is generous for that.
@@ -26,6 +27,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         TRUSTED_PROXY_HOPS=get_int("WARP_TRUSTED_PROXY_HOPS", 0, minimum=0),
         # The bootstrap admin credential (every role); named credentials live in admin_credentials.
         WARP_API_TOKEN=get_optional("WARP_API_TOKEN") or "",
+        # The review pages' session (webhook_receiver/review.py): without a key they answer 503.
+        SECRET_KEY=get_optional("WARP_SECRET_KEY"),
+        SESSION_COOKIE_NAME="warp_review_session",
+        SESSION_COOKIE_PATH="/review",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
     )
     if test_config:
         app.config.update(test_config)
@@ -41,6 +50,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(webhooks.bp)
+    app.register_blueprint(customers.bp)
     app.register_blueprint(sync.bp)
+    app.register_blueprint(review.bp)
+    app.register_blueprint(conflicts_api.bp)
     logging.getLogger("webhook_receiver").setLevel(logging.INFO)
     return app

@@ -1,0 +1,341 @@
+"""The review pages (server-rendered, no JavaScript needed): `/review/...`.
+
+A person signs in by pasting their token once; the page session is Flask's signed cookie (WARP_SECRET_KEY;
+Secure, HttpOnly, SameSite=Strict, path /review) carrying the credential's name, roles and a reference that
+is re-checked against admin_credentials on every request, so a revoked credential ends its sessions. Every
+form carries a CSRF token (Flask-WTF's generate_csrf/validate_csrf), checked here only: the API and the
+webhook route take none. Without WARP_SECRET_KEY these pages answer 503 naming it; the API still works.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_wtf.csrf import generate_csrf, validate_csrf
+from werkzeug.wrappers import Response
+from wtforms import ValidationError
+
+from warp_sync_pipeline.core.auth import Principal, Role
+from warp_sync_pipeline.core.review import (
+    HISTORY_LIMIT_DEFAULT,
+    ConflictChanged,
+    ReviewError,
+    customer_conflicts,
+    customer_history,
+    customer_summary,
+    list_open_conflicts,
+    login_credential,
+    mapped_fields,
+    parse_version,
+    resolve_conflict,
+    session_principal,
+)
+from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_time_budget
+from webhook_receiver.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("review", __name__, url_prefix="/review", template_folder="templates")
+
+SECRET_VARIABLE = "WARP_SECRET_KEY"
+MIN_SECRET_LENGTH = 32
+# A sign-in lasts this long at most, however active the session (the cookie itself expires when idle).
+DEFAULT_SESSION_MAX_AGE = timedelta(hours=12)
+PUBLIC_ENDPOINTS = {"review.login", "review.login_submit"}
+SECURITY_HEADERS = {
+    # No scripts at all; inline <style> only; forms post to this origin; never framed.
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _engine() -> sa.Engine:
+    return current_app.extensions["warp_db"]
+
+
+def _fingerprint_key() -> bytes:
+    return str(current_app.secret_key).encode("utf-8")
+
+
+def _bootstrap_token() -> str:
+    return str(current_app.config.get("WARP_API_TOKEN") or "")
+
+
+def _csrf_time_limit() -> int:
+    return int(current_app.permanent_session_lifetime.total_seconds())
+
+
+def error_page(status: int, code: str, message: str, **context: Any) -> tuple[str, int]:
+    return render_template("review/error.html", status=status, code=code, message=message, **context), status
+
+
+# --- every request: configuration, CSRF, sign-in ---------------------------------------------------------------
+
+
+@bp.before_request
+def _guard() -> Any:
+    secret = current_app.secret_key
+    if not secret:
+        return error_page(503, "REVIEW_NOT_CONFIGURED",
+                          f"The review pages need {SECRET_VARIABLE} (a random secret of at least "
+                          f"{MIN_SECRET_LENGTH} characters) to sign their sessions; it is not set.")
+    if len(str(secret)) < MIN_SECRET_LENGTH:
+        return error_page(503, "REVIEW_NOT_CONFIGURED",
+                          f"{SECRET_VARIABLE} is too short: use at least {MIN_SECRET_LENGTH} random characters.")
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        principal = _session_principal()
+        if principal is None:
+            # Nothing is done for a request without a sign-in, a form post included: it goes to sign in.
+            target = request.full_path if request.method == "GET" else url_for("review.conflicts")
+            return redirect(url_for("review.login", next=target.rstrip("?")), code=303)
+        g.principal = principal
+    if request.method == "POST":
+        try:
+            validate_csrf(request.form.get("csrf_token"), time_limit=_csrf_time_limit())
+        except ValidationError as exc:
+            reason = exc.args[0] if exc.args else "The CSRF token is invalid."
+            return error_page(400, "CSRF_FAILED", f"{reason} Reload the page and try again.")
+    return None
+
+
+def _session_principal() -> Principal | None:
+    ref = session.get("credential_ref")
+    if not ref:
+        return None
+    login_at = session.get("login_at", 0)
+    max_age = current_app.config.get("REVIEW_SESSION_MAX_AGE", DEFAULT_SESSION_MAX_AGE)
+    if not isinstance(login_at, int | float) or time.time() - login_at > max_age.total_seconds():
+        session.clear()
+        flash("Your sign-in has expired; paste your token again.", "info")
+        return None
+    principal = session_principal(_engine(), ref, bootstrap_token=_bootstrap_token(),
+                                  fingerprint_key=_fingerprint_key())
+    if principal is None:
+        session.clear()
+        flash("Your credential is no longer valid (revoked or rotated); sign in again.", "error")
+    return principal
+
+
+@bp.after_request
+def _headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@bp.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> tuple[str, int]:
+    return error_page(exc.status, exc.code, exc.message)
+
+
+@bp.context_processor
+def _helpers() -> dict[str, Any]:
+    principal: Principal | None = g.get("principal")
+    return {
+        "csrf_token": generate_csrf,
+        "principal": principal,
+        "may": (lambda permission: bool(principal and principal.may(permission))),
+        "when": _when,
+        "shown": _shown,
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "unknown"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _shown(value: str | None) -> str:
+    """Empty and missing values, spelled out (autoescaping handles the rest)."""
+    if value is None:
+        return "(none)"
+    return value if value != "" else "(empty)"
+
+
+def page_requires(permission: str) -> Callable[[F], F]:
+    def decorate(view: F) -> F:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            principal: Principal = g.principal
+            if not principal.may(permission):
+                return error_page(403, "FORBIDDEN",
+                                  f"Credential {principal.name!r} may not {permission.replace(':', ' ')}.")
+            return view(*args, **kwargs)
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+# --- sign in and out --------------------------------------------------------------------------------------------
+
+
+def _safe_next(raw: str | None) -> str:
+    """Only a path inside the review pages (never another site)."""
+    default = url_for("review.conflicts")
+    if not raw:
+        return default
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/review/") or "\\" in raw:
+        return default
+    return raw
+
+
+@bp.get("/")
+def index() -> Response:
+    return redirect(url_for("review.conflicts"), code=303)
+
+
+@bp.get("/login")
+def login() -> Any:
+    if session.get("credential_ref") and _session_principal() is not None:
+        return redirect(_safe_next(request.args.get("next")), code=303)
+    return render_template("review/login.html", next=_safe_next(request.args.get("next")),
+                           messages=get_flashed_messages(with_categories=True))
+
+
+@bp.post("/login")
+def login_submit() -> Any:
+    next_url = _safe_next(request.form.get("next"))
+    credential = login_credential(_engine(), request.form.get("token", ""), bootstrap_token=_bootstrap_token(),
+                                  fingerprint_key=_fingerprint_key())
+    if credential is None:
+        log.info("review sign-in refused: unknown or revoked token")
+        return render_template("review/login.html", next=next_url,
+                               messages=[("error", "That token is not valid (unknown or revoked).")]), 401
+    principal = Principal(credential.name, frozenset(Role(role) for role in credential.roles))
+    if not (principal.may("conflicts:read") or principal.may("history:read")):
+        return render_template("review/login.html", next=next_url,
+                               messages=[("error", f"Credential {credential.name!r} has no review role.")]), 403
+    # A fresh session on sign-in (no fixation); the token itself is never stored.
+    session.clear()
+    session.permanent = True
+    session["credential_ref"] = credential.ref
+    session["name"] = credential.name
+    session["roles"] = list(credential.roles)
+    session["login_at"] = int(time.time())
+    log.info("review sign-in: %s", credential.name)
+    return redirect(next_url, code=303)
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    session.clear()
+    flash("Signed out.", "info")
+    return redirect(url_for("review.login"), code=303)
+
+
+# --- the review queue ------------------------------------------------------------------------------------------
+
+
+def _filters(source: Any) -> dict[str, str]:
+    return {key: source.get(key, "").strip() for key in ("field", "customer") if source.get(key, "").strip()}
+
+
+def _conflicts_page(status: int = 200, notice: dict[str, Any] | None = None,
+                    filters: dict[str, str] | None = None, drafts: dict[int, str] | None = None) -> Any:
+    engine = _engine()
+    filters = filters if filters is not None else _filters(request.args)
+    fields = mapped_fields(engine)
+    field = filters.get("field")
+    if field and field not in fields:
+        return error_page(400, "VALIDATION_ERROR", f"{field!r} is not a mapped WARP field.")
+    after_raw = request.args.get("after", "")
+    after = int(after_raw) if after_raw.isdigit() else None
+    page = list_open_conflicts(engine, field=field, customer=filters.get("customer"), after=after)
+    html = render_template(
+        "review/conflicts.html", page=page, fields=fields, filters=filters, notice=notice,
+        drafts=drafts or {}, messages=get_flashed_messages(with_categories=True),
+        next_url=(url_for("review.conflicts", after=page.next_after, **filters) if page.next_after else None),
+    )
+    return html, status
+
+
+@bp.get("/conflicts")
+@page_requires("conflicts:read")
+def conflicts() -> Any:
+    return _conflicts_page()
+
+
+@bp.post("/conflicts/<int:conflict_id>/resolve")
+@page_requires("conflicts:resolve")
+def resolve(conflict_id: int) -> Any:
+    filters = _filters(request.form)
+    choice = request.form.get("choice", "")
+    value = request.form.get("value", "") if choice == "value" else None
+    seen = {"warp": request.form.get("seen_warp"), "hubspot": request.form.get("seen_hubspot")}
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        outcome = resolve_conflict(
+            _engine(), hubspot_client(app), conflict_id, choice, value,
+            expected_version=parse_version(request.form.get("expected_version", "")),
+            actor=g.principal.name, time_budget_s=resolution_time_budget(app),
+        )
+    except ReviewError as exc:
+        log.info("conflict %s not resolved by %s: %s", conflict_id, g.principal.name, exc.code)
+        notice: dict[str, Any] = {"kind": "error", "code": exc.code, "message": exc.message,
+                                  "conflict_id": conflict_id, "seen": seen}
+        if isinstance(exc, ConflictChanged):
+            notice["current"] = exc.current
+        drafts = {conflict_id: value} if value is not None else None
+        return _conflicts_page(STATUS_BY_CODE.get(exc.code, 409), notice, filters, drafts)
+    log.info("conflict %s resolved by %s (%s)", conflict_id, g.principal.name, outcome.choice.value)
+    sides = [name for name, written in (("HubSpot", outcome.hubspot_written), ("WARP", outcome.warp_written))
+             if written]
+    written = f"written to {' and '.join(sides)}" if sides else "both sides held it already"
+    flash(f"Conflict {conflict_id} resolved: {outcome.warp_field} is now {_shown(outcome.value)!r} "
+          f"({written}).", "success")
+    return redirect(url_for("review.conflicts", **filters), code=303)
+
+
+# --- a customer's sync history ---------------------------------------------------------------------------------
+
+
+@bp.get("/customers/<customer_id>")
+@page_requires("history:read")
+def customer(customer_id: str) -> Any:
+    try:
+        customer_uuid = UUID(customer_id)
+    except ValueError:
+        return error_page(404, "NOT_FOUND", "No such customer (the id is not a UUID).")
+    engine = _engine()
+    summary = customer_summary(engine, customer_uuid)
+    if summary is None:
+        return error_page(404, "NOT_FOUND", f"No customer {customer_uuid}.")
+    before_raw = request.args.get("before", "")
+    before = int(before_raw) if before_raw.isdigit() else None
+    history = customer_history(engine, customer_uuid, before=before)
+    older = (url_for("review.customer", customer_id=customer_uuid, before=history[-1].id)
+             if len(history) == HISTORY_LIMIT_DEFAULT else None)
+    return render_template(
+        "review/customer.html", customer=summary, history=history,
+        conflicts=customer_conflicts(engine, customer_uuid), older_url=older,
+        messages=get_flashed_messages(with_categories=True),
+    )
