@@ -1,4 +1,6 @@
-"""SQLAlchemy Core descriptions of the sync-state tables (created by sql/004_sync_state.sql).
+"""SQLAlchemy Core descriptions of WARP's customers and the sync-state tables.
+
+`customers` comes from sql/001_customers.sql, the rest from sql/004_sync_state.sql.
 
 The SQL file is the schema; these mirror it so inserts can use Core's batched executemany.
 """
@@ -12,6 +14,26 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 metadata = sa.MetaData()
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("ban", sa.Text),
+    sa.Column("company_name", sa.Text),
+    sa.Column("status", sa.Text),
+    sa.Column("credit_limit", sa.Numeric(14, 2)),
+    sa.Column("current_balance", sa.Numeric(14, 2)),
+    sa.Column("payment_terms", sa.Text),
+    sa.Column("services", JSONB),
+    sa.Column("contact_email", sa.Text),
+    sa.Column("external_ids", JSONB),
+    sa.Column("hubspot_link_status", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+# The HubSpot company a customer links to (unique across customers, see sql/001).
+customer_company_id = customers.c.external_ids["hubspot_company_id"].astext
 
 field_state = sa.Table(
     "hubspot_field_state",
