@@ -4,6 +4,7 @@ credentials with each role, and MANUAL conflicts between a WARP customer and its
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,11 +90,24 @@ def portal(sandbox: Any) -> Iterator[HubSpotClient]:
 
 
 @pytest.fixture
-def app(database_url: str, sandbox: Any, manual_rules: FieldRules) -> Iterator[Flask]:
-    application = create_app(receiver_config(database_url, sandbox))
-    yield application
-    close_hubspot_client(application)
-    application.extensions["warp_db"].dispose()
+def make_app(database_url: str, sandbox: Any, manual_rules: FieldRules) -> Iterator[Callable[..., Flask]]:
+    """create_app on this test's database and the sandbox; keyword arguments override config keys."""
+    made: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        application = create_app(receiver_config(database_url, sandbox, **overrides))
+        made.append(application)
+        return application
+
+    yield make
+    for application in made:
+        close_hubspot_client(application)
+        application.extensions["warp_db"].dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 def https_client(app: Flask) -> FlaskClient:
@@ -212,3 +226,22 @@ def queued_fields(engine: sa.Engine, customer_id: UUID) -> list[Any]:
 def patch_count(sandbox: Any) -> int:
     counters = sandbox.control.counters()["by_endpoint"]
     return int(counters.get("PATCH /crm/v3/objects/companies/{companyId}", 0))
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_INPUT.search(html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def sign_in(test_client: FlaskClient, token: str, next_url: str | None = None) -> Any:
+    """Sign in through the login form, as a person would; returns the POST's response."""
+    page = test_client.get("/review/login")
+    assert page.status_code == 200
+    form = {"csrf_token": csrf_from(page.get_data(as_text=True)), "token": token}
+    if next_url is not None:
+        form["next"] = next_url
+    return test_client.post("/review/login", data=form)
