@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from tests.inbound.conftest import customer_row, event_rows, field_state, queue_rows, reason_codes, sync_log
 from tests.webhook_ingest.signing import now_ms, object_event, property_change
 from warp_sync_pipeline.core.fields import FieldRules
-from warp_sync_pipeline.core.inbound import InboundSettings, count_due_events, process_events
+from warp_sync_pipeline.core.inbound import count_due_events, process_events
 from warp_sync_pipeline.core.leases import acquire_customer, release_customer
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes
 
@@ -314,7 +314,3 @@ def test_a_run_finishes_only_events_that_still_carry_its_token(
     assert customer_row(engine, customer)["payment_terms"] == "NET45"
     assert len(sync_log(engine, customer)) == 1
 
-
-def test_settings_keep_events_at_least_three_days() -> None:
-    with pytest.raises(ValueError, match="three days"):
-        InboundSettings(retention=timedelta(days=2))

@@ -1,0 +1,156 @@
+"""Inbound webhooks in Dagster: a sensor that finds stored events, the job that applies them, and retention.
+
+Thin adapters over warp_sync_pipeline/core/inbound.py. The sensor runs one cheap query and requests a run;
+the run claims and applies events (DESIGN.md flow 3). One run at a time: the sensor skips while one is
+queued or running (no run_key, which would block retries of the same events), and the tag concurrency
+limit on warp/flow=webhook-apply in dagster.yaml backs that up.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the ops' annotations when they are defined.
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from warp_sync_pipeline.core.inbound import (
+    InboundSettings,
+    ProcessSummary,
+    count_due_events,
+    process_events,
+    purge_webhook_events,
+)
+from warp_sync_pipeline.core.settings import get_timezone
+from warp_sync_pipeline.resources.database import DatabaseResource
+from warp_sync_pipeline.resources.hubspot import HubSpotResource
+
+hubspot_webhook_events = dg.AssetSpec(
+    "hubspot_webhook_events",
+    description=(
+        "Every signed HubSpot webhook event the receiver stored (POST /v1/webhooks/hubspot/company), once "
+        "each, and what applying it did: processed, ignored (with the reason) or failed (retried a bounded "
+        "number of times). Processed and ignored events are kept three days, then purged."
+    ),
+    group_name="inbound",
+    kinds={"postgres"},
+)
+
+FLOW_TAGS = {"warp/flow": "webhook-apply"}
+# A run in any of these states will take the pending events; another would only wait for the same leases.
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+
+
+class HubSpotWebhookEventsConfig(dg.Config):
+    time_budget_seconds: float | None = Field(
+        default=None,
+        description="Stop claiming new events after this many seconds (default: WARP_WEBHOOK_RUN_SECONDS).",
+    )
+
+
+def _metadata(summary: ProcessSummary) -> dict[str, Any]:
+    data = summary.as_dict()
+    return {
+        "processed": data["processed"],
+        "ignored": data["ignored"],
+        "failed": data["failed"],
+        "deferred": data["deferred"],
+        "lost": data["lost"],
+        "companies": data["companies"],
+        "dagster/row_count": data["claimed"],
+        "by_reason": dg.MetadataValue.json(data["reasons"]),
+        "by_action": dg.MetadataValue.json(data["actions"]),
+        "elapsed_seconds": data["elapsed_s"],
+    }
+
+
+@dg.op(
+    description="Claims stored HubSpot webhook events per company and applies them to WARP through the field rules.",
+    tags=FLOW_TAGS,
+)
+def apply_hubspot_webhook_events(
+    context: dg.OpExecutionContext,
+    config: HubSpotWebhookEventsConfig,
+    db: DatabaseResource,
+    hubspot: HubSpotResource,
+) -> dict:
+    settings = InboundSettings.from_env()
+    if config.time_budget_seconds:
+        settings = replace(settings, run_time_budget=timedelta(seconds=config.time_budget_seconds))
+    run_id = context.run.run_id
+    summary = process_events(
+        db.engine, hubspot=hubspot.client, settings=settings, run_id=run_id, holder=f"webhook-apply:{run_id}"
+    )
+    metadata = _metadata(summary)
+    context.log.info(
+        f"Webhook events: {summary.processed} processed, {summary.ignored} ignored, {summary.failed} failed, "
+        f"{summary.deferred} deferred, across {summary.companies} companies"
+    )
+    context.log_event(dg.AssetObservation(asset_key=hubspot_webhook_events.key, metadata=metadata))
+    context.add_output_metadata(metadata)
+    return summary.as_dict()
+
+
+@dg.job(
+    description="Applies the pending HubSpot webhook events (requested by hubspot_webhook_events_sensor).",
+    tags=FLOW_TAGS,
+    executor_def=dg.in_process_executor,
+)
+def hubspot_webhook_events_job() -> None:
+    apply_hubspot_webhook_events()
+
+
+@dg.sensor(
+    job=hubspot_webhook_events_job,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a run of hubspot_webhook_events_job while webhook events wait and none is running.",
+)
+def hubspot_webhook_events_sensor(
+    context: dg.SensorEvaluationContext, db: DatabaseResource
+) -> dg.RunRequest | dg.SkipReason:
+    active = context.instance.get_runs_count(
+        dg.RunsFilter(job_name=hubspot_webhook_events_job.name, statuses=ACTIVE_RUN_STATUSES)
+    )
+    if active:
+        return dg.SkipReason(
+            f"A run of {hubspot_webhook_events_job.name} is already queued or running; it takes the waiting events."
+        )
+    due = count_due_events(db.engine)
+    if not due:
+        return dg.SkipReason("No webhook events are waiting to be applied.")
+    return dg.RunRequest(tags={**FLOW_TAGS, "warp/due-events": str(due)})
+
+
+@dg.op(description="Deletes webhook events past their retention (processed/ignored: 3 days; failed: 30).")
+def purge_hubspot_webhook_events(context: dg.OpExecutionContext, db: DatabaseResource) -> dict:
+    result = purge_webhook_events(db.engine, settings=InboundSettings.from_env())
+    metadata: dict[str, Any] = {"purged_finished": result.finished, "purged_failed": result.failed}
+    context.log_event(dg.AssetObservation(asset_key=hubspot_webhook_events.key, metadata=metadata))
+    context.add_output_metadata(metadata)
+    return {"finished": result.finished, "failed": result.failed}
+
+
+@dg.job(
+    description="Retention of hubspot_webhook_events (WARP_WEBHOOK_RETENTION_DAYS, _FAILED_RETENTION_DAYS).",
+    tags={"warp/flow": "retention"},
+    executor_def=dg.in_process_executor,
+)
+def hubspot_webhook_events_retention_job() -> None:
+    purge_hubspot_webhook_events()
+
+
+hubspot_webhook_events_retention_daily_schedule = dg.ScheduleDefinition(
+    name="hubspot_webhook_events_retention_daily_schedule",
+    job=hubspot_webhook_events_retention_job,
+    cron_schedule="20 3 * * *",
+    execution_timezone=get_timezone("WARP_SCHEDULE_TIMEZONE", "UTC"),
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Purges old webhook events daily.",
+)
