@@ -44,7 +44,6 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync
 from warp_sync_pipeline.core.conflicts import SUPERSEDED, close_open_conflict, open_or_update_conflict
@@ -69,6 +68,7 @@ from warp_sync_pipeline.core.ledger import bind_company, match_echo
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot
 from warp_sync_pipeline.core.outbound import enqueue_fields
 from warp_sync_pipeline.core.settings import get_float, get_int
+from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
 
 log = logging.getLogger(__name__)
 
@@ -162,28 +162,6 @@ class CompanyReader(Protocol):
     """What the processor needs of the HubSpot client (core.hubspot.HubSpotClient has it)."""
 
     def get_company(self, company_id: str, *, properties: Sequence[str] | None = None) -> Any: ...
-
-
-# --- tables ------------------------------------------------------------------------------------------------------
-_metadata = sa.MetaData()
-# The customer columns the processor reads and writes (sql/001); mapped fields are a subset of these.
-customers = sa.Table(
-    "customers",
-    _metadata,
-    sa.Column("id", sa.Uuid),
-    sa.Column("ban", sa.Text),
-    sa.Column("company_name", sa.Text),
-    sa.Column("status", sa.Text),
-    sa.Column("credit_limit", sa.Numeric(14, 2)),
-    sa.Column("current_balance", sa.Numeric(14, 2)),
-    sa.Column("payment_terms", sa.Text),
-    sa.Column("services", JSONB),
-    sa.Column("contact_email", sa.Text),
-    sa.Column("external_ids", JSONB),
-    sa.Column("hubspot_link_status", sa.Text),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-)
-_COMPANY_ID = customers.c.external_ids["hubspot_company_id"].astext
 
 
 # --- events --------------------------------------------------------------------------------------------------------
@@ -407,7 +385,7 @@ def _select_customers(where: sa.ColumnElement[bool]) -> sa.Select:
 def _by_company(company_ids: Iterable[str]) -> sa.ColumnElement[bool]:
     # `external_ids ? ...` lets PostgreSQL use the partial unique index on the company id.
     has_company = customers.c.external_ids.has_key("hubspot_company_id")
-    return sa.and_(has_company, _COMPANY_ID.in_(list(company_ids)))
+    return sa.and_(has_company, customer_company_id.in_(list(company_ids)))
 
 
 def _customer(row: sa.Row) -> _Customer:
