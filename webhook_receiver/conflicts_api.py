@@ -42,6 +42,7 @@ bp = Blueprint("conflicts_api", __name__, url_prefix="/v1/conflicts")
 HUBSPOT_EXTENSION = "warp_hubspot"
 _client_lock = threading.Lock()
 DEFAULT_RESOLUTION_TIME_BUDGET_S = 10.0
+DEFAULT_RESOLUTION_LEASE_WAIT_S = 5.0
 
 # HTTP status of each review error code (core/review.py).
 STATUS_BY_CODE: Mapping[str, int] = {
@@ -57,6 +58,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
     "HUBSPOT_SYNC_FAILED": 502,
     "WARP_WRITE_FAILED": 503,
     "HUBSPOT_NOT_CONFIGURED": 503,
+    "INVALID_FIELD_MAPPING": 503,
 }
 RESOLVE_KEYS = {"choice", "value", "expected_version"}
 
@@ -90,8 +92,12 @@ def close_hubspot_client(app: Flask) -> None:
         client.close()
 
 
-def resolution_time_budget(app: Flask) -> float:
-    return float(app.config.get("RESOLUTION_TIME_BUDGET_SECONDS", DEFAULT_RESOLUTION_TIME_BUDGET_S))
+def resolution_settings(app: Flask) -> dict[str, float]:
+    """resolve_conflict's time budget (the HubSpot read and write) and its wait for the customer's lease."""
+    return {
+        "time_budget_s": float(app.config.get("RESOLUTION_TIME_BUDGET_SECONDS", DEFAULT_RESOLUTION_TIME_BUDGET_S)),
+        "lease_wait_s": float(app.config.get("RESOLUTION_LEASE_WAIT_SECONDS", DEFAULT_RESOLUTION_LEASE_WAIT_S)),
+    }
 
 
 # --- errors -------------------------------------------------------------------------------------------------
@@ -170,8 +176,7 @@ def resolve(conflict_id: int):  # noqa: ANN201
     try:
         outcome = resolve_conflict(
             app.extensions["warp_db"], hubspot_client(app), conflict_id, choice, body.get("value"),
-            expected_version=parse_version(version), actor=g.principal.name,
-            time_budget_s=resolution_time_budget(app),
+            expected_version=parse_version(version), actor=g.principal.name, **resolution_settings(app),
         )
     except ReviewError as exc:
         log.info("conflict %s not resolved by %s: %s", conflict_id, g.principal.name, exc.code)

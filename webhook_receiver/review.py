@@ -50,7 +50,7 @@ from warp_sync_pipeline.core.review import (
     resolve_conflict,
     session_principal,
 )
-from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_time_budget
+from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_settings
 from webhook_receiver.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -296,7 +296,7 @@ def resolve(conflict_id: int) -> Any:
         outcome = resolve_conflict(
             _engine(), hubspot_client(app), conflict_id, choice, value,
             expected_version=parse_version(request.form.get("expected_version", "")),
-            actor=g.principal.name, time_budget_s=resolution_time_budget(app),
+            actor=g.principal.name, **resolution_settings(app),
         )
     except ReviewError as exc:
         log.info("conflict %s not resolved by %s: %s", conflict_id, g.principal.name, exc.code)

@@ -18,6 +18,7 @@ from tests.review.conftest import (
     warp_value,
 )
 from warp_sync_pipeline.core.field_state import read_field_state
+from warp_sync_pipeline.core.leases import hold_customer
 
 
 def resolve(client: Any, token: str, conflict_id: int, **body: Any) -> Any:
@@ -358,3 +359,47 @@ def test_list_by_ban(client, tokens, make_conflict, engine) -> None:
         ban = conn.execute(sa.text("SELECT ban FROM customers WHERE id = :id"), {"id": made.customer_id}).scalar_one()
     response = client.get(f"/v1/conflicts?customer={ban.lower()}", headers=bearer(tokens.resolver))
     assert [c["id"] for c in response.get_json()["data"]["conflicts"]] == [made.id]
+
+
+def test_a_lost_hubspot_answer_is_reported_as_unknown_and_nothing_is_lost(
+    client, tokens, make_conflict, portal, engine, sandbox
+) -> None:
+    made = make_conflict("contact_email")
+    # HubSpot applies the write, then the answer is lost (every attempt).
+    sandbox.control.set_faults(after_success={"calls": 5, "mode": "drop",
+                                              "endpoint": "PATCH /crm/v3/objects/companies/{companyId}"})
+
+    lost = resolve(client, tokens.resolver, made.id, choice="value", value="maybe@acme.example",
+                   expected_version=made.version)
+
+    assert lost.status_code == 502
+    error = lost.get_json()["error"]
+    assert (error["code"], error["hubspot_applied"]) == ("HUBSPOT_SYNC_FAILED", None)
+    sandbox.control.clear_faults()
+    # The ledger entry stays, so the write's echo is still recognised; WARP and the conflict are untouched.
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM hubspot_write_ledger")).scalars().all() == ["pending"]
+    assert warp_value(engine, made.customer_id, "contact_email") == "Ops@Acme.example"
+    assert conflict_row(engine, made.id)["status"] == "open"
+    # HubSpot did take it: the next attempt shows that, and the person finishes with HubSpot's value.
+    again = resolve(client, tokens.resolver, made.id, choice="value", value="maybe@acme.example",
+                    expected_version=made.version)
+    assert again.status_code == 409
+    current = again.get_json()["error"]["current"]
+    assert current["hubspot_value"] == "maybe@acme.example"
+    done = resolve(client, tokens.resolver, made.id, choice="hubspot", expected_version=current["version"])
+    assert done.status_code == 200, done.get_json()
+    assert warp_value(engine, made.customer_id, "contact_email") == "maybe@acme.example"
+
+
+def test_a_customer_held_by_another_writer_is_reported_busy(make_app, tokens, make_conflict, engine) -> None:
+    made = make_conflict("contact_email")
+    client = https_client(make_app(RESOLUTION_LEASE_WAIT_SECONDS=0.2))
+    with hold_customer(engine, made.customer_id, "drain:test-run"):
+        busy = resolve(client, tokens.resolver, made.id, choice="warp", expected_version=made.version)
+    assert busy.status_code == 409
+    assert busy.get_json()["error"]["code"] == "CUSTOMER_BUSY"
+    assert "drain:test-run" in busy.get_json()["error"]["message"]
+    assert conflict_row(engine, made.id)["status"] == "open"
+    # Once the other writer is done, the same resolution goes through.
+    assert resolve(client, tokens.resolver, made.id, choice="warp", expected_version=made.version).status_code == 200

@@ -34,7 +34,6 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, as_log_text, log_sync, name_writer
 from warp_sync_pipeline.core.auth import BOOTSTRAP_NAME, Principal, Role, authenticate, credentials
@@ -51,7 +50,7 @@ from warp_sync_pipeline.core.field_state import (
     read_field_state,
     upsert_field_state,
 )
-from warp_sync_pipeline.core.fields import Direction, FieldRule, load_rules
+from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRuleError, load_rules
 from warp_sync_pipeline.core.hubspot import (
     Company,
     HubSpotClient,
@@ -70,7 +69,8 @@ from warp_sync_pipeline.core.normalize import (
     to_hubspot,
 )
 from warp_sync_pipeline.core.sync_tables import conflicts as conflicts_table
-from warp_sync_pipeline.core.sync_tables import sync_log
+from warp_sync_pipeline.core.sync_tables import customer_company_id, sync_log
+from warp_sync_pipeline.core.sync_tables import customers as _customers
 
 # The interactive HubSpot part of one resolution (a read and a write) must end well inside a web
 # server's request timeout.
@@ -263,22 +263,6 @@ def _json_value(value: object) -> object:
 
 # --- reading -------------------------------------------------------------------------------------------
 
-_customers = sa.Table(
-    "customers",
-    sa.MetaData(),
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("ban", sa.Text),
-    sa.Column("company_name", sa.Text),
-    sa.Column("status", sa.Text),
-    sa.Column("credit_limit", sa.Numeric(14, 2)),
-    sa.Column("current_balance", sa.Numeric(14, 2)),
-    sa.Column("payment_terms", sa.Text),
-    sa.Column("services", JSONB),
-    sa.Column("contact_email", sa.Text),
-    sa.Column("external_ids", JSONB),
-    sa.Column("hubspot_link_status", sa.Text),
-)
-
 _CONFLICT_COLUMNS = [c for c in conflicts_table.c]
 
 
@@ -353,7 +337,7 @@ def customer_summary(engine: sa.Engine, customer_id: UUID | str) -> CustomerSumm
         row = conn.execute(
             sa.select(
                 _customers.c.id, _customers.c.ban, _customers.c.company_name, _customers.c.status,
-                _customers.c.external_ids["hubspot_company_id"].astext.label("company_id"),
+                customer_company_id.label("company_id"),
                 _customers.c.hubspot_link_status,
             ).where(_customers.c.id == UUID(str(customer_id)))
         ).first()
@@ -474,7 +458,7 @@ def _read_customer(engine: sa.Engine, customer_id: UUID, rule: FieldRule) -> sa.
         row = conn.execute(
             sa.select(
                 _customers.c[rule.warp_field].label("value"),
-                _customers.c.external_ids["hubspot_company_id"].astext.label("company_id"),
+                customer_company_id.label("company_id"),
                 _customers.c.hubspot_link_status,
             ).where(_customers.c.id == customer_id)
         ).first()
@@ -535,7 +519,10 @@ def _resolve_under_lease(
     time_budget_s: float,
 ) -> Resolution:
     with engine.connect() as conn:
-        rules = load_rules(conn)
+        try:
+            rules = load_rules(conn)
+        except FieldRuleError as exc:
+            raise ResolutionRefused(exc.code, f"The field rules cannot be followed: {exc}") from None
         state = read_field_state(conn, [conflict.customer_id], [conflict.warp_field])
     rule = rules.get(conflict.warp_field)
     if rule is None or rule.hubspot_property != conflict.hubspot_property:
