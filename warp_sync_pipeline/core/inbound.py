@@ -126,7 +126,7 @@ class InboundSettings:
     retry_max: timedelta = timedelta(hours=1)
     # A busy customer's events wait this long before another claim may take them.
     busy_retry: timedelta = timedelta(seconds=15)
-    companies_per_claim: int = 100
+    companies_per_claim: int = 500
     # A run stops claiming after this long; the sensor starts another for what is left.
     run_time_budget: timedelta = timedelta(minutes=4)
     retention: timedelta = MINIMUM_RETENTION
@@ -368,6 +368,7 @@ class _Customer:
     ban: str
     company_id: str | None
     link_status: str
+    created_at: datetime
     updated_at: datetime
     values: Mapping[str, Any]
     now: datetime  # the transaction's clock
@@ -395,6 +396,7 @@ def _customer(row: sa.Row) -> _Customer:
         ban=mapping["ban"],
         company_id=(mapping["external_ids"] or {}).get("hubspot_company_id"),
         link_status=mapping["hubspot_link_status"],
+        created_at=mapping["created_at"],
         updated_at=mapping["updated_at"],
         values=dict(mapping),
         now=mapping["db_now"],
@@ -607,10 +609,11 @@ class _Processor:
                 return self._finish(conn, event, _ignored(UNHANDLED_EVENT, f"{event.subscription_type} is not applied"))
         return handler(event, leases)
 
-    def _mark_origin(self, conn: sa.Connection) -> None:
-        # The outbox trigger skips a transaction carrying this marker: these writes came from HubSpot.
+    def _update_customer(self, conn: sa.Connection, customer_id: UUID, values: Mapping[str, Any]) -> None:
+        # The marker makes the outbox trigger skip this transaction: these values came from HubSpot.
         conn.execute(sa.text("SELECT set_config(:name, :value, true)"),
                      {"name": NO_ECHO_MARKER[0], "value": NO_ECHO_MARKER[1]})
+        conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(dict(values)))
 
     def _log(self, conn: sa.Connection, entry: SyncLogEntry) -> None:
         log_sync(conn, entry)
@@ -635,7 +638,6 @@ class _Processor:
             if rule is None:
                 return self._finish(conn, event, _ignored(
                     UNMAPPED_PROPERTY, f"HubSpot property {event.property_name!r} is not mapped to a WARP field"))
-            self._mark_origin(conn)
             row = conn.execute(_select_customers(_by_company([event.object_id]))).first()
             if row is None:
                 return self._finish(conn, event, _ignored(
@@ -685,11 +687,7 @@ class _Processor:
         result = {**base, "action": decision.action.value, "reason": decision.reason.value}
 
         if decision.action is Action.WRITE_TO_WARP:
-            conn.execute(
-                sa.update(customers)
-                .where(customers.c.id == customer.id)
-                .values({field_name: from_hubspot(rule.spec, hubspot_value)})
-            )
+            self._update_customer(conn, customer.id, {field_name: from_hubspot(rule.spec, hubspot_value)})
             applied = StateValue(decision.value, customer.now)
             self._record_state(conn, customer.id, field_name, agreed=applied, warp=applied, hubspot=hubspot_part)
             close_open_conflict(conn, customer.id, field_name, status=SUPERSEDED, closed_by=DETECTED_BY,
@@ -784,7 +782,6 @@ class _Processor:
             if not ban:
                 return self._finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"company {event.object_id} has no warp_ban: not a WARP customer"))
-            self._mark_origin(conn)
             # Re-checked under the row locks: another writer may have linked it since.
             holder_row = conn.execute(_select_customers(_by_company([event.object_id]))).first()
             if holder_row is not None:
@@ -811,7 +808,6 @@ class _Processor:
     # company.deletion
     def _deletion(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         with self.engine.begin() as conn:
-            self._mark_origin(conn)
             row = conn.execute(_select_customers(_by_company([event.object_id]))).first()
             if row is None:
                 return self._finish(conn, event, _ignored(
@@ -831,7 +827,6 @@ class _Processor:
         survivor = event.new_object_id or event.primary_object_id or event.object_id
         gone = sorted(({*event.merged_object_ids, event.primary_object_id or survivor} - {survivor}), key=int)
         with self.engine.begin() as conn:
-            self._mark_origin(conn)
             rows = conn.execute(_select_customers(_by_company([survivor, *gone]))).all()
             involved = [_customer(r) for r in rows]
             holder = next((c for c in involved if c.company_id == survivor), None)
@@ -868,7 +863,7 @@ class _Processor:
             values["external_ids"] = customers.c.external_ids.op("||")(
                 sa.func.jsonb_build_object("hubspot_company_id", sa.cast(company_id, sa.Text))
             )
-        conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(values))
+        self._update_customer(conn, customer_id, values)
 
     def _log_link(self, conn: sa.Connection, event: ClaimedEvent, customer: _Customer, action: str, *,
                   old: str | None, new: str | None, details: Mapping[str, Any] | None = None) -> None:
@@ -894,10 +889,18 @@ def _valid_text(rule: FieldRule, value: object) -> str | None:
 
 
 def _warp_changed_at(state: FieldState | None, warp_text: str | None, customer: _Customer) -> datetime:
-    """When WARP's value changed: the recorded time when the state knows this value, else the row's last
-    change (an upper bound: the value changed no later than that)."""
-    if state is not None and state.warp is not None and state.warp.at is not None and warp_text == state.warp.value:
-        return state.warp.at
+    """When WARP's value changed.
+
+    The outbox trigger (sql/007) records WARP's value and change time for every change of a mapped column, so:
+    the state's time when it holds this value; the customer's creation when it holds no WARP change at all
+    (the value is the one the row was inserted with); else (a change it did not see) the row's last change,
+    an upper bound. Not `updated_at` alone: link changes touch it too.
+    """
+    known = state.warp if state is not None else None
+    if known is None:
+        return customer.created_at
+    if known.at is not None and warp_text == known.value:
+        return known.at
     return customer.updated_at
 
 
