@@ -314,3 +314,38 @@ def test_a_run_finishes_only_events_that_still_carry_its_token(
     assert customer_row(engine, customer)["payment_terms"] == "NET45"
     assert len(sync_log(engine, customer)) == 1
 
+
+
+def test_a_write_the_database_refuses_fails_that_event_only_and_its_retry_never_overwrites_newer_values(
+    engine: sa.Engine, make_customer: Callable, new_company_id: Callable, store: Callable, process: Callable
+) -> None:
+    # A WARP-side rule the processor does not know about refuses one value.
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "CREATE FUNCTION refuse_net15() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.payment_terms = 'NET15' THEN RAISE EXCEPTION 'NET15 is frozen'; END IF; RETURN NEW; END $$"))
+        conn.execute(sa.text("CREATE TRIGGER refuse_net15 BEFORE UPDATE ON customers "
+                             "FOR EACH ROW EXECUTE FUNCTION refuse_net15()"))
+    company = new_company_id()
+    customer = make_customer(company_id=company, payment_terms="NET30")
+    start = now_ms()
+    store([property_change(company, "warp_payment_terms", "NET15", occurredAt=start),
+           property_change(company, "warp_payment_terms", "NET60", occurredAt=start + 1000)])
+
+    summary = process()
+
+    refused, later = event_rows(engine)
+    assert (summary.failed, summary.processed) == (1, 1)
+    assert (refused["status"], later["status"]) == ("failed", "processed")
+    assert refused["reason"].startswith("APPLY_FAILED: ") and "NET15 is frozen" in refused["error"]
+    assert refused["next_attempt_at"] is not None
+    assert customer_row(engine, customer)["payment_terms"] == "NET60"
+    assert [e["new_value"] for e in sync_log(engine, customer)] == ["NET60"]  # the failed one left no trace
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TRIGGER refuse_net15 ON customers"))
+        conn.execute(sa.text("UPDATE hubspot_webhook_events SET next_attempt_at = now() WHERE status = 'failed'"))
+    process()
+
+    assert reason_codes(engine) == ["STALE_EVENT", None]
+    assert customer_row(engine, customer)["payment_terms"] == "NET60"

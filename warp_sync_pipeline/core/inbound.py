@@ -535,7 +535,8 @@ class _Processor:
                     self._fail(event, HUBSPOT_FAILED, f"{type(exc).__name__}: {exc}")
                     continue
                 except Exception as exc:  # noqa: BLE001 - any failure is recorded on the event and retried
-                    log.exception("webhook event %s could not be applied", event.id)
+                    # The class only: a database error's text can quote customer values (the event row keeps it).
+                    log.error("webhook event %s could not be applied: %s", event.id, type(exc).__name__)
                     self._fail(event, APPLY_FAILED, f"{type(exc).__name__}: {exc}")
                     continue
                 result = outcome.result or {}
