@@ -1,18 +1,96 @@
 """The outbound queue (DESIGN.md flow 2): `hubspot_sync_queue`, filled by the customers UPDATE trigger
 (sql/007_outbound.sql) and drained to HubSpot by batch updates.
 
-This part is the queue itself; the drain lives beside it (see `drain_queue`).
+One drain, step by step (`drain_queue`; the Dagster job is a thin op around it):
+1. Claim due rows as committed leases: status 'claimed', a token and an expiry set with FOR UPDATE SKIP LOCKED in a
+   short transaction (claims of a drain that died are merged back into pending first). No row lock is held across
+   an HTTP call, so a PATCH never waits on HubSpot. The lease outlasts the claim's HTTP time budget.
+2. Take the customers' leases (core.leases); a customer another writer holds goes back to pending for a moment.
+3. Park rows whose customer is not linked (company deleted in HubSpot, or a link needing review): never written
+   blindly, never re-created.
+4. Only the queued fields are sent, with their current values. For two-way fields the companies are batch-read
+   first (100 a call) and decide() settles a field whose HubSpot value moved since the last agreed one: HubSpot's
+   value kept (and written to WARP, compare-and-set, under the origin marker), a review item opened, or WARP's
+   value sent. Change times come from field state; per-property history is read only where LATEST_WINS needs it.
+5. Batch update, 100 companies a call, each value recorded in the write ledger before the call. Per record:
+   success marks the row done (only while it still carries this claim's token) and records field state and audit;
+   a failure merges the sent fields back into the customer's pending row with exponential backoff, and after the
+   last attempt (3 by default) the row is dead with the last error.
+6. HubSpot answering 401/403 pauses the drain: every unfinished row goes back without spending an attempt, not
+   before `auth_pause_s`, and the report says so (the Dagster op fails the run loudly).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import random
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
+from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
+from warp_sync_pipeline.core.conflicts import open_or_update_conflict
+from warp_sync_pipeline.core.customers import customers
+from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
+from warp_sync_pipeline.core.field_state import (
+    FieldState,
+    FieldStateUpdate,
+    StateValue,
+    read_field_state,
+    upsert_field_state,
+)
+from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, load_rules
+from warp_sync_pipeline.core.hubspot import (
+    AuthFailed,
+    BudgetExhausted,
+    Company,
+    CompanyUpdate,
+    HubSpotClient,
+    HubSpotError,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    RecordOutcome,
+    RequestFailed,
+    ServiceUnavailable,
+    ValidationFailed,
+)
+from warp_sync_pipeline.core.leases import acquire_customers, release_customers
+from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
+from warp_sync_pipeline.core.settings import get_float, get_int
+
+log = logging.getLogger("warp_sync.outbound")
+
+BATCH_SIZE = 100  # HubSpot's inputs per batch call
+HISTORY_BATCH_SIZE = 50  # ... with propertiesWithHistory
+ERROR_TEXT_LIMIT = 1000
+
+
+class QueueStatus(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    DEAD = "dead"
+    PARKED = "parked"
+
+
+# --- enqueueing ------------------------------------------------------------------------------------------------
+
 ENQUEUE = sa.text(
     "SELECT hubspot_sync_enqueue(CAST(:customer_id AS uuid), CAST(:fields AS text[]), :reason)"
+)
+# Back into pending (merged): attempts carried over, not before a delay, with the reason it came back.
+REQUEUE = sa.text(
+    "SELECT hubspot_sync_enqueue(CAST(:customer_id AS uuid), CAST(:fields AS text[]), :reason, :attempts, "
+    "clock_timestamp() + CAST(:delay AS interval), :code, :error)"
 )
 
 
@@ -22,7 +100,791 @@ def enqueue_fields(conn: sa.Connection, customer_id: UUID | str, fields: Iterabl
     Runs in the caller's transaction (commits or rolls back with it), also one that carries
     SET LOCAL warp_sync.origin = 'hubspot'. The drain sends the fields' values as they are when it runs.
     """
-    names = [str(field) for field in fields]
+    names = [str(name) for name in fields]
     if not names:
         return
     conn.execute(ENQUEUE, {"customer_id": str(UUID(str(customer_id))), "fields": names, "reason": reason})
+
+
+# --- settings and report ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DrainSettings:
+    max_attempts: int = 3  # failed sends in all before a row is dead
+    backoff_s: float = 30.0  # first retry after this long, doubling
+    backoff_max_s: float = 900.0
+    lease_s: float = 600.0  # a claim's lease (and the customers' leases): must outlast http_budget_s
+    http_budget_s: float = 300.0  # all HubSpot calls of one claim, retries included
+    run_budget_s: float = 900.0  # a run stops claiming after this long
+    claim_size: int = 500  # rows per claim (one per customer)
+    busy_retry_s: float = 15.0  # a customer another writer holds is tried again after this long
+    auth_pause_s: float = 300.0  # rows wait this long after HubSpot refused our credentials
+    retention: timedelta = timedelta(days=7)  # done rows are purged after this
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.claim_size < 1:
+            raise ValueError("max_attempts and claim_size must be at least 1")
+        if self.lease_s <= self.http_budget_s:
+            raise ValueError("the lease must outlast the claim's HTTP time budget (lease_s > http_budget_s)")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> DrainSettings:
+        return cls(
+            max_attempts=get_int("WARP_QUEUE_MAX_ATTEMPTS", 3, minimum=1, environ=environ),
+            backoff_s=get_float("WARP_QUEUE_BACKOFF_SECONDS", 30.0, minimum=0.0, environ=environ),
+            backoff_max_s=get_float("WARP_QUEUE_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0, environ=environ),
+            lease_s=get_float("WARP_QUEUE_LEASE_SECONDS", 600.0, minimum=1.0, environ=environ),
+            http_budget_s=get_float("WARP_QUEUE_HTTP_BUDGET_SECONDS", 300.0, minimum=1.0, environ=environ),
+            run_budget_s=get_float("WARP_QUEUE_RUN_SECONDS", 900.0, minimum=1.0, environ=environ),
+            claim_size=get_int("WARP_QUEUE_CLAIM_SIZE", 500, minimum=1, environ=environ),
+            auth_pause_s=get_float("WARP_QUEUE_AUTH_PAUSE_SECONDS", 300.0, minimum=0.0, environ=environ),
+            retention=timedelta(days=get_int("WARP_QUEUE_RETENTION_DAYS", 7, minimum=1, environ=environ)),
+        )
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next try after `attempts` failed sends (with a little jitter)."""
+        base = min(self.backoff_max_s, self.backoff_s * 2 ** max(0, attempts - 1))
+        return base * random.uniform(0.9, 1.1)
+
+
+@dataclass(frozen=True)
+class StoppedRow:
+    """A dead or parked row, for people: which customer, why, and what was not sent."""
+
+    row_id: int
+    customer_id: str
+    ban: str | None
+    status: str
+    code: str
+    error: str
+    fields: list[str]
+    attempts: int
+
+
+@dataclass
+class DrainReport:
+    claimed: int = 0
+    sent: int = 0  # company updates sent
+    fields_sent: int = 0
+    succeeded: int = 0  # rows done
+    retried: int = 0  # rows back in pending after a failure (backoff)
+    dead: int = 0
+    parked: int = 0
+    deferred: int = 0  # rows back in pending without an attempt spent (customer busy, drain paused)
+    settled: int = 0  # fields decided without sending: in sync, HubSpot's value kept, review, invalid
+    written_to_warp: int = 0
+    conflicts: int = 0
+    batch_reads: int = 0
+    batch_updates: int = 0
+    paused: bool = False
+    pause_reason: str | None = None
+    stopped: list[StoppedRow] = field(default_factory=list)
+
+    @property
+    def hubspot_calls(self) -> int:
+        """Batch calls made (each read or update call of up to 100; bisection and retries not counted)."""
+        return self.batch_reads + self.batch_updates
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "claimed": self.claimed, "sent": self.sent, "fields_sent": self.fields_sent,
+            "succeeded": self.succeeded, "retried": self.retried, "dead": self.dead, "parked": self.parked,
+            "deferred": self.deferred, "settled": self.settled, "written_to_warp": self.written_to_warp,
+            "conflicts": self.conflicts, "batch_reads": self.batch_reads, "batch_updates": self.batch_updates,
+            "hubspot_calls": self.hubspot_calls,
+        }
+
+
+# --- claims ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    id: int
+    customer_id: UUID
+    fields: tuple[str, ...]
+    attempts: int
+
+
+def recover_expired_claims(conn: sa.Connection) -> int:
+    """Merge claims whose lease ran out (their drain died) back into pending; no attempt is spent."""
+    expired = conn.execute(
+        sa.text(
+            "DELETE FROM hubspot_sync_queue WHERE id IN ("
+            " SELECT id FROM hubspot_sync_queue WHERE status = 'claimed' AND lease_expires_at <= clock_timestamp()"
+            " FOR UPDATE SKIP LOCKED) "
+            "RETURNING customer_id, fields, attempts, next_attempt_at, last_error_code, last_error"
+        )
+    ).all()
+    for row in expired:
+        # Due again as it was when claimed (so a run that started before the recovery still takes it).
+        conn.execute(
+            sa.text(
+                "SELECT hubspot_sync_enqueue(CAST(:customer_id AS uuid), CAST(:fields AS text[]), 'lease_expired', "
+                ":attempts, :not_before, :code, :error)"
+            ),
+            {"customer_id": str(row.customer_id), "fields": list(row.fields), "attempts": row.attempts,
+             "not_before": row.next_attempt_at, "code": row.last_error_code, "error": row.last_error},
+        )
+    if expired:
+        log.warning("took back %d claimed queue rows whose drain died", len(expired))
+    return len(expired)
+
+
+def claim_due_rows(
+    engine: sa.Engine, *, token: UUID, limit: int, lease: timedelta, due_by: datetime | None = None
+) -> list[ClaimedRow]:
+    """Claim up to `limit` due rows under `token` in one short, committed transaction (oldest due first).
+
+    `due_by`: only rows due at that instant (a run claims what was due when it started, so rows it puts back
+    are left to the next run).
+    """
+    with engine.begin() as conn:
+        recover_expired_claims(conn)
+        rows = conn.execute(
+            sa.text(
+                """
+                UPDATE hubspot_sync_queue AS q
+                SET status = 'claimed', lease_token = CAST(:token AS uuid),
+                    lease_expires_at = clock_timestamp() + CAST(:lease AS interval), updated_at = now()
+                FROM (SELECT id FROM hubspot_sync_queue
+                      WHERE status = 'pending'
+                        AND next_attempt_at <= coalesce(CAST(:due_by AS timestamptz), now())
+                      ORDER BY next_attempt_at, id LIMIT :limit FOR UPDATE SKIP LOCKED) AS due
+                WHERE q.id = due.id
+                RETURNING q.id, q.customer_id, q.fields, q.attempts
+                """
+            ),
+            {"token": str(token), "lease": lease, "due_by": due_by, "limit": limit},
+        ).all()
+    return [ClaimedRow(r.id, UUID(str(r.customer_id)), tuple(r.fields), r.attempts) for r in rows]
+
+
+def count_due(conn: sa.Connection, *, cap: int = 10_000) -> int:
+    """Due pending rows plus claims whose drain died (capped): the sensor's one cheap query."""
+    return conn.execute(
+        sa.text(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM hubspot_sync_queue"
+            "        WHERE status = 'pending' AND next_attempt_at <= now() LIMIT :cap) AS due)"
+            "     + (SELECT count(*) FROM (SELECT 1 FROM hubspot_sync_queue"
+            "        WHERE status = 'claimed' AND lease_expires_at <= now() LIMIT :cap) AS expired)"
+        ),
+        {"cap": cap},
+    ).scalar_one()
+
+
+# --- the drain -------------------------------------------------------------------------------------------------
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, NotFound):
+        return "COMPANY_NOT_FOUND"
+    if isinstance(exc, AuthFailed):
+        return "HUBSPOT_AUTH_FAILED"
+    if isinstance(exc, RateLimited):
+        return "HUBSPOT_RATE_LIMITED"
+    if isinstance(exc, BudgetExhausted):
+        return "HUBSPOT_TIME_BUDGET_EXHAUSTED"
+    if isinstance(exc, ServiceUnavailable):
+        return "HUBSPOT_UNAVAILABLE"
+    if isinstance(exc, OutcomeUnknown):
+        return "HUBSPOT_OUTCOME_UNKNOWN"
+    if isinstance(exc, ValidationFailed):
+        return "HUBSPOT_REJECTED_VALUES"
+    return "HUBSPOT_ERROR"
+
+
+@dataclass
+class _Plan:
+    """One claimed row on its way through a drain."""
+
+    row: ClaimedRow
+    ban: str
+    company_id: str
+    values: dict[str, Any]  # the customer's current WARP values
+    state: dict[str, FieldState]
+    fields: list[str]  # queued fields that flow to HubSpot
+    company: Company | None = None  # as read (two-way fields only)
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    hubspot_at: dict[str, datetime | None] = field(default_factory=dict)
+    send: dict[str, str] = field(default_factory=dict)  # warp field -> value sent
+    ledger_ids: list[int] = field(default_factory=list)
+    finished: bool = False
+
+
+PARK_REASONS = {
+    "deleted": ("COMPANY_DELETED", "the HubSpot company was deleted; it is never re-created, a person decides "
+                                   "(the nightly report lists it)"),
+    "review": ("LINK_NEEDS_REVIEW", "the company link needs review (a merge or duplicate); a person decides"),
+    "unlinked": ("NOT_LINKED", "the customer has no HubSpot company"),
+}
+
+
+class _Drain:
+    def __init__(self, engine: sa.Engine, hubspot: HubSpotClient, rules: FieldRules, settings: DrainSettings,
+                 report: DrainReport, token: UUID, holder: str, run_id: str | None) -> None:
+        self.engine = engine
+        self.client = hubspot.with_deadline(settings.http_budget_s)
+        self.rules = rules
+        self.settings = settings
+        self.report = report
+        self.token = token
+        self.holder = holder
+        self.run_id = run_id
+
+    # --- orchestration ---------------------------------------------------------------------------------------
+
+    def process(self, rows: list[ClaimedRow]) -> None:
+        self.report.claimed += len(rows)
+        lease = acquire_customers(
+            self.engine, [r.customer_id for r in rows], f"{self.holder}:{self.token}",
+            ttl=timedelta(seconds=self.settings.lease_s),
+        )
+        try:
+            busy = set(lease.busy)
+            if busy:
+                self._put_back([r for r in rows if r.customer_id in busy], "customer_busy", "CUSTOMER_BUSY",
+                               "another writer holds the customer's lease", self.settings.busy_retry_s)
+            plans = self._plan([r for r in rows if r.customer_id not in busy])
+            try:
+                self._read(plans)
+                self._settle(plans)
+                self._send(plans)
+            except AuthFailed as exc:
+                self._pause([p for p in plans if not p.finished], exc)
+        finally:
+            release_customers(self.engine, lease.acquired, lease.token)
+
+    def _plan(self, rows: list[ClaimedRow]) -> list[_Plan]:
+        if not rows:
+            return []
+        ids = [r.customer_id for r in rows]
+        columns = [self.rules[name].warp_field for name in self.rules]
+        with self.engine.connect() as conn:
+            customers = {
+                UUID(str(c["id"])): c
+                for c in conn.execute(
+                    sa.text(
+                        "SELECT id, ban, hubspot_link_status, external_ids ->> 'hubspot_company_id' AS company_id, "
+                        + ", ".join(f'"{name}"' for name in columns)
+                        + " FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))"
+                    ),
+                    {"ids": [str(i) for i in ids]},
+                ).mappings()
+            }
+            states = read_field_state(conn, ids)
+        plans: list[_Plan] = []
+        parked: list[tuple[ClaimedRow, str | None, str, str]] = []
+        done: list[_Plan] = []
+        for row in rows:
+            customer = customers.get(row.customer_id)
+            if customer is None:
+                continue  # deleted meanwhile: its queue rows went with it
+            link = customer["hubspot_link_status"]
+            if link != "linked" or not customer["company_id"]:
+                code, message = PARK_REASONS.get(link, PARK_REASONS["unlinked"])
+                parked.append((row, customer["ban"], code, message))
+                continue
+            fields = [f for f in row.fields if f in self.rules
+                      and self.rules[f].direction is not Direction.HUBSPOT_TO_WARP]
+            plan = _Plan(
+                row=row, ban=customer["ban"], company_id=str(customer["company_id"]),
+                values={name: customer[name] for name in columns},
+                state={f: s for (cid, f), s in states.items() if cid == row.customer_id},
+                fields=fields,
+            )
+            (plans if fields else done).append(plan)
+        if parked:
+            self._park(parked)
+        if done:  # nothing queued that flows to HubSpot (the mapping changed since)
+            self._finish(done, [])
+        return plans
+
+    # --- reading and deciding --------------------------------------------------------------------------------
+
+    def _two_way(self, plan: _Plan) -> list[str]:
+        return [f for f in plan.fields if self.rules[f].direction is Direction.BIDIRECTIONAL]
+
+    def _read(self, plans: list[_Plan]) -> None:
+        """Batch-read the companies of rows with two-way fields, then decide every field."""
+        readers = [p for p in plans if self._two_way(p)]
+        properties = sorted({self.rules[f].hubspot_property for p in readers for f in self._two_way(p)})
+        failed: list[tuple[_Plan, HubSpotError]] = []
+        missing: list[_Plan] = []
+        for chunk in _chunks(readers, BATCH_SIZE):
+            self.report.batch_reads += 1
+            outcomes = self.client.batch_read_companies([p.company_id for p in chunk], properties=properties)
+            for plan, outcome in zip(chunk, outcomes, strict=True):
+                if outcome.ok:
+                    plan.company = outcome.company
+                elif isinstance(outcome.error, NotFound):
+                    missing.append(plan)
+                else:
+                    failed.append((plan, outcome.error or HubSpotError("no answer for this company")))
+        if missing:
+            self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
+                         f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "
+                         "the nightly report lists it") for p in missing], plans=missing)
+        if failed:
+            self._fail(failed)
+        live = [p for p in plans if not p.finished]
+        needs_history: list[tuple[_Plan, str]] = []
+        for plan in live:
+            for name in plan.fields:
+                decision = self._decide(plan, name)
+                if (decision.reason in (Reason.CONFLICT_LATEST_WINS_TIME_UNKNOWN,
+                                        Reason.NO_AGREED_VALUE_LATEST_WINS_TIME_UNKNOWN)
+                        and plan.hubspot_at.get(name) is None and self._warp_at(plan, name) is not None):
+                    needs_history.append((plan, name))
+                plan.decisions[name] = decision
+        if needs_history:
+            self._read_history(needs_history)
+
+    def _warp_at(self, plan: _Plan, name: str) -> datetime | None:
+        state = plan.state.get(name)
+        return state.warp.at if state is not None and state.warp is not None else None
+
+    def _decide(self, plan: _Plan, name: str) -> Decision:
+        rule = self.rules[name]
+        warp_value = plan.values.get(name)
+        if rule.direction is not Direction.BIDIRECTIONAL:
+            # WARP owns it: its value goes, whatever HubSpot holds (no read needed).
+            try:
+                return Decision(Action.WRITE_TO_HUBSPOT, Reason.ONE_WAY_FROM_WARP, comparable(rule.spec, warp_value))
+            except InvalidFieldValue as exc:
+                return Decision(Action.SKIP_INVALID, Reason.WARP_VALUE_INVALID, None, exc)
+        state = plan.state.get(name)
+        agreed = None
+        if state is not None and state.agreed is not None:
+            agreed = Observed(state.agreed.value, state.agreed.at)
+        assert plan.company is not None
+        hubspot_value = plan.company.properties.get(rule.hubspot_property)
+        hubspot_at = plan.hubspot_at.get(name)
+        if hubspot_at is None and state is not None and state.hubspot is not None and state.hubspot.at is not None:
+            # The last known HubSpot change (webhooks, earlier writes) still describes the value read.
+            try:
+                if comparable(rule.spec, hubspot_value) == state.hubspot.value:
+                    hubspot_at = state.hubspot.at
+            except InvalidFieldValue:
+                pass
+        plan.hubspot_at[name] = hubspot_at
+        return decide(rule, agreed, Observed(warp_value, self._warp_at(plan, name)), Observed(hubspot_value, hubspot_at))
+
+    def _read_history(self, wanted: list[tuple[_Plan, str]]) -> None:
+        """LATEST_WINS with an unknown HubSpot change time: read the property's history, then decide again."""
+        by_company: dict[str, list[tuple[_Plan, str]]] = {}
+        for plan, name in wanted:
+            by_company.setdefault(plan.company_id, []).append((plan, name))
+        properties = sorted({self.rules[name].hubspot_property for _, name in wanted})
+        companies = list(by_company)
+        for chunk in _chunks(companies, HISTORY_BATCH_SIZE):
+            self.report.batch_reads += 1
+            outcomes = self.client.batch_read_companies(chunk, properties=properties,
+                                                        properties_with_history=properties)
+            for company_id, outcome in zip(chunk, outcomes, strict=True):
+                if not outcome.ok or outcome.company is None:
+                    continue  # decided without the time: HubSpot wins the tie-break (TIME_UNKNOWN)
+                for plan, name in by_company[company_id]:
+                    rule = self.rules[name]
+                    version = outcome.company.last_change(rule.hubspot_property)
+                    if version is None:
+                        continue
+                    plan.company = outcome.company
+                    plan.hubspot_at[name] = version.timestamp
+                    plan.decisions[name] = self._decide(plan, name)
+
+    def _settle(self, plans: list[_Plan]) -> None:
+        """Carry out every decision that sends nothing, in one transaction; collect the values to send."""
+        entries: list[SyncLogEntry] = []
+        updates: list[FieldStateUpdate] = []
+        finished: list[_Plan] = []
+        with self.engine.begin() as conn:
+            now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+            # Writes of HubSpot's values to WARP must not be queued back (the trigger skips marked transactions).
+            conn.execute(sa.text("SELECT set_config('warp_sync.origin', 'hubspot', true)"))
+            for plan in plans:
+                if plan.finished:
+                    continue
+                for name in plan.fields:
+                    decision = plan.decisions[name]
+                    rule = self.rules[name]
+                    if decision.action is Action.WRITE_TO_HUBSPOT:
+                        plan.send[name] = to_hubspot(rule.spec, plan.values.get(name))
+                        continue
+                    self.report.settled += 1
+                    entries.append(self._settle_one(conn, plan, rule, decision, now, updates))
+                if not plan.send:
+                    finished.append(plan)
+            upsert_field_state(conn, updates, values_are_comparable=True)
+            log_sync_many(conn, entries)
+        if finished:
+            self._finish(finished, [])
+
+    def _settle_one(self, conn: sa.Connection, plan: _Plan, rule: FieldRule, decision: Decision, now: datetime,
+                    updates: list[FieldStateUpdate]) -> SyncLogEntry:
+        name = rule.warp_field
+        hubspot_value = plan.company.properties.get(rule.hubspot_property) if plan.company else None
+        common: dict[str, Any] = {"trigger": Trigger.QUEUE, "customer_id": plan.row.customer_id, "ban": plan.ban,
+                                  "run_id": self.run_id, "old_value": plan.values.get(name),
+                                  "details": {"hubspot_company_id": plan.company_id, "queue_row": plan.row.id}}
+        if decision.action is Action.IN_SYNC:
+            updates.append(FieldStateUpdate(plan.row.customer_id, name, agreed=StateValue(decision.value, now)))
+            return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.IN_SYNC, **common)
+        if decision.action is Action.WRITE_TO_WARP:
+            column = customers.c[name]
+            # Compare-and-set: only while WARP still holds the value this drain read.
+            applied = conn.execute(
+                sa.update(customers)
+                .where(customers.c.id == plan.row.customer_id, column.is_not_distinct_from(plan.values.get(name)))
+                .values({name: from_hubspot(rule.spec, hubspot_value)})
+            ).rowcount
+            if not applied:
+                return SyncLogEntry.for_decision(
+                    rule, decision, outcome=Outcome.SKIPPED, error_code="WARP_CHANGED",
+                    error="WARP changed this field since it was read; the newer change is queued", **common)
+            self.report.written_to_warp += 1
+            updates.append(FieldStateUpdate(
+                plan.row.customer_id, name, agreed=StateValue(decision.value, now),
+                warp=StateValue(decision.value, now), hubspot=StateValue(decision.value, plan.hubspot_at.get(name)),
+            ))
+            return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.APPLIED, **common)
+        if decision.action is Action.OPEN_CONFLICT:
+            self.report.conflicts += 1
+            state = plan.state.get(name)
+            open_or_update_conflict(
+                conn, customer_id=plan.row.customer_id, rule=rule, reason=decision.reason.value,
+                agreed=state.agreed.value if state is not None and state.agreed is not None else None,
+                warp=Observed(plan.values.get(name), self._warp_at(plan, name)),
+                hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)), detected_by="queue", run_id=self.run_id,
+            )
+            return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.CONFLICT, **common)
+        return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.SKIPPED, **common)
+
+    # --- sending ---------------------------------------------------------------------------------------------
+
+    def _send(self, plans: list[_Plan]) -> None:
+        senders = [p for p in plans if p.send and not p.finished]
+        for position in range(0, len(senders), BATCH_SIZE):
+            chunk = senders[position:position + BATCH_SIZE]
+            writes: list[LedgerWrite] = []
+            for plan in chunk:
+                for name, value in plan.send.items():
+                    writes.append(LedgerWrite(self.rules[name], value, company_id=plan.company_id))
+            ids = iter(record_writes(self.engine, writes))
+            for plan in chunk:
+                plan.ledger_ids = [next(ids) for _ in plan.send]
+            self.report.batch_updates += 1
+            self.report.sent += len(chunk)
+            self.report.fields_sent += len(writes)
+            try:
+                outcomes = self.client.batch_update_companies([
+                    CompanyUpdate(plan.company_id, {self.rules.hubspot_property(n): v for n, v in plan.send.items()})
+                    for plan in chunk
+                ])
+            except AuthFailed:
+                void_writes(self.engine, [i for p in chunk for i in p.ledger_ids], "HubSpot refused the credentials")
+                raise
+            self._record_outcomes(chunk, outcomes)
+
+    def _record_outcomes(self, chunk: list[_Plan], outcomes: list[RecordOutcome]) -> None:
+        succeeded: list[tuple[_Plan, Company]] = []
+        failed: list[tuple[_Plan, HubSpotError]] = []
+        missing: list[_Plan] = []
+        definitely_not_applied: list[int] = []
+        for plan, outcome in zip(chunk, outcomes, strict=True):
+            if outcome.ok and outcome.company is not None:
+                succeeded.append((plan, outcome.company))
+                continue
+            error = outcome.error or OutcomeUnknown("no answer for this record")
+            if isinstance(error, RequestFailed):
+                definitely_not_applied.extend(plan.ledger_ids)
+            if isinstance(error, NotFound):
+                missing.append(plan)
+            else:
+                failed.append((plan, error))
+        if definitely_not_applied:
+            void_writes(self.engine, definitely_not_applied, "the batch update definitely failed for this record")
+        if succeeded:
+            self._finish([p for p, _ in succeeded], succeeded)
+        if missing:
+            self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
+                         f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "
+                         "the nightly report lists it") for p in missing], plans=missing)
+        if failed:
+            self._fail(failed)
+
+    # --- finishing rows --------------------------------------------------------------------------------------
+
+    def _finish(self, plans: list[_Plan], sent: list[tuple[_Plan, Company]]) -> None:
+        """Mark rows done (only those still carrying our token) and record what was sent."""
+        entries: list[SyncLogEntry] = []
+        updates: list[FieldStateUpdate] = []
+        with self.engine.begin() as conn:
+            now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+            for plan, company in sent:
+                for name, value in plan.send.items():
+                    rule = self.rules[name]
+                    text = comparable(rule.spec, value)
+                    warp_at = self._warp_at(plan, name)
+                    updates.append(FieldStateUpdate(
+                        plan.row.customer_id, name, agreed=StateValue(text, now),
+                        warp=StateValue(text, warp_at) if warp_at is not None else None,
+                        hubspot=StateValue(text, company.updated_at or now),
+                    ))
+                    old = plan.company.properties.get(rule.hubspot_property) if plan.company else None
+                    entries.append(SyncLogEntry.for_decision(
+                        rule, plan.decisions[name], trigger=Trigger.QUEUE, outcome=Outcome.APPLIED,
+                        customer_id=plan.row.customer_id, ban=plan.ban, run_id=self.run_id, old_value=old,
+                        new_value=text, details={"hubspot_company_id": plan.company_id, "queue_row": plan.row.id},
+                    ))
+            done = conn.execute(
+                sa.text(
+                    "UPDATE hubspot_sync_queue SET status = 'done', finished_at = now(), updated_at = now(), "
+                    "lease_token = NULL, lease_expires_at = NULL "
+                    "WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = CAST(:token AS uuid)"
+                ),
+                {"ids": [p.row.id for p in plans], "token": str(self.token)},
+            ).rowcount
+            upsert_field_state(conn, updates, values_are_comparable=True)
+            log_sync_many(conn, entries)
+        if done < len(plans):
+            log.warning("%d queue rows were taken back before this drain finished them", len(plans) - done)
+        self.report.succeeded += done
+        for plan in plans:
+            plan.finished = True
+
+    def _park(self, rows: list[tuple[ClaimedRow, str | None, str, str]], plans: Sequence[_Plan] = ()) -> None:
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE hubspot_sync_queue SET status = 'parked', last_error_code = :code, last_error = :error, "
+                    "finished_at = now(), updated_at = now(), lease_token = NULL, lease_expires_at = NULL "
+                    "WHERE id = :id AND lease_token = CAST(:token AS uuid)"
+                ),
+                [{"id": row.id, "code": code, "error": message, "token": str(self.token)}
+                 for row, _, code, message in rows],
+            )
+            log_sync_many(conn, [
+                SyncLogEntry(trigger=Trigger.QUEUE, outcome=Outcome.SKIPPED, customer_id=row.customer_id, ban=ban,
+                             action="PARK", reason=code, error_code=code, error=message, run_id=self.run_id,
+                             details={"fields": list(row.fields), "queue_row": row.id})
+                for row, ban, code, message in rows
+            ])
+        for row, ban, code, message in rows:
+            self.report.parked += 1
+            self.report.stopped.append(StoppedRow(row.id, str(row.customer_id), ban, QueueStatus.PARKED, code,
+                                                  message, list(row.fields), row.attempts))
+        for plan in plans:
+            plan.finished = True
+
+    def _fail(self, failures: list[tuple[_Plan, HubSpotError]]) -> None:
+        """Sent fields go back into the customer's pending row with backoff, or the row is dead."""
+        entries: list[SyncLogEntry] = []
+        with self.engine.begin() as conn:
+            for plan, error in failures:
+                fields = sorted(plan.send) if plan.send else list(plan.fields)
+                attempts = plan.row.attempts + 1
+                code = _error_code(error)
+                text = self._error_text(error)
+                if attempts >= self.settings.max_attempts:
+                    conn.execute(
+                        sa.text(
+                            "UPDATE hubspot_sync_queue SET status = 'dead', attempts = :attempts, "
+                            "fields = CAST(:fields AS text[]), last_error_code = :code, last_error = :error, "
+                            "finished_at = now(), updated_at = now(), lease_token = NULL, lease_expires_at = NULL "
+                            "WHERE id = :id AND lease_token = CAST(:token AS uuid)"
+                        ),
+                        {"attempts": attempts, "fields": fields, "code": code, "error": text, "id": plan.row.id,
+                         "token": str(self.token)},
+                    )
+                    self.report.dead += 1
+                    self.report.stopped.append(StoppedRow(plan.row.id, str(plan.row.customer_id), plan.ban,
+                                                          QueueStatus.DEAD, code, text, fields, attempts))
+                    log.error("queue row %s (customer %s) is dead after %d attempts: %s", plan.row.id,
+                              plan.row.customer_id, attempts, code)
+                else:
+                    self._requeue(conn, plan.row, fields, "retry", attempts, self.settings.backoff(attempts), code,
+                                  text)
+                    self.report.retried += 1
+                for name in fields:
+                    rule = self.rules[name]
+                    entries.append(SyncLogEntry(
+                        trigger=Trigger.QUEUE, outcome=Outcome.FAILED, customer_id=plan.row.customer_id,
+                        ban=plan.ban, warp_field=name, hubspot_property=rule.hubspot_property,
+                        direction=Direction.WARP_TO_HUBSPOT, new_value=plan.send.get(name), action="WRITE_TO_HUBSPOT",
+                        reason=plan.decisions[name].reason.value if name in plan.decisions else None,
+                        error_code=code, error=text, run_id=self.run_id,
+                        details={"attempts": attempts, "dead": attempts >= self.settings.max_attempts,
+                                 "queue_row": plan.row.id},
+                    ))
+                plan.finished = True
+            log_sync_many(conn, entries)
+
+    def _error_text(self, error: HubSpotError) -> str:
+        if error.property_errors:
+            named = "; ".join(
+                f"{(self.rules.for_property(e.name).warp_field if self.rules.for_property(e.name) else e.name)}: "
+                f"{e.message or e.code}" for e in error.property_errors
+            )
+            return f"HubSpot refused values: {named}"[:ERROR_TEXT_LIMIT]
+        return f"{type(error).__name__}: {error}"[:ERROR_TEXT_LIMIT]
+
+    def _requeue(self, conn: sa.Connection, row: ClaimedRow, fields: Sequence[str], reason: str, attempts: int,
+                 delay_s: float, code: str, error: str) -> bool:
+        """Our claimed row back into pending (merged with any newer change); False when it was no longer ours."""
+        gone = conn.execute(
+            sa.text("DELETE FROM hubspot_sync_queue WHERE id = :id AND lease_token = CAST(:token AS uuid) RETURNING id"),
+            {"id": row.id, "token": str(self.token)},
+        ).first()
+        if gone is None:
+            return False
+        conn.execute(REQUEUE, {"customer_id": str(row.customer_id), "fields": list(fields), "reason": reason,
+                               "attempts": attempts, "delay": timedelta(seconds=delay_s), "code": code,
+                               "error": error})
+        return True
+
+    def _put_back(self, rows: list[ClaimedRow], reason: str, code: str, error: str, delay_s: float) -> None:
+        """Rows that were not tried: back into pending with their attempts unchanged."""
+        with self.engine.begin() as conn:
+            for row in rows:
+                self._requeue(conn, row, row.fields, reason, row.attempts, delay_s, code, error)
+        self.report.deferred += len(rows)
+
+    def _pause(self, plans: list[_Plan], exc: AuthFailed) -> None:
+        message = (f"HubSpot refused warp-sync's credentials ({exc.status or 'auth'}): the drain is paused and no "
+                   "attempt was spent; fix HUBSPOT_ACCESS_TOKEN (revoked or rotated?)")
+        self._put_back([p.row for p in plans], "auth_paused", "HUBSPOT_AUTH_FAILED", message,
+                       self.settings.auth_pause_s)
+        for plan in plans:
+            plan.finished = True
+        self.report.paused = True
+        self.report.pause_reason = message
+        log.error("%s (%d rows put back)", message, len(plans))
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield list(items[start:start + size])
+
+
+def drain_queue(
+    engine: sa.Engine,
+    hubspot: HubSpotClient,
+    *,
+    run_id: str | None = None,
+    settings: DrainSettings | None = None,
+    holder: str | None = None,
+) -> DrainReport:
+    """Send the due rows of hubspot_sync_queue to HubSpot; callable without Dagster (the op wraps it).
+
+    `holder` names this writer in the customer leases (unique per writer: the run id by default).
+    """
+    settings = settings or DrainSettings()
+    report = DrainReport()
+    name = holder or f"drain:{run_id or uuid.uuid4()}"
+    with engine.connect() as conn:
+        rules = load_rules(conn)
+        cutoff = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+    purge_finished(engine, older_than=settings.retention)
+    started = time.monotonic()
+    while not report.paused and time.monotonic() - started < settings.run_budget_s:
+        token = uuid.uuid4()
+        rows = claim_due_rows(engine, token=token, limit=settings.claim_size,
+                              lease=timedelta(seconds=settings.lease_s), due_by=cutoff)
+        if not rows:
+            break
+        _Drain(engine, hubspot, rules, settings, report, token, name, run_id).process(rows)
+    return report
+
+
+# --- operations: status, retry, retention ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    counts: dict[str, int]
+    due: int
+    oldest_due_at: datetime | None
+    stopped: list[StoppedRow]
+
+
+def queue_status(engine: sa.Engine, *, limit: int = 50) -> QueueSnapshot:
+    """Counts by status, what is due now, and the latest dead and parked rows."""
+    with engine.connect() as conn:
+        counts = {status.value: 0 for status in QueueStatus}
+        counts.update({r.status: r.n for r in conn.execute(
+            sa.text("SELECT status, count(*) AS n FROM hubspot_sync_queue GROUP BY status"))})
+        due = count_due(conn)
+        oldest = conn.execute(sa.text(
+            "SELECT min(next_attempt_at) FROM hubspot_sync_queue WHERE status = 'pending' AND next_attempt_at <= now()"
+        )).scalar_one()
+        stopped = [
+            StoppedRow(r.id, str(r.customer_id), r.ban, r.status, r.last_error_code, r.last_error, list(r.fields),
+                       r.attempts)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT q.id, q.customer_id, c.ban, q.status, q.last_error_code, q.last_error, q.fields, q.attempts "
+                    "FROM hubspot_sync_queue q LEFT JOIN customers c ON c.id = q.customer_id "
+                    "WHERE q.status IN ('dead', 'parked') ORDER BY q.updated_at DESC, q.id DESC LIMIT :limit"
+                ),
+                {"limit": limit},
+            )
+        ]
+    return QueueSnapshot(counts, due, oldest, stopped)
+
+
+def retry_stopped(
+    engine: sa.Engine,
+    *,
+    statuses: Iterable[QueueStatus | str] = (QueueStatus.DEAD,),
+    customer_ids: Iterable[UUID | str] | None = None,
+) -> int:
+    """Put dead (or parked) rows back into pending with fresh attempts, once their cause is fixed; how many."""
+    wanted = sorted({QueueStatus(s).value for s in statuses})
+    if not set(wanted) <= {QueueStatus.DEAD.value, QueueStatus.PARKED.value}:
+        raise ValueError("only dead or parked rows can be retried")
+    sql = "DELETE FROM hubspot_sync_queue WHERE status = ANY(CAST(:statuses AS text[]))"
+    params: dict[str, Any] = {"statuses": wanted}
+    if customer_ids is not None:
+        sql += " AND customer_id = ANY(CAST(:ids AS uuid[]))"
+        params["ids"] = [str(UUID(str(c))) for c in customer_ids]
+    with engine.begin() as conn:
+        rows = conn.execute(sa.text(sql + " RETURNING customer_id, fields, status"), params).all()
+        for row in rows:
+            conn.execute(REQUEUE, {"customer_id": str(row.customer_id), "fields": list(row.fields),
+                                   "reason": f"retry_{row.status}", "attempts": 0, "delay": timedelta(0),
+                                   "code": None, "error": None})
+    return len(rows)
+
+
+def purge_finished(engine: sa.Engine, *, older_than: timedelta) -> int:
+    """Retention: delete done rows finished more than `older_than` ago (the audit log keeps what they did)."""
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.text(
+                "DELETE FROM hubspot_sync_queue WHERE status = 'done' "
+                "AND finished_at < clock_timestamp() - CAST(:age AS interval)"
+            ),
+            {"age": older_than},
+        ).rowcount
+
+
+__all__ = [
+    "ClaimedRow",
+    "DrainReport",
+    "DrainSettings",
+    "QueueSnapshot",
+    "QueueStatus",
+    "StoppedRow",
+    "claim_due_rows",
+    "count_due",
+    "drain_queue",
+    "enqueue_fields",
+    "purge_finished",
+    "queue_status",
+    "recover_expired_claims",
+    "retry_stopped",
+]

@@ -1,0 +1,852 @@
+"""WARP customers: validation, the synchronous create (DESIGN.md flow 1) and the queued update (flow 2).
+
+Create, all or nothing: the customer row is inserted under a savepoint inside one transaction, the HubSpot
+company is created while the transaction waits, and the transaction commits only once the company is linked.
+- The BAN is drawn once per attempt and checked free in WARP (the savepoint insert; a collision draws again)
+  before any HubSpot call. The create is a plain create: HubSpot's unique `warp_ban` refuses a BAN it already
+  holds, and then the attempt draws a fresh BAN, re-inserts the row under it and creates again (bounded).
+- After a call whose outcome is unknown (a timeout, a dropped connection) no BAN is drawn: the company is read
+  by idProperty=warp_ban and taken only if HubSpot created it at or after the attempt began.
+- The ledger entries of the create are committed before each call on a connection of their own, keyed by the
+  BAN, voided when the call definitely failed and bound to the company id once HubSpot answers.
+- Any failure rolls the customer back; when HubSpot had made the company, that company (and only that one)
+  is archived by its id. The failed attempt is audited on a connection of its own.
+- The whole HubSpot part runs under one deadline (`CreateSettings.time_budget_s`), at the synchronous priority
+  of the shared request budget; cleanup after a failure has a few seconds of its own.
+
+Update: the row is changed in one short transaction and the outbox trigger queues the changed fields; HubSpot is
+never called (the drain in outbound.py sends them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg2.errors
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
+from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
+from warp_sync_pipeline.core.fields import Direction, FieldRules, load_rules
+from warp_sync_pipeline.core.hubspot import (
+    AuthFailed,
+    BudgetExhausted,
+    Company,
+    HubSpotClient,
+    HubSpotError,
+    NotFound,
+    OutcomeUnknown,
+    Priority,
+    PropertySchemaMismatch,
+    RateLimited,
+    RequestFailed,
+    ServiceUnavailable,
+    UniqueValueConflict,
+)
+from warp_sync_pipeline.core.ledger import LedgerWrite, bind_company, record_writes, void_writes
+from warp_sync_pipeline.core.normalize import (
+    FIELD_SPECS,
+    FieldType,
+    InvalidFieldValue,
+    amount_decimal,
+    comparable,
+    services_enabled,
+    to_hubspot,
+)
+from warp_sync_pipeline.core.settings import get_float, get_int
+
+log = logging.getLogger("warp_sync.customers")
+
+BAN_PROPERTY = "warp_ban"
+
+customers = sa.Table(
+    "customers",
+    sa.MetaData(),
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("ban", sa.Text),
+    sa.Column("company_name", sa.Text),
+    sa.Column("status", sa.Text),
+    sa.Column("credit_limit", sa.Numeric(14, 2)),
+    sa.Column("current_balance", sa.Numeric(14, 2)),
+    sa.Column("payment_terms", sa.Text),
+    sa.Column("services", JSONB),
+    sa.Column("contact_email", sa.Text),
+    sa.Column("external_ids", JSONB),
+    sa.Column("hubspot_link_status", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True)),
+)
+
+idempotency_keys = sa.table(
+    "customer_create_idempotency_keys",
+    sa.column("principal", sa.Text), sa.column("idempotency_key", sa.Text), sa.column("request_hash", sa.Text),
+    sa.column("status", sa.Text), sa.column("attempt_token", sa.Uuid), sa.column("locked_until"),
+    sa.column("customer_id", sa.Uuid), sa.column("response_status", sa.Integer), sa.column("response", JSONB),
+    sa.column("created_at"), sa.column("updated_at"),
+)
+
+# The columns a caller may give, in the order a customer is shown.
+WRITABLE_FIELDS = (
+    "company_name", "status", "credit_limit", "current_balance", "services", "contact_email", "payment_terms",
+)
+# Columns only WARP sets, and why a caller cannot.
+MANAGED_FIELDS = {
+    "id": "is assigned by WARP and never changes",
+    "ban": "is drawn by WARP at creation and never changes",
+    "created_at": "is set by WARP at creation and never changes",
+    "updated_at": "is maintained by WARP",
+    "external_ids": "is maintained by warp-sync (the HubSpot company link)",
+    "hubspot_link_status": "is maintained by warp-sync",
+}
+
+
+# --- validation ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    field: str
+    code: str
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "code": self.code, "message": self.message}
+
+
+class CustomerValidationError(ValueError):
+    """The body names fields that are unknown, managed, owned by HubSpot, or hold invalid values (all listed)."""
+
+    code = "VALIDATION_ERROR"
+    status = 400
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        listed = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        super().__init__(f"Invalid customer: {listed}")
+        self.message = str(self)
+
+
+def _parse_field(name: str, value: object) -> object:
+    """One field's value as WARP's column holds it; raises InvalidFieldValue."""
+    spec = FIELD_SPECS[name]
+    if name == "services":
+        if not isinstance(value, Mapping):
+            raise InvalidFieldValue(name, "INVALID_SERVICES",
+                                    'must be an object {"voice": bool, "messaging": bool, "data": bool}')
+        services_enabled(spec, value)  # unknown keys, non-boolean flags
+        missing = [s for s in spec.options if s not in value]
+        if missing:
+            raise InvalidFieldValue(name, "INVALID_SERVICES", f"needs all of voice, messaging, data (missing {', '.join(missing)})")
+        return {s: bool(value[s]) for s in spec.options}
+    if spec.type is FieldType.AMOUNT:
+        if isinstance(value, float):
+            value = Decimal(repr(value))
+        if isinstance(value, bool) or not isinstance(value, str | int | Decimal | None):
+            raise InvalidFieldValue(name, "WRONG_TYPE", "must be an amount (a number or a numeric string)")
+        number = None if value is None else amount_decimal(spec, value)
+        if number is None and not spec.nullable:
+            raise InvalidFieldValue(name, "VALUE_REQUIRED", "a value is required")
+        return number
+    if value is not None and not isinstance(value, str):
+        raise InvalidFieldValue(name, "WRONG_TYPE", "must be text")
+    canonical = comparable(spec, value)  # raises VALUE_REQUIRED / INVALID_OPTION / INVALID_EMAIL ...
+    if canonical == "":
+        return None
+    if spec.type is FieldType.EMAIL:
+        return value.strip()  # type: ignore[union-attr]  # keep the case the caller typed
+    return canonical
+
+
+def validate_customer(body: object, rules: FieldRules, *, for_update: bool) -> dict[str, object]:
+    """The column values of a create or update body; raises CustomerValidationError naming every bad field."""
+    if not isinstance(body, Mapping):
+        raise CustomerValidationError([FieldProblem("body", "INVALID_BODY", "must be a JSON object")])
+    problems: list[FieldProblem] = []
+    values: dict[str, object] = {}
+    for name, value in body.items():
+        name = str(name)
+        if name in MANAGED_FIELDS:
+            problems.append(FieldProblem(name, "READ_ONLY_FIELD", f"{name} {MANAGED_FIELDS[name]}"))
+            continue
+        if name not in WRITABLE_FIELDS:
+            problems.append(FieldProblem(name, "UNKNOWN_FIELD", f"{name} is not a customer field"))
+            continue
+        rule = rules.get(name)
+        if for_update and rule is not None and rule.direction is Direction.HUBSPOT_TO_WARP:
+            problems.append(FieldProblem(
+                name, "HUBSPOT_OWNED_FIELD",
+                f"{name} flows only from HubSpot ({rule.hubspot_property}); change it in HubSpot",
+            ))
+            continue
+        try:
+            values[name] = _parse_field(name, value)
+        except InvalidFieldValue as exc:
+            problems.append(FieldProblem(name, exc.code, exc.message))
+    if not for_update and "company_name" not in body:
+        problems.append(FieldProblem("company_name", "VALUE_REQUIRED", "company_name is required"))
+    if for_update and not body and not problems:
+        problems.append(FieldProblem("body", "NO_FIELDS", "name at least one field to change"))
+    if problems:
+        raise CustomerValidationError(problems)
+    return values
+
+
+def customer_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A customer as the API shows it: amounts as two-decimal strings (no float rounding), times ISO-8601."""
+
+    def amount(value: Decimal | None) -> str | None:
+        return None if value is None else format(Decimal(value).quantize(Decimal("0.01")), "f")
+
+    def moment(value: datetime | None) -> str | None:
+        return None if value is None else value.isoformat()
+
+    return {
+        "id": str(row["id"]),
+        "ban": row["ban"],
+        "company_name": row["company_name"],
+        "status": row["status"],
+        "credit_limit": amount(row["credit_limit"]),
+        "current_balance": amount(row["current_balance"]),
+        "payment_terms": row["payment_terms"],
+        "services": dict(row["services"]),
+        "contact_email": row["contact_email"],
+        "external_ids": dict(row["external_ids"]),
+        "hubspot_link_status": row["hubspot_link_status"],
+        "created_at": moment(row["created_at"]),
+        "updated_at": moment(row["updated_at"]),
+    }
+
+
+class CustomerNotFound(LookupError):
+    code = "CUSTOMER_NOT_FOUND"
+    status = 404
+
+    def __init__(self, customer_id: object) -> None:
+        super().__init__(f"No customer {customer_id}")
+        self.message = str(self)
+
+
+def _customer_uuid(customer_id: UUID | str) -> UUID:
+    try:
+        return UUID(str(customer_id))
+    except ValueError:
+        raise CustomerNotFound(customer_id) from None
+
+
+def get_customer(engine: sa.Engine, customer_id: UUID | str) -> dict[str, Any]:
+    """A customer with its outbound sync state (pending fields, dead or parked rows)."""
+    cid = _customer_uuid(customer_id)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(customers).where(customers.c.id == cid)).mappings().first()
+        if row is None:
+            raise CustomerNotFound(customer_id)
+        queue = conn.execute(
+            sa.text(
+                "SELECT status, fields, attempts, next_attempt_at, last_error_code, last_error "
+                "FROM hubspot_sync_queue WHERE customer_id = :id AND status IN ('pending', 'claimed', 'dead', 'parked') "
+                "ORDER BY id"
+            ),
+            {"id": cid},
+        ).mappings().all()
+    return {
+        "customer": customer_json(row),
+        "hubspot_sync": {
+            "link_status": row["hubspot_link_status"],
+            "hubspot_company_id": row["external_ids"].get("hubspot_company_id"),
+            "queue": [
+                {
+                    "status": q["status"],
+                    "fields": list(q["fields"]),
+                    "attempts": q["attempts"],
+                    "next_attempt_at": q["next_attempt_at"].isoformat(),
+                    "last_error_code": q["last_error_code"],
+                    "last_error": q["last_error"],
+                }
+                for q in queue
+            ],
+        },
+    }
+
+
+# --- update (queued) -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdatedCustomer:
+    customer: dict[str, Any]
+    queued_fields: list[str]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "hubspot_sync": {"queued": bool(self.queued_fields), "fields": self.queued_fields},
+        }
+
+
+def update_customer(
+    engine: sa.Engine, customer_id: UUID | str, body: object, *, actor: str | None = None
+) -> UpdatedCustomer:
+    """Change a customer in one short transaction; the outbox trigger queues what changed. No HubSpot call."""
+    cid = _customer_uuid(customer_id)
+    with engine.begin() as conn:
+        values = validate_customer(body, load_rules(conn), for_update=True)
+        name_writer(conn, actor=actor)
+        row = conn.execute(
+            sa.update(customers).where(customers.c.id == cid).values(**values).returning(*customers.c)
+        ).mappings().first()
+        if row is None:
+            raise CustomerNotFound(customer_id)
+        queued = conn.execute(
+            sa.text("SELECT fields FROM hubspot_sync_queue WHERE customer_id = :id AND status = 'pending'"),
+            {"id": cid},
+        ).scalar_one_or_none()
+    return UpdatedCustomer(customer_json(row), list(queued or []))
+
+
+# --- create (synchronous) ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreateSettings:
+    # The HubSpot part of a create, retries and budget waits included: a few seconds below the web
+    # server's request timeout (gunicorn's --timeout, 30 s by default), leaving room for the cleanup.
+    time_budget_s: float = 20.0
+    # Archiving a company this attempt made, after a failure.
+    cleanup_s: float = 5.0
+    # BANs drawn when the one drawn is taken in WARP (no HubSpot call is made for those).
+    max_warp_ban_draws: int = 10
+    # Creates refused because HubSpot already holds the BAN, before giving up.
+    max_hubspot_ban_conflicts: int = 3
+    # How long the insert may wait on another transaction's uncommitted row with the same BAN.
+    lock_timeout_ms: int = 2000
+    # HubSpot's clock against ours when telling whether a company was made by this attempt.
+    clock_skew_s: float = 2.0
+    idempotency_retention: timedelta = timedelta(hours=72)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> CreateSettings:
+        return cls(
+            time_budget_s=get_float("WARP_CREATE_TIME_BUDGET_SECONDS", 20.0, minimum=0.5, environ=environ),
+            cleanup_s=get_float("WARP_CREATE_CLEANUP_SECONDS", 5.0, minimum=0.5, environ=environ),
+            idempotency_retention=timedelta(
+                hours=get_int("WARP_IDEMPOTENCY_RETENTION_HOURS", 72, minimum=1, environ=environ)
+            ),
+        )
+
+
+class CreateFailed(Exception):
+    """The create rolled back. `status`/`code`/`message` and `extra` (failed_fields, ...) form the answer."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+class IdempotencyRejected(Exception):
+    """409 (the key's first request is still running) or 422 (the key was used with another body)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer of a key's first successful create, returned again for a retry."""
+
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    principal: str
+    key: str
+    token: UUID
+
+
+@dataclass(frozen=True)
+class CreatedCustomer:
+    customer: dict[str, Any]
+    hubspot_company_id: str
+    fields_synced: list[str]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "hubspot_sync": {
+                "success": True,
+                "hubspot_company_id": self.hubspot_company_id,
+                "fields_synced": self.fields_synced,
+                "message": "Customer synced successfully",
+            },
+        }
+
+
+def draw_ban() -> str:
+    return f"ZT-{secrets.randbelow(10**9):09d}"
+
+
+def request_hash(body: object) -> str:
+    """SHA-256 of the body in a canonical JSON form (key order and spacing do not matter)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def claim_idempotency_key(
+    engine: sa.Engine,
+    principal: str,
+    key: str,
+    body_hash: str,
+    *,
+    lock_for: timedelta,
+    retention: timedelta,
+) -> IdempotencyClaim | StoredAnswer:
+    """Commit the key before the create starts. Returns the claim, or the first answer for a retry;
+    raises IdempotencyRejected for a key in use (409) or one used with another body (422)."""
+    if not key or len(key) > 255 or not key.isprintable():
+        raise IdempotencyRejected(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 printable characters.")
+    token = uuid4()
+    with engine.begin() as conn:
+        # Retention, a little at a time (every create pays for a few rows at most).
+        conn.execute(
+            sa.text(
+                "DELETE FROM customer_create_idempotency_keys WHERE ctid IN ("
+                " SELECT ctid FROM customer_create_idempotency_keys"
+                " WHERE created_at < clock_timestamp() - CAST(:age AS interval) LIMIT 100)"
+            ),
+            {"age": retention},
+        )
+        taken = conn.execute(
+            sa.text(
+                """
+                INSERT INTO customer_create_idempotency_keys AS k
+                    (principal, idempotency_key, request_hash, attempt_token, locked_until)
+                VALUES (:principal, :key, :hash, CAST(:token AS uuid), clock_timestamp() + CAST(:lock AS interval))
+                ON CONFLICT (principal, idempotency_key) DO UPDATE SET
+                    status = 'in_progress', attempt_token = EXCLUDED.attempt_token,
+                    locked_until = EXCLUDED.locked_until, updated_at = now()
+                -- A failed first attempt created nothing; one whose lock ran out died with its process.
+                WHERE k.request_hash = EXCLUDED.request_hash
+                  AND (k.status = 'failed' OR (k.status = 'in_progress' AND k.locked_until < clock_timestamp()))
+                RETURNING attempt_token
+                """
+            ),
+            {"principal": principal, "key": key, "hash": body_hash, "token": str(token), "lock": lock_for},
+        ).scalar_one_or_none()
+        if taken is not None:
+            return IdempotencyClaim(principal, key, token)
+        row = conn.execute(
+            sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.status,
+                      idempotency_keys.c.response_status, idempotency_keys.c.response)
+            .where(idempotency_keys.c.principal == principal, idempotency_keys.c.idempotency_key == key)
+        ).one()
+    if row.request_hash != body_hash:
+        raise IdempotencyRejected(
+            422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used with a different request body."
+        )
+    if row.status == "succeeded":
+        return StoredAnswer(row.response_status, row.response)
+    raise IdempotencyRejected(
+        409, "IDEMPOTENCY_KEY_IN_USE", "A request with this Idempotency-Key is still being processed; retry later."
+    )
+
+
+def _complete_idempotency(conn: sa.Connection, claim: IdempotencyClaim, customer_id: UUID, body: dict[str, Any]) -> None:
+    done = conn.execute(
+        sa.update(idempotency_keys)
+        .where(idempotency_keys.c.principal == claim.principal, idempotency_keys.c.idempotency_key == claim.key,
+               idempotency_keys.c.attempt_token == claim.token)
+        .values(status="succeeded", customer_id=customer_id, response_status=201,
+                response=body, updated_at=sa.func.now())
+    ).rowcount
+    if done != 1:
+        raise RuntimeError("the idempotency key was taken over by another attempt")
+
+
+def release_idempotency_key(engine: sa.Engine, claim: IdempotencyClaim) -> None:
+    """The attempt failed (nothing was created): a retry with the same key may run again."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(idempotency_keys)
+            .where(idempotency_keys.c.principal == claim.principal, idempotency_keys.c.idempotency_key == claim.key,
+                   idempotency_keys.c.attempt_token == claim.token, idempotency_keys.c.status == "in_progress")
+            .values(status="failed", locked_until=sa.func.clock_timestamp(), updated_at=sa.func.now())
+        )
+
+
+class PropertiesGate:
+    """ensure_properties() once per process: at start, and again before the first write if it failed then."""
+
+    def __init__(self) -> None:
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def ensure(self, client: HubSpotClient) -> None:
+        if self._ready:
+            return
+        with self._lock:
+            if not self._ready:
+                client.ensure_properties()
+                self._ready = True
+
+
+def _is_ban_collision(exc: sa.exc.DBAPIError) -> bool:
+    orig = exc.orig
+    if isinstance(orig, psycopg2.errors.UniqueViolation):
+        return getattr(orig.diag, "constraint_name", None) == "customers_ban_key"
+    # Another attempt holds an uncommitted row with this BAN: treat it as taken rather than wait on it.
+    return isinstance(orig, psycopg2.errors.LockNotAvailable)
+
+
+@dataclass
+class _CreateAttempt:
+    engine: sa.Engine
+    side: sa.Engine  # short transactions of their own: ledger, audit, idempotency
+    hubspot: HubSpotClient
+    rules: FieldRules
+    values: dict[str, object]
+    actor: str | None
+    settings: CreateSettings
+    ban_source: Callable[[], str]
+    idempotency: IdempotencyClaim | None
+    gate: PropertiesGate | None
+    customer_id: UUID = field(default_factory=uuid4)
+    ban: str | None = None
+    started_at: datetime | None = None
+    ledger_ids: list[int] = field(default_factory=list)
+    company: Company | None = None  # the company this attempt made (known to be ours)
+    unanswered: bool = False  # a create for the current BAN went unanswered
+    row: dict[str, Any] = field(default_factory=dict)
+    savepoint: Any = None
+
+    # The values sent: every mapped field the customer has a value for, payment_terms included (its initial
+    # value in HubSpot, which owns it afterwards).
+    def _column_values(self) -> dict[str, object]:
+        return {name: self.row.get(name) for name in self.rules}
+
+    def _properties(self) -> dict[str, str]:
+        props: dict[str, str] = {}
+        for name, value in self._column_values().items():
+            text = to_hubspot(self.rules[name].spec, value)
+            if text != "":
+                props[self.rules.hubspot_property(name)] = text
+        return props
+
+    def run(self) -> CreatedCustomer:
+        client = self.hubspot.with_priority(Priority.SYNC).with_deadline(self.settings.time_budget_s)
+        with self.engine.connect() as conn:
+            self.started_at = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+            conn.rollback()
+            tx = conn.begin()
+            try:
+                conn.execute(sa.text("SELECT set_config('lock_timeout', :ms, true)"),
+                             {"ms": f"{self.settings.lock_timeout_ms}ms"})
+                name_writer(conn, actor=self.actor)
+                if self.gate is not None:
+                    self.gate.ensure(client)
+                self._insert(conn)
+                company = self._create_company(conn, client)
+                bind_company(self.side, self.ban, company.id)  # type: ignore[arg-type]
+                created = self._link(conn, company)
+                tx.commit()
+            except Exception as exc:
+                if tx.is_active:
+                    tx.rollback()
+                raise self._failed(exc) from exc
+            except BaseException:
+                if tx.is_active:
+                    tx.rollback()
+                raise
+        log.info("customer %s (%s) created with HubSpot company %s", self.customer_id, self.ban, company.id)
+        return created
+
+    # --- the row ---------------------------------------------------------------------------------------------
+
+    def _insert(self, conn: sa.Connection) -> None:
+        """Insert the customer under a savepoint with a BAN that is free in WARP; record the create's ledger."""
+        for _ in range(self.settings.max_warp_ban_draws):
+            ban = self.ban_source()
+            savepoint = conn.begin_nested()
+            try:
+                insert = sa.insert(customers).values(id=self.customer_id, ban=ban, **self.values)
+                row = conn.execute(insert.returning(*customers.c)).mappings().one()
+            except sa.exc.DBAPIError as exc:
+                savepoint.rollback()
+                if _is_ban_collision(exc):
+                    continue
+                raise
+            self.savepoint, self.ban, self.row = savepoint, ban, dict(row)
+            self.unanswered = False
+            writes = [LedgerWrite(self.rules[name], value, ban=ban) for name, value in self._column_values().items()
+                      if to_hubspot(self.rules[name].spec, value) != ""]
+            self.ledger_ids = record_writes(self.side, writes)
+            return
+        raise CreateFailed(503, "BAN_UNAVAILABLE", "No free BAN could be drawn; retry the request.")
+
+    def _redraw(self, conn: sa.Connection, reason: str) -> None:
+        void_writes(self.side, self.ledger_ids, reason)
+        self.savepoint.rollback()
+        self._insert(conn)
+
+    # --- HubSpot ---------------------------------------------------------------------------------------------
+
+    def _own_company(self, client: HubSpotClient) -> tuple[str, Company | None]:
+        """('absent', None), ('ours', company) or ('other', company) for the current BAN."""
+        try:
+            company = client.get_company(str(self.ban), id_property=BAN_PROPERTY)
+        except NotFound:
+            return "absent", None
+        assert self.started_at is not None
+        if company.created_at is None or company.created_at >= self.started_at - timedelta(
+            seconds=self.settings.clock_skew_s
+        ):
+            return "ours", company
+        return "other", company
+
+    def _create_company(self, conn: sa.Connection, client: HubSpotClient) -> Company:
+        conflicts = 0
+        for _ in range(20):  # bounded; the deadline ends it sooner
+            try:
+                self.company = client.create_company(self._properties())
+                return self.company
+            except UniqueValueConflict as exc:
+                if exc.property_name not in (None, BAN_PROPERTY):
+                    raise
+                if self.unanswered:
+                    # Our own unanswered create may be what holds the BAN now.
+                    state, company = self._own_company(client)
+                    if state == "ours" and company is not None:
+                        self.company = company
+                        return company
+                conflicts += 1
+                reason = f"HubSpot already holds this BAN (company {exc.existing_id})"
+                if conflicts > self.settings.max_hubspot_ban_conflicts:
+                    void_writes(self.side, self.ledger_ids, reason)
+                    raise
+                log.warning("HubSpot already holds BAN %s (company %s); drawing another", self.ban, exc.existing_id)
+                self._redraw(conn, reason)
+            except OutcomeUnknown:
+                self.unanswered = True
+                state, company = self._own_company(client)
+                if state == "ours" and company is not None:
+                    self.company = company
+                    return company
+                if state == "other":
+                    conflicts += 1
+                    if conflicts > self.settings.max_hubspot_ban_conflicts:
+                        raise
+                    self._redraw(conn, f"HubSpot already holds this BAN (company {company.id if company else '?'})")
+                # 'absent': the create was not applied; send it again with the same BAN.
+            except RequestFailed as exc:
+                void_writes(self.side, self.ledger_ids, f"create failed: {type(exc).__name__}")
+                raise
+        raise CreateFailed(502, "HUBSPOT_SYNC_FAILED", "Customer creation rolled back: HubSpot kept refusing the create.")
+
+    # --- linking ---------------------------------------------------------------------------------------------
+
+    def _link(self, conn: sa.Connection, company: Company) -> CreatedCustomer:
+        row = conn.execute(
+            sa.update(customers)
+            .where(customers.c.id == self.customer_id)
+            .values(
+                external_ids=customers.c.external_ids.op("||")(
+                    sa.func.jsonb_build_object("hubspot_company_id", company.id)
+                ),
+                hubspot_link_status="linked",
+            )
+            .returning(*customers.c)
+        ).mappings().one()
+        now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+        hubspot_at = company.created_at or now
+        updates: list[FieldStateUpdate] = []
+        entries: list[SyncLogEntry] = []
+        synced: list[str] = []
+        for name, value in self._column_values().items():
+            rule = self.rules[name]
+            text = comparable(rule.spec, value)
+            updates.append(FieldStateUpdate(
+                self.customer_id, name, agreed=StateValue(text, now), warp=StateValue(text, now),
+                hubspot=StateValue(text, hubspot_at),
+            ))
+            sent = to_hubspot(rule.spec, value) != ""
+            if sent:
+                synced.append(name)
+            entries.append(SyncLogEntry(
+                trigger=Trigger.CREATE, outcome=Outcome.APPLIED if sent else Outcome.IN_SYNC,
+                customer_id=self.customer_id, ban=self.ban, warp_field=name, hubspot_property=rule.hubspot_property,
+                direction=Direction.WARP_TO_HUBSPOT if sent else None, new_value=text,
+                action="WRITE_TO_HUBSPOT" if sent else "IN_SYNC", reason="CREATE" if sent else "EQUAL",
+                actor=self.actor, details={"hubspot_company_id": company.id},
+            ))
+        upsert_field_state(conn, updates, values_are_comparable=True)
+        log_sync_many(conn, entries)
+        created = CreatedCustomer(customer_json(row), company.id, synced)
+        if self.idempotency is not None:
+            _complete_idempotency(conn, self.idempotency, self.customer_id, created.body())
+        return created
+
+    # --- failure ---------------------------------------------------------------------------------------------
+
+    def _archive_own(self) -> tuple[str | None, str | None]:
+        """Archive the company this attempt made, if any: (archived id, problem)."""
+        cleanup = self.hubspot.with_priority(Priority.SYNC).with_deadline(self.settings.cleanup_s)
+        company = self.company
+        try:
+            if company is None and self.unanswered and self.ban is not None:
+                state, found = self._own_company(cleanup)
+                company = found if state == "ours" else None
+            if company is None:
+                return None, None
+            cleanup.archive_company(company.id)
+        except HubSpotError as exc:
+            target = company.id if company is not None else f"with BAN {self.ban}"
+            log.error("could not archive HubSpot company %s after a rolled-back create: %s", target, exc)
+            return None, f"company {target} could not be archived ({type(exc).__name__}); the nightly run reports it"
+        void_writes(self.side, self.ledger_ids, "create rolled back; company archived")
+        log.warning("archived HubSpot company %s: the create of %s rolled back", company.id, self.ban)
+        return company.id, None
+
+    def _failed(self, exc: Exception) -> CreateFailed:
+        archived, orphan = self._archive_own()
+        failure = self._describe(exc)
+        if archived:
+            failure.extra["hubspot_company_archived"] = archived
+        if orphan:
+            failure.extra["orphan"] = orphan
+        self._audit_failure(failure, exc)
+        if self.idempotency is not None:
+            try:
+                release_idempotency_key(self.side, self.idempotency)
+            except sa.exc.SQLAlchemyError as db_exc:
+                log.error("could not release idempotency key: %s", type(db_exc).__name__)
+        return failure
+
+    def _describe(self, exc: Exception) -> CreateFailed:
+        if isinstance(exc, CreateFailed):
+            return exc
+        prefix = "Customer creation rolled back due to HubSpot sync failure: Failed to create HubSpot company."
+        if isinstance(exc, PropertySchemaMismatch):
+            return CreateFailed(502, "HUBSPOT_SYNC_FAILED",
+                                f"{prefix} HubSpot's properties do not match warp-sync's schema: {exc}",
+                                failed_fields=[{"field": "hubspot_properties", "reason": str(exc)}])
+        if isinstance(exc, HubSpotError):
+            failed = self._failed_fields(exc)
+            listed = ", ".join(f"{f['field']}: {f['reason']}" for f in failed)
+            status = 422 if self._rejected_values(exc) and not isinstance(exc, UniqueValueConflict) else 502
+            if isinstance(exc, AuthFailed):
+                log.error("HubSpot refused warp-sync's credentials (%s): check HUBSPOT_ACCESS_TOKEN", exc.status)
+            return CreateFailed(status, "HUBSPOT_SYNC_FAILED", f"{prefix} Failed fields: [{listed}]",
+                                failed_fields=failed)
+        log.error("create of %s rolled back after a WARP-side failure: %s", self.ban, type(exc).__name__)
+        return CreateFailed(500, "CUSTOMER_CREATE_FAILED",
+                            "Customer creation rolled back: the customer could not be stored in WARP.")
+
+    @staticmethod
+    def _rejected_values(exc: HubSpotError) -> bool:
+        """HubSpot refused what we sent (a 4xx about the values), rather than being unreachable or busy."""
+        if isinstance(exc, AuthFailed | RateLimited | BudgetExhausted | ServiceUnavailable | OutcomeUnknown):
+            return False
+        return isinstance(exc, RequestFailed) and exc.status is not None and 400 <= exc.status < 500
+
+    def _failed_fields(self, exc: HubSpotError) -> list[dict[str, str]]:
+        if exc.property_errors:
+            failed = []
+            for error in exc.property_errors:
+                rule = self.rules.for_property(error.name)
+                failed.append({"field": rule.warp_field if rule else error.name,
+                               "reason": error.message or error.code or "Invalid property value"})
+            return failed
+        if isinstance(exc, UniqueValueConflict):
+            return [{"field": "ban", "reason": "HubSpot already holds every BAN drawn"}]
+        return [{"field": "hubspot_api", "reason": _api_reason(exc)}]
+
+    def _audit_failure(self, failure: CreateFailed, exc: Exception) -> None:
+        details = {"status": failure.status, "attempted_customer_id": str(self.customer_id),
+                   "failed_fields": failure.extra.get("failed_fields", []),
+                   "hubspot_company_archived": failure.extra.get("hubspot_company_archived"),
+                   "orphan": failure.extra.get("orphan"), "exception": type(exc).__name__}
+        entries = [SyncLogEntry(
+            trigger=Trigger.CREATE, outcome=Outcome.ROLLED_BACK, ban=self.ban, action="CREATE",
+            reason=failure.code, error_code=failure.code, error=failure.message, actor=self.actor, details=details,
+        )]
+        for failed in failure.extra.get("failed_fields", []):
+            rule = self.rules.get(failed["field"])
+            if rule is not None:
+                entries.append(SyncLogEntry(
+                    trigger=Trigger.CREATE, outcome=Outcome.FAILED, ban=self.ban, warp_field=rule.warp_field,
+                    hubspot_property=rule.hubspot_property, direction=Direction.WARP_TO_HUBSPOT,
+                    new_value=self.row.get(rule.warp_field), action="WRITE_TO_HUBSPOT", reason="CREATE",
+                    error_code=failure.code, error=failed["reason"], actor=self.actor,
+                ))
+        try:
+            with self.side.begin() as conn:
+                log_sync_many(conn, entries)
+        except sa.exc.SQLAlchemyError as db_exc:
+            log.error("could not audit the rolled-back create of %s: %s", self.ban, type(db_exc).__name__)
+
+
+def _api_reason(exc: HubSpotError) -> str:
+    if isinstance(exc, RateLimited):
+        return "Too Many Requests (429): HubSpot kept answering 429 until the time budget ran out"
+    if isinstance(exc, AuthFailed):
+        return f"Authentication failed ({exc.status or 401}): HubSpot refused warp-sync's credentials"
+    if isinstance(exc, BudgetExhausted):
+        return "No answer within the time budget (HubSpot request budget or time exhausted)"
+    if isinstance(exc, OutcomeUnknown) and exc.status is None:
+        return "Timed out: HubSpot did not answer within the time budget"
+    if exc.status is not None:
+        try:
+            phrase = HTTPStatus(exc.status).phrase
+        except ValueError:
+            phrase = "Error"
+        return f"{phrase} ({exc.status})"
+    return "HubSpot could not be reached"
+
+
+def create_customer(
+    engine: sa.Engine,
+    hubspot: HubSpotClient,
+    values: Mapping[str, object],
+    *,
+    actor: str | None = None,
+    settings: CreateSettings | None = None,
+    side_engine: sa.Engine | None = None,
+    idempotency: IdempotencyClaim | None = None,
+    properties_gate: PropertiesGate | None = None,
+    ban_source: Callable[[], str] = draw_ban,
+) -> CreatedCustomer:
+    """Create a customer and its HubSpot company, all or nothing (see the module docstring).
+
+    `values` come from validate_customer(for_update=False). Raises CreateFailed (the answer to give) when the
+    create rolled back. `side_engine` runs the short side transactions (ledger, audit, idempotency); give it a
+    pool of its own when many creates run at once, so they never wait on connections their own transactions hold.
+    """
+    with engine.connect() as conn:
+        rules = load_rules(conn)
+    attempt = _CreateAttempt(
+        engine=engine, side=side_engine or engine, hubspot=hubspot, rules=rules, values=dict(values), actor=actor,
+        settings=settings or CreateSettings(), ban_source=ban_source, idempotency=idempotency, gate=properties_gate,
+    )
+    return attempt.run()

@@ -1,0 +1,217 @@
+"""`/v1/customers`: create (synchronous, all or nothing), update (queued) and read; admin-only.
+
+POST   /v1/customers        201 {"success": true, "data": {"customer": {...}, "hubspot_sync": {...}}}; a rolled-back
+                            create answers 422 (HubSpot rejected values) or 502 (HubSpot unreachable, timed out,
+                            5xx, 429s) with code HUBSPOT_SYNC_FAILED and failed_fields in WARP's names.
+                            An Idempotency-Key header makes a retry return the first successful answer.
+PATCH  /v1/customers/{id}   200 with "hubspot_sync": {"queued": true, "fields": [...]}; never calls HubSpot.
+GET    /v1/customers/{id}   the customer and its outbound sync state.
+
+The routes are thin: core.customers does the work. Settings (app.config keys of the same name win over the
+environment, for tests): HUBSPOT_* (the client), WARP_CREATE_TIME_BUDGET_SECONDS, WARP_CREATE_CLEANUP_SECONDS,
+WARP_IDEMPOTENCY_RETENTION_HOURS. At start the blueprint runs ensure_properties() once; if HubSpot is down then,
+the receiver starts anyway and the first create retries it before writing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, current_app, g, jsonify, request
+from flask.blueprints import BlueprintSetupState
+
+from warp_sync_pipeline.core.customers import (
+    CreateFailed,
+    CreateSettings,
+    CustomerNotFound,
+    CustomerValidationError,
+    IdempotencyRejected,
+    PropertiesGate,
+    StoredAnswer,
+    claim_idempotency_key,
+    create_customer,
+    get_customer,
+    request_hash,
+    update_customer,
+    validate_customer,
+)
+from warp_sync_pipeline.core.db import make_engine
+from warp_sync_pipeline.core.fields import load_rules
+from warp_sync_pipeline.core.hubspot import (
+    HubSpotClient,
+    HubSpotError,
+    Priority,
+    PropertySchemaMismatch,
+    client_from_env,
+)
+from warp_sync_pipeline.core.settings import get_optional
+from webhook_receiver.auth import require
+from webhook_receiver.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("customers", __name__)
+
+SETTING_KEYS = (
+    "HUBSPOT_BASE_URL",
+    "HUBSPOT_ACCESS_TOKEN",
+    "HUBSPOT_REQUESTS_PER_10S",
+    "HUBSPOT_SEARCH_PER_SECOND",
+    "HUBSPOT_RESERVED_SHARE",
+    "HUBSPOT_BUDGET_MARGIN_MS",
+    "HUBSPOT_TIME_BUDGET_SECONDS",
+    "HUBSPOT_REQUEST_TIMEOUT_SECONDS",
+    "HUBSPOT_MAX_ATTEMPTS",
+    "WARP_CREATE_TIME_BUDGET_SECONDS",
+    "WARP_CREATE_CLEANUP_SECONDS",
+    "WARP_IDEMPOTENCY_RETENTION_HOURS",
+)
+# ensure_properties() at start gets this long; a slow or absent HubSpot must not hold the receiver up.
+STARTUP_PROPERTIES_SECONDS = 10.0
+# An idempotency key stays locked a little past the create's own deadlines.
+IDEMPOTENCY_LOCK_MARGIN = timedelta(seconds=30)
+
+
+@dataclass
+class CustomersConfig:
+    settings: CreateSettings
+    # A create holds its connection while HubSpot answers, so creates get a pool of their own, and the short
+    # side transactions (ledger, audit, idempotency) another: they never wait on connections creates hold.
+    engine: sa.Engine
+    side_engine: sa.Engine
+    hubspot: HubSpotClient | None
+    properties: PropertiesGate
+
+    def close(self) -> None:
+        if self.hubspot is not None:
+            self.hubspot.close()
+        self.engine.dispose()
+        self.side_engine.dispose()
+
+
+def _settings_source(app_config: Mapping[str, Any]) -> dict[str, str]:
+    source = dict(os.environ)
+    for key in SETTING_KEYS:
+        if app_config.get(key) is not None:
+            source[key] = str(app_config[key])
+    return source
+
+
+@bp.record_once
+def _configure(state: BlueprintSetupState) -> None:
+    app = state.app
+    source = _settings_source(app.config)
+    engine = make_engine(app.config["DATABASE_URL"], pool_size=10, max_overflow=20)
+    side_engine = make_engine(app.config["DATABASE_URL"], pool_size=2, max_overflow=20)
+    hubspot = None
+    if get_optional("HUBSPOT_ACCESS_TOKEN", environ=source):
+        # Creates are synchronous callers: they may use the budget's reserved share.
+        hubspot = client_from_env(side_engine, Priority.SYNC, environ=source)
+    else:
+        log.warning("HUBSPOT_ACCESS_TOKEN is not set: POST /v1/customers answers 503 until it is")
+    config = CustomersConfig(CreateSettings.from_env(source), engine, side_engine, hubspot, PropertiesGate())
+    app.extensions["warp_customers"] = config
+    if hubspot is not None:
+        try:
+            config.properties.ensure(hubspot.with_deadline(STARTUP_PROPERTIES_SECONDS))
+        except (HubSpotError, PropertySchemaMismatch) as exc:
+            log.warning("HubSpot properties not ensured at start (%s); the first create retries", type(exc).__name__)
+
+
+def close(app: Flask) -> None:
+    """Release the blueprint's HubSpot client and pools (tests; a server process just exits)."""
+    config: CustomersConfig | None = app.extensions.pop("warp_customers", None)
+    if config is not None:
+        config.close()
+
+
+def _config() -> CustomersConfig:
+    return current_app.extensions["warp_customers"]
+
+
+def _json_body() -> Any:
+    raw = request.get_data(cache=True)
+    try:
+        # Amounts as Decimal: a float would round 0.1 + 0.2 style values.
+        return json.loads(raw, parse_float=Decimal)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_JSON", "The request body must be a JSON object.") from None
+
+
+def _validation_error(exc: CustomerValidationError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message, fields=[p.as_dict() for p in exc.problems])
+
+
+@bp.post("/v1/customers")
+@require("customers:create")
+def create():  # noqa: ANN201 - Flask response
+    config = _config()
+    body = _json_body()
+    with config.engine.connect() as conn:
+        rules = load_rules(conn)
+    try:
+        values = validate_customer(body, rules, for_update=False)
+    except CustomerValidationError as exc:
+        raise _validation_error(exc) from None
+    if config.hubspot is None:
+        raise ApiError(503, "HUBSPOT_NOT_CONFIGURED", "HubSpot is not configured; customers cannot be created.")
+    claim = None
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        settings = config.settings
+        lock_for = timedelta(seconds=settings.time_budget_s + settings.cleanup_s) + IDEMPOTENCY_LOCK_MARGIN
+        try:
+            claimed = claim_idempotency_key(
+                config.side_engine, g.principal.name, key.strip(), request_hash(body),
+                lock_for=lock_for, retention=settings.idempotency_retention,
+            )
+        except IdempotencyRejected as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from None
+        if isinstance(claimed, StoredAnswer):
+            response = jsonify({"success": True, "data": claimed.body})
+            response.status_code = claimed.status
+            response.headers["Idempotent-Replayed"] = "true"
+            return response
+        claim = claimed
+    try:
+        created = create_customer(
+            config.engine, config.hubspot, values, actor=g.principal.name, settings=config.settings,
+            side_engine=config.side_engine, idempotency=claim, properties_gate=config.properties,
+        )
+    except CreateFailed as exc:
+        raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None
+    return jsonify({"success": True, "data": created.body()}), 201
+
+
+@bp.patch("/v1/customers/<customer_id>")
+@require("customers:update")
+def update(customer_id: str):  # noqa: ANN201 - Flask response
+    body = _json_body()
+    try:
+        updated = update_customer(_config().engine, customer_id, body, actor=g.principal.name)
+    except CustomerValidationError as exc:
+        raise _validation_error(exc) from None
+    except CustomerNotFound as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    except sa.exc.IntegrityError as exc:
+        constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "a constraint"
+        raise ApiError(400, "VALIDATION_ERROR", f"The database refused the change ({constraint}).") from None
+    return jsonify({"success": True, "data": updated.body()}), 200
+
+
+@bp.get("/v1/customers/<customer_id>")
+@require("customers:read")
+def read(customer_id: str):  # noqa: ANN201 - Flask response
+    try:
+        data = get_customer(_config().engine, customer_id)
+    except CustomerNotFound as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    return jsonify({"success": True, "data": data}), 200
