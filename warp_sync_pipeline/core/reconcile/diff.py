@@ -1,0 +1,442 @@
+"""The diff: both sides joined, every mapped field normalised and compared, with vectorized operations only.
+
+Join: a customer's explicit link (`external_ids.hubspot_company_id`) first; an unlinked customer falls back to
+the company holding its BAN in `warp_ban` (only when exactly one unclaimed company holds it). What joins
+nothing is an orphan; one `warp_ban` on two companies is a duplicate.
+
+Normalising a million values per field is most of the cost, and most values need none: a value whose raw text
+equals the recorded agreed value IS that comparable value (comparable() is idempotent, and agreed values are
+stored in comparable form), so only values that differ from the agreed one go through `comparable_series`.
+The result keeps only the pairs that differ (or whose agreed value must be recorded), and the orphans and
+duplicates; `attrs["counts"]` keeps the totals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from warp_sync_pipeline.core.decision import AGREED, HUBSPOT, HUBSPOT_CHANGED_AT, WARP, WARP_CHANGED_AT
+from warp_sync_pipeline.core.fields import FieldRule, FieldRules
+from warp_sync_pipeline.core.normalize import comparable_series, spec_for
+from warp_sync_pipeline.core.reconcile.frames import (
+    ATTR_COUNTS,
+    ATTR_PULLED_AT,
+    ATTR_RULES,
+    BAN,
+    BAN_PROPERTY,
+    COMPANY_ID,
+    COMPANY_MISSING,
+    COMPANY_NAME,
+    COMPANY_NOT_LINKED,
+    COMPANY_UNKNOWN_BAN,
+    COMPANY_UPDATED_AT,
+    CUSTOMER_ID,
+    CUSTOMER_UPDATED_AT,
+    CUSTOMER_WITHOUT_COMPANY,
+    DETAIL,
+    DUPLICATE_BAN,
+    HUBSPOT_RAW,
+    KIND,
+    LINK_NEEDS_REVIEW,
+    LINK_STATUS,
+    MATCH,
+    MATCH_BAN,
+    MATCH_LINKED,
+    ORPHAN_KINDS,
+    PAIR,
+    STATE_WARP,
+    STATE_WARP_CHANGED_AT,
+    WARP_RAW,
+    col,
+    equal,
+    iso,
+    parse_iso,
+    rules_to_attr,
+)
+from warp_sync_pipeline.core.reconcile.pull import needs_change_times
+
+# Link states a person must settle (DESIGN.md flow 2): never written, reported.
+NEEDS_PERSON = ("deleted", "review")
+NAME_FIELD, NAME_PROPERTY = "company_name", "name"
+TIME_DTYPE = "datetime64[us, UTC]"
+
+
+def field_columns(field: str) -> list[str]:
+    parts = (WARP_RAW, HUBSPOT_RAW, WARP, HUBSPOT, AGREED, WARP_CHANGED_AT, HUBSPOT_CHANGED_AT)
+    return [col(field, part) for part in parts]
+
+
+def difference_columns(rules: FieldRules) -> list[str]:
+    head = [KIND, CUSTOMER_ID, BAN, COMPANY_ID, MATCH, LINK_STATUS, CUSTOMER_UPDATED_AT, COMPANY_UPDATED_AT,
+            COMPANY_NAME, DETAIL]
+    return head + [name for field in rules for name in field_columns(field)]
+
+
+def _time_columns(rules: FieldRules) -> set[str]:
+    return {CUSTOMER_UPDATED_AT, COMPANY_UPDATED_AT} | {
+        col(f, part) for f in rules for part in (WARP_CHANGED_AT, HUBSPOT_CHANGED_AT)
+    }
+
+
+# --- join helpers -------------------------------------------------------------------------------------------
+
+
+def _int_keys(values: pd.Series) -> np.ndarray | None:
+    """Company ids as int64 when every one is a canonical whole number (HubSpot's are); else None."""
+    array = pa.array(values.array)
+    try:
+        numbers = pc.cast(array, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if numbers.null_count or not pc.all(pc.equal(pc.cast(numbers, pa.string()), array)).as_py():
+        return None  # "007" and "7" are different ids
+    return numbers.to_numpy(zero_copy_only=False)
+
+
+def positions(haystack: pd.Series, needles: pd.Series) -> np.ndarray:
+    """Where each needle sits in `haystack` (unique values), -1 when absent. Hashing int64 ids is ~20x faster
+    than hashing their text, so numeric ids take that road."""
+    if len(needles) == 0:
+        return np.empty(0, dtype=np.int64)
+    hay, nee = _int_keys(haystack), _int_keys(needles)
+    if hay is not None and nee is not None:
+        return pd.Index(hay).get_indexer(nee)
+    return pd.Index(haystack.to_numpy(dtype=object)).get_indexer(needles.to_numpy(dtype=object))
+
+
+def _take(values: pd.Series, where: np.ndarray) -> pd.Series:
+    return values.take(where).reset_index(drop=True)
+
+
+# --- the diff -----------------------------------------------------------------------------------------------
+
+
+def compute_differences(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules) -> pd.DataFrame:
+    """Join, normalise and compare; one row per differing pair, orphan or duplicated company.
+
+    `warp` and `hubspot` are the frames the pulls return. attrs: pulled_at (the older pull), counts, fields.
+    """
+    n_warp, n_hub = len(warp), len(hubspot)
+    counts: dict[str, int] = {"customers": n_warp, "companies": n_hub}
+
+    # The BAN each company holds, normalised: the fallback joins on it and duplicates are found by it.
+    hub_ban = comparable_series("ban", hubspot[BAN_PROPERTY]).reset_index(drop=True)
+    ban_ok = hub_ban.notna().to_numpy(dtype=bool)
+    # A company without a warp_ban is not WARP's (HubSpot holds prospects too); one with a bad one is reported.
+    ban_missing = ~ban_ok
+    if ban_missing.any():
+        raw = hubspot[BAN_PROPERTY].take(np.flatnonzero(ban_missing))
+        ban_missing[np.flatnonzero(ban_missing)] = (raw.isna() | (raw.str.strip() == "")).to_numpy(dtype=bool)
+    ban_invalid = ~ban_ok & ~ban_missing
+    duplicate = np.zeros(n_hub, dtype=bool)
+    if ban_ok.any():
+        duplicate[np.flatnonzero(ban_ok)] = hub_ban[ban_ok].duplicated(keep=False).to_numpy(dtype=bool)
+
+    link_status = warp[LINK_STATUS]
+    needs_person = link_status.isin(NEEDS_PERSON).to_numpy(dtype=bool)
+    has_id = warp[COMPANY_ID].notna().to_numpy(dtype=bool)
+    has_company = has_id & ~needs_person
+    hub_pos = np.full(n_warp, -1, dtype=np.int64)
+    with_company = np.flatnonzero(has_company)
+    hub_pos[with_company] = positions(hubspot[COMPANY_ID], warp[COMPANY_ID].take(with_company))
+    linked = has_company & (hub_pos >= 0)
+    missing = has_company & (hub_pos < 0)
+
+    claimed = np.zeros(n_hub, dtype=bool)
+    claimed[hub_pos[linked]] = True
+    # The BAN fallback: unlinked customers, matched to an unclaimed company that alone holds their BAN.
+    unlinked = np.flatnonzero(~has_id & ~needs_person)
+    candidates = np.flatnonzero(ban_ok & ~duplicate & ~claimed)
+    found = pd.Index(hub_ban.take(candidates).to_numpy(dtype=object)).get_indexer(
+        warp[BAN].take(unlinked).to_numpy(dtype=object)
+    )
+    by_ban = unlinked[found >= 0]
+    hub_pos[by_ban] = candidates[found[found >= 0]]
+    claimed[hub_pos[by_ban]] = True
+    without_company = unlinked[found < 0]
+
+    pair_rows = np.sort(np.concatenate([np.flatnonzero(linked), by_ban]))
+    matched_by_ban = np.zeros(n_warp, dtype=bool)
+    matched_by_ban[by_ban] = True
+    counts.update(
+        pairs=len(pair_rows),
+        pairs_linked=int(linked.sum()),
+        pairs_matched_by_ban=len(by_ban),
+    )
+
+    pairs, pair_counts = _compare_pairs(warp, hubspot, rules, pair_rows, hub_pos[pair_rows],
+                                        matched_by_ban[pair_rows])
+    counts.update(pair_counts)
+
+    extra = _orphans_and_duplicates(
+        warp, hubspot, rules, hub_ban, ban_ok, ban_invalid, duplicate, claimed, hub_pos,
+        missing=np.flatnonzero(missing), needs_person=np.flatnonzero(needs_person),
+        without_company=without_company,
+    )
+    for kind in (*ORPHAN_KINDS, DUPLICATE_BAN):
+        counts[kind] = int((extra[KIND] == kind).sum()) if len(extra) else 0
+    counts["duplicate_bans"] = int(hub_ban[duplicate].nunique()) if duplicate.any() else 0
+    counts["companies_without_ban"] = int((~claimed & ban_missing).sum())
+
+    frame = _conform(pd.concat([pairs, extra], ignore_index=True), rules)
+    pulled = [parse_iso(f.attrs[ATTR_PULLED_AT]) for f in (warp, hubspot) if ATTR_PULLED_AT in f.attrs]
+    frame.attrs = {
+        ATTR_PULLED_AT: iso(min(pulled)) if pulled else None,
+        ATTR_COUNTS: counts,
+        ATTR_RULES: rules_to_attr(rules),
+    }
+    return frame
+
+
+def _compare_pairs(
+    warp: pd.DataFrame,
+    hubspot: pd.DataFrame,
+    rules: FieldRules,
+    warp_rows: np.ndarray,
+    hub_rows: np.ndarray,
+    by_ban: np.ndarray,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    n = len(warp_rows)
+    differs_any = np.zeros(n, dtype=bool)
+    agreement_any = np.zeros(n, dtype=bool)
+    fields_differing = 0
+    compared: dict[str, tuple[np.ndarray, pd.Series, pd.Series]] = {}
+    for field, rule in rules.items():
+        w_raw = _take(warp[col(field, WARP_RAW)], warp_rows)
+        h_raw = _take(hubspot[rule.hubspot_property], hub_rows)
+        agreed = _take(warp[col(field, AGREED)], warp_rows)
+        w_fast = equal(w_raw, agreed)
+        h_fast = equal(h_raw, agreed)
+        # Rows where both raw values are the agreed text are equal and valid: nothing to normalise.
+        todo = np.flatnonzero(~(w_fast & h_fast))
+        w_val = _comparable_where(rule, w_raw, agreed, w_fast, todo)
+        h_val = _comparable_where(rule, h_raw, agreed, h_fast, todo)
+        differs = ~equal(w_val, h_val)
+        stale = ~differs & ~equal(agreed.take(todo).reset_index(drop=True), w_val)
+        differs_any[todo[differs]] = True
+        agreement_any[todo[stale]] = True
+        fields_differing += int(differs.sum())
+        compared[field] = (todo, w_val, h_val)
+
+    selected = np.flatnonzero(differs_any | agreement_any)
+    counts = {
+        "pairs_in_sync": n - int(differs_any.sum()),
+        "pairs_differing": int(differs_any.sum()),
+        "pairs_recording_agreement": int((agreement_any & ~differs_any).sum()),
+        "fields_differing": fields_differing,
+    }
+    rows = warp_rows[selected]
+    hubs = hub_rows[selected]
+    out: dict[str, object] = {
+        KIND: PAIR,
+        CUSTOMER_ID: _take(warp[CUSTOMER_ID], rows),
+        BAN: _take(warp[BAN], rows),
+        COMPANY_ID: _take(hubspot[COMPANY_ID], hubs),
+        MATCH: np.where(by_ban[selected], MATCH_BAN, MATCH_LINKED),
+        LINK_STATUS: _take(warp[LINK_STATUS], rows),
+        CUSTOMER_UPDATED_AT: _take(warp[CUSTOMER_UPDATED_AT], rows),
+        COMPANY_UPDATED_AT: _take(hubspot[COMPANY_UPDATED_AT], hubs),
+        COMPANY_NAME: _shown_names(warp, hubspot, rules, rows, hubs),
+    }
+    updated = out[CUSTOMER_UPDATED_AT]
+    for field, rule in rules.items():
+        todo, w_val, h_val = compared[field]
+        agreed = _take(warp[col(field, AGREED)], rows)
+        where = np.full(n, -1, dtype=np.int64)
+        where[todo] = np.arange(len(todo))
+        slot = where[selected]
+        out[col(field, WARP_RAW)] = _take(warp[col(field, WARP_RAW)], rows)
+        out[col(field, HUBSPOT_RAW)] = _take(hubspot[rule.hubspot_property], hubs)
+        w_sel, h_sel = _overlay(agreed, w_val, slot), _overlay(agreed, h_val, slot)
+        out[col(field, WARP)] = w_sel
+        out[col(field, HUBSPOT)] = h_sel
+        out[col(field, AGREED)] = agreed
+        out[col(field, WARP_CHANGED_AT)] = _warp_changed_at(warp, field, rule, rows, w_sel, updated)
+        out[col(field, HUBSPOT_CHANGED_AT)] = pd.Series(pd.NaT, index=range(len(rows)), dtype=TIME_DTYPE)
+    return pd.DataFrame(out, index=pd.RangeIndex(len(rows))), counts
+
+
+def _comparable_where(
+    rule: FieldRule, raw: pd.Series, agreed: pd.Series, fast: np.ndarray, todo: np.ndarray
+) -> pd.Series:
+    """Comparable values of the `todo` rows: the agreed text where the raw value is it, else normalised."""
+    values = agreed.take(todo).reset_index(drop=True)
+    slow = ~fast[todo]
+    if slow.any():
+        normalised = comparable_series(spec_for(rule.warp_field), raw.take(todo[slow]))
+        values = values.copy()
+        values[slow] = normalised.to_numpy(dtype=object)
+    return values
+
+
+def _overlay(base: pd.Series, values: pd.Series, slot: np.ndarray) -> pd.Series:
+    """`base`, with `values[slot]` where slot >= 0 (rows that were normalised)."""
+    out = base.copy()
+    hit = slot >= 0
+    if hit.any():
+        out[hit] = values.take(slot[hit]).to_numpy(dtype=object)
+    return out.astype("str")
+
+
+def _warp_changed_at(
+    warp: pd.DataFrame, field: str, rule: FieldRule, rows: np.ndarray, current: pd.Series, updated: pd.Series
+) -> pd.Series:
+    """When WARP's value changed: the field state's time when it still records the current value, else the
+    row's updated_at (the change happened at or before it, after the state was recorded)."""
+    if not needs_change_times(rule):
+        return pd.Series(pd.NaT, index=range(len(rows)), dtype=TIME_DTYPE)
+    state = _take(warp[col(field, STATE_WARP)], rows)
+    state_at = _take(warp[col(field, STATE_WARP_CHANGED_AT)], rows).astype(TIME_DTYPE)
+    known = equal(state, current) & state_at.notna().to_numpy(dtype=bool)
+    return state_at.where(known, updated.astype(TIME_DTYPE).reset_index(drop=True))
+
+
+def _shown_names(
+    warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules, rows: np.ndarray, hubs: np.ndarray
+) -> pd.Series:
+    if NAME_FIELD in rules:
+        return _take(warp[col(NAME_FIELD, WARP_RAW)], rows)
+    if NAME_PROPERTY in hubspot.columns:
+        return _take(hubspot[NAME_PROPERTY], hubs)
+    return pd.Series([None] * len(rows), dtype="str")
+
+
+def _orphans_and_duplicates(
+    warp: pd.DataFrame,
+    hubspot: pd.DataFrame,
+    rules: FieldRules,
+    hub_ban: pd.Series,
+    ban_ok: np.ndarray,
+    ban_invalid: np.ndarray,
+    duplicate: np.ndarray,
+    claimed: np.ndarray,
+    hub_pos: np.ndarray,
+    *,
+    missing: np.ndarray,
+    needs_person: np.ndarray,
+    without_company: np.ndarray,
+) -> pd.DataFrame:
+    parts: list[pd.DataFrame] = []
+    warp_names = warp[col(NAME_FIELD, WARP_RAW)] if NAME_FIELD in rules else pd.Series([None] * len(warp), dtype="str")
+    hub_names = hubspot[NAME_PROPERTY] if NAME_PROPERTY in hubspot.columns else pd.Series([None] * len(hubspot), dtype="str")
+    duplicate_bans = set(hub_ban[duplicate].tolist())
+
+    def customers(kind: str, rows: np.ndarray, details: Sequence[str | None]) -> None:
+        if len(rows):
+            parts.append(pd.DataFrame({
+                KIND: kind,
+                CUSTOMER_ID: _take(warp[CUSTOMER_ID], rows),
+                BAN: _take(warp[BAN], rows),
+                COMPANY_ID: _take(warp[COMPANY_ID], rows),
+                LINK_STATUS: _take(warp[LINK_STATUS], rows),
+                CUSTOMER_UPDATED_AT: _take(warp[CUSTOMER_UPDATED_AT], rows),
+                COMPANY_NAME: _take(warp_names, rows),
+                DETAIL: list(details),
+            }))
+
+    customers(COMPANY_MISSING, missing, ["linked company is not among HubSpot's active companies (deleted or merged)"]
+              * len(missing))
+    customers(LINK_NEEDS_REVIEW, needs_person,
+              [f"hubspot_link_status is {s}: a person decides" for s in warp[LINK_STATUS].take(needs_person)])
+    customers(CUSTOMER_WITHOUT_COMPANY, without_company, [
+        "its BAN is on more than one company (see duplicates)" if ban in duplicate_bans else "no company has its BAN"
+        for ban in warp[BAN].take(without_company)
+    ])
+
+    # Companies no customer claimed, that carry a BAN (HubSpot holds plenty of companies that are not WARP's).
+    loose = np.flatnonzero(~claimed & ~duplicate & (ban_ok | ban_invalid))
+    if len(loose):
+        owner = pd.Index(warp[BAN].to_numpy(dtype=object)).get_indexer(hub_ban.take(loose).to_numpy(dtype=object))
+        known = ban_ok[loose] & (owner >= 0)
+        linked_to = warp[COMPANY_ID].to_numpy(dtype=object)[np.where(known, owner, 0)] if len(warp) else []
+        details = [
+            ("its warp_ban's customer is linked to company " + str(other)) if is_known and isinstance(other, str)
+            else "its warp_ban's customer is not linked to it" if is_known
+            else "no WARP customer has its warp_ban" if valid
+            else "its warp_ban is not a valid BAN"
+            for is_known, other, valid in zip(known, linked_to, ban_ok[loose], strict=True)
+        ]
+        owners = np.where(known, warp[CUSTOMER_ID].to_numpy(dtype=object)[np.where(known, owner, 0)], None) \
+            if len(warp) else [None] * len(loose)
+        kinds = np.where(known, COMPANY_NOT_LINKED, COMPANY_UNKNOWN_BAN).tolist()
+        parts.append(_companies(hubspot, hub_names, loose, kinds, details, list(owners), hub_ban))
+
+    dup_rows = np.flatnonzero(duplicate)
+    if len(dup_rows):
+        warp_index = pd.Index(warp[BAN].to_numpy(dtype=object))
+        owner = warp_index.get_indexer(hub_ban.take(dup_rows).to_numpy(dtype=object))
+        details, owners = [], []
+        for position, who in zip(dup_rows, owner, strict=True):  # a handful of rows: a loop reads best
+            if who < 0:
+                details.append("no WARP customer has this BAN")
+                owners.append(None)
+            else:
+                owners.append(warp[CUSTOMER_ID].iat[who])
+                details.append("linked to the customer" if hub_pos[who] == position else "not linked to the customer")
+        parts.append(_companies(hubspot, hub_names, dup_rows, [DUPLICATE_BAN] * len(dup_rows), details, owners,
+                                hub_ban))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[KIND])
+
+
+def _companies(
+    hubspot: pd.DataFrame,
+    names: pd.Series,
+    rows: np.ndarray,
+    kinds: list[str],
+    details: list[str],
+    owners: list[str | None],
+    hub_ban: pd.Series,
+) -> pd.DataFrame:
+    raw_ban = _take(hubspot[BAN_PROPERTY], rows)
+    return pd.DataFrame({
+        KIND: kinds,
+        CUSTOMER_ID: owners,
+        BAN: hub_ban.take(rows).reset_index(drop=True).fillna(raw_ban),
+        COMPANY_ID: _take(hubspot[COMPANY_ID], rows),
+        COMPANY_UPDATED_AT: _take(hubspot[COMPANY_UPDATED_AT], rows),
+        COMPANY_NAME: _take(names, rows),
+        DETAIL: details,
+    })
+
+
+def _conform(frame: pd.DataFrame, rules: FieldRules) -> pd.DataFrame:
+    """Every column of the schema, text as `str` and times as UTC datetimes, whatever rows there are."""
+    times = _time_columns(rules)
+    out = {}
+    for name in difference_columns(rules):
+        values = frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
+        out[name] = pd.to_datetime(values, utc=True).astype(TIME_DTYPE) if name in times else values.astype("str")
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+# --- which companies need property history ------------------------------------------------------------------
+
+
+def history_needed(differences: pd.DataFrame, rules: FieldRules) -> tuple[list[str], list[str]]:
+    """(company ids, properties): LATEST_WINS fields where both sides moved from the agreed value (or none was
+    agreed) and differ; only there do change times decide anything."""
+    pairs = differences[differences[KIND] == PAIR]
+    need = np.zeros(len(pairs), dtype=bool)
+    properties: list[str] = []
+    for field, rule in rules.items():
+        if not needs_change_times(rule):
+            continue
+        w, h, a = (pairs[col(field, part)] for part in (WARP, HUBSPOT, AGREED))
+        both_moved = ~equal(w, h) & ~equal(w, a) & ~equal(h, a)
+        if both_moved.any():
+            properties.append(rule.hubspot_property)
+        need |= both_moved
+    ids = list(dict.fromkeys(pairs[COMPANY_ID][need].tolist()))
+    return ids, properties
+
+
+def duplicate_bans(hubspot: pd.DataFrame) -> pd.Series:
+    """BANs held by two or more companies, with how many hold each (empty when none)."""
+    bans = comparable_series("ban", hubspot[BAN_PROPERTY])
+    counts = bans[bans.notna() & (bans != "")].value_counts()
+    return counts[counts > 1].astype("int64")

@@ -1,0 +1,196 @@
+"""The two pulls: every WARP customer and every HubSpot company, as DataFrames.
+
+Only these two frames hold every row; later steps keep the rows that differ. Values are kept exactly as each
+side holds them (WARP's as `column::text`, the compare-and-set key of the write-back; HubSpot's strings as
+sent), and normalised later, in one vectorized pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.decision import AGREED
+from warp_sync_pipeline.core.field_state import field_state_frame
+from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
+from warp_sync_pipeline.core.hubspot import HubSpotClient, PageProgress
+from warp_sync_pipeline.core.reconcile.frames import (
+    ATTR_PULLED_AT,
+    ATTR_RULES,
+    BAN,
+    BAN_PROPERTY,
+    COMPANY_ID,
+    COMPANY_UPDATED_AT,
+    CUSTOMER_ID,
+    CUSTOMER_UPDATED_AT,
+    LINK_STATUS,
+    STATE_WARP,
+    STATE_WARP_CHANGED_AT,
+    WARP_RAW,
+    col,
+    iso,
+    now_utc,
+    parse_iso,
+    rules_to_attr,
+)
+from warp_sync_pipeline.core.reconcile.options import DEFAULT_WARP_PAGE_SIZE, ReconcileError
+
+Progress = Callable[[str], None]
+HUBSPOT_PROGRESS_EVERY_PAGES = 50
+HUBSPOT_CHUNK_ROWS = 50_000
+
+
+def needs_change_times(rule: FieldRule) -> bool:
+    """Only LATEST_WINS compares change times."""
+    return rule.direction is Direction.BIDIRECTIONAL and rule.strategy is Strategy.LATEST_WINS
+
+
+def warp_columns(rules: FieldRules) -> list[str]:
+    names = [CUSTOMER_ID, BAN, COMPANY_ID, LINK_STATUS, CUSTOMER_UPDATED_AT]
+    for field, rule in rules.items():
+        names += [col(field, WARP_RAW), col(field, AGREED)]
+        if needs_change_times(rule):
+            names += [col(field, STATE_WARP), col(field, STATE_WARP_CHANGED_AT)]
+    return names
+
+
+def _customer_select(rules: FieldRules, quote: Callable[[str], str]) -> str:
+    parts = [
+        "id::text AS customer_id",
+        "ban",
+        "external_ids ->> 'hubspot_company_id' AS company_id",
+        "hubspot_link_status AS link_status",
+        "updated_at AS customer_updated_at",
+    ]
+    # Field names come from load_rules, which accepts only real `customers` columns warp-sync can sync.
+    parts += [f'{quote(field)}::text AS "{col(field, WARP_RAW)}"' for field in rules]
+    return ", ".join(parts)
+
+
+def pull_warp_customers(
+    engine: sa.Engine,
+    rules: FieldRules,
+    *,
+    page_size: int = DEFAULT_WARP_PAGE_SIZE,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """Every customer with its mapped fields, link and field state, read in keyset pages of `page_size`.
+
+    All pages come from one REPEATABLE READ snapshot, so the frame is one consistent moment of WARP.
+    `attrs["pulled_at"]` is when the pull started (a plan is as old as its oldest pull).
+    """
+    pulled_at = now_utc()
+    state_columns = [col(f, AGREED) for f in rules] + [
+        name for f, r in rules.items() if needs_change_times(r) for name in (col(f, STATE_WARP), col(f, STATE_WARP_CHANGED_AT))
+    ]
+    pages: list[pd.DataFrame] = []
+    total = 0
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        quote = conn.dialect.identifier_preparer.quote
+        select = _customer_select(rules, quote)
+        first = sa.text(f"SELECT {select} FROM customers ORDER BY id LIMIT :limit")
+        following = sa.text(
+            f"SELECT {select} FROM customers WHERE id > CAST(:after AS uuid) ORDER BY id LIMIT :limit"
+        )
+        with conn.begin():
+            after: str | None = None
+            while True:
+                params: dict[str, Any] = {"limit": page_size}
+                if after is not None:
+                    params["after"] = after
+                result = conn.execute(first if after is None else following, params)
+                page = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+                if page.empty:
+                    break
+                ids = page[CUSTOMER_ID].tolist()
+                state = field_state_frame(conn, rules, ids).reindex(ids)
+                for name in state_columns:
+                    page[name] = state[name].to_numpy() if name in state.columns else None
+                pages.append(page)
+                total += len(page)
+                after = ids[-1]
+                if progress is not None:
+                    progress(f"WARP pull: {total:,} customers")
+                if len(page) < page_size:
+                    break
+    frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=warp_columns(rules))
+    frame = _typed(frame[warp_columns(rules)], times=[CUSTOMER_UPDATED_AT] + [
+        c for c in frame.columns if c.endswith(STATE_WARP_CHANGED_AT)
+    ])
+    frame.attrs = {ATTR_PULLED_AT: iso(pulled_at), ATTR_RULES: rules_to_attr(rules)}
+    return frame
+
+
+def _typed(frame: pd.DataFrame, *, times: Iterable[str]) -> pd.DataFrame:
+    """Text columns as pandas `str`, times as UTC datetimes (Parquet round-trips both)."""
+    time_columns = set(times)
+    out = {}
+    for name in frame.columns:
+        values = frame[name]
+        if name in time_columns:
+            out[name] = pd.to_datetime(values, utc=True)
+        else:
+            out[name] = values.astype("str")
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def hubspot_properties(rules: FieldRules) -> list[str]:
+    """The properties the pull reads: the mapped ones, and warp_ban always (the BAN fallback needs it)."""
+    names = list(dict.fromkeys([*rules.hubspot_properties, BAN_PROPERTY]))
+    reserved = {COMPANY_ID, COMPANY_UPDATED_AT} & set(names)
+    if reserved:
+        raise ReconcileError("INVALID_FIELD_MAPPING", f"HubSpot properties {sorted(reserved)} clash with frame columns")
+    return names
+
+
+def pull_hubspot_companies(
+    client: HubSpotClient,
+    properties: list[str],
+    *,
+    progress: Progress | None = None,
+    progress_every: int = HUBSPOT_PROGRESS_EVERY_PAGES,
+    chunk_rows: int = HUBSPOT_CHUNK_ROWS,
+) -> pd.DataFrame:
+    """Every active company via list paging (100 a page) with only `properties`, one page held at a time.
+
+    Rows are gathered into frames of `chunk_rows` as they arrive, so the Python objects of a page never pile
+    up. `progress` hears every `progress_every` pages and at the end.
+    """
+    pulled_at = now_utc()
+    names = [COMPANY_ID, COMPANY_UPDATED_AT, *properties]
+    buffers: dict[str, list[Any]] = {name: [] for name in names}
+    chunks: list[pd.DataFrame] = []
+
+    def on_page(page: PageProgress) -> None:
+        if progress is not None and (page.pages % progress_every == 0 or page.next_after is None):
+            progress(f"HubSpot pull: {page.companies:,} companies in {page.pages:,} pages")
+
+    def flush() -> None:
+        chunks.append(_typed(pd.DataFrame(buffers, columns=names), times=[COMPANY_UPDATED_AT]))
+        for values in buffers.values():
+            values.clear()
+
+    ids = buffers[COMPANY_ID]
+    updated = buffers[COMPANY_UPDATED_AT]
+    columns = [(name, buffers[name]) for name in properties]
+    for company in client.iter_companies(properties=properties, on_page=on_page):
+        ids.append(company.id)
+        updated.append(company.updated_at)
+        values = company.properties
+        for name, target in columns:
+            target.append(values.get(name))
+        if len(ids) >= chunk_rows:
+            flush()
+    flush()
+    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    frame.attrs = {ATTR_PULLED_AT: iso(pulled_at)}
+    return frame
+
+
+def pulled_at(frame: pd.DataFrame) -> datetime:
+    return parse_iso(frame.attrs[ATTR_PULLED_AT])

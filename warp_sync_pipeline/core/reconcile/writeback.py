@@ -1,0 +1,705 @@
+"""The write-backs: the plan carried out on both sides, compare-and-set, with per-record outcomes.
+
+The plan can be hours old when it is written, so nothing newer is ever overwritten (DESIGN.md flow 4):
+
+- HubSpot, 100 companies at a time: the companies are re-read just before they are written and a field whose
+  HubSpot value moved since the pull is skipped; so is one whose WARP value moved (the live queue carries the
+  newer value). Every value is recorded in the write ledger (committed) before the batch update is sent, so its
+  webhook echo is recognised; a definitely failed write voids its entry.
+- WARP, in chunked transactions carrying the no-echo marker (`warp_sync.origin = 'hubspot'`, so the outbound
+  trigger queues nothing back): a field is updated only where it still holds the text that was pulled. The
+  same transactions link customers matched by BAN, open MANUAL conflicts for review, record agreed values and
+  write the audit trail.
+
+Each returns a summary (a JSON-ready dict): status, counts, and one record per planned row with its outcome
+(`applied`, `skipped` with the reason, `failed` with a stable code, `dry_run` or `not_written`). Failures go
+into the summary, not an exception, so the report always runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
+from warp_sync_pipeline.core.conflicts import open_or_update_conflict
+from warp_sync_pipeline.core.decision import Action, Observed
+from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
+from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules
+from warp_sync_pipeline.core.hubspot import (
+    AuthFailed,
+    CompanyUpdate,
+    HubSpotClient,
+    HubSpotError,
+    NotFound,
+    RecordOutcome,
+    RequestFailed,
+)
+from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.normalize import (
+    FieldType,
+    InvalidFieldValue,
+    comparable,
+    from_hubspot,
+    to_hubspot,
+)
+from warp_sync_pipeline.core.reconcile.frames import (
+    AGREEMENT,
+    ATTR_PULLED_AT,
+    BAN,
+    CHANGE,
+    COMPANY_ID,
+    COMPANY_NAME,
+    CUSTOMER_ID,
+    KIND,
+    LINK,
+    now_utc,
+    parse_iso,
+    text_or_none,
+    time_or_none,
+)
+from warp_sync_pipeline.core.reconcile.options import (
+    DRY_RUN,
+    Gate,
+    ReconcileOptions,
+    writeback_gate,
+)
+from warp_sync_pipeline.core.reconcile.plan import (
+    ACTION,
+    AGREED_VALUE,
+    ERROR,
+    ERROR_CODE,
+    FIELD,
+    HUBSPOT_PROPERTY,
+    HUBSPOT_RAW_VALUE,
+    HUBSPOT_TIME,
+    REASON,
+    VALUE,
+    WARP_RAW_VALUE,
+    WARP_TIME,
+    brake_stats,
+)
+
+log = logging.getLogger("warp_sync.reconcile")
+
+HUBSPOT_CHUNK = 100  # companies per re-read and per batch update (HubSpot's batch limit)
+ORIGIN_MARKER = "hubspot"  # SET LOCAL warp_sync.origin: the outbound trigger skips such transactions
+ACTOR = "reconciliation"
+
+# Outcomes of one record.
+APPLIED = "applied"
+SKIPPED = "skipped"
+FAILED = "failed"
+NOT_WRITTEN = "not_written"
+# Why a record was skipped.
+HUBSPOT_CHANGED = "HUBSPOT_CHANGED_SINCE_PULL"
+WARP_CHANGED = "WARP_CHANGED_SINCE_PULL"
+COMPANY_GONE = "COMPANY_GONE"
+CUSTOMER_GONE = "CUSTOMER_GONE"
+LINK_TAKEN = "LINK_TAKEN"
+
+# Statuses of a whole write-back besides the gate's.
+WRITTEN = "written"
+NOTHING_TO_WRITE = "nothing_to_write"
+
+_SQL_TYPE = {FieldType.AMOUNT: "numeric", FieldType.SERVICES: "jsonb"}
+_LOG_OUTCOME = {APPLIED: Outcome.APPLIED, SKIPPED: Outcome.SKIPPED, FAILED: Outcome.FAILED}
+
+
+# --- shared -------------------------------------------------------------------------------------------------
+
+
+def _record(row: Mapping[str, Any], outcome: str, *, new: object = None, code: str | None = None,
+            message: str | None = None, old_column: str = HUBSPOT_RAW_VALUE) -> dict[str, Any]:
+    return {
+        "customer_id": text_or_none(row.get(CUSTOMER_ID)),
+        "ban": text_or_none(row.get(BAN)),
+        "company_id": text_or_none(row.get(COMPANY_ID)),
+        "company_name": text_or_none(row.get(COMPANY_NAME)),
+        "field": text_or_none(row.get(FIELD)),
+        "hubspot_property": text_or_none(row.get(HUBSPOT_PROPERTY)),
+        "action": text_or_none(row.get(ACTION)),
+        "reason": text_or_none(row.get(REASON)),
+        "old": text_or_none(row.get(old_column)),
+        "new": text_or_none(new),
+        "outcome": outcome,
+        "code": code,
+        "message": message,
+    }
+
+
+def _tally(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts = {APPLIED: 0, SKIPPED: 0, FAILED: 0}
+    for record in records:
+        if record["outcome"] in counts:
+            counts[record["outcome"]] += 1
+    return counts
+
+
+def _gate(plan: pd.DataFrame, options: ReconcileOptions, *, enabled: bool, now: datetime) -> Gate:
+    pulled = plan.attrs.get(ATTR_PULLED_AT)
+    return writeback_gate(
+        options, brake_stats(plan), pulled_at=parse_iso(pulled) if pulled else now, now=now, enabled=enabled
+    )
+
+
+def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return frame.to_dict("records")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _same_text(current: object, pulled: object) -> bool:
+    return text_or_none(current) == text_or_none(pulled)
+
+
+def error_code(exc: BaseException) -> str:
+    """A stable code for a failure: HubSpot's per-property code, its category, or the error type."""
+    property_errors = getattr(exc, "property_errors", ())
+    if property_errors and property_errors[0].code:
+        return str(property_errors[0].code)
+    if isinstance(exc, InvalidFieldValue):
+        return exc.code
+    category = getattr(exc, "category", None)
+    if category:
+        return str(category)
+    name = type(exc).__name__
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(name)).upper()
+
+
+def _audit(row: Mapping[str, Any], outcome: Outcome, *, direction: Direction | None, run_id: str | None,
+           new_value: object = None, code: str | None = None, message: str | None = None,
+           details: Mapping[str, Any] | None = None) -> SyncLogEntry:
+    old = row.get(HUBSPOT_RAW_VALUE) if direction is Direction.WARP_TO_HUBSPOT else row.get(WARP_RAW_VALUE)
+    return SyncLogEntry(
+        trigger=Trigger.RECONCILIATION,
+        outcome=outcome,
+        customer_id=text_or_none(row.get(CUSTOMER_ID)),
+        ban=text_or_none(row.get(BAN)),
+        warp_field=text_or_none(row.get(FIELD)),
+        hubspot_property=text_or_none(row.get(HUBSPOT_PROPERTY)),
+        direction=direction,
+        old_value=text_or_none(old),
+        new_value=text_or_none(new_value),
+        action=text_or_none(row.get(ACTION)),
+        reason=text_or_none(row.get(REASON)),
+        error_code=code,
+        error=message,
+        run_id=run_id,
+        details={"company_id": text_or_none(row.get(COMPANY_ID)), **(details or {})},
+    )
+
+
+# --- HubSpot ------------------------------------------------------------------------------------------------
+
+
+def write_to_hubspot(
+    plan: pd.DataFrame,
+    *,
+    client: HubSpotClient,
+    engine: sa.Engine,
+    rules: FieldRules,
+    options: ReconcileOptions,
+    run_id: str | None,
+    enabled: bool,
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Carry out the plan's WRITE_TO_HUBSPOT rows: re-read, compare, ledger, batch update, record."""
+    now = now or now_utc()
+    writes = plan[(plan[KIND] == CHANGE) & (plan[ACTION] == Action.WRITE_TO_HUBSPOT.value)]
+    gate = _gate(plan, options, enabled=enabled, now=now)
+    summary: dict[str, Any] = {"side": "hubspot", "status": gate.status, "reason": gate.reason,
+                               "planned": len(writes), "records": []}
+    rows = _rows(writes)
+    if not gate.open:
+        outcome = DRY_RUN if gate.status == DRY_RUN else NOT_WRITTEN
+        summary["records"] = [_record(r, outcome, new=_hubspot_text(rules, r)) for r in rows]
+        return _finish(summary)
+    if not rows:
+        summary["status"] = NOTHING_TO_WRITE
+        return _finish(summary)
+    summary["status"] = WRITTEN
+    by_company: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_company.setdefault(str(row[COMPANY_ID]), []).append(row)
+    companies = list(by_company)
+    done = 0
+    for position, chunk in enumerate(_chunks(companies, HUBSPOT_CHUNK)):
+        chunk_rows = [row for company in chunk for row in by_company[company]]
+        try:
+            summary["records"] += _hubspot_chunk(chunk_rows, client=client, engine=engine, rules=rules,
+                                                 run_id=run_id, now=now)
+        except AuthFailed as exc:
+            # Nothing else will work either: every remaining record fails with the reason.
+            remaining = [row for company in companies[position * HUBSPOT_CHUNK:] for row in by_company[company]]
+            summary["records"] += [_record(r, FAILED, new=_hubspot_text(rules, r), code=error_code(exc),
+                                           message=str(exc)) for r in remaining]
+            summary["reason"] = f"HubSpot refused the credentials ({error_code(exc)}); the write-back stopped."
+            break
+        except (HubSpotError, sa.exc.SQLAlchemyError) as exc:
+            log.warning("HubSpot write-back chunk failed: %s", exc)
+            summary["records"] += [_record(r, FAILED, new=_hubspot_text(rules, r), code=error_code(exc),
+                                           message=str(exc)) for r in chunk_rows]
+        done += len(chunk)
+        if progress is not None:
+            progress(f"HubSpot write-back: {done:,} of {len(companies):,} companies")
+    return _finish(summary)
+
+
+def _hubspot_text(rules: FieldRules, row: Mapping[str, Any]) -> str | None:
+    try:
+        return to_hubspot(rules[row[FIELD]].spec, text_or_none(row[WARP_RAW_VALUE]))
+    except InvalidFieldValue:
+        return None
+
+
+def _hubspot_moved(rule: FieldRule, current: str | None, pulled: object) -> bool:
+    pulled_text = text_or_none(pulled)
+    try:
+        return comparable(rule.spec, current) != comparable(rule.spec, pulled_text)
+    except InvalidFieldValue:
+        return (current or "").strip() != (pulled_text or "").strip()
+
+
+def _hubspot_chunk(
+    rows: list[dict[str, Any]],
+    *,
+    client: HubSpotClient,
+    engine: sa.Engine,
+    rules: FieldRules,
+    run_id: str | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    company_ids = list(dict.fromkeys(str(r[COMPANY_ID]) for r in rows))
+    fields = sorted({r[FIELD] for r in rows})
+    warp_now = read_warp_text(engine, [str(r[CUSTOMER_ID]) for r in rows], fields)
+    read = {o.key: o for o in client.batch_read_companies(
+        company_ids, properties=sorted({rules[f].hubspot_property for f in fields}))}
+    records: list[dict[str, Any]] = []
+    pending: list[tuple[dict[str, Any], str]] = []
+    sends: dict[str, dict[str, str]] = {}
+    for row in rows:
+        rule = rules[row[FIELD]]
+        seen: RecordOutcome = read[str(row[COMPANY_ID])]
+        value = _hubspot_text(rules, row)
+        customer = warp_now.get(str(row[CUSTOMER_ID]))
+        if seen.company is None:
+            if isinstance(seen.error, NotFound):
+                records.append(_record(row, SKIPPED, new=value, code=COMPANY_GONE,
+                                       message="the company is gone from HubSpot since the pull"))
+            else:
+                records.append(_record(row, FAILED, new=value, code=error_code(seen.error),
+                                       message=f"re-reading the company failed: {seen.error}"))
+        elif _hubspot_moved(rule, seen.company.properties.get(rule.hubspot_property), row[HUBSPOT_RAW_VALUE]):
+            records.append(_record(row, SKIPPED, new=value, code=HUBSPOT_CHANGED,
+                                   message="HubSpot's value changed after the pull; left to the live flows"))
+        elif customer is None:
+            records.append(_record(row, SKIPPED, new=value, code=CUSTOMER_GONE,
+                                   message="the customer is gone from WARP since the pull"))
+        elif not _same_text(customer[rule.warp_field], row[WARP_RAW_VALUE]):
+            records.append(_record(row, SKIPPED, new=value, code=WARP_CHANGED,
+                                   message="WARP's value changed after the pull; the queue sends the newer one"))
+        elif value is None:
+            records.append(_record(row, FAILED, code="WARP_VALUE_INVALID", message="WARP's value cannot be sent"))
+        else:
+            sends.setdefault(str(row[COMPANY_ID]), {})[rule.hubspot_property] = value
+            pending.append((row, value))
+    if pending:
+        records += _send_updates(pending, sends, client=client, engine=engine, rules=rules, now=now)
+    _record_hubspot_outcomes(engine, rows, records, rules=rules, run_id=run_id, now=now)
+    return records
+
+
+def _send_updates(
+    pending: list[tuple[dict[str, Any], str]],
+    sends: dict[str, dict[str, str]],
+    *,
+    client: HubSpotClient,
+    engine: sa.Engine,
+    rules: FieldRules,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    # The ledger first, committed: the echo of a write that lands must never pass for a person's edit.
+    ledger_ids = record_writes(
+        engine, [LedgerWrite(rules[row[FIELD]], value, company_id=str(row[COMPANY_ID])) for row, value in pending]
+    )
+    updates = [CompanyUpdate(company_id, properties) for company_id, properties in sends.items()]
+    try:
+        results = client.batch_update_companies(updates)
+    except AuthFailed:
+        void_writes(engine, ledger_ids, "batch update refused: credentials")
+        raise
+    by_company = {str(update.id): result for update, result in zip(updates, results, strict=True)}
+    records, void = [], []
+    for (row, value), ledger_id in zip(pending, ledger_ids, strict=True):
+        result = by_company[str(row[COMPANY_ID])]
+        if result.ok:
+            records.append(_record(row, APPLIED, new=value))
+            continue
+        error = result.error
+        records.append(_record(row, FAILED, new=value, code=error_code(error) if error else "UNKNOWN",
+                               message=str(error) if error else "no answer for this company"))
+        if isinstance(error, RequestFailed):  # definitely not applied: no echo will come
+            void.append(ledger_id)
+    if void:
+        void_writes(engine, void, "reconciliation write failed")
+    return records
+
+
+def _record_hubspot_outcomes(
+    engine: sa.Engine,
+    rows: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+    *,
+    rules: FieldRules,
+    run_id: str | None,
+    now: datetime,
+) -> None:
+    """Field state of what was applied, and the audit trail of every record, in one transaction."""
+    states, entries = [], []
+    for row, record in zip(_matching(rows, records), records, strict=True):
+        outcome = _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED)
+        entries.append(_audit(row, outcome, direction=Direction.WARP_TO_HUBSPOT, run_id=run_id,
+                              new_value=row[VALUE], code=record["code"], message=record["message"]))
+        if record["outcome"] == APPLIED:
+            value = text_or_none(row[VALUE])
+            states.append(FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(value, now),
+                                           hubspot=StateValue(value, now)))
+    with engine.begin() as conn:
+        name_writer(conn, actor=ACTOR, run_id=run_id)
+        if states:
+            upsert_field_state(conn, _existing(conn, states), values_are_comparable=True)
+        log_sync_many(conn, entries)
+
+
+def _matching(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The plan row of each record (records come out in another order than the rows went in)."""
+    by_key = {(str(r[CUSTOMER_ID]), r[FIELD]): r for r in rows}
+    return [by_key[(record["customer_id"], record["field"])] for record in records]
+
+
+def _existing(conn: sa.Connection, states: list[FieldStateUpdate]) -> list[FieldStateUpdate]:
+    """Leave out customers deleted since the pull (their state rows went with them)."""
+    ids = sorted({str(s.customer_id) for s in states})
+    present = set(conn.execute(
+        sa.text("SELECT id::text FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) FOR KEY SHARE"), {"ids": ids}
+    ).scalars())
+    return [s for s in states if str(s.customer_id) in present]
+
+
+def read_warp_text(engine_or_conn: sa.Engine | sa.Connection, customer_ids: Sequence[str],
+                   fields: Sequence[str]) -> dict[str, dict[str, str | None]]:
+    """The current text (`column::text`) of these fields, by customer id; absent customers are left out."""
+    if not customer_ids:
+        return {}
+
+    def run(conn: sa.Connection) -> dict[str, dict[str, str | None]]:
+        quote = conn.dialect.identifier_preparer.quote
+        # Field names come from the validated rules (real columns of customers).
+        select = ", ".join(f"{quote(f)}::text AS {quote(f)}" for f in fields)
+        result = conn.execute(
+            sa.text(f"SELECT id::text AS customer_id, {select} FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))"),
+            {"ids": sorted(set(customer_ids))},
+        )
+        return {row["customer_id"]: dict(row) for row in result.mappings()}
+
+    if isinstance(engine_or_conn, sa.Engine):
+        with engine_or_conn.connect() as conn:
+            return run(conn)
+    return run(engine_or_conn)
+
+
+def _finish(summary: dict[str, Any], *extra: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    summary.update(_tally(summary["records"]))
+    summary["errors"] = summary[FAILED] + sum(_tally(e)[FAILED] for e in extra)
+    return summary
+
+
+# --- WARP ---------------------------------------------------------------------------------------------------
+
+
+def write_to_warp(
+    plan: pd.DataFrame,
+    *,
+    engine: sa.Engine,
+    rules: FieldRules,
+    options: ReconcileOptions,
+    run_id: str | None,
+    enabled: bool,
+    now: datetime | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Carry out the plan's WARP side: CAS field updates, links, MANUAL conflicts, agreements, audit."""
+    now = now or now_utc()
+    changes = plan[plan[KIND] == CHANGE]
+    writes = changes[changes[ACTION] == Action.WRITE_TO_WARP.value]
+    conflicts = changes[changes[ACTION] == Action.OPEN_CONFLICT.value]
+    invalid = changes[changes[ACTION] == Action.SKIP_INVALID.value]
+    links = plan[plan[KIND] == LINK]
+    agreements = plan[plan[KIND] == AGREEMENT]
+    gate = _gate(plan, options, enabled=enabled, now=now)
+    summary: dict[str, Any] = {
+        "side": "warp", "status": gate.status, "reason": gate.reason, "planned": len(writes), "records": [],
+        "conflicts": {"planned": len(conflicts), "opened": 0, "updated": 0, "records": []},
+        "links": {"planned": len(links), "records": []},
+        "agreements": {"planned": len(agreements), "recorded": 0},
+        "invalid": {"planned": len(invalid), "logged": 0},
+    }
+    if not gate.open:
+        outcome = DRY_RUN if gate.status == DRY_RUN else NOT_WRITTEN
+        summary["records"] = [_record(r, outcome, new=r[VALUE], old_column=WARP_RAW_VALUE) for r in _rows(writes)]
+        summary["conflicts"]["records"] = [_record(r, outcome) for r in _rows(conflicts)]
+        summary["links"]["records"] = [_record(r, outcome) for r in _rows(links)]
+        return _finish_warp(summary)
+    summary["status"] = WRITTEN if len(writes) + len(conflicts) + len(links) + len(agreements) + len(invalid) \
+        else NOTHING_TO_WRITE
+    groups = {
+        "writes": _rows(writes), "conflicts": _rows(conflicts), "links": _rows(links),
+        "agreements": _rows(agreements), "invalid": _rows(invalid),
+    }
+    customers = list(dict.fromkeys(str(r[CUSTOMER_ID]) for rows in groups.values() for r in rows))
+    by_customer: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for name, rows in groups.items():
+        for row in rows:
+            by_customer.setdefault(str(row[CUSTOMER_ID]), {}).setdefault(name, []).append(row)
+    done = 0
+    for chunk in _chunks(customers, options.warp_chunk_size):
+        part = {name: [r for c in chunk for r in by_customer[c].get(name, [])] for name in groups}
+        try:
+            with engine.begin() as conn:
+                result = _warp_chunk(conn, part, rules=rules, run_id=run_id, now=now,
+                                     pulled_at=_pulled_at(plan, now))
+        except sa.exc.SQLAlchemyError as exc:
+            # The whole chunk rolled back; its records fail with the database's reason (never its parameters).
+            log.warning("WARP write-back chunk failed: %s", exc)
+            code = "DATABASE_ERROR"
+            message = f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}".splitlines()[0]
+            result = {
+                "records": [_record(r, FAILED, new=r[VALUE], code=code, message=message, old_column=WARP_RAW_VALUE)
+                            for r in part["writes"]],
+                "conflicts": [_record(r, FAILED, code=code, message=message) for r in part["conflicts"]],
+                "links": [_record(r, FAILED, code=code, message=message) for r in part["links"]],
+                "opened": 0, "updated": 0, "agreements": 0, "invalid": 0,
+            }
+        summary["records"] += result["records"]
+        summary["conflicts"]["records"] += result["conflicts"]
+        summary["conflicts"]["opened"] += result["opened"]
+        summary["conflicts"]["updated"] += result["updated"]
+        summary["links"]["records"] += result["links"]
+        summary["agreements"]["recorded"] += result["agreements"]
+        summary["invalid"]["logged"] += result["invalid"]
+        done += len(chunk)
+        if progress is not None:
+            progress(f"WARP write-back: {done:,} of {len(customers):,} customers")
+    return _finish_warp(summary)
+
+
+def _pulled_at(plan: pd.DataFrame, now: datetime) -> datetime:
+    pulled = plan.attrs.get(ATTR_PULLED_AT)
+    return parse_iso(pulled) if pulled else now
+
+
+def _finish_warp(summary: dict[str, Any]) -> dict[str, Any]:
+    for name in ("conflicts", "links"):
+        summary[name].update(_tally(summary[name]["records"]))
+    return _finish(summary, summary["conflicts"]["records"], summary["links"]["records"])
+
+
+def _warp_chunk(
+    conn: sa.Connection,
+    part: dict[str, list[dict[str, Any]]],
+    *,
+    rules: FieldRules,
+    run_id: str | None,
+    now: datetime,
+    pulled_at: datetime,
+) -> dict[str, Any]:
+    # The no-echo marker: these values came from HubSpot, so the outbound trigger must not queue them back.
+    conn.execute(sa.text("SELECT set_config('warp_sync.origin', :origin, true)"), {"origin": ORIGIN_MARKER})
+    name_writer(conn, actor=ACTOR, run_id=run_id)
+    ids = sorted({str(r[CUSTOMER_ID]) for rows in part.values() for r in rows})
+    # Present customers, held against deletion until the chunk commits (FOR KEY SHARE blocks no update).
+    present = set(conn.execute(
+        sa.text("SELECT id::text FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) FOR KEY SHARE"), {"ids": ids}
+    ).scalars())
+    entries: list[SyncLogEntry] = []
+    states: list[FieldStateUpdate] = []
+
+    links = _link(conn, part["links"], present)
+    for row, record in zip(part["links"], links, strict=True):
+        entries.append(_audit(row, _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED), direction=None,
+                              run_id=run_id, code=record["code"], message=record["message"],
+                              details={"link": "by BAN"}))
+
+    records = []
+    by_field: dict[str, list[dict[str, Any]]] = {}
+    for row in part["writes"]:
+        by_field.setdefault(row[FIELD], []).append(row)
+    for field, rows in by_field.items():
+        records += _update_field(conn, rules[field], rows, present)
+    for row, record in zip(_matching(part["writes"], records), records, strict=True):
+        outcome = _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED)
+        entries.append(_audit(row, outcome, direction=Direction.HUBSPOT_TO_WARP, run_id=run_id,
+                              new_value=row[VALUE], code=record["code"], message=record["message"]))
+        if record["outcome"] == APPLIED:
+            value = text_or_none(row[VALUE])
+            states.append(FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(value, now),
+                                           warp=StateValue(value, now)))
+
+    conflicts, opened, updated = [], 0, 0
+    for row in part["conflicts"]:
+        if str(row[CUSTOMER_ID]) not in present:
+            conflicts.append(_record(row, SKIPPED, code=CUSTOMER_GONE, message="the customer is gone from WARP"))
+            continue
+        rule = rules[row[FIELD]]
+        ref = open_or_update_conflict(
+            conn,
+            customer_id=row[CUSTOMER_ID],
+            rule=rule,
+            reason=row[REASON],
+            agreed=text_or_none(row[AGREED_VALUE]),
+            warp=Observed(text_or_none(row[WARP_RAW_VALUE]), time_or_none(row[WARP_TIME])),
+            hubspot=Observed(text_or_none(row[HUBSPOT_RAW_VALUE]), time_or_none(row[HUBSPOT_TIME])),
+            detected_by=ACTOR,
+            run_id=run_id,
+        )
+        opened += ref.opened
+        updated += not ref.opened
+        conflicts.append(_record(row, APPLIED, code="CONFLICT_OPENED" if ref.opened else "CONFLICT_UPDATED",
+                                 message=f"review item {ref.id}"))
+        entries.append(_audit(row, Outcome.CONFLICT, direction=None, run_id=run_id,
+                              details={"conflict_id": ref.id, "opened": ref.opened}))
+
+    for row in part["invalid"]:
+        entries.append(_audit(row, Outcome.SKIPPED, direction=None, run_id=run_id,
+                              code=text_or_none(row[ERROR_CODE]), message=text_or_none(row[ERROR])))
+
+    agreements = [row for row in part["agreements"] if str(row[CUSTOMER_ID]) in present]
+    states += [FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(text_or_none(row[VALUE]), pulled_at))
+               for row in agreements]
+    if states:
+        upsert_field_state(conn, [s for s in states if str(s.customer_id) in present], values_are_comparable=True)
+    log_sync_many(conn, entries)
+    return {"records": records, "conflicts": conflicts, "links": links, "opened": opened, "updated": updated,
+            "agreements": len(agreements), "invalid": len(part["invalid"])}
+
+
+def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) -> list[dict[str, Any]]:
+    """Store the company id of customers matched by BAN, only where still unlinked and the company unclaimed."""
+    if not rows:
+        return []
+    statement = sa.text(
+        """
+        UPDATE customers AS c
+        SET external_ids = c.external_ids || jsonb_build_object('hubspot_company_id', v.company_id),
+            hubspot_link_status = 'linked'
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:companies AS text[])) AS v(id, company_id)
+        WHERE c.id = v.id
+          AND NOT (c.external_ids ? 'hubspot_company_id')
+          AND c.hubspot_link_status = 'unlinked'
+          AND NOT EXISTS (SELECT 1 FROM customers o WHERE o.external_ids ->> 'hubspot_company_id' = v.company_id)
+        RETURNING c.id::text
+        """
+    )
+    try:
+        with conn.begin_nested():
+            linked = set(conn.execute(statement, {
+                "ids": [str(r[CUSTOMER_ID]) for r in rows], "companies": [str(r[COMPANY_ID]) for r in rows],
+            }).scalars())
+    except sa.exc.IntegrityError:
+        linked = set()  # another writer linked one of these companies meanwhile: leave them to the next run
+    out = []
+    for row in rows:
+        customer = str(row[CUSTOMER_ID])
+        if customer in linked:
+            out.append(_record(row, APPLIED, new=row[COMPANY_ID]))
+        elif customer not in present:
+            out.append(_record(row, SKIPPED, code=CUSTOMER_GONE, message="the customer is gone from WARP"))
+        else:
+            out.append(_record(row, SKIPPED, code=LINK_TAKEN,
+                               message="the customer or the company was linked by someone else since the pull"))
+    return out
+
+
+def warp_value_text(rule: FieldRule, hubspot_raw: object) -> str | None:
+    """HubSpot's string as the text WARP's column takes (amounts plain, services as JSON); None clears."""
+    value = from_hubspot(rule.spec, text_or_none(hubspot_raw))
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _update_field(conn: sa.Connection, rule: FieldRule, rows: list[dict[str, Any]],
+                  present: set[str]) -> list[dict[str, Any]]:
+    """Compare-and-set one column for many customers in one statement; a row the database refuses is then
+    isolated (one savepoint per row) so the others still land and it fails alone with its reason."""
+    quote = conn.dialect.identifier_preparer.quote
+    column = quote(rule.warp_field)  # a validated column of customers (load_rules)
+    sql_type = _SQL_TYPE.get(rule.spec.type, "text")
+    statement = sa.text(
+        f"""
+        UPDATE customers AS c SET {column} = CAST(v.new AS {sql_type})
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:pulled AS text[]), CAST(:new AS text[])) AS v(id, pulled, new)
+        WHERE c.id = v.id AND c.{column}::text IS NOT DISTINCT FROM v.pulled
+        RETURNING c.id::text
+        """
+    )
+    records: list[dict[str, Any]] = []
+    ready: list[tuple[dict[str, Any], str | None]] = []
+    for row in rows:
+        try:
+            ready.append((row, warp_value_text(rule, row[HUBSPOT_RAW_VALUE])))
+        except InvalidFieldValue as exc:
+            records.append(_record(row, FAILED, new=row[VALUE], code=exc.code, message=exc.message,
+                                   old_column=WARP_RAW_VALUE))
+
+    def run(batch: list[tuple[dict[str, Any], str | None]]) -> set[str]:
+        return set(conn.execute(statement, {
+            "ids": [str(r[CUSTOMER_ID]) for r, _ in batch],
+            "pulled": [text_or_none(r[WARP_RAW_VALUE]) for r, _ in batch],
+            "new": [value for _, value in batch],
+        }).scalars())
+
+    failed: dict[str, tuple[str, str]] = {}
+    try:
+        with conn.begin_nested():
+            applied = run(ready)
+    except sa.exc.DBAPIError:
+        applied = set()
+        for item in ready:
+            try:
+                with conn.begin_nested():
+                    applied |= run([item])
+            except sa.exc.DBAPIError as exc:
+                code = getattr(exc.orig, "pgcode", None) or "DATABASE_ERROR"
+                failed[str(item[0][CUSTOMER_ID])] = (f"PG_{code}", str(exc.orig).splitlines()[0])
+    for row, _ in ready:
+        customer = str(row[CUSTOMER_ID])
+        if customer in applied:
+            records.append(_record(row, APPLIED, new=row[VALUE], old_column=WARP_RAW_VALUE))
+        elif customer in failed:
+            code, message = failed[customer]
+            records.append(_record(row, FAILED, new=row[VALUE], code=code, message=message, old_column=WARP_RAW_VALUE))
+        elif customer not in present:
+            records.append(_record(row, SKIPPED, new=row[VALUE], code=CUSTOMER_GONE,
+                                   message="the customer is gone from WARP since the pull", old_column=WARP_RAW_VALUE))
+        else:
+            records.append(_record(row, SKIPPED, new=row[VALUE], code=WARP_CHANGED,
+                                   message="WARP's value changed after the pull; left to the live flows",
+                                   old_column=WARP_RAW_VALUE))
+    return records

@@ -1,0 +1,436 @@
+"""The nightly reconciliation (DESIGN.md flow 4) as Dagster assets: each one calls one core service.
+
+warp_customers, hubspot_companies -> field_differences -> hubspot_property_history -> reconciliation_plan
+-> hubspot_writeback, warp_writeback -> reconciliation_report. Frames go through the Parquet IO manager (a
+private folder with retention); only the two pulls hold every row. `reconciliation_job` runs them in one
+process, and `reconciliation_daily_schedule` at 02:00 in WARP_SCHEDULE_TIMEZONE.
+
+Run-wide settings (dry_run above all) are one `reconciliation` resource set per run, never per-asset config,
+so one write-back cannot be dry while the other writes. dry_run is mirrored as the run tag warp/dry-run; a run
+tagged as a dry run is a dry run whatever its config says (the safe reading of a mismatch).
+"""
+
+# No `from __future__ import annotations`: Dagster reads the assets' parameter annotations at definition.
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from warp_sync_pipeline.core.email import EmailDeliveryError
+from warp_sync_pipeline.core.fields import FieldRules, load_rules
+from warp_sync_pipeline.core.reconcile import (
+    ReconcileOptions,
+    build_plan,
+    build_report,
+    compute_differences,
+    fetch_property_history,
+    history_needed,
+    hubspot_properties,
+    pull_hubspot_companies,
+    pull_warp_customers,
+    write_to_hubspot,
+    write_to_warp,
+    writeback_enabled,
+)
+from warp_sync_pipeline.core.reconcile.diff import duplicate_bans
+from warp_sync_pipeline.core.reconcile.frames import (
+    ATTR_COUNTS,
+    ATTR_PULLED_AT,
+    ATTR_RULES,
+    CUSTOMER_SIDE_ORPHANS,
+    KIND,
+    rules_from_attr,
+    rules_to_attr,
+)
+from warp_sync_pipeline.core.reconciliation_runs import (
+    DRY_RUN_TAG,
+    FLOW_TAG,
+    RECONCILIATION_FLOW,
+    RECONCILIATION_JOB_NAME,
+    dry_run_from_tags,
+    finish_run,
+    get_run,
+    request_id_from_tags,
+    start_run,
+)
+from warp_sync_pipeline.core.settings import SettingsError, get_timezone
+from warp_sync_pipeline.resources.database import DatabaseResource
+from warp_sync_pipeline.resources.email import EmailResource
+from warp_sync_pipeline.resources.hubspot import HubSpotResource
+
+GROUP = "reconciliation"
+IO_MANAGER = "parquet_io_manager"
+SCHEDULE_CRON = "0 2 * * *"
+DEFAULT_TIMEZONE = "UTC"
+# Per SMTP step; the report run is not a sensor, but a hung mail server must not hold the run for long.
+REPORT_SMTP_TIMEOUT_SECONDS = 30.0
+SAMPLE = 20  # values listed in check metadata
+# CHECKED_ASSETS_NOTE: assets with check_specs carry no return annotation. Dagster 1.13 types every output of
+# such an asset as Nothing when the annotation is MaterializeResult (and refuses MaterializeResult[T]), which
+# would reject the frame; unannotated, the value goes to the IO manager as Any.
+
+
+class ReconciliationSettings(dg.ConfigurableResource):
+    """Settings of one reconciliation run, set per run (RunConfig resources). dry_run computes everything and
+    changes neither side; allow_mass_write lets this run past the brake."""
+
+    dry_run: bool = Field(default=False, description="Compute the plan and report; write nothing to either side.")
+    allow_mass_write: bool = Field(
+        default=False, description="Write even when the plan would change more than max_change_share of records."
+    )
+    max_change_share: float = Field(
+        default=0.05, ge=0, le=1, description="The brake: share of compared records a plan may change."
+    )
+    max_drift_share: float = Field(
+        default=0.05, ge=0, le=1, description="The drift check fails above this share of differing records."
+    )
+    max_plan_age_hours: float = Field(
+        default=6.0, gt=0, description="Write-backs refuse a plan pulled longer ago than this."
+    )
+    warp_chunk_size: int = Field(default=500, ge=1, description="Customers per WARP write-back transaction.")
+    warp_page_size: int = Field(default=10_000, ge=1, description="Customers per keyset page of the WARP pull.")
+
+    @classmethod
+    def from_env(cls) -> "ReconciliationSettings":
+        """Defaults from WARP_RECONCILE_* (validated now: a bad value stops the code location, naming it)."""
+        options = ReconcileOptions.from_env()
+        return cls(
+            max_change_share=options.max_change_share,
+            max_drift_share=options.max_drift_share,
+            max_plan_age_hours=options.max_plan_age_hours,
+            warp_chunk_size=options.warp_chunk_size,
+        )
+
+    def options(self, run_tags: dict[str, str]) -> ReconcileOptions:
+        return ReconcileOptions(
+            dry_run=self.dry_run or dry_run_from_tags(run_tags),
+            allow_mass_write=self.allow_mass_write,
+            max_change_share=self.max_change_share,
+            max_drift_share=self.max_drift_share,
+            max_plan_age_hours=self.max_plan_age_hours,
+            warp_chunk_size=self.warp_chunk_size,
+            warp_page_size=self.warp_page_size,
+        )
+
+
+# --- asset checks (computed while materializing) -------------------------------------------------------------
+HUBSPOT_COMPANIES_UNIQUE_WARP_BAN = dg.AssetCheckSpec(
+    "unique_warp_ban", asset="hubspot_companies",
+    description="No warp_ban is held by two or more companies (HubSpot's uniqueness can be bypassed by imports).",
+)
+FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED = dg.AssetCheckSpec(
+    "every_customer_linked", asset="field_differences",
+    description="Every WARP customer has its HubSpot company (linked, or found by its BAN).",
+)
+FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT = dg.AssetCheckSpec(
+    "drift_below_limit", asset="field_differences",
+    description="The share of customer/company pairs that differ stays below the run's max_drift_share.",
+)
+HUBSPOT_WRITEBACK_WITHOUT_ERRORS = dg.AssetCheckSpec(
+    "without_errors", asset="hubspot_writeback", description="Every HubSpot write of the plan succeeded or was "
+    "skipped on purpose.",
+)
+WARP_WRITEBACK_WITHOUT_ERRORS = dg.AssetCheckSpec(
+    "without_errors", asset="warp_writeback", description="Every WARP write, link and conflict succeeded or was "
+    "skipped on purpose.",
+)
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def _begin(context: dg.AssetExecutionContext, db: DatabaseResource, settings: ReconciliationSettings) -> ReconcileOptions:
+    """Record the run (its row, upserted; never touching a finished one) and mirror its settings as tags."""
+    run = context.run
+    options = settings.options(dict(run.tags))
+    start_run(db.engine, run.run_id, request_id_from_tags(run.tags), options.dry_run)
+    wanted = {FLOW_TAG: RECONCILIATION_FLOW, DRY_RUN_TAG: "true" if options.dry_run else "false"}
+    missing = {key: value for key, value in wanted.items() if run.tags.get(key) != value}
+    if missing:
+        context.instance.add_run_tags(run.run_id, missing)
+    return options
+
+
+def _rules(db: DatabaseResource) -> FieldRules:
+    with db.engine.connect() as conn:
+        return load_rules(conn)
+
+
+def _frame_rules(frame: pd.DataFrame, db: DatabaseResource) -> FieldRules:
+    """The rules the run's pull was made under (a mapping edited mid-run waits for the next run)."""
+    return rules_from_attr(frame) or _rules(db)
+
+
+def _numbers(counts: dict[str, Any]) -> dict[str, Any]:
+    return {name: int(value) if float(value).is_integer() else float(value) for name, value in counts.items()}
+
+
+def _log(context: dg.AssetExecutionContext) -> Callable[[str], None]:
+    return context.log.info
+
+
+def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
+        "status": summary["status"],
+        "planned": summary["planned"],
+        "applied": summary["applied"],
+        "skipped": summary["skipped"],
+        "failed": summary["failed"],
+        "errors": summary["errors"],
+    }
+    if summary.get("reason"):
+        metadata["reason"] = summary["reason"]
+    return metadata
+
+
+def _errors_check(spec: dg.AssetCheckSpec, summary: dict[str, Any]) -> dg.AssetCheckResult:
+    failures = [r for r in summary["records"] if r["outcome"] == "failed"]
+    for part in ("conflicts", "links"):
+        failures += [r for r in summary.get(part, {}).get("records", []) if r["outcome"] == "failed"]
+    codes: dict[str, int] = {}
+    for record in failures:
+        codes[str(record["code"])] = codes.get(str(record["code"]), 0) + 1
+    return dg.AssetCheckResult(
+        check_name=spec.name,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"failed": len(failures), "failures_by_code": codes},
+    )
+
+
+# --- the assets ---------------------------------------------------------------------------------------------
+
+
+@dg.asset(group_name=GROUP, kinds={"postgres", "pandas"}, io_manager_key=IO_MANAGER)
+def warp_customers(
+    context: dg.AssetExecutionContext, db: DatabaseResource, reconciliation: ReconciliationSettings
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """Every WARP customer with its mapped fields (as stored), HubSpot link, field state and per-field change
+    times, read in keyset pages from one consistent snapshot."""
+    options = _begin(context, db, reconciliation)
+    rules = _rules(db)
+    frame = pull_warp_customers(db.engine, rules, page_size=options.warp_page_size, progress=_log(context))
+    return dg.MaterializeResult(value=frame, metadata={
+        "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT], "fields": len(rules),
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
+          check_specs=[HUBSPOT_COMPANIES_UNIQUE_WARP_BAN])
+def hubspot_companies(
+    context: dg.AssetExecutionContext, db: DatabaseResource, hubspot: HubSpotResource,
+    reconciliation: ReconciliationSettings,
+):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
+    """Every active HubSpot company with only the properties warp-sync maps, listed 100 a page and streamed
+    page by page (progress in the run log)."""
+    _begin(context, db, reconciliation)
+    rules = _rules(db)
+    frame = pull_hubspot_companies(hubspot.client, hubspot_properties(rules), progress=_log(context))
+    frame.attrs[ATTR_RULES] = rules_to_attr(rules)
+    duplicated = duplicate_bans(frame)
+    check = dg.AssetCheckResult(
+        check_name=HUBSPOT_COMPANIES_UNIQUE_WARP_BAN.name,
+        passed=duplicated.empty,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"duplicate_bans": len(duplicated), "companies_involved": int(duplicated.sum()),
+                  "sample": sorted(duplicated.index)[:SAMPLE]},
+    )
+    return dg.MaterializeResult(value=frame, check_results=[check], metadata={
+        "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT],
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"pandas"}, io_manager_key=IO_MANAGER,
+          check_specs=[FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED, FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT])
+def field_differences(
+    context: dg.AssetExecutionContext, warp_customers: pd.DataFrame, hubspot_companies: pd.DataFrame,
+    db: DatabaseResource, reconciliation: ReconciliationSettings,
+):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
+    """Customers and companies joined on the HubSpot company id (falling back to warp_ban for unlinked
+    customers), every mapped field normalised and compared with vectorized operations. Keeps the pairs that
+    differ (or whose agreed value must be recorded), the orphans and the duplicates."""
+    options = reconciliation.options(dict(context.run.tags))
+    rules = _frame_rules(warp_customers, db)
+    frame = compute_differences(warp_customers, hubspot_companies, rules)
+    counts = frame.attrs[ATTR_COUNTS]
+    unlinked = frame[frame[KIND].isin(CUSTOMER_SIDE_ORPHANS)]
+    pairs = counts.get("pairs", 0)
+    drift = counts.get("pairs_differing", 0) / pairs if pairs else 0.0
+    checks = [
+        dg.AssetCheckResult(
+            check_name=FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED.name,
+            passed=unlinked.empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"customers_without_company": len(unlinked),
+                      "by_kind": {str(k): int(v) for k, v in unlinked[KIND].value_counts().items()},
+                      "sample_bans": sorted(unlinked["ban"].dropna().tolist())[:SAMPLE]},
+        ),
+        dg.AssetCheckResult(
+            check_name=FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT.name,
+            passed=drift <= options.max_drift_share,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"drift_share": float(drift), "max_drift_share": options.max_drift_share,
+                      "pairs_differing": counts.get("pairs_differing", 0), "pairs": pairs},
+        ),
+    ]
+    return dg.MaterializeResult(value=frame, check_results=checks, metadata={
+        "dagster/row_count": len(frame), **_numbers(counts),
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
+          retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS))
+def hubspot_property_history(
+    context: dg.AssetExecutionContext, field_differences: pd.DataFrame, db: DatabaseResource,
+    hubspot: HubSpotResource,
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """When each LATEST_WINS property last changed in HubSpot, read from property history (50 companies a
+    call) only for the companies whose values moved on both sides: only there do change times decide."""
+    rules = _frame_rules(field_differences, db)
+    ids, properties = history_needed(field_differences, rules)
+    context.log.info(f"Property history of {len(ids):,} companies ({', '.join(properties) or 'no properties'})")
+    frame = fetch_property_history(hubspot.client, ids, properties)
+    return dg.MaterializeResult(value=frame, metadata={
+        "dagster/row_count": len(frame), "companies": len(ids), "properties": ", ".join(properties),
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"pandas"}, io_manager_key=IO_MANAGER)
+def reconciliation_plan(
+    context: dg.AssetExecutionContext, field_differences: pd.DataFrame, hubspot_property_history: pd.DataFrame,
+    db: DatabaseResource,
+) -> dg.MaterializeResult[pd.DataFrame]:
+    """Each difference decided by the one decision function (vectorized): to WARP, to HubSpot, a MANUAL
+    conflict, an invalid value; plus customers to link by BAN, orphans on both sides and duplicates."""
+    rules = _frame_rules(field_differences, db)
+    plan = build_plan(field_differences, hubspot_property_history, rules)
+    plan.attrs[ATTR_RULES] = rules_to_attr(rules)
+    counts = plan.attrs[ATTR_COUNTS]
+    return dg.MaterializeResult(value=plan, metadata={
+        "dagster/row_count": len(plan),
+        **{k: counts[k] for k in ("planned_to_hubspot", "planned_to_warp", "manual_conflicts", "invalid_values",
+                                  "links_to_make", "agreements_to_record", "records_to_change")},
+    })
+
+
+@dg.asset(group_name=GROUP, kinds={"hubspot"}, io_manager_key=IO_MANAGER,
+          check_specs=[HUBSPOT_WRITEBACK_WITHOUT_ERRORS])
+def hubspot_writeback(
+    context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, db: DatabaseResource,
+    hubspot: HubSpotResource, reconciliation: ReconciliationSettings,
+):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
+    """The plan's writes to HubSpot: companies re-read just before writing (a moved value is skipped), values
+    recorded in the write ledger first, batch updates of 100. The value is the per-record summary."""
+    options = reconciliation.options(dict(context.run.tags))
+    summary = write_to_hubspot(
+        reconciliation_plan, client=hubspot.client, engine=db.engine, rules=_frame_rules(reconciliation_plan, db),
+        options=options, run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
+    )
+    if summary["reason"]:
+        context.log.warning(summary["reason"])
+    return dg.MaterializeResult(value=summary, metadata=_summary_metadata(summary),
+                                check_results=[_errors_check(HUBSPOT_WRITEBACK_WITHOUT_ERRORS, summary)])
+
+
+@dg.asset(group_name=GROUP, kinds={"postgres"}, io_manager_key=IO_MANAGER, check_specs=[WARP_WRITEBACK_WITHOUT_ERRORS])
+def warp_writeback(
+    context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, db: DatabaseResource,
+    reconciliation: ReconciliationSettings,
+):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
+    """The plan's WARP side, in chunked transactions carrying the no-echo marker: compare-and-set field
+    updates, links by BAN, MANUAL conflicts into the review queue, agreed values, the audit trail."""
+    options = reconciliation.options(dict(context.run.tags))
+    summary = write_to_warp(
+        reconciliation_plan, engine=db.engine, rules=_frame_rules(reconciliation_plan, db), options=options,
+        run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
+    )
+    metadata = _summary_metadata(summary)
+    metadata.update(conflicts_opened=summary["conflicts"]["opened"], conflicts_updated=summary["conflicts"]["updated"],
+                    customers_linked=summary["links"].get("applied", 0),
+                    agreements_recorded=summary["agreements"]["recorded"])
+    return dg.MaterializeResult(value=summary, metadata=metadata,
+                                check_results=[_errors_check(WARP_WRITEBACK_WITHOUT_ERRORS, summary)])
+
+
+@dg.asset(group_name=GROUP, kinds={"postgres", "email"}, io_manager_key=IO_MANAGER)
+def reconciliation_report(
+    context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, hubspot_writeback: dict,
+    warp_writeback: dict, db: DatabaseResource, email: EmailResource, reconciliation: ReconciliationSettings,
+) -> dg.MaterializeResult[dict]:
+    """Counts, the changes made each way, skipped rows, conflicts, orphans, duplicates and errors: stored in
+    hubspot_reconciliation_runs, shown here as Markdown (counts also as numbers, charted across runs), and
+    emailed to WARP_REPORT_RECIPIENTS."""
+    run_id = context.run.run_id
+    options = _begin(context, db, reconciliation)
+    record = get_run(db.engine, run_id)
+    report = build_report(
+        run_id=run_id, dry_run=options.dry_run, plan=reconciliation_plan, hubspot=hubspot_writeback,
+        warp=warp_writeback, started_at=record.started_at if record else None, finished_at=datetime.now(UTC),
+    )
+    stored = finish_run(db.engine, run_id, report["counts"], report)
+    if stored.status != "succeeded":
+        context.log.warning(f"The run row was already {stored.status}; left as it was")
+    delivery = _send(context, email, report)
+    return dg.MaterializeResult(value=report, metadata={
+        "report": dg.MetadataValue.md(stored.report_markdown or ""),
+        **_numbers(report["counts"]),
+        "alerts": len(report["alerts"]),
+        "dry_run": options.dry_run,
+        "email": delivery,
+    })
+
+
+def _send(context: dg.AssetExecutionContext, email: EmailResource, report: dict[str, Any]) -> str:
+    """Email the report; a delivery failure is logged and noted, never a failed run (the row is stored)."""
+    try:
+        if not email.is_configured:
+            context.log.info("Email is not configured (SMTP_HOST, WARP_REPORT_RECIPIENTS): report not emailed")
+            return "not configured"
+        result = email.send_report(report, timeout_seconds=REPORT_SMTP_TIMEOUT_SECONDS)
+    except (EmailDeliveryError, SettingsError) as exc:
+        code = getattr(exc, "code", None) or f"SETTING {getattr(exc, 'variable', '')}".strip()
+        context.log.error(f"The report email was not sent: {code}: {exc}")
+        return f"failed: {code}"
+    refused = f", refused by {len(result.refused)}" if result.refused else ""
+    return f"sent to {len(result.accepted)} recipient(s){refused}"
+
+
+RECONCILIATION_ASSETS = [
+    warp_customers, hubspot_companies, field_differences, hubspot_property_history, reconciliation_plan,
+    hubspot_writeback, warp_writeback, reconciliation_report,
+]
+
+reconciliation_job = dg.define_asset_job(
+    name=RECONCILIATION_JOB_NAME,
+    selection=dg.AssetSelection.groups(GROUP),
+    executor_def=dg.in_process_executor,
+    tags={FLOW_TAG: RECONCILIATION_FLOW},
+    description="The nightly reconciliation: pull both sides, diff, decide, write back compare-and-set, report.",
+)
+
+
+def reconciliation_schedule(timezone: str) -> dg.ScheduleDefinition:
+    """02:00 in `timezone` (on a spring-forward day Dagster runs it at 03:00, the next time that exists)."""
+    return dg.ScheduleDefinition(
+        name="reconciliation_daily_schedule",
+        job=reconciliation_job,
+        cron_schedule=SCHEDULE_CRON,
+        execution_timezone=timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="The nightly reconciliation at 02:00 in WARP_SCHEDULE_TIMEZONE.",
+    )
+
+
+@dg.definitions
+def reconciliation() -> dg.Definitions:
+    # Read when the definitions load: a bad timezone or setting stops the code location, naming the variable.
+    timezone = get_timezone("WARP_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE)
+    return dg.Definitions(
+        assets=RECONCILIATION_ASSETS,
+        jobs=[reconciliation_job],
+        schedules=[reconciliation_schedule(timezone)],
+        resources={"reconciliation": ReconciliationSettings.from_env()},
+    )
