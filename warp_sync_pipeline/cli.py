@@ -118,6 +118,10 @@ from warp_sync_pipeline.cli_credentials import credentials  # noqa: E402
 
 main.add_command(credentials)
 
+from warp_sync_pipeline.cli_queue import queue  # noqa: E402
+
+main.add_command(queue)
+
 
 if __name__ == "__main__":
     main()
