@@ -170,3 +170,26 @@ def test_a_merge_of_companies_we_do_not_know_is_ignored(
     process()
 
     assert reason_codes(engine) == ["UNKNOWN_COMPANY"]
+
+
+def test_at_the_same_instant_a_link_is_made_before_properties_apply_and_ended_after(
+    engine: sa.Engine, hubspot: HubSpotClient, make_customer: Callable, new_company_id: Callable, store: Callable,
+    process: Callable,
+) -> None:
+    created = hubspot.create_company({"name": "Hooli", "warp_ban": "ZT-333333333"})
+    newcomer = make_customer("Hooli", ban="ZT-333333333", payment_terms="NET30")
+    leaving = new_company_id()
+    leaver = make_customer("Leaver", company_id=leaving, payment_terms="NET30")
+    instant = 1_760_000_000_000
+    # eventIds in the "wrong" order: HubSpot does not promise theirs mean anything.
+    store([property_change(int(created.id), "warp_payment_terms", "NET15", occurredAt=instant, eventId=1),
+           object_event("company.creation", int(created.id), occurredAt=instant, eventId=2),
+           object_event("company.deletion", leaving, occurredAt=instant, eventId=3),
+           property_change(leaving, "warp_payment_terms", "NET60", occurredAt=instant, eventId=4)])
+
+    process(hubspot=hubspot)
+
+    assert _link(engine, newcomer) == (created.id, "linked")
+    assert customer_row(engine, newcomer)["payment_terms"] == "NET15"
+    assert _link(engine, leaver) == (str(leaving), "deleted")
+    assert customer_row(engine, leaver)["payment_terms"] == "NET60"

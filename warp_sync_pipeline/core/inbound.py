@@ -265,6 +265,9 @@ _CLAIM = sa.text(f"""
 """)
 
 
+_SAME_INSTANT_ORDER = {"company.creation": 0, "company.merge": 1, "company.propertyChange": 2, "company.deletion": 3}
+
+
 def claim_events(engine: sa.Engine, token: UUID, settings: InboundSettings) -> list[list[ClaimedEvent]]:
     """Claim every due event of up to `companies_per_claim` companies; one list per company, in order.
 
@@ -275,8 +278,10 @@ def claim_events(engine: sa.Engine, token: UUID, settings: InboundSettings) -> l
         rows = conn.execute(
             _CLAIM, {"token": str(token), "ttl": settings.lease_ttl, "companies": settings.companies_per_claim}
         ).all()
-    # occurredAt order; eventId breaks ties better than the arbitrary row order would.
-    rows.sort(key=lambda r: (r.first_at, r.object_id, r.occurred_at, r.event_id is None, r.event_id or 0, r.id))
+    # occurredAt order. At the same instant a link is made before properties apply to it and ended after
+    # them; then eventId breaks ties better than the arbitrary row order would.
+    rows.sort(key=lambda r: (r.first_at, r.object_id, r.occurred_at, _SAME_INSTANT_ORDER.get(r.subscription_type, 2),
+                             r.event_id is None, r.event_id or 0, r.id))
     groups: dict[str, list[ClaimedEvent]] = {}
     for r in rows:
         groups.setdefault(r.object_id, []).append(
