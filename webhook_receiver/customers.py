@@ -184,7 +184,7 @@ def create():  # noqa: ANN201 - Flask response
     try:
         created = create_customer(
             config.engine, config.hubspot, values, actor=g.principal.name, settings=config.settings,
-            side_engine=config.side_engine, idempotency=claim, properties_gate=config.properties,
+            side_engine=config.side_engine, idempotency=claim, properties_gate=config.properties, rules=rules,
         )
     except CreateFailed as exc:
         raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None

@@ -836,15 +836,18 @@ def create_customer(
     idempotency: IdempotencyClaim | None = None,
     properties_gate: PropertiesGate | None = None,
     ban_source: Callable[[], str] = draw_ban,
+    rules: FieldRules | None = None,
 ) -> CreatedCustomer:
     """Create a customer and its HubSpot company, all or nothing (see the module docstring).
 
     `values` come from validate_customer(for_update=False). Raises CreateFailed (the answer to give) when the
     create rolled back. `side_engine` runs the short side transactions (ledger, audit, idempotency); give it a
     pool of its own when many creates run at once, so they never wait on connections their own transactions hold.
+    `rules`: the field rules the values were validated with (read from the database when not given).
     """
-    with engine.connect() as conn:
-        rules = load_rules(conn)
+    if rules is None:
+        with engine.connect() as conn:
+            rules = load_rules(conn)
     attempt = _CreateAttempt(
         engine=engine, side=side_engine or engine, hubspot=hubspot, rules=rules, values=dict(values), actor=actor,
         settings=settings or CreateSettings(), ban_source=ban_source, idempotency=idempotency, gate=properties_gate,
