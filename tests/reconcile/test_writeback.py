@@ -255,3 +255,19 @@ def test_the_switch_reads_warp_writeback_enabled(value: str, enabled: bool) -> N
     from warp_sync_pipeline.core.reconcile import writeback_enabled
 
     assert writeback_enabled({"WARP_WRITEBACK_ENABLED": value}) is enabled
+
+
+def test_hubspot_calls_stay_within_pages_history_and_two_per_hundred_writes(
+    engine: sa.Engine, sandbox: Any, hubspot_client: HubSpotClient, demo: SeededDemo
+) -> None:
+    import math
+
+    sandbox.control.reset_counters()
+    run = run_flow(engine, hubspot_client)
+    calls = sandbox.control.counters()
+    n = len(run.hubspot)
+    d = len(set(run.history["company_id"]))
+    w = len({r["company_id"] for r in run.hubspot_summary["records"]})
+    assert d > 0 and w > 0
+    budget = math.ceil(n / 100) + math.ceil(d / 50) + 2 * math.ceil(w / 100)
+    assert calls["total"] <= budget, calls["by_endpoint"]

@@ -1,0 +1,78 @@
+"""The job, its schedule (timezone validated when the definitions load), the checks and the sensors exist."""
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from warp_sync_pipeline.core.settings import SettingsError
+from warp_sync_pipeline.definitions import defs
+from warp_sync_pipeline.defs.reconciliation import (
+    RECONCILIATION_ASSETS,
+    ReconciliationSettings,
+    reconciliation,
+    reconciliation_schedule,
+)
+
+ASSETS = {"warp_customers", "hubspot_companies", "field_differences", "hubspot_property_history",
+          "reconciliation_plan", "hubspot_writeback", "warp_writeback", "reconciliation_report"}
+
+
+def test_the_job_schedule_checks_and_sensors_are_defined(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARP_SCHEDULE_TIMEZONE", "Europe/Berlin")
+    definitions = defs()
+    dg.Definitions.validate_loadable(definitions)
+
+    job = definitions.resolve_job_def("reconciliation_job")
+    assert job.executor_def.name == dg.in_process_executor.name
+    assert job.tags["warp/flow"] == "reconciliation"
+    assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == ASSETS
+
+    schedule = definitions.resolve_schedule_def("reconciliation_daily_schedule")
+    assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
+        "0 2 * * *", "Europe/Berlin", "reconciliation_job")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 2, 2, tzinfo=ZoneInfo("Europe/Berlin"))) \
+            as context:
+        [request] = schedule.evaluate_tick(context).run_requests
+    assert request.job_name in (None, "reconciliation_job")
+
+    for name in ("reconciliation_run_failure_sensor", "reconciliation_run_canceled_sensor"):
+        assert definitions.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
+
+    checks = {(key.asset_key.to_user_string(), key.name) for key in definitions.resolve_asset_graph().asset_check_keys}
+    assert {
+        ("hubspot_companies", "unique_warp_ban"),
+        ("field_differences", "every_customer_linked"),
+        ("field_differences", "drift_below_limit"),
+        ("hubspot_writeback", "without_errors"),
+        ("warp_writeback", "without_errors"),
+    } <= checks
+
+    assets = {a.key.to_user_string(): a for a in RECONCILIATION_ASSETS}
+    assert set(assets) == ASSETS
+    for asset in assets.values():
+        assert asset.group_names_by_key[asset.key] == "reconciliation"
+        assert asset.specs_by_key[asset.key].description and asset.specs_by_key[asset.key].kinds
+    assert assets["hubspot_property_history"].op.retry_policy is not None
+    assert isinstance(definitions.resources["reconciliation"], ReconciliationSettings)
+
+
+def test_the_schedule_takes_the_configured_timezone() -> None:
+    assert reconciliation_schedule("America/New_York").execution_timezone == "America/New_York"
+
+
+def test_a_bad_timezone_stops_the_definitions_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARP_SCHEDULE_TIMEZONE", "Mars/Olympus_Mons")
+    with pytest.raises(SettingsError, match="WARP_SCHEDULE_TIMEZONE"):
+        reconciliation()
+
+
+def test_a_bad_reconciliation_setting_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARP_RECONCILE_MAX_CHANGE_SHARE", "1.5")
+    with pytest.raises(SettingsError, match="WARP_RECONCILE_MAX_CHANGE_SHARE"):
+        reconciliation()
+    monkeypatch.setenv("WARP_RECONCILE_MAX_CHANGE_SHARE", "0.02")
+    monkeypatch.delenv("WARP_SCHEDULE_TIMEZONE", raising=False)
+    assert reconciliation().resources["reconciliation"].max_change_share == 0.02
