@@ -122,6 +122,11 @@ from warp_sync_pipeline.cli_queue import queue  # noqa: E402
 
 main.add_command(queue)
 
+from warp_sync_pipeline.cli_reconcile import demo_seed, reconcile  # noqa: E402
+
+main.add_command(reconcile)
+main.add_command(demo_seed)
+
 
 if __name__ == "__main__":
     main()
