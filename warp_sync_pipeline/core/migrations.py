@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,11 +71,16 @@ def upgrade(engine: sa.Engine, directory: Path | None = None, *, lock_timeout_s:
     try:
         raw.autocommit = True
         cur = raw.cursor()
-        cur.execute(f"SET lock_timeout = '{int(lock_timeout_s)}s'")
-        try:
-            cur.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
-        except Exception as exc:  # noqa: BLE001 - the driver's LockNotAvailable
-            raise MigrationError(f"another upgrade holds the migration lock ({exc.__class__.__name__})") from exc
+        # Poll rather than wait inside pg_advisory_lock(): a session blocked in that call holds a
+        # snapshot, and the holder's CREATE INDEX CONCURRENTLY would wait for it forever.
+        deadline = time.monotonic() + lock_timeout_s
+        while True:
+            cur.execute("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+            if cur.fetchone()[0]:
+                break
+            if time.monotonic() >= deadline:
+                raise MigrationError(f"another upgrade held the migration lock for more than {lock_timeout_s}s")
+            time.sleep(0.1)
         try:
             cur.execute(
                 """CREATE TABLE IF NOT EXISTS warp_schema_migrations (
