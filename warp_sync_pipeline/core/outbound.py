@@ -373,7 +373,10 @@ class _Drain:
                     {"ids": [str(i) for i in ids]},
                 ).mappings()
             }
-            states = read_field_state(conn, ids)
+            states: dict[UUID, dict[str, FieldState]] = {}
+            queued = sorted({name for row in rows for name in row.fields})
+            for (customer_id, name), state in read_field_state(conn, ids, queued).items():
+                states.setdefault(customer_id, {})[name] = state
         plans: list[_Plan] = []
         parked: list[tuple[ClaimedRow, str | None, str, str]] = []
         done: list[_Plan] = []
@@ -391,7 +394,7 @@ class _Drain:
             plan = _Plan(
                 row=row, ban=customer["ban"], company_id=str(customer["company_id"]),
                 values={name: customer[name] for name in columns},
-                state={f: s for (cid, f), s in states.items() if cid == row.customer_id},
+                state=states.get(row.customer_id, {}),
                 fields=fields,
             )
             (plans if fields else done).append(plan)
