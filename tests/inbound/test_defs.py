@@ -8,12 +8,10 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from tests.inbound.conftest import customer_row, event_rows
+from tests.inbound.conftest import customer_row
 from tests.webhook_ingest.signing import property_change
 from warp_sync_pipeline.defs.inbound import (
     hubspot_webhook_events_job,
-    hubspot_webhook_events_retention_daily_schedule,
-    hubspot_webhook_events_retention_job,
     hubspot_webhook_events_sensor,
 )
 from warp_sync_pipeline.resources.database import DatabaseResource
@@ -78,22 +76,3 @@ def test_the_job_applies_events_and_reports_counts_by_outcome(
     with engine.connect() as conn:
         run_ids = conn.execute(sa.text("SELECT DISTINCT dagster_run_id FROM hubspot_sync_log WHERE trigger = 'webhook'"))
         assert list(run_ids.scalars()) == [result.run_id]
-
-
-def test_the_retention_job_purges_old_finished_events(
-    engine: sa.Engine, database_url: str, new_company_id: Callable, store: Callable
-) -> None:
-    store([property_change(new_company_id(), "name", "Old Ltd"), property_change(new_company_id(), "name", "New Ltd")])
-    with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE hubspot_webhook_events SET status = 'processed', processed_at = now()"))
-        conn.execute(sa.text("UPDATE hubspot_webhook_events SET received_at = now() - interval '4 days' "
-                             "WHERE property_value = 'Old Ltd'"))
-    assert hubspot_webhook_events_retention_daily_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-
-    with dg.instance_for_test() as instance:
-        result = hubspot_webhook_events_retention_job.execute_in_process(
-            instance=instance, resources={"db": DatabaseResource(url=database_url)})
-
-    assert result.success
-    assert result.output_for_node("purge_hubspot_webhook_events") == {"finished": 1, "failed": 0}
-    assert [e["property_value"] for e in event_rows(engine)] == ["New Ltd"]

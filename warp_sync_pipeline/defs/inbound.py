@@ -19,9 +19,7 @@ from warp_sync_pipeline.core.inbound import (
     ProcessSummary,
     count_due_events,
     process_events,
-    purge_webhook_events,
 )
-from warp_sync_pipeline.core.settings import get_timezone
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 
@@ -126,31 +124,3 @@ def hubspot_webhook_events_sensor(
     if not due:
         return dg.SkipReason("No webhook events are waiting to be applied.")
     return dg.RunRequest(tags={**FLOW_TAGS, "warp/due-events": str(due)})
-
-
-@dg.op(description="Deletes webhook events past their retention (processed/ignored: 3 days; failed: 30).")
-def purge_hubspot_webhook_events(context: dg.OpExecutionContext, db: DatabaseResource) -> dict:
-    result = purge_webhook_events(db.engine, settings=InboundSettings.from_env())
-    metadata: dict[str, Any] = {"purged_finished": result.finished, "purged_failed": result.failed}
-    context.log_event(dg.AssetObservation(asset_key=hubspot_webhook_events.key, metadata=metadata))
-    context.add_output_metadata(metadata)
-    return {"finished": result.finished, "failed": result.failed}
-
-
-@dg.job(
-    description="Retention of hubspot_webhook_events (WARP_WEBHOOK_RETENTION_DAYS, _FAILED_RETENTION_DAYS).",
-    tags={"warp/flow": "retention"},
-    executor_def=dg.in_process_executor,
-)
-def hubspot_webhook_events_retention_job() -> None:
-    purge_hubspot_webhook_events()
-
-
-hubspot_webhook_events_retention_daily_schedule = dg.ScheduleDefinition(
-    name="hubspot_webhook_events_retention_daily_schedule",
-    job=hubspot_webhook_events_retention_job,
-    cron_schedule="20 3 * * *",
-    execution_timezone=get_timezone("WARP_SCHEDULE_TIMEZONE", "UTC"),
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Purges old webhook events daily.",
-)
