@@ -1,0 +1,69 @@
+"""A reconcile request becomes a run: the API records it, the sensor asks for the run, the run
+records its row under the request, and the API then reports how it ended."""
+
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from warp_sync_pipeline.defs.reconcile_requests import reconcile_requests_sensor
+from warp_sync_pipeline.defs.reconciliation import RECONCILIATION_ASSETS, ReconciliationSettings
+from warp_sync_pipeline.resources.database import DatabaseResource
+from warp_sync_pipeline.resources.email import EmailResource
+from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
+from webhook_receiver import create_app
+
+TOKEN = "bootstrap-token-for-tests"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _evaluate(database_url: str, cursor: str | None) -> dg.SensorResult | dg.SkipReason:
+    with dg.instance_for_test() as instance, dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"db": DatabaseResource(url=database_url)}
+    ) as context:
+        return reconcile_requests_sensor(context)
+
+
+def test_the_sensor_skips_without_requests_and_requests_one_run_per_request(database_url: str) -> None:
+    skipped = _evaluate(database_url, None)
+    assert isinstance(skipped, dg.SkipReason) and "No reconciliation requests" in skipped.skip_message
+    client = create_app({"DATABASE_URL": database_url, "TESTING": True, "WARP_API_TOKEN": TOKEN}).test_client()
+    first = client.post("/v1/sync/reconcile", json={"dry_run": True}, headers=AUTH).get_json()["data"]["request_id"]
+    second = client.post("/v1/sync/reconcile", headers=AUTH).get_json()["data"]["request_id"]
+
+    result = _evaluate(database_url, None)
+    assert [r.run_key for r in result.run_requests] == [f"reconcile-request-{first}", f"reconcile-request-{second}"]
+    assert result.cursor == str(second)
+    dry, wet = result.run_requests
+    assert dry.tags["warp/reconcile-request"] == str(first) and dry.tags["warp/dry-run"] == "true"
+    assert dry.run_config["resources"]["reconciliation"]["config"]["dry_run"] is True
+    assert wet.run_config["resources"]["reconciliation"]["config"]["dry_run"] is False
+    # The cursor moves on: the same requests never become runs again.
+    assert isinstance(_evaluate(database_url, result.cursor), dg.SkipReason)
+    assert client.get(f"/v1/sync/reconcile/{first}", headers=AUTH).get_json()["data"]["submitted_at"]
+
+
+def test_a_reconcile_request_becomes_a_run_whose_outcome_the_api_reports(
+    database_url: str, engine: sa.Engine, sandbox, tmp_path: Path  # noqa: ANN001
+) -> None:
+    client = create_app({"DATABASE_URL": database_url, "TESTING": True, "WARP_API_TOKEN": TOKEN}).test_client()
+    request_id = client.post("/v1/sync/reconcile", json={"dry_run": True}, headers=AUTH).get_json()["data"]["request_id"]
+    run_request = _evaluate(database_url, None).run_requests[0]
+
+    resources = {
+        "db": DatabaseResource(url=database_url),
+        "hubspot": HubSpotResource(base_url=sandbox.base_url, access_token=sandbox.access_token, max_attempts=2,
+                                   time_budget_seconds=20, request_timeout_seconds=5),
+        "email": EmailResource(),
+        "parquet_io_manager": ParquetIOManager(base_dir=str(tmp_path)),
+        "reconciliation": ReconciliationSettings(
+            dry_run=run_request.run_config["resources"]["reconciliation"]["config"]["dry_run"]),
+    }
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(RECONCILIATION_ASSETS, resources=resources, instance=instance,
+                                tags=run_request.tags, raise_on_error=False)
+    assert result.success
+    state = client.get(f"/v1/sync/reconcile/{request_id}", headers=AUTH).get_json()["data"]
+    assert state["status"] == "succeeded" and state["run_id"] == result.run_id
+    assert state["dry_run"] is True and state["counts"] is not None
