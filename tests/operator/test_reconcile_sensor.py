@@ -67,3 +67,29 @@ def test_a_reconcile_request_becomes_a_run_whose_outcome_the_api_reports(
     state = client.get(f"/v1/sync/reconcile/{request_id}", headers=AUTH).get_json()["data"]
     assert state["status"] == "succeeded" and state["run_id"] == result.run_id
     assert state["dry_run"] is True and state["counts"] is not None
+
+
+@dg.job(tags={"warp/flow": "reconciliation"})
+def cancellable_reconciliation_job() -> None:
+    pass
+
+
+def test_a_request_whose_run_is_cancelled_reads_as_failed_not_pending(database_url: str) -> None:
+    from warp_sync_pipeline.defs.run_status_sensors import reconciliation_run_canceled_sensor
+
+    client = create_app({"DATABASE_URL": database_url, "TESTING": True, "WARP_API_TOKEN": TOKEN}).test_client()
+    request_id = client.post("/v1/sync/reconcile", headers=AUTH).get_json()["data"]["request_id"]
+    run_request = _evaluate(database_url, None).run_requests[0]
+    with dg.instance_for_test() as instance:
+        # Cancelled while queued: the run never started, so it never wrote its own row.
+        dagster_run = instance.create_run_for_job(job_def=cancellable_reconciliation_job, tags=run_request.tags)
+        event = instance.report_run_canceled(dagster_run, message="Cancelled from the UI.")
+        with dg.build_run_status_sensor_context(
+            sensor_name=reconciliation_run_canceled_sensor.name, dagster_event=event, dagster_instance=instance,
+            dagster_run=instance.get_run_by_id(dagster_run.run_id),
+            resources={"db": DatabaseResource(url=database_url), "email": EmailResource()},
+        ) as context:
+            reconciliation_run_canceled_sensor(context)
+    state = client.get(f"/v1/sync/reconcile/{request_id}", headers=AUTH).get_json()["data"]
+    assert state["status"] == "failed" and state["run_id"] == dagster_run.run_id
+    assert state["failure_reason"] == "Run cancelled: Cancelled from the UI."
