@@ -119,5 +119,6 @@ def test_the_job_is_in_the_code_location() -> None:
 
     loaded = defs()
     assert loaded.get_job_def(DRAIN_JOB_NAME).tags["warp/flow"] == "queue-drain"
-    assert loaded.get_sensor_def("hubspot_sync_queue_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    (sensor,) = [s for s in loaded.sensors if s.name == "hubspot_sync_queue_sensor"]
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     assert hubspot_sync_queue.key in {spec.key for spec in loaded.resolve_all_asset_specs()}
