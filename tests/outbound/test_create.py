@@ -308,3 +308,21 @@ def test_amounts_keep_their_cents(receiver: Receiver) -> None:
     customer = response.get_json()["data"]["customer"]
     assert (customer["credit_limit"], customer["current_balance"]) == ("0.10", "-0.30")
     assert Decimal(customer["credit_limit"]) == Decimal("0.1")
+
+
+def test_an_unknown_outcome_that_created_nothing_creates_again_with_the_same_ban(
+    receiver: Receiver, engine: sa.Engine, sandbox  # noqa: ANN001
+) -> None:
+    # A 504 before HubSpot wrote anything: the client cannot know, so the attempt reads by BAN first.
+    sandbox.control.set_faults(timeout={"calls": 1, "hold_seconds": 0, "endpoint": CREATE})
+    sandbox.control.reset_counters()
+    response = receiver.post(FULL_BODY)
+    assert response.status_code == 201, response.get_json()
+    assert api_calls(sandbox, CREATE) == 2
+    assert api_calls(sandbox, "GET /crm/v3/objects/companies/{companyId}") == 1
+    (company,) = live_companies(sandbox)
+    (row,) = customer_rows(engine)
+    assert company["properties"]["warp_ban"] == row["ban"]
+    with engine.connect() as conn:
+        bans = conn.execute(sa.text("SELECT DISTINCT ban, status FROM hubspot_write_ledger")).all()
+    assert bans == [(row["ban"], "pending")]  # no BAN drawn after the unknown outcome

@@ -655,9 +655,11 @@ class _CreateAttempt:
                     return company
                 if state == "other":
                     conflicts += 1
+                    reason = f"HubSpot already holds this BAN (company {company.id if company else '?'})"
                     if conflicts > self.settings.max_hubspot_ban_conflicts:
+                        void_writes(self.side, self.ledger_ids, reason)
                         raise
-                    self._redraw(conn, f"HubSpot already holds this BAN (company {company.id if company else '?'})")
+                    self._redraw(conn, reason)
                 # 'absent': the create was not applied; send it again with the same BAN.
             except RequestFailed as exc:
                 void_writes(self.side, self.ledger_ids, f"create failed: {type(exc).__name__}")

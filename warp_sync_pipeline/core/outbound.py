@@ -693,7 +693,7 @@ class _Drain:
                 code = _error_code(error)
                 text = self._error_text(error)
                 if attempts >= self.settings.max_attempts:
-                    conn.execute(
+                    died = conn.execute(
                         sa.text(
                             "UPDATE hubspot_sync_queue SET status = 'dead', attempts = :attempts, "
                             "fields = CAST(:fields AS text[]), last_error_code = :code, last_error = :error, "
@@ -702,16 +702,21 @@ class _Drain:
                         ),
                         {"attempts": attempts, "fields": fields, "code": code, "error": text, "id": plan.row.id,
                          "token": str(self.token)},
-                    )
+                    ).rowcount
+                    if not died:  # taken back after our lease ran out: another drain has it now
+                        plan.finished = True
+                        continue
                     self.report.dead += 1
                     self.report.stopped.append(StoppedRow(plan.row.id, str(plan.row.customer_id), plan.ban,
                                                           QueueStatus.DEAD, code, text, fields, attempts))
                     log.error("queue row %s (customer %s) is dead after %d attempts: %s", plan.row.id,
                               plan.row.customer_id, attempts, code)
-                else:
-                    self._requeue(conn, plan.row, fields, "retry", attempts, self.settings.backoff(attempts), code,
-                                  text)
+                elif self._requeue(conn, plan.row, fields, "retry", attempts, self.settings.backoff(attempts), code,
+                                   text):
                     self.report.retried += 1
+                else:
+                    plan.finished = True
+                    continue
                 for name in fields:
                     rule = self.rules[name]
                     entries.append(SyncLogEntry(
@@ -752,9 +757,9 @@ class _Drain:
     def _put_back(self, rows: list[ClaimedRow], reason: str, code: str, error: str, delay_s: float) -> None:
         """Rows that were not tried: back into pending with their attempts unchanged."""
         with self.engine.begin() as conn:
-            for row in rows:
-                self._requeue(conn, row, row.fields, reason, row.attempts, delay_s, code, error)
-        self.report.deferred += len(rows)
+            self.report.deferred += sum(
+                self._requeue(conn, row, row.fields, reason, row.attempts, delay_s, code, error) for row in rows
+            )
 
     def _pause(self, plans: list[_Plan], exc: AuthFailed) -> None:
         message = (f"HubSpot refused warp-sync's credentials ({exc.status or 'auth'}): the drain is paused and no "
