@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.plugins.sandbox",
     "tests.plugins.database",
     "tests.plugins.smtp",
+    "tests.plugins.dagster_ui",
 ]

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.review.cdp import chromium_page, find_chromium
+from tests.cdp import chromium_page, find_chromium
 from tests.review.conftest import conflict_row, resolution_log, warp_value
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

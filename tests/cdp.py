@@ -76,6 +76,33 @@ class Page:
         root = self.call("DOM.getDocument", depth=-1)["root"]["nodeId"]
         return self.call("DOM.getOuterHTML", nodeId=root)["outerHTML"]
 
+    def wait_for_text(self, *texts: str, timeout_s: float = 60.0) -> str:
+        """Poll the rendered DOM until every text shows (pages that render client-side, like Dagster's)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            html = self.html()
+            if all(text in html for text in texts):
+                return html
+            if time.monotonic() > deadline:
+                missing = [text for text in texts if text not in html]
+                raise AssertionError(f"the page never showed {missing}")
+            time.sleep(0.5)
+
+    def click_text(self, text: str) -> None:
+        """Click the element whose own text is `text` (for client-side pages: no load is awaited)."""
+        search = self.call("DOM.performSearch", query=f"//*[text()={json.dumps(text)}]")
+        found = self.call("DOM.getSearchResults", searchId=search["searchId"], fromIndex=0, toIndex=1)["nodeIds"]
+        if not found:
+            raise AssertionError(f"no element reads {text!r}")
+        self._click_node(found[0])
+
+    def _click_node(self, node: int) -> None:
+        self.call("DOM.scrollIntoViewIfNeeded", nodeId=node)
+        quad = self.call("DOM.getBoxModel", nodeId=node)["model"]["content"]
+        x, y = sum(quad[0::2]) / 4, sum(quad[1::2]) / 4
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
     def _node(self, selector: str) -> int:
         root = self.call("DOM.getDocument")["root"]["nodeId"]
         node = self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
@@ -90,12 +117,8 @@ class Page:
     def click_and_wait(self, selector: str) -> None:
         """Click like a mouse would, then wait for the page that the click loads."""
         node = self._node(selector)
-        self.call("DOM.scrollIntoViewIfNeeded", nodeId=node)
-        quad = self.call("DOM.getBoxModel", nodeId=node)["model"]["content"]
-        x, y = sum(quad[0::2]) / 4, sum(quad[1::2]) / 4
         self._events.clear()
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+        self._click_node(node)
         self._wait_event("Page.loadEventFired")
 
     def screenshot(self, path: Path) -> Path:
