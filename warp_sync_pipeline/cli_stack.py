@@ -71,6 +71,7 @@ def stack_environment(runtime: Runtime, settings: dict[str, str]) -> dict[str, s
         "SMTP_STARTTLS": "false",
         "SMTP_FROM": "warp-sync@localhost",
         "WARP_REPORT_RECIPIENTS": DEMO_RECIPIENTS,
+        "WARP_DAGSTER_UI_URL": f"http://127.0.0.1:{settings['dagster_port']}",
     }
     # The demo's own values win over a developer's shell, which may point at real systems.
     return env
@@ -80,7 +81,7 @@ def _warp_sync() -> str:
     return str(Path(sys.executable).parent / "warp-sync")
 
 
-def _bring_up_base() -> tuple[Runtime, dict[str, str], dict[str, str]]:
+def _bring_up_base() -> tuple[Runtime, dict[str, str], dict[str, str], bool]:
     started = _step("PostgreSQL")
     runtime = ensure_runtime()
     kind = "private cluster (reused if already running)" if runtime.private_cluster else "WARP_DATABASE_URL"
@@ -94,9 +95,10 @@ def _bring_up_base() -> tuple[Runtime, dict[str, str], dict[str, str]]:
     env = stack_environment(runtime, settings)
 
     started = _step("HubSpot sandbox")
+    sandbox_was_running = stack.running("sandbox") is not None
     sandbox = stack.start("sandbox", [_warp_sync(), "sandbox", "--port", settings["sandbox_port"]], env=env,
                           url=env["HUBSPOT_BASE_URL"], ready_url=f"{env['HUBSPOT_BASE_URL']}/_sandbox/counters")
-    _done(started, f"{sandbox.url} (log {sandbox.log})")
+    _done(started, f"{sandbox.url} ({'reused' if sandbox_was_running else 'started'}; log {sandbox.log})")
 
     started = _step("mail catcher (SMTP)")
     mail_dir = state_dir() / "mail"
@@ -109,7 +111,7 @@ def _bring_up_base() -> tuple[Runtime, dict[str, str], dict[str, str]]:
     started = _step("HubSpot properties")
     subprocess.run([_warp_sync(), "hubspot", "setup"], env=env, check=True, stdout=subprocess.DEVNULL)
     _done(started, "warp_* company properties present")
-    return runtime, settings, env
+    return runtime, settings, env, sandbox_was_running
 
 
 def _wait_for_port(port: int, timeout_s: float = 20.0) -> None:
@@ -124,22 +126,54 @@ def _wait_for_port(port: int, timeout_s: float = 20.0) -> None:
     raise click.ClickException(f"nothing is listening on port {port}")
 
 
+def _customer_count(runtime: Runtime) -> int:
+    import sqlalchemy as sa
+
+    engine = make_engine(runtime.database_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
+    finally:
+        engine.dispose()
+
+
 @click.command("demo")
-def demo() -> None:
-    """Bring the stack up from scratch (or reuse it) and show where everything is."""
-    runtime, settings, env = _bring_up_base()
+@click.option("--customers", type=int, default=1000, show_default=True, help="How many customers to seed.")
+def demo(customers: int) -> None:
+    """Bring the stack up (or reuse it), seed demo data, run the nightly reconciliation, print its report."""
+    runtime, settings, env, sandbox_was_running = _bring_up_base()
+
+    existing = _customer_count(runtime)
+    if existing and sandbox_was_running:
+        click.echo(f"==> demo data: reusing the {existing:,} customers already seeded (and the sandbox's companies)")
+    else:
+        # A fresh sandbox holds no companies, so WARP's demo customers are seeded again beside them.
+        seed = [_warp_sync(), "demo-seed", "--customers", str(customers)] + (["--replace"] if existing else [])
+        subprocess.run(seed, env=env, check=True)
+
+    done = subprocess.run([_warp_sync(), "reconcile"], env=env)
+    latest = latest_mail(state_dir() / "mail")
     click.echo("")
+    click.echo(f"emailed report: {latest or 'none saved yet'}")
     click.echo(f"state folder:   {state_dir()}")
     click.echo(f"DAGSTER_HOME:   {runtime.dagster_home}")
-    click.echo(f"sandbox:        {env['HUBSPOT_BASE_URL']}")
-    click.echo("explore:        make dev   (Dagster UI + receiver)")
+    click.echo(f"sandbox:        {env['HUBSPOT_BASE_URL']}  (switches under /_sandbox/)")
+    click.echo("Dagster UI:     make dev   (then open the run printed above; the receiver starts too)")
+    click.echo("again:          make demo  (reuses the stack; a second reconciliation finds nothing to change)")
     click.echo("stop it all:    make stop")
+    if done.returncode != 0:
+        sys.exit(done.returncode)
+
+
+def latest_mail(folder: Path) -> Path | None:
+    files = sorted(folder.glob("*.eml")) if folder.exists() else []
+    return files[-1] if files else None
 
 
 @click.command("dev")
 def dev() -> None:
     """The demo stack plus the receiver (gunicorn) and the Dagster UI with its daemon."""
-    runtime, settings, env = _bring_up_base()
+    runtime, settings, env, _ = _bring_up_base()
     bin_dir = Path(sys.executable).parent
 
     started = _step("receiver (gunicorn)")
