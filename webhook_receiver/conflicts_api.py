@@ -3,23 +3,18 @@
 Bearer credentials only (the Authorization header); no cookies, no CSRF. Reading needs `conflicts:read`
 (admin, resolver), resolving `conflicts:resolve` (resolver); the audit log records the credential's name.
 
-Also the receiver's HubSpot client for interactive writes (`hubspot_client()`), built once per app from
-app.config's HUBSPOT_* keys (tests point them at the sandbox) over the environment, with the shared request
-budget at SYNC priority.
+Resolutions call HubSpot through the receiver's shared client (webhook_receiver.hubspot_client).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 
-from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, client_from_env
 from warp_sync_pipeline.core.review import (
     LIST_LIMIT_MAX,
     ConflictChanged,
@@ -31,16 +26,17 @@ from warp_sync_pipeline.core.review import (
     parse_version,
     resolve_conflict,
 )
-from warp_sync_pipeline.core.settings import SettingsError
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
+
+# Re-exported: review.py's pages and the review tests take the shared client from here.
+from webhook_receiver.hubspot_client import close_hubspot_client as close_hubspot_client
+from webhook_receiver.hubspot_client import hubspot_client as hubspot_client
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("conflicts_api", __name__, url_prefix="/v1/conflicts")
 
-HUBSPOT_EXTENSION = "warp_hubspot"
-_client_lock = threading.Lock()
 DEFAULT_RESOLUTION_TIME_BUDGET_S = 10.0
 DEFAULT_RESOLUTION_LEASE_WAIT_S = 5.0
 
@@ -63,33 +59,7 @@ STATUS_BY_CODE: Mapping[str, int] = {
 RESOLVE_KEYS = {"choice", "value", "expected_version"}
 
 
-# --- the HubSpot client -----------------------------------------------------------------------------------
-
-
-def hubspot_client(app: Flask | None = None) -> HubSpotClient:
-    """The app's HubSpot client (one per app, thread-safe); raises ApiError 503 when it is not configured."""
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    client = app.extensions.get(HUBSPOT_EXTENSION)
-    if client is not None:
-        return client
-    with _client_lock:
-        client = app.extensions.get(HUBSPOT_EXTENSION)
-        if client is None:
-            source = dict(os.environ)
-            source.update({key: str(value) for key, value in app.config.items()
-                           if key.startswith("HUBSPOT_") and value is not None})
-            try:
-                client = client_from_env(app.extensions["warp_db"], Priority.SYNC, environ=source)
-            except SettingsError as exc:
-                raise ApiError(503, "HUBSPOT_NOT_CONFIGURED", f"HubSpot is not configured: {exc}.") from None
-            app.extensions[HUBSPOT_EXTENSION] = client
-    return client
-
-
-def close_hubspot_client(app: Flask) -> None:
-    client = app.extensions.pop(HUBSPOT_EXTENSION, None)
-    if client is not None:
-        client.close()
+# --- settings -------------------------------------------------------------------------------------------------
 
 
 def resolution_settings(app: Flask) -> dict[str, float]:

@@ -45,16 +45,10 @@ from warp_sync_pipeline.core.customers import (
 )
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.fields import load_rules
-from warp_sync_pipeline.core.hubspot import (
-    HubSpotClient,
-    HubSpotError,
-    Priority,
-    PropertySchemaMismatch,
-    client_from_env,
-)
-from warp_sync_pipeline.core.settings import get_optional
+from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotError, PropertySchemaMismatch
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
+from webhook_receiver.hubspot_client import build_hubspot_client, close_hubspot_client
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +81,10 @@ class CustomersConfig:
     # side transactions (ledger, audit, idempotency) another: they never wait on connections creates hold.
     engine: sa.Engine
     side_engine: sa.Engine
-    hubspot: HubSpotClient | None
+    hubspot: HubSpotClient | None  # the app's shared client (webhook_receiver.hubspot_client)
     properties: PropertiesGate
 
     def close(self) -> None:
-        if self.hubspot is not None:
-            self.hubspot.close()
         self.engine.dispose()
         self.side_engine.dispose()
 
@@ -111,11 +103,9 @@ def _configure(state: BlueprintSetupState) -> None:
     source = _settings_source(app.config)
     engine = make_engine(app.config["DATABASE_URL"], pool_size=10, max_overflow=20)
     side_engine = make_engine(app.config["DATABASE_URL"], pool_size=2, max_overflow=20)
-    hubspot = None
-    if get_optional("HUBSPOT_ACCESS_TOKEN", environ=source):
-        # Creates are synchronous callers: they may use the budget's reserved share.
-        hubspot = client_from_env(side_engine, Priority.SYNC, environ=source)
-    else:
+    # Creates are synchronous callers: the shared client may use the budget's reserved share.
+    hubspot = build_hubspot_client(app)
+    if hubspot is None:
         log.warning("HUBSPOT_ACCESS_TOKEN is not set: POST /v1/customers answers 503 until it is")
     config = CustomersConfig(CreateSettings.from_env(source), engine, side_engine, hubspot, PropertiesGate())
     app.extensions["warp_customers"] = config
@@ -131,6 +121,7 @@ def close(app: Flask) -> None:
     config: CustomersConfig | None = app.extensions.pop("warp_customers", None)
     if config is not None:
         config.close()
+    close_hubspot_client(app)
 
 
 def _config() -> CustomersConfig:

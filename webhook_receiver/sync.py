@@ -1,16 +1,34 @@
-"""Operator routes: ask for a reconciliation and follow it (`/v1/sync/...`)."""
+"""Operator routes (`/v1/sync/...`): push one customer to HubSpot now; ask for a reconciliation and follow it.
+
+POST /v1/sync/customers/{id}  the queue drain's work for one customer, now (core.outbound.push_customer): 200 with
+                              each field's outcome; 404 NOT_FOUND; 409 CUSTOMER_BUSY, CUSTOMER_NOT_LINKED,
+                              COMPANY_NOT_FOUND; 502 (422 for values HubSpot rejected) HUBSPOT_SYNC_FAILED with
+                              "queued": true, the fields left queued for the drain.
+Settings (app.config keys of the same name win over the environment, for tests): WARP_PUSH_TIME_BUDGET_SECONDS,
+WARP_PUSH_LEASE_WAIT_SECONDS, WARP_PUSH_RETRY_DELAY_SECONDS, WARP_QUEUE_AUTH_PAUSE_SECONDS.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
 
+from warp_sync_pipeline.core.fields import FieldRuleError
+from warp_sync_pipeline.core.outbound import PushFailed, PushRefused, PushSettings, push_customer
 from warp_sync_pipeline.core.reconcile_requests import record_request, request_status
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
+from webhook_receiver.hubspot_client import hubspot_client
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("sync", __name__, url_prefix="/v1/sync")
+
+PUSH_SETTING_KEYS = ("WARP_PUSH_TIME_BUDGET_SECONDS", "WARP_PUSH_LEASE_WAIT_SECONDS",
+                     "WARP_PUSH_RETRY_DELAY_SECONDS", "WARP_QUEUE_AUTH_PAUSE_SECONDS")
 
 RECONCILE_OPTIONS = {"dry_run", "allow_mass_write"}
 
@@ -54,3 +72,28 @@ def reconciliation_status(request_id: int):  # noqa: ANN201
     if state is None:
         raise ApiError(404, "NOT_FOUND", f"No reconciliation request {request_id}.")
     return jsonify({"success": True, "data": state})
+
+
+def _push_settings() -> PushSettings:
+    source = dict(os.environ)
+    source.update({key: str(current_app.config[key]) for key in PUSH_SETTING_KEYS
+                   if current_app.config.get(key) is not None})
+    return PushSettings.from_env(source)
+
+
+@bp.post("/customers/<customer_id>")
+@require("sync:push")
+def push(customer_id: str):  # noqa: ANN201
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        result = push_customer(app.extensions["warp_db"], hubspot_client(app), customer_id,
+                               actor=g.principal.name, settings=_push_settings())
+    except PushRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None
+    except PushFailed as exc:
+        log.warning("push of customer %s by %s failed; its fields stay queued", customer_id, g.principal.name)
+        raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None
+    except FieldRuleError as exc:
+        raise ApiError(503, exc.code, f"The field rules cannot be followed: {exc}") from None
+    log.info("customer %s pushed by %s", result.customer_id, g.principal.name)
+    return jsonify({"success": True, "data": result.body()})

@@ -18,6 +18,11 @@ One drain, step by step (`drain_queue`; the Dagster job is a thin op around it):
    last attempt (3 by default) the row is dead with the last error.
 6. HubSpot answering 401/403 pauses the drain: every unfinished row goes back without spending an attempt, not
    before `auth_pause_s`, and the report says so (the Dagster op fails the run loudly).
+
+A manual push (`push_customer`, POST /v1/sync/customers/{id}) is the same steps for one customer, now: every field
+that flows to HubSpot is queued, the customer's row claimed at once under its lease, and carried through the
+drain's planning, decisions and sending with trigger 'manual' and the operator as actor. When HubSpot does not take
+it, the fields stay queued (no attempt spent), so the drain retries them.
 """
 
 from __future__ import annotations
@@ -62,7 +67,14 @@ from warp_sync_pipeline.core.hubspot import (
     ServiceUnavailable,
     ValidationFailed,
 )
-from warp_sync_pipeline.core.leases import acquire_customers, release_customers
+from warp_sync_pipeline.core.leases import (
+    CustomerBusy,
+    CustomerLease,
+    acquire_customer,
+    acquire_customers,
+    release_customer,
+    release_customers,
+)
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
 from warp_sync_pipeline.core.settings import get_float, get_int
@@ -311,6 +323,9 @@ class _Plan:
     send: dict[str, str] = field(default_factory=dict)  # warp field -> value sent
     ledger_ids: list[int] = field(default_factory=list)
     finished: bool = False
+    error: HubSpotError | None = None  # why HubSpot did not take this row's values
+    # warp field -> what became of it (audit outcome, reason or error code): a manual push reports these.
+    outcomes: dict[str, tuple[Outcome, str | None]] = field(default_factory=dict)
 
 
 PARK_REASONS = {
@@ -322,8 +337,12 @@ PARK_REASONS = {
 
 
 class _Drain:
+    """One claim's way through: the queue drain's, and a manual push's (one row, trigger 'manual', an actor,
+    and a failure that never spends one of the drain's attempts)."""
+
     def __init__(self, engine: sa.Engine, hubspot: HubSpotClient, rules: FieldRules, settings: DrainSettings,
-                 report: DrainReport, token: UUID, holder: str, run_id: str | None) -> None:
+                 report: DrainReport, token: UUID, holder: str, run_id: str | None, *,
+                 trigger: Trigger = Trigger.QUEUE, actor: str | None = None, spend_attempts: bool = True) -> None:
         self.engine = engine
         self.client = hubspot.with_deadline(settings.http_budget_s)
         self.rules = rules
@@ -332,13 +351,23 @@ class _Drain:
         self.token = token
         self.holder = holder
         self.run_id = run_id
+        self.trigger = trigger
+        self.actor = actor
+        self.spend_attempts = spend_attempts
+
+    @property
+    def lease_holder(self) -> str:
+        """The name this claim holds customer leases under (a caller already holding it is re-entered)."""
+        return f"{self.holder}:{self.token}"
 
     # --- orchestration ---------------------------------------------------------------------------------------
 
-    def process(self, rows: list[ClaimedRow]) -> None:
+    def process(self, rows: list[ClaimedRow]) -> list[_Plan]:
+        """Carry the claimed rows through; returns the plans of the rows that got as far as planning."""
         self.report.claimed += len(rows)
+        plans: list[_Plan] = []
         lease = acquire_customers(
-            self.engine, [r.customer_id for r in rows], f"{self.holder}:{self.token}",
+            self.engine, [r.customer_id for r in rows], self.lease_holder,
             ttl=timedelta(seconds=self.settings.lease_s),
         )
         try:
@@ -355,6 +384,7 @@ class _Drain:
                 self._pause([p for p in plans if not p.finished], exc)
         finally:
             release_customers(self.engine, lease.acquired, lease.token)
+        return plans
 
     def _plan(self, rows: list[ClaimedRow]) -> list[_Plan]:
         if not rows:
@@ -526,10 +556,16 @@ class _Drain:
 
     def _settle_one(self, conn: sa.Connection, plan: _Plan, rule: FieldRule, decision: Decision, now: datetime,
                     updates: list[FieldStateUpdate]) -> SyncLogEntry:
+        entry = self._settle_entry(conn, plan, rule, decision, now, updates)
+        plan.outcomes[rule.warp_field] = (entry.outcome, entry.error_code or entry.reason)
+        return entry
+
+    def _settle_entry(self, conn: sa.Connection, plan: _Plan, rule: FieldRule, decision: Decision, now: datetime,
+                      updates: list[FieldStateUpdate]) -> SyncLogEntry:
         name = rule.warp_field
         hubspot_value = plan.company.properties.get(rule.hubspot_property) if plan.company else None
-        common: dict[str, Any] = {"trigger": Trigger.QUEUE, "customer_id": plan.row.customer_id, "ban": plan.ban,
-                                  "run_id": self.run_id, "old_value": plan.values.get(name),
+        common: dict[str, Any] = {"trigger": self.trigger, "customer_id": plan.row.customer_id, "ban": plan.ban,
+                                  "run_id": self.run_id, "actor": self.actor, "old_value": plan.values.get(name),
                                   "details": {"hubspot_company_id": plan.company_id, "queue_row": plan.row.id}}
         if decision.action is Action.IN_SYNC:
             updates.append(FieldStateUpdate(plan.row.customer_id, name, agreed=StateValue(decision.value, now)))
@@ -559,7 +595,7 @@ class _Drain:
                 conn, customer_id=plan.row.customer_id, rule=rule, reason=decision.reason.value,
                 agreed=state.agreed.value if state is not None and state.agreed is not None else None,
                 warp=Observed(plan.values.get(name), self._warp_at(plan, name)),
-                hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)), detected_by="queue", run_id=self.run_id,
+                hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)), detected_by=self.trigger.value, run_id=self.run_id,
             )
             return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.CONFLICT, **common)
         return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.SKIPPED, **common)
@@ -636,9 +672,11 @@ class _Drain:
                         hubspot=StateValue(text, company.updated_at or now),
                     ))
                     old = plan.company.properties.get(rule.hubspot_property) if plan.company else None
+                    plan.outcomes[name] = (Outcome.APPLIED, plan.decisions[name].reason.value)
                     entries.append(SyncLogEntry.for_decision(
-                        rule, plan.decisions[name], trigger=Trigger.QUEUE, outcome=Outcome.APPLIED,
-                        customer_id=plan.row.customer_id, ban=plan.ban, run_id=self.run_id, old_value=old,
+                        rule, plan.decisions[name], trigger=self.trigger, outcome=Outcome.APPLIED,
+                        customer_id=plan.row.customer_id, ban=plan.ban, run_id=self.run_id, actor=self.actor,
+                        old_value=old,
                         new_value=text, details={"hubspot_company_id": plan.company_id, "queue_row": plan.row.id},
                     ))
             done = conn.execute(
@@ -671,8 +709,9 @@ class _Drain:
                  for row, _, code, message in rows],
             )
             log_sync_many(conn, [
-                SyncLogEntry(trigger=Trigger.QUEUE, outcome=Outcome.SKIPPED, customer_id=row.customer_id, ban=ban,
+                SyncLogEntry(trigger=self.trigger, outcome=Outcome.SKIPPED, customer_id=row.customer_id, ban=ban,
                              action="PARK", reason=code, error_code=code, error=message, run_id=self.run_id,
+                             actor=self.actor,
                              details={"fields": list(row.fields), "queue_row": row.id})
                 for row, ban, code, message in rows
             ])
@@ -684,15 +723,22 @@ class _Drain:
             plan.finished = True
 
     def _fail(self, failures: list[tuple[_Plan, HubSpotError]]) -> None:
-        """Sent fields go back into the customer's pending row with backoff, or the row is dead."""
+        """Sent fields go back into the customer's pending row with backoff, or the row is dead.
+
+        A manual push (spend_attempts=False) spends none of the drain's attempts and never kills a row: its
+        fields go back to pending, due after the first backoff, for the drain to retry.
+        """
         entries: list[SyncLogEntry] = []
         with self.engine.begin() as conn:
             for plan, error in failures:
+                plan.error = error
                 fields = sorted(plan.send) if plan.send else list(plan.fields)
-                attempts = plan.row.attempts + 1
+                attempts = plan.row.attempts + 1 if self.spend_attempts else plan.row.attempts
+                dead = self.spend_attempts and attempts >= self.settings.max_attempts
+                delay_s = self.settings.backoff(attempts) if self.spend_attempts else self.settings.backoff_s
                 code = _error_code(error)
                 text = self._error_text(error)
-                if attempts >= self.settings.max_attempts:
+                if dead:
                     died = conn.execute(
                         sa.text(
                             "UPDATE hubspot_sync_queue SET status = 'dead', attempts = :attempts, "
@@ -711,22 +757,21 @@ class _Drain:
                                                           QueueStatus.DEAD, code, text, fields, attempts))
                     log.error("queue row %s (customer %s) is dead after %d attempts: %s", plan.row.id,
                               plan.row.customer_id, attempts, code)
-                elif self._requeue(conn, plan.row, fields, "retry", attempts, self.settings.backoff(attempts), code,
-                                   text):
+                elif self._requeue(conn, plan.row, fields, "retry", attempts, delay_s, code, text):
                     self.report.retried += 1
                 else:
                     plan.finished = True
                     continue
                 for name in fields:
                     rule = self.rules[name]
+                    plan.outcomes[name] = (Outcome.FAILED, code)
                     entries.append(SyncLogEntry(
-                        trigger=Trigger.QUEUE, outcome=Outcome.FAILED, customer_id=plan.row.customer_id,
+                        trigger=self.trigger, outcome=Outcome.FAILED, customer_id=plan.row.customer_id,
                         ban=plan.ban, warp_field=name, hubspot_property=rule.hubspot_property,
                         direction=Direction.WARP_TO_HUBSPOT, new_value=plan.send.get(name), action="WRITE_TO_HUBSPOT",
                         reason=plan.decisions[name].reason.value if name in plan.decisions else None,
-                        error_code=code, error=text, run_id=self.run_id,
-                        details={"attempts": attempts, "dead": attempts >= self.settings.max_attempts,
-                                 "queue_row": plan.row.id},
+                        error_code=code, error=text, run_id=self.run_id, actor=self.actor,
+                        details={"attempts": attempts, "dead": dead, "queue_row": plan.row.id},
                     ))
                 plan.finished = True
             log_sync_many(conn, entries)
@@ -768,6 +813,7 @@ class _Drain:
                        self.settings.auth_pause_s)
         for plan in plans:
             plan.finished = True
+            plan.error = exc
         self.report.paused = True
         self.report.pause_reason = message
         log.error("%s (%d rows put back)", message, len(plans))
@@ -806,6 +852,233 @@ def drain_queue(
             break
         _Drain(engine, hubspot, rules, settings, report, token, name, run_id).process(rows)
     return report
+
+
+# --- manual push: one customer now (DESIGN.md flow 5) ------------------------------------------------------------
+
+
+class FieldPushOutcome(StrEnum):
+    SENT = "sent"  # WARP's value written to HubSpot
+    IN_SYNC = "in_sync"  # both sides already agree
+    CONFLICT = "conflict"  # both sides moved under MANUAL: a review item, nothing written
+    WARP_UPDATED = "warp_updated"  # HubSpot's newer value kept and written to WARP
+    SKIPPED = "skipped"  # nothing written (an invalid value, or WARP changed meanwhile: that change is queued)
+    FAILED = "failed"  # HubSpot did not take it; queued for the drain (only in a PushFailed)
+
+
+@dataclass(frozen=True)
+class FieldPush:
+    field: str
+    outcome: FieldPushOutcome
+    reason: str | None  # the decision's reason, or the error code
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"field": self.field, "outcome": self.outcome.value, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PushResult:
+    customer_id: UUID
+    hubspot_company_id: str
+    fields: list[FieldPush]
+
+    def body(self) -> dict[str, Any]:
+        return {"customer_id": str(self.customer_id), "hubspot_company_id": self.hubspot_company_id,
+                "fields": [f.as_dict() for f in self.fields]}
+
+
+class PushRefused(Exception):
+    """Nothing was sent: no such customer (404), or 409 CUSTOMER_BUSY / CUSTOMER_NOT_LINKED / COMPANY_NOT_FOUND."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+class PushFailed(Exception):
+    """HubSpot did not take the push (502 unreachable / refused us, 422 rejected values); the fields are queued
+    for the drain (`extra["queued"]`), and `extra` carries failed_fields and every field's outcome."""
+
+    code = "HUBSPOT_SYNC_FAILED"
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    time_budget_s: float = 10.0  # every HubSpot call of one push, retries and budget waits included
+    lease_wait_s: float = 2.0  # how long to wait for another writer of the customer before CUSTOMER_BUSY
+    retry_delay_s: float = 30.0  # a failed push's fields are due for the drain after this long
+    auth_pause_s: float = 300.0  # ... after HubSpot refused our credentials (as the drain pauses)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> PushSettings:
+        return cls(
+            time_budget_s=get_float("WARP_PUSH_TIME_BUDGET_SECONDS", 10.0, minimum=0.5, environ=environ),
+            lease_wait_s=get_float("WARP_PUSH_LEASE_WAIT_SECONDS", 2.0, minimum=0.0, environ=environ),
+            retry_delay_s=get_float("WARP_PUSH_RETRY_DELAY_SECONDS", 30.0, minimum=0.0, environ=environ),
+            auth_pause_s=get_float("WARP_QUEUE_AUTH_PAUSE_SECONDS", 300.0, minimum=0.0, environ=environ),
+        )
+
+    def drain_settings(self) -> DrainSettings:
+        # The claim and the customer's lease outlast the HTTP budget, so a push that dies is taken back later.
+        return DrainSettings(http_budget_s=self.time_budget_s, lease_s=self.time_budget_s + 60.0,
+                             backoff_s=self.retry_delay_s, auth_pause_s=self.auth_pause_s)
+
+
+PUSH_REASON = "manual_push"
+
+
+def _link_of(engine: sa.Engine, customer_id: UUID) -> sa.Row | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text("SELECT hubspot_link_status AS status, external_ids ->> 'hubspot_company_id' AS company_id "
+                    "FROM customers WHERE id = :id"),
+            {"id": customer_id},
+        ).first()
+
+
+def _take_push_lease(engine: sa.Engine, customer_id: UUID, holder: str, ttl: timedelta, wait_s: float) -> CustomerLease:
+    deadline = time.monotonic() + wait_s
+    pause = 0.05
+    while True:
+        try:
+            return acquire_customer(engine, customer_id, holder, ttl)
+        except CustomerBusy as busy:
+            if time.monotonic() + pause > deadline:
+                raise PushRefused(409, CustomerBusy.code,
+                                  f"Another writer is working on customer {customer_id} "
+                                  f"({busy.holder or 'unknown'}); try again shortly.") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+
+def _claim_for_push(engine: sa.Engine, customer_id: UUID, fields: Sequence[str], token: UUID,
+                    lease: timedelta) -> ClaimedRow:
+    """Queue the fields (merged into the customer's pending row, with whatever else was pending) and claim that
+    row at once, due or not: the push is the drain's work done now, and what it cannot do stays queued."""
+    with engine.begin() as conn:
+        row_id = conn.execute(ENQUEUE, {"customer_id": str(customer_id), "fields": list(fields),
+                                        "reason": PUSH_REASON}).scalar_one()
+        row = conn.execute(
+            sa.text(
+                "UPDATE hubspot_sync_queue SET status = 'claimed', lease_token = CAST(:token AS uuid), "
+                "lease_expires_at = clock_timestamp() + CAST(:lease AS interval), updated_at = now() "
+                "WHERE id = :id AND status = 'pending' RETURNING id, customer_id, fields, attempts"
+            ),
+            {"token": str(token), "lease": lease, "id": row_id},
+        ).one()
+    return ClaimedRow(row.id, UUID(str(row.customer_id)), tuple(row.fields), row.attempts)
+
+
+def push_customer(
+    engine: sa.Engine,
+    hubspot: HubSpotClient,
+    customer_id: UUID | str,
+    *,
+    actor: str,
+    settings: PushSettings | None = None,
+    rules: FieldRules | None = None,
+) -> PushResult:
+    """Push one customer to HubSpot now, with the queue drain's care (DESIGN.md flows 2 and 5).
+
+    Every field that flows to HubSpot is queued and that row claimed at once under the customer's lease, then
+    carried through the drain's own steps: two-way fields whose HubSpot value moved since the agreed one are
+    decided (HubSpot's value kept and written to WARP, or a review item) rather than overwritten, ledger
+    entries go in before the batch update, and field state and audit (trigger 'manual', `actor`) follow.
+    Raises PushRefused (nothing sent or queued) or PushFailed (HubSpot did not take it: the fields stay
+    queued for the drain, which spends none of its attempts on the push's failure).
+    """
+    settings = settings or PushSettings()
+    try:
+        cid = UUID(str(customer_id))
+    except ValueError:
+        raise PushRefused(404, "NOT_FOUND", f"No customer {customer_id}.") from None
+    if _link_of(engine, cid) is None:
+        raise PushRefused(404, "NOT_FOUND", f"No customer {cid}.")
+    if rules is None:
+        with engine.connect() as conn:
+            rules = load_rules(conn)
+    drain_settings = settings.drain_settings()
+    report = DrainReport()
+    token = uuid.uuid4()
+    drain = _Drain(engine, hubspot, rules, drain_settings, report, token, f"push:{actor}", None,
+                   trigger=Trigger.MANUAL, actor=actor, spend_attempts=False)
+    lease = _take_push_lease(engine, cid, drain.lease_holder, timedelta(seconds=drain_settings.lease_s),
+                             settings.lease_wait_s)
+    try:
+        link = _link_of(engine, cid)  # again, under the lease
+        if link is None:
+            raise PushRefused(404, "NOT_FOUND", f"No customer {cid}.")
+        if link.status != "linked" or not link.company_id:
+            raise PushRefused(
+                409, "CUSTOMER_NOT_LINKED",
+                f"Customer {cid}'s HubSpot link is {link.status!r}: it is never written blindly or re-created; "
+                "a person settles the link first.", link_status=link.status,
+            )
+        outbound = [name for name in rules if rules[name].direction is not Direction.HUBSPOT_TO_WARP]
+        if not outbound:
+            return PushResult(cid, str(link.company_id), [])
+        row = _claim_for_push(engine, cid, outbound, token, timedelta(seconds=drain_settings.lease_s))
+        plans = drain.process([row])
+    finally:
+        if lease.taken:
+            release_customer(engine, cid, lease.token)
+    return _push_result(cid, str(link.company_id), rules, report, plans)
+
+
+def _push_result(customer_id: UUID, company_id: str, rules: FieldRules, report: DrainReport,
+                 plans: list[_Plan]) -> PushResult:
+    if report.parked or not plans:
+        stopped = report.stopped[0] if report.stopped else None
+        if stopped is not None and stopped.code == "COMPANY_NOT_FOUND":
+            raise PushRefused(409, "COMPANY_NOT_FOUND",
+                              f"HubSpot has no company {company_id} (deleted or merged); it is never re-created. "
+                              "The fields are parked for a person to decide.", parked=True)
+        if stopped is not None:
+            raise PushRefused(409, "CUSTOMER_NOT_LINKED", stopped.error, parked=True)
+        raise PushRefused(404, "NOT_FOUND", f"No customer {customer_id}.")  # deleted while the push ran
+    (plan,) = plans
+    fields: list[FieldPush] = []
+    for name in rules:
+        if name not in plan.fields:
+            continue
+        outcome, reason = plan.outcomes.get(name, (Outcome.FAILED, "NOT_PROCESSED"))
+        if outcome is Outcome.APPLIED:
+            pushed = FieldPushOutcome.SENT if name in plan.send else FieldPushOutcome.WARP_UPDATED
+        else:
+            pushed = {Outcome.IN_SYNC: FieldPushOutcome.IN_SYNC, Outcome.CONFLICT: FieldPushOutcome.CONFLICT,
+                      Outcome.SKIPPED: FieldPushOutcome.SKIPPED}.get(outcome, FieldPushOutcome.FAILED)
+        fields.append(FieldPush(name, pushed, reason))
+    if plan.error is None and all(f.outcome is not FieldPushOutcome.FAILED for f in fields):
+        return PushResult(customer_id, company_id, fields)
+    error = plan.error or OutcomeUnknown("the push was taken back before it finished")
+    failed = [f for f in fields if f.outcome is FieldPushOutcome.FAILED]
+    refused = {(rules.for_property(e.name).warp_field if rules.for_property(e.name) else e.name):
+               e.message or e.code or "invalid value" for e in error.property_errors}
+    rejected = isinstance(error, ValidationFailed) or bool(refused)
+    reason = f"{_error_code(error)}: {_describe(error)}"
+    raise PushFailed(
+        422 if rejected else 502,
+        f"HubSpot did not take the push ({reason}). The fields are queued; the queue drain retries them.",
+        queued=True,
+        customer_id=str(customer_id),
+        hubspot_company_id=company_id,
+        failed_fields=[{"field": f.field, "reason": refused.get(f.field, f.reason or "HUBSPOT_ERROR")}
+                       for f in failed],
+        fields=[f.as_dict() for f in fields],
+    )
+
+
+def _describe(error: HubSpotError) -> str:
+    return (str(error) or type(error).__name__)[:ERROR_TEXT_LIMIT]
 
 
 # --- operations: status, retry, retention ---------------------------------------------------------------------
@@ -884,6 +1157,12 @@ __all__ = [
     "ClaimedRow",
     "DrainReport",
     "DrainSettings",
+    "FieldPush",
+    "FieldPushOutcome",
+    "PushFailed",
+    "PushRefused",
+    "PushResult",
+    "PushSettings",
     "QueueSnapshot",
     "QueueStatus",
     "StoppedRow",
@@ -892,6 +1171,7 @@ __all__ = [
     "drain_queue",
     "enqueue_fields",
     "purge_finished",
+    "push_customer",
     "queue_status",
     "recover_expired_claims",
     "retry_stopped",
