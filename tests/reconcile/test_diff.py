@@ -159,3 +159,27 @@ def test_company_ids_that_are_not_plain_numbers_still_join() -> None:
     counts = compute_differences(warp2, hub2, RULES).attrs["counts"]
     assert counts["pairs"] == 0 and counts["company_missing"] == 3
     assert np.all(compute_differences(warp2, hub2, RULES)[KIND].isin(["company_missing", "company_not_linked"]))
+
+
+def test_few_valued_fields_normalised_once_per_value_give_comparable_series_result() -> None:
+    from warp_sync_pipeline.core.normalize import comparable_series
+    from warp_sync_pipeline.core.reconcile.diff import normalised
+
+    values = {
+        "services": ["voice;data", "data;voice", None, "fax", "", '{"data": true, "voice": false, "messaging": false}',
+                     '{"data": 1}'],
+        "status": ["ACTIVE", None, "active", " CLOSED ", "", "DORMANT"],
+        "payment_terms": ["NET30", None, "", "NET99", "PREPAID\t"],
+    }
+    for field, pool in values.items():
+        raw = pd.Series(pool * 3000, dtype="str")  # past the size where the dictionary road is taken
+        assert normalised(RULES[field], raw).equals(comparable_series(field, raw)), field
+
+
+def test_the_warp_pull_holds_customers_in_company_id_order_unlinked_last() -> None:
+    from warp_sync_pipeline.core.reconcile.pull import in_company_order
+
+    frame = pd.DataFrame({COMPANY_ID: pd.Series(["9", None, "10", "2"], dtype="str"), "x": [1, 2, 3, 4]})
+    assert in_company_order(frame)["x"].tolist() == [4, 1, 3, 2]  # numerically, not as text
+    odd = pd.DataFrame({COMPANY_ID: pd.Series(["b", "a"], dtype="str"), "x": [1, 2]})
+    assert in_company_order(odd)["x"].tolist() == [1, 2]  # ids that are not numbers: left as they are

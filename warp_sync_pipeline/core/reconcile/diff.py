@@ -13,7 +13,9 @@ duplicates; `attrs["counts"]` keeps the totals.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ import pyarrow.compute as pc
 
 from warp_sync_pipeline.core.decision import AGREED, HUBSPOT, HUBSPOT_CHANGED_AT, WARP, WARP_CHANGED_AT
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules
-from warp_sync_pipeline.core.normalize import comparable_series, spec_for
+from warp_sync_pipeline.core.normalize import BAN_PATTERN, FieldType, comparable_series, spec_for
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_COUNTS,
     ATTR_PULLED_AT,
@@ -86,16 +88,31 @@ def _time_columns(rules: FieldRules) -> set[str]:
 # --- join helpers -------------------------------------------------------------------------------------------
 
 
-def _int_keys(values: pd.Series) -> np.ndarray | None:
+def company_id_numbers(values: pd.Series) -> np.ndarray | None:
     """Company ids as int64 when every one is a canonical whole number (HubSpot's are); else None."""
-    array = pa.array(values.array)
-    try:
-        numbers = pc.cast(array, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    array = pa.array(values.astype("str").array)
+    # Canonical digits only: "007" and "7" are different ids, though both read as 7.
+    if array.null_count or not pc.all(pc.match_substring_regex(array, r"^(0|[1-9][0-9]{0,17})$")).as_py():
         return None
-    if numbers.null_count or not pc.all(pc.equal(pc.cast(numbers, pa.string()), array)).as_py():
-        return None  # "007" and "7" are different ids
-    return numbers.to_numpy(zero_copy_only=False)
+    return pc.cast(array, pa.int64()).to_numpy(zero_copy_only=False)
+
+
+def normalised_bans(raw: pd.Series) -> pd.Series:
+    """comparable() of every warp_ban. A value that already is ZT- and nine digits is its own comparable form
+    (comparable strips, then checks that very pattern), so only the others go through the normaliser."""
+    array = pa.array(raw.astype("str").array)
+    canonical = pc.fill_null(pc.match_substring_regex(array, f"^{BAN_PATTERN.pattern}$"), False)
+    canonical = canonical.to_numpy(zero_copy_only=False)
+    out = pd.Series(raw.array, dtype="str").reset_index(drop=True)
+    if not canonical.all():
+        others = np.flatnonzero(~canonical)
+        out = _replaced(out.where(canonical), ~canonical, comparable_series("ban", raw.take(others)))
+    return out
+
+
+def ban_numbers(bans: pd.Series) -> np.ndarray:
+    """Valid BANs (ZT- and nine digits) as int64: hashing numbers beats hashing their text."""
+    return pc.cast(pc.utf8_slice_codeunits(pa.array(bans.array), 3), pa.int64()).to_numpy(zero_copy_only=False)
 
 
 def positions(haystack: pd.Series, needles: pd.Series) -> np.ndarray:
@@ -103,14 +120,52 @@ def positions(haystack: pd.Series, needles: pd.Series) -> np.ndarray:
     than hashing their text, so numeric ids take that road."""
     if len(needles) == 0:
         return np.empty(0, dtype=np.int64)
-    hay, nee = _int_keys(haystack), _int_keys(needles)
+    hay, nee = company_id_numbers(haystack), company_id_numbers(needles)
     if hay is not None and nee is not None:
         return pd.Index(hay).get_indexer(nee)
     return pd.Index(haystack.to_numpy(dtype=object)).get_indexer(needles.to_numpy(dtype=object))
 
 
+def bare(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame without its attrs: pandas deep-copies attrs into every column and slice taken from a frame,
+    which costs more than the work itself when there are hundreds of them."""
+    out = frame.copy(deep=False)
+    out.attrs = {}
+    return out
+
+
 def _take(values: pd.Series, where: np.ndarray) -> pd.Series:
     return values.take(where).reset_index(drop=True)
+
+
+def _every_row_in_order(where: np.ndarray, length: int) -> bool:
+    return len(where) == length and bool(np.all(where == np.arange(length)))
+
+
+def hubspot_number_form(agreed: pd.Series) -> pd.Series:
+    """How HubSpot writes the amount `agreed` (comparable text, always two decimals): it keeps numbers as
+    numbers, so 1500.50 reads back "1500.5" and 1500.00 "1500". A HubSpot string equal to this form is a valid
+    amount of the same value, hence comparable to `agreed` exactly; any other string is normalised."""
+    array = pa.array(agreed.astype("str").array)
+    has_point = pc.fill_null(pc.match_substring(array, "."), False)
+    trimmed = pc.utf8_rtrim(pc.utf8_rtrim(array, characters="0"), characters=".")
+    return pd.Series(pc.if_else(has_point, trimmed, array).to_pandas(types_mapper=_STR_TYPES.get),
+                     index=agreed.index)
+
+
+_STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default `str`
+_STR_TYPES = {pa.large_string(): _STR, pa.string(): _STR}
+
+
+def _replaced(base: pd.Series, mask: np.ndarray, values: pd.Series) -> pd.Series:
+    """`base` with its `mask` rows replaced by `values` (in order), as a `str` Series. Arrow does it in one
+    pass; pandas' masked assignment to an Arrow-backed column is several times slower."""
+    if not mask.any():
+        return base.astype("str")
+    replaced = pc.replace_with_mask(
+        pa.array(base.astype("str").array), pa.array(mask), pa.array(values.astype("str").array)
+    )
+    return pd.Series(replaced.to_pandas(types_mapper=_STR_TYPES.get), index=base.index)
 
 
 # --- the diff -----------------------------------------------------------------------------------------------
@@ -121,11 +176,22 @@ def compute_differences(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldR
 
     `warp` and `hubspot` are the frames the pulls return. attrs: pulled_at (the older pull), counts, fields.
     """
+    pulled = [parse_iso(f.attrs[ATTR_PULLED_AT]) for f in (warp, hubspot) if f.attrs.get(ATTR_PULLED_AT)]
+    warp, hubspot = bare(warp), bare(hubspot)
     n_warp, n_hub = len(warp), len(hubspot)
     counts: dict[str, int] = {"customers": n_warp, "companies": n_hub}
 
-    # The BAN each company holds, normalised: the fallback joins on it and duplicates are found by it.
-    hub_ban = comparable_series("ban", hubspot[BAN_PROPERTY]).reset_index(drop=True)
+    link_status = warp[LINK_STATUS]
+    needs_person = link_status.isin(NEEDS_PERSON).to_numpy(dtype=bool)
+    has_id = warp[COMPANY_ID].notna().to_numpy(dtype=bool)
+    has_company = has_id & ~needs_person
+    hub_pos = np.full(n_warp, -1, dtype=np.int64)
+    with_company = np.flatnonzero(has_company)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # independent, and mostly Arrow kernels
+        # The BAN each company holds, normalised: the fallback joins on it and duplicates are found by it.
+        bans = pool.submit(normalised_bans, hubspot[BAN_PROPERTY])
+        found_at = pool.submit(positions, hubspot[COMPANY_ID], warp[COMPANY_ID].take(with_company))
+        hub_ban, hub_pos[with_company] = bans.result(), found_at.result()
     ban_ok = hub_ban.notna().to_numpy(dtype=bool)
     # A company without a warp_ban is not WARP's (HubSpot holds prospects too); one with a bad one is reported.
     ban_missing = ~ban_ok
@@ -135,15 +201,9 @@ def compute_differences(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldR
     ban_invalid = ~ban_ok & ~ban_missing
     duplicate = np.zeros(n_hub, dtype=bool)
     if ban_ok.any():
-        duplicate[np.flatnonzero(ban_ok)] = hub_ban[ban_ok].duplicated(keep=False).to_numpy(dtype=bool)
+        holders = np.flatnonzero(ban_ok)
+        duplicate[holders] = pd.Series(ban_numbers(hub_ban.take(holders))).duplicated(keep=False).to_numpy(dtype=bool)
 
-    link_status = warp[LINK_STATUS]
-    needs_person = link_status.isin(NEEDS_PERSON).to_numpy(dtype=bool)
-    has_id = warp[COMPANY_ID].notna().to_numpy(dtype=bool)
-    has_company = has_id & ~needs_person
-    hub_pos = np.full(n_warp, -1, dtype=np.int64)
-    with_company = np.flatnonzero(has_company)
-    hub_pos[with_company] = positions(hubspot[COMPANY_ID], warp[COMPANY_ID].take(with_company))
     linked = has_company & (hub_pos >= 0)
     missing = has_company & (hub_pos < 0)
 
@@ -184,7 +244,6 @@ def compute_differences(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldR
     counts["companies_without_ban"] = int((~claimed & ban_missing).sum())
 
     frame = _conform(pd.concat([pairs, extra], ignore_index=True), rules)
-    pulled = [parse_iso(f.attrs[ATTR_PULLED_AT]) for f in (warp, hubspot) if ATTR_PULLED_AT in f.attrs]
     frame.attrs = {
         ATTR_PULLED_AT: iso(min(pulled)) if pulled else None,
         ATTR_COUNTS: counts,
@@ -206,18 +265,38 @@ def _compare_pairs(
     agreement_any = np.zeros(n, dtype=bool)
     fields_differing = 0
     compared: dict[str, tuple[np.ndarray, pd.Series, pd.Series]] = {}
-    for field, rule in rules.items():
-        w_raw = _take(warp[col(field, WARP_RAW)], warp_rows)
-        h_raw = _take(hubspot[rule.hubspot_property], hub_rows)
-        agreed = _take(warp[col(field, AGREED)], warp_rows)
+    in_order = _every_row_in_order(warp_rows, len(warp))  # usually: every customer has its company
+
+    hub_in_order = _every_row_in_order(hub_rows, len(hubspot))  # when the pulls hold matching orders
+
+    def warp_column(name: str) -> pd.Series:
+        return warp[name].reset_index(drop=True) if in_order else _take(warp[name], warp_rows)
+
+    def hub_column(name: str) -> pd.Series:
+        return hubspot[name].reset_index(drop=True) if hub_in_order else _take(hubspot[name], hub_rows)
+
+    def compare(rule: FieldRule) -> tuple[np.ndarray, pd.Series, pd.Series, np.ndarray, np.ndarray]:
+        field = rule.warp_field
+        w_raw = warp_column(col(field, WARP_RAW))
+        h_raw = hub_column(rule.hubspot_property)
+        agreed = warp_column(col(field, AGREED))
         w_fast = equal(w_raw, agreed)
         h_fast = equal(h_raw, agreed)
+        if rule.spec.type is FieldType.AMOUNT:
+            other = np.flatnonzero(~h_fast)
+            h_fast[other] = equal(_take(h_raw, other), hubspot_number_form(_take(agreed, other)))
         # Rows where both raw values are the agreed text are equal and valid: nothing to normalise.
         todo = np.flatnonzero(~(w_fast & h_fast))
         w_val = _comparable_where(rule, w_raw, agreed, w_fast, todo)
         h_val = _comparable_where(rule, h_raw, agreed, h_fast, todo)
         differs = ~equal(w_val, h_val)
         stale = ~differs & ~equal(agreed.take(todo).reset_index(drop=True), w_val)
+        return todo, w_val, h_val, differs, stale
+
+    # Fields are independent and their work is mostly in Arrow and numpy kernels, which release the GIL.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(rules), os.cpu_count() or 1))) as pool:
+        results = dict(zip(rules, pool.map(compare, rules.values()), strict=True))
+    for field, (todo, w_val, h_val, differs, stale) in results.items():
         differs_any[todo[differs]] = True
         agreement_any[todo[stale]] = True
         fields_differing += int(differs.sum())
@@ -268,19 +347,32 @@ def _comparable_where(
     values = agreed.take(todo).reset_index(drop=True)
     slow = ~fast[todo]
     if slow.any():
-        normalised = comparable_series(spec_for(rule.warp_field), raw.take(todo[slow]))
-        values = values.copy()
-        values[slow] = normalised.to_numpy(dtype=object)
+        values = _replaced(values, slow, normalised(rule, raw.take(todo[slow])))
     return values
+
+
+# Types with a handful of distinct values: normalised once per distinct value (Arrow's dictionary encoding
+# finds them several times faster than pandas' factorize, which comparable_series uses).
+_FEW_VALUES = (FieldType.ENUMERATION, FieldType.SERVICES)
+_DICTIONARY_FROM = 10_000
+
+
+def normalised(rule: FieldRule, raw: pd.Series) -> pd.Series:
+    """comparable_series() of `raw`, with the same result."""
+    spec = spec_for(rule.warp_field)
+    if spec.type not in _FEW_VALUES or len(raw) < _DICTIONARY_FROM:
+        return comparable_series(spec, raw)
+    encoded = pa.array(raw.astype("str").array).dictionary_encode(null_encoding="encode")
+    distinct = comparable_series(spec, pd.Series(encoded.dictionary.to_pandas(types_mapper=_STR_TYPES.get),
+                                                 dtype="str"))
+    values = pc.take(pa.array(distinct.astype("str").array), encoded.indices)
+    return pd.Series(values.to_pandas(types_mapper=_STR_TYPES.get), index=raw.index)
 
 
 def _overlay(base: pd.Series, values: pd.Series, slot: np.ndarray) -> pd.Series:
     """`base`, with `values[slot]` where slot >= 0 (rows that were normalised)."""
-    out = base.copy()
     hit = slot >= 0
-    if hit.any():
-        out[hit] = values.take(slot[hit]).to_numpy(dtype=object)
-    return out.astype("str")
+    return _replaced(base, hit, values.take(slot[hit]))
 
 
 def _warp_changed_at(
@@ -409,8 +501,15 @@ def _conform(frame: pd.DataFrame, rules: FieldRules) -> pd.DataFrame:
     times = _time_columns(rules)
     out = {}
     for name in difference_columns(rules):
-        values = frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
-        out[name] = pd.to_datetime(values, utc=True).astype(TIME_DTYPE) if name in times else values.astype("str")
+        if name not in frame.columns:
+            out[name] = pd.Series(pd.NaT if name in times else None, index=range(len(frame)),
+                                  dtype=TIME_DTYPE if name in times else "str")
+            continue
+        values = frame[name].reset_index(drop=True)
+        if name in times:
+            out[name] = values if values.dtype == TIME_DTYPE else pd.to_datetime(values, utc=True).astype(TIME_DTYPE)
+        else:
+            out[name] = values if values.dtype == _STR else values.astype("str")
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 

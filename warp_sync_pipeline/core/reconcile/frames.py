@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from warp_sync_pipeline.core.decision import column
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
@@ -103,8 +105,9 @@ def equal(x: pd.Series, y: pd.Series) -> np.ndarray:
     """Element-wise equality by position where NA equals nothing (as decide_frame compares)."""
     if not (isinstance(x.dtype, pd.StringDtype) and x.dtype == y.dtype):
         x, y = x.astype("str"), y.astype("str")
-    both = x.notna().to_numpy(dtype=bool) & y.notna().to_numpy(dtype=bool)
-    return np.asarray(x.array == y.array, dtype=bool) & both
+    # One Arrow kernel: a missing value on either side compares as null, which counts as unequal.
+    same = pc.equal(pa.array(x.array), pa.array(y.array))
+    return pc.fill_null(same, False).to_numpy(zero_copy_only=False)
 
 
 def text_or_none(value: Any) -> str | None:

@@ -26,7 +26,7 @@ from warp_sync_pipeline.core.decision import (
 )
 from warp_sync_pipeline.core.fields import FieldRules
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
-from warp_sync_pipeline.core.reconcile.diff import TIME_DTYPE
+from warp_sync_pipeline.core.reconcile.diff import TIME_DTYPE, bare, positions
 from warp_sync_pipeline.core.reconcile.frames import (
     AGREEMENT,
     ATTR_BRAKE,
@@ -87,46 +87,53 @@ def build_plan(
     planned_at: datetime | None = None,
 ) -> pd.DataFrame:
     """Decide every differing pair (history's change times filled in first) and collect what to do."""
-    pairs = differences[differences[KIND] == PAIR].reset_index(drop=True)
+    source = bare(differences)
+    is_pair = (source[KIND] == PAIR).to_numpy(dtype=bool)
+    # The diff puts its pairs first: a slice, not a copy of every column.
+    pair_count = int(is_pair.sum())
+    pairs = source.iloc[:pair_count] if is_pair[:pair_count].all() else source[is_pair].reset_index(drop=True)
     pairs = _with_history(pairs, history, rules)
     decisions = decide_frame(rules, pairs) if len(pairs) else None
     parts: list[pd.DataFrame] = []
     for field, rule in rules.items():
         if decisions is None:
             break
-        action = decisions[col(field, "action")].astype("str").to_numpy(dtype=object)
-        reason = decisions[col(field, "reason")].astype("str").to_numpy(dtype=object)
+        action = decisions[col(field, "action")]
         w, h, a = (pairs[col(field, part)] for part in (WARP, HUBSPOT, AGREED))
-        is_change = action != Action.IN_SYNC.value
+        is_change = (action != Action.IN_SYNC.value).to_numpy(dtype=bool)
         is_agreement = ~is_change & ~equal(a, w)
         rows = np.flatnonzero(is_change | is_agreement)
         if not len(rows):
             continue
-        act = action[rows]
-        w_rows = w.take(rows).to_numpy(dtype=object)
-        h_rows = h.take(rows).to_numpy(dtype=object)
-        value = np.where(
-            act == Action.WRITE_TO_WARP.value, h_rows,
-            np.where(np.isin(act, [Action.IN_SYNC.value, Action.WRITE_TO_HUBSPOT.value]), w_rows, None),
-        )
+
+        def take(name: str, rows: np.ndarray = rows) -> pd.Series:
+            return pairs[name].take(rows).reset_index(drop=True)
+
+        act = action.take(rows).reset_index(drop=True)
+        w_rows, h_rows = take(col(field, WARP)), take(col(field, HUBSPOT))
+        # The value both sides hold once done: HubSpot's for a write to WARP, WARP's for a write to HubSpot or
+        # an agreement, none for a conflict or an invalid value (decide()'s choice, spelled out).
+        to_warp = (act == Action.WRITE_TO_WARP.value).to_numpy(dtype=bool)
+        keeps_warp = act.isin([Action.IN_SYNC.value, Action.WRITE_TO_HUBSPOT.value]).to_numpy(dtype=bool)
+        value = w_rows.where(keeps_warp, h_rows.where(to_warp))
         part = pd.DataFrame({
-            KIND: np.where(is_change[rows], CHANGE, AGREEMENT),
-            CUSTOMER_ID: pairs[CUSTOMER_ID].take(rows).to_numpy(),
-            BAN: pairs[BAN].take(rows).to_numpy(),
-            COMPANY_ID: pairs[COMPANY_ID].take(rows).to_numpy(),
-            MATCH: pairs[MATCH].take(rows).to_numpy(),
-            COMPANY_NAME: pairs[COMPANY_NAME].take(rows).to_numpy(),
+            KIND: pd.Series(np.where(is_change[rows], CHANGE, AGREEMENT), dtype="str"),
+            CUSTOMER_ID: take(CUSTOMER_ID),
+            BAN: take(BAN),
+            COMPANY_ID: take(COMPANY_ID),
+            MATCH: take(MATCH),
+            COMPANY_NAME: take(COMPANY_NAME),
             FIELD: field,
             HUBSPOT_PROPERTY: rule.hubspot_property,
-            ACTION: act,
-            REASON: reason[rows],
-            WARP_RAW_VALUE: pairs[col(field, WARP_RAW)].take(rows).to_numpy(),
-            HUBSPOT_RAW_VALUE: pairs[col(field, HUBSPOT_RAW)].take(rows).to_numpy(),
+            ACTION: act.astype("str"),
+            REASON: decisions[col(field, "reason")].take(rows).reset_index(drop=True).astype("str"),
+            WARP_RAW_VALUE: take(col(field, WARP_RAW)),
+            HUBSPOT_RAW_VALUE: take(col(field, HUBSPOT_RAW)),
             WARP_VALUE: w_rows,
             HUBSPOT_VALUE: h_rows,
-            AGREED_VALUE: a.take(rows).to_numpy(),
-            WARP_TIME: pairs[col(field, WARP_CHANGED_AT)].take(rows).to_numpy(),
-            HUBSPOT_TIME: pairs[col(field, HUBSPOT_CHANGED_AT)].take(rows).to_numpy(),
+            AGREED_VALUE: take(col(field, AGREED)),
+            WARP_TIME: take(col(field, WARP_CHANGED_AT)),
+            HUBSPOT_TIME: take(col(field, HUBSPOT_CHANGED_AT)),
             VALUE: value,
         })
         parts.append(_explain_invalid(part, field))
@@ -137,10 +144,10 @@ def build_plan(
             COMPANY_ID: links[COMPANY_ID].to_numpy(), MATCH: MATCH_BAN, COMPANY_NAME: links[COMPANY_NAME].to_numpy(),
             DETAIL: "unlinked customer matched by BAN",
         }))
-    others = differences[differences[KIND] != PAIR]
+    others = source[~is_pair]
     if len(others):
         parts.append(others[[KIND, CUSTOMER_ID, BAN, COMPANY_ID, COMPANY_NAME, DETAIL]].reset_index(drop=True))
-    plan = _conform(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=PLAN_COLUMNS))
+    plan = _conform(pd.concat([_conform(p) for p in parts], ignore_index=True) if parts else _conform(pd.DataFrame()))
     plan.attrs = _plan_attrs(plan, differences, planned_at or now_utc())
     return plan
 
@@ -149,42 +156,58 @@ def _with_history(pairs: pd.DataFrame, history: pd.DataFrame, rules: FieldRules)
     """HubSpot change times from the property history, where it was fetched."""
     if not len(pairs) or history is None or not len(history):
         return pairs
-    pairs = pairs.copy()
-    company_ids = pairs[COMPANY_ID].to_numpy(dtype=object)
+    pairs = pairs.copy(deep=False)
     for field, rule in rules.items():
         found = history[history[PROPERTY] == rule.hubspot_property]
         if not len(found):
             continue
-        where = pd.Index(found[COMPANY_ID].to_numpy(dtype=object)).get_indexer(company_ids)
-        times = pd.Series(found[CHANGED_AT].to_numpy()[np.maximum(where, 0)], dtype=TIME_DTYPE)
+        where = positions(found[COMPANY_ID], pairs[COMPANY_ID])
+        # Naive UTC instants: numpy takes them without building a Timestamp per row.
+        times = found[CHANGED_AT].astype(TIME_DTYPE).to_numpy(dtype="datetime64[us]")[np.maximum(where, 0)]
         name = col(field, HUBSPOT_CHANGED_AT)
-        pairs[name] = times.where(where >= 0, pairs[name].astype(TIME_DTYPE))
+        fetched = pd.Series(times).dt.tz_localize("UTC").astype(TIME_DTYPE)
+        pairs[name] = fetched.where(where >= 0, pairs[name].astype(TIME_DTYPE))
     return pairs
 
 
 def _explain_invalid(part: pd.DataFrame, field: str) -> pd.DataFrame:
-    """Why a value could not be written (SKIP_INVALID): the normaliser's code and message, per row."""
-    reasons = part[REASON].to_numpy(dtype=object)
-    invalid = np.flatnonzero(np.isin(reasons, [Reason.WARP_VALUE_INVALID.value, Reason.HUBSPOT_VALUE_INVALID.value]))
-    codes: list[object] = [None] * len(part)
-    messages: list[object] = [None] * len(part)
-    for row in invalid:  # invalid values are rare: explained one by one with the scalar normaliser
-        source = WARP_RAW_VALUE if reasons[row] == Reason.WARP_VALUE_INVALID.value else HUBSPOT_RAW_VALUE
-        raw = part[source].iat[row]
-        try:
-            comparable(field, None if pd.isna(raw) else raw)
-        except InvalidFieldValue as exc:
-            codes[row], messages[row] = exc.code, exc.message
+    """Why a value could not be written (SKIP_INVALID): the normaliser's code and message, once per distinct
+    value (the scalar normaliser says why; invalid values are few and repeat)."""
+    reasons = part[REASON]
+    codes = pd.Series(None, index=part.index, dtype="str")
+    messages = pd.Series(None, index=part.index, dtype="str")
+    for reason, source in ((Reason.WARP_VALUE_INVALID, WARP_RAW_VALUE), (Reason.HUBSPOT_VALUE_INVALID, HUBSPOT_RAW_VALUE)):
+        rows = (reasons == reason.value).to_numpy(dtype=bool)
+        if not rows.any():
+            continue
+        raw = part[source][rows]
+        code_of: dict[object, str] = {}
+        message_of: dict[object, str] = {}
+        for value in raw.drop_duplicates().tolist():
+            try:
+                comparable(field, None if pd.isna(value) else value)
+            except InvalidFieldValue as exc:
+                code_of[value], message_of[value] = exc.code, exc.message
+        codes[rows] = raw.map(code_of).to_numpy(dtype=object)
+        messages[rows] = raw.map(message_of).to_numpy(dtype=object)
     part[ERROR_CODE] = codes
     part[ERROR] = messages
     return part
 
 
 def _conform(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every plan column in its type (text as `str`, times as UTC datetimes), converting only what is not."""
     out = {}
     for name in PLAN_COLUMNS:
-        values = frame[name] if name in frame.columns else pd.Series([None] * len(frame), dtype=object)
-        out[name] = pd.to_datetime(values, utc=True).astype(TIME_DTYPE) if name in _TIMES else values.astype("str")
+        if name not in frame.columns:
+            out[name] = pd.Series(pd.NaT if name in _TIMES else None, index=range(len(frame)),
+                                  dtype=TIME_DTYPE if name in _TIMES else "str")
+            continue
+        values = frame[name]
+        if name in _TIMES:
+            out[name] = values if values.dtype == TIME_DTYPE else pd.to_datetime(values, utc=True).astype(TIME_DTYPE)
+        else:
+            out[name] = values if isinstance(values.dtype, pd.StringDtype) else values.astype("str")
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
 
 
@@ -194,17 +217,17 @@ def brake_stats(plan: pd.DataFrame) -> BrakeStats:
 
 def _plan_attrs(plan: pd.DataFrame, differences: pd.DataFrame, planned_at: datetime) -> dict[str, object]:
     counts = dict(differences.attrs.get(ATTR_COUNTS, {}))
-    changes = plan[plan[KIND] == CHANGE]
-    action = changes[ACTION]
-    writes = changes[action.isin(WRITE_ACTIONS)]
+    kind = plan[KIND]
+    action = plan[ACTION].where((kind == CHANGE).to_numpy(dtype=bool))
+    writes = action.isin(WRITE_ACTIONS).to_numpy(dtype=bool)
     counts.update(
         planned_to_hubspot=int((action == Action.WRITE_TO_HUBSPOT.value).sum()),
         planned_to_warp=int((action == Action.WRITE_TO_WARP.value).sum()),
         manual_conflicts=int((action == Action.OPEN_CONFLICT.value).sum()),
         invalid_values=int((action == Action.SKIP_INVALID.value).sum()),
-        agreements_to_record=int((plan[KIND] == AGREEMENT).sum()),
-        links_to_make=int((plan[KIND] == LINK).sum()),
-        records_to_change=int(writes[CUSTOMER_ID].nunique()),
+        agreements_to_record=int((kind == AGREEMENT).sum()),
+        links_to_make=int((kind == LINK).sum()),
+        records_to_change=int(plan[CUSTOMER_ID][writes].nunique()),
     )
     return {
         ATTR_PULLED_AT: differences.attrs.get(ATTR_PULLED_AT),

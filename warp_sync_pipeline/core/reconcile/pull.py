@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -122,8 +123,28 @@ def pull_warp_customers(
     frame = _typed(frame[warp_columns(rules)], times=[CUSTOMER_UPDATED_AT] + [
         c for c in frame.columns if c.endswith(STATE_WARP_CHANGED_AT)
     ])
+    frame = in_company_order(frame)
     frame.attrs = {ATTR_PULLED_AT: iso(pulled_at), ATTR_RULES: rules_to_attr(rules)}
     return frame
+
+
+def in_company_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Customers in the order of their HubSpot company id (unlinked ones last), which is the order HubSpot
+    lists companies in: the diff then pairs rows that already sit side by side instead of gathering one frame
+    into the other's order (a sort-merge join, the sort paid here, during the pull). Any order is correct."""
+    if frame.empty:
+        return frame
+    from warp_sync_pipeline.core.reconcile.diff import company_id_numbers
+
+    ids = frame[COMPANY_ID]
+    linked = ids.notna().to_numpy(dtype=bool)
+    numbers = company_id_numbers(ids[linked])
+    if numbers is None:
+        return frame  # ids that are not plain numbers: left in customer order
+    keys = np.full(len(frame), np.iinfo(np.int64).max, dtype=np.int64)
+    keys[linked] = numbers
+    order = np.argsort(keys, kind="stable")
+    return frame.take(order).reset_index(drop=True)
 
 
 def _typed(frame: pd.DataFrame, *, times: Iterable[str]) -> pd.DataFrame:
