@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from warp_sync_pipeline.core.db import database_url_from_env, make_engine
 from warp_sync_pipeline.core.settings import get_int, get_optional
-from webhook_receiver import conflicts_api, customers, health, review, sync, webhooks
+from webhook_receiver import conflicts_api, customers, health, openapi, review, sync, webhooks
 from webhook_receiver.errors import register_error_handlers
 
 # HubSpot sends at most 100 events a request; a few hundred KiB is generous for that.
@@ -54,5 +54,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(sync.bp)
     app.register_blueprint(review.bp)
     app.register_blueprint(conflicts_api.bp)
+    app.register_blueprint(openapi.bp)
     logging.getLogger("webhook_receiver").setLevel(logging.INFO)
     return app
