@@ -289,6 +289,9 @@ def get_conflict(bind: sa.Engine | sa.Connection, conflict_id: int) -> ConflictV
 def _customer_condition(customer: str) -> sa.ColumnElement[bool]:
     """A customer filter: its id, its BAN, or part of its name."""
     text = customer.strip()
+    if "\x00" in text:
+        # PostgreSQL text never holds NUL (and refuses it as a parameter): such a filter matches no customer.
+        return sa.false()
     try:
         return conflicts_table.c.customer_id == UUID(text)
     except ValueError:
