@@ -16,7 +16,6 @@ import pandas as pd
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.decision import AGREED
-from warp_sync_pipeline.core.field_state import field_state_frame
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
 from warp_sync_pipeline.core.hubspot import HubSpotClient, PageProgress
 from warp_sync_pipeline.core.reconcile.frames import (
@@ -59,17 +58,34 @@ def warp_columns(rules: FieldRules) -> list[str]:
     return names
 
 
-def _customer_select(rules: FieldRules, quote: Callable[[str], str]) -> str:
-    parts = [
-        "id::text AS customer_id",
-        "ban",
-        "external_ids ->> 'hubspot_company_id' AS company_id",
-        "hubspot_link_status AS link_status",
-        "updated_at AS customer_updated_at",
-    ]
+def _epoch_us(expression: str) -> str:
+    # Times travel as integers (microseconds since the epoch): a datetime object per value costs far more.
+    return f"(extract(epoch FROM {expression}) * 1000000)::bigint"
+
+
+def _page_sql(rules: FieldRules, quote: Callable[[str], str], params: dict[str, Any], *, first: bool) -> str:
+    """One keyset page of customers with their field state (one lateral aggregate per customer)."""
+    state = []
+    for position, (field, rule) in enumerate(rules.items()):
+        params[f"f{position}"] = field
+        where = f"FILTER (WHERE warp_field = :f{position})"
+        state.append(f'max(agreed_value) {where} AS "{col(field, AGREED)}"')
+        if needs_change_times(rule):
+            state.append(f'max(warp_value) {where} AS "{col(field, STATE_WARP)}"')
+            state.append(f'{_epoch_us(f"max(warp_changed_at) {where}")} AS "{col(field, STATE_WARP_CHANGED_AT)}"')
     # Field names come from load_rules, which accepts only real `customers` columns warp-sync can sync.
-    parts += [f'{quote(field)}::text AS "{col(field, WARP_RAW)}"' for field in rules]
-    return ", ".join(parts)
+    raw = ", ".join(f'c.{quote(field)}::text AS "{col(field, WARP_RAW)}"' for field in rules)
+    return f"""
+        SELECT c.id::text AS customer_id, c.ban, c.external_ids ->> 'hubspot_company_id' AS company_id,
+               c.hubspot_link_status AS link_status, {_epoch_us("c.updated_at")} AS customer_updated_at,
+               {raw}, s.*
+        FROM customers AS c
+        LEFT JOIN LATERAL (SELECT {", ".join(state)} FROM hubspot_field_state WHERE customer_id = c.id) AS s
+            ON true
+        {"" if first else "WHERE c.id > CAST(:after AS uuid)"}
+        ORDER BY c.id
+        LIMIT :limit
+    """
 
 
 def pull_warp_customers(
@@ -85,45 +101,34 @@ def pull_warp_customers(
     `attrs["pulled_at"]` is when the pull started (a plan is as old as its oldest pull).
     """
     pulled_at = now_utc()
-    state_columns = [col(f, AGREED) for f in rules] + [
-        name for f, r in rules.items() if needs_change_times(r) for name in (col(f, STATE_WARP), col(f, STATE_WARP_CHANGED_AT))
-    ]
-    pages: list[pd.DataFrame] = []
+    names = warp_columns(rules)
+    columns: dict[str, list[Any]] = {name: [] for name in names}
     total = 0
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         quote = conn.dialect.identifier_preparer.quote
-        select = _customer_select(rules, quote)
-        first = sa.text(f"SELECT {select} FROM customers ORDER BY id LIMIT :limit")
-        following = sa.text(
-            f"SELECT {select} FROM customers WHERE id > CAST(:after AS uuid) ORDER BY id LIMIT :limit"
-        )
+        params: dict[str, Any] = {"limit": page_size}
+        first = sa.text(_page_sql(rules, quote, params, first=True))
+        following = sa.text(_page_sql(rules, quote, params, first=False))
         with conn.begin():
             after: str | None = None
             while True:
-                params: dict[str, Any] = {"limit": page_size}
-                if after is not None:
-                    params["after"] = after
-                result = conn.execute(first if after is None else following, params)
-                page = pd.DataFrame(result.fetchall(), columns=list(result.keys()))
-                if page.empty:
+                result = conn.execute(first if after is None else following,
+                                      params if after is None else {**params, "after": after})
+                keys = list(result.keys())
+                rows = result.fetchall()
+                if not rows:
                     break
-                ids = page[CUSTOMER_ID].tolist()
-                state = field_state_frame(conn, rules, ids).reindex(ids)
-                for name in state_columns:
-                    page[name] = state[name].to_numpy() if name in state.columns else None
-                pages.append(page)
-                total += len(page)
-                after = ids[-1]
+                for name, values in zip(keys, zip(*rows, strict=True), strict=True):
+                    columns[name].extend(values)
+                total += len(rows)
+                after = rows[-1][0]
                 if progress is not None:
                     progress(f"WARP pull: {total:,} customers")
-                if len(page) < page_size:
+                if len(rows) < page_size:
                     break
-    frame = pd.concat(pages, ignore_index=True) if pages else pd.DataFrame(columns=warp_columns(rules))
-    frame = _typed(frame[warp_columns(rules)], times=[CUSTOMER_UPDATED_AT] + [
-        c for c in frame.columns if c.endswith(STATE_WARP_CHANGED_AT)
-    ])
-    frame = in_company_order(frame)
+    times = [CUSTOMER_UPDATED_AT] + [name for name in names if name.endswith(STATE_WARP_CHANGED_AT)]
+    frame = in_company_order(_typed(pd.DataFrame(columns, columns=names), times=times, epoch_us=True))
     frame.attrs = {ATTR_PULLED_AT: iso(pulled_at), ATTR_RULES: rules_to_attr(rules)}
     return frame
 
@@ -147,14 +152,16 @@ def in_company_order(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.take(order).reset_index(drop=True)
 
 
-def _typed(frame: pd.DataFrame, *, times: Iterable[str]) -> pd.DataFrame:
-    """Text columns as pandas `str`, times as UTC datetimes (Parquet round-trips both)."""
+def _typed(frame: pd.DataFrame, *, times: Iterable[str], epoch_us: bool = False) -> pd.DataFrame:
+    """Text columns as pandas `str`, times as UTC datetimes (Parquet round-trips both). With `epoch_us` the
+    times arrive as microseconds since the epoch (None where unknown)."""
     time_columns = set(times)
     out = {}
     for name in frame.columns:
         values = frame[name]
         if name in time_columns:
-            out[name] = pd.to_datetime(values, utc=True)
+            out[name] = (pd.to_datetime(pd.to_numeric(values), unit="us", utc=True) if epoch_us
+                         else pd.to_datetime(values, utc=True))
         else:
             out[name] = values.astype("str")
     return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
