@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from warp_sync_pipeline.core.decision import Action
+from warp_sync_pipeline.core.reconcile.diff import bare
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_COUNTS,
     BAN,
@@ -77,7 +78,8 @@ def build_report(
     finished_at: datetime | None = None,
 ) -> dict[str, Any]:
     """The report dict (shape in core/email.py) from the plan and the two write-back summaries."""
-    plan_counts = dict(plan.attrs.get(ATTR_COUNTS, {}))
+    plan_counts = dict(plan.attrs.get(ATTR_COUNTS, {}))  # read before the attrs are dropped below
+    plan = bare(plan)
     changes = plan[plan[KIND] == CHANGE]
     records = {side: list(summary.get("records", [])) for side, summary in (("HubSpot", hubspot), ("WARP", warp))}
     conflicts = list(warp.get("conflicts", {}).get("records", []))

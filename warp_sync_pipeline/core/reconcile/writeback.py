@@ -50,6 +50,7 @@ from warp_sync_pipeline.core.normalize import (
     from_hubspot,
     to_hubspot,
 )
+from warp_sync_pipeline.core.reconcile.diff import bare
 from warp_sync_pipeline.core.reconcile.frames import (
     AGREEMENT,
     ATTR_PULLED_AT,
@@ -177,6 +178,17 @@ def error_code(exc: BaseException) -> str:
     return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(name)).upper()
 
 
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """(code, message) of a failure, fit for the report: a database error gives its SQLSTATE and the first
+    line of its message only (the lines after it, and SQLAlchemy's text, can quote row values)."""
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        state = getattr(orig, "pgcode", None)
+        first = str(orig).splitlines()[0] if orig is not None and str(orig) else type(exc).__name__
+        return (f"PG_{state}" if state else "DATABASE_ERROR"), first
+    return error_code(exc), str(exc)
+
+
 def _audit(row: Mapping[str, Any], outcome: Outcome, *, direction: Direction | None, run_id: str | None,
            new_value: object = None, code: str | None = None, message: str | None = None,
            details: Mapping[str, Any] | None = None) -> SyncLogEntry:
@@ -217,7 +229,8 @@ def write_to_hubspot(
 ) -> dict[str, Any]:
     """Carry out the plan's WRITE_TO_HUBSPOT rows: re-read, compare, ledger, batch update, record."""
     now = now or now_utc()
-    writes = plan[(plan[KIND] == CHANGE) & (plan[ACTION] == Action.WRITE_TO_HUBSPOT.value)]
+    rows_of = bare(plan)
+    writes = rows_of[(rows_of[KIND] == CHANGE) & (rows_of[ACTION] == Action.WRITE_TO_HUBSPOT.value)]
     gate = _gate(plan, options, enabled=enabled, now=now)
     summary: dict[str, Any] = {"side": "hubspot", "status": gate.status, "reason": gate.reason,
                                "planned": len(writes), "records": []}
@@ -248,9 +261,10 @@ def write_to_hubspot(
             summary["reason"] = f"HubSpot refused the credentials ({error_code(exc)}); the write-back stopped."
             break
         except (HubSpotError, sa.exc.SQLAlchemyError) as exc:
-            log.warning("HubSpot write-back chunk failed: %s", exc)
-            summary["records"] += [_record(r, FAILED, new=_hubspot_text(rules, r), code=error_code(exc),
-                                           message=str(exc)) for r in chunk_rows]
+            code, message = _failure(exc)
+            log.warning("HubSpot write-back chunk failed: %s", code)
+            summary["records"] += [_record(r, FAILED, new=_hubspot_text(rules, r), code=code, message=message)
+                                   for r in chunk_rows]
         done += len(chunk)
         if progress is not None:
             progress(f"HubSpot write-back: {done:,} of {len(companies):,} companies")
@@ -442,12 +456,13 @@ def write_to_warp(
 ) -> dict[str, Any]:
     """Carry out the plan's WARP side: CAS field updates, links, MANUAL conflicts, agreements, audit."""
     now = now or now_utc()
-    changes = plan[plan[KIND] == CHANGE]
+    rows_of = bare(plan)
+    changes = rows_of[rows_of[KIND] == CHANGE]
     writes = changes[changes[ACTION] == Action.WRITE_TO_WARP.value]
     conflicts = changes[changes[ACTION] == Action.OPEN_CONFLICT.value]
     invalid = changes[changes[ACTION] == Action.SKIP_INVALID.value]
-    links = plan[plan[KIND] == LINK]
-    agreements = plan[plan[KIND] == AGREEMENT]
+    links = rows_of[rows_of[KIND] == LINK]
+    agreements = rows_of[rows_of[KIND] == AGREEMENT]
     gate = _gate(plan, options, enabled=enabled, now=now)
     summary: dict[str, Any] = {
         "side": "warp", "status": gate.status, "reason": gate.reason, "planned": len(writes), "records": [],
@@ -481,10 +496,9 @@ def write_to_warp(
                 result = _warp_chunk(conn, part, rules=rules, run_id=run_id, now=now,
                                      pulled_at=_pulled_at(plan, now))
         except sa.exc.SQLAlchemyError as exc:
-            # The whole chunk rolled back; its records fail with the database's reason (never its parameters).
-            log.warning("WARP write-back chunk failed: %s", exc)
-            code = "DATABASE_ERROR"
-            message = f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}".splitlines()[0]
+            # The whole chunk rolled back; its records fail with the database's reason.
+            code, message = _failure(exc)
+            log.warning("WARP write-back chunk failed: %s", code)
             result = {
                 "records": [_record(r, FAILED, new=r[VALUE], code=code, message=message, old_column=WARP_RAW_VALUE)
                             for r in part["writes"]],
@@ -686,8 +700,7 @@ def _update_field(conn: sa.Connection, rule: FieldRule, rows: list[dict[str, Any
                 with conn.begin_nested():
                     applied |= run([item])
             except sa.exc.DBAPIError as exc:
-                code = getattr(exc.orig, "pgcode", None) or "DATABASE_ERROR"
-                failed[str(item[0][CUSTOMER_ID])] = (f"PG_{code}", str(exc.orig).splitlines()[0])
+                failed[str(item[0][CUSTOMER_ID])] = _failure(exc)
     for row, _ in ready:
         customer = str(row[CUSTOMER_ID])
         if customer in applied:
