@@ -66,28 +66,11 @@ from warp_sync_pipeline.core.normalize import (
     to_hubspot,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int
+from warp_sync_pipeline.core.sync_tables import customers
 
 log = logging.getLogger("warp_sync.customers")
 
 BAN_PROPERTY = "warp_ban"
-
-customers = sa.Table(
-    "customers",
-    sa.MetaData(),
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("ban", sa.Text),
-    sa.Column("company_name", sa.Text),
-    sa.Column("status", sa.Text),
-    sa.Column("credit_limit", sa.Numeric(14, 2)),
-    sa.Column("current_balance", sa.Numeric(14, 2)),
-    sa.Column("payment_terms", sa.Text),
-    sa.Column("services", JSONB),
-    sa.Column("contact_email", sa.Text),
-    sa.Column("external_ids", JSONB),
-    sa.Column("hubspot_link_status", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True)),
-    sa.Column("updated_at", sa.DateTime(timezone=True)),
-)
 
 idempotency_keys = sa.table(
     "customer_create_idempotency_keys",

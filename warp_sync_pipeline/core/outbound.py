@@ -42,7 +42,6 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
-from warp_sync_pipeline.core.customers import customers
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
 from warp_sync_pipeline.core.field_state import (
     FieldState,
@@ -78,6 +77,7 @@ from warp_sync_pipeline.core.leases import (
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
 from warp_sync_pipeline.core.settings import get_float, get_int
+from warp_sync_pipeline.core.sync_tables import customers
 
 log = logging.getLogger("warp_sync.outbound")
 
@@ -392,7 +392,7 @@ class _Drain:
         ids = [r.customer_id for r in rows]
         columns = [self.rules[name].warp_field for name in self.rules]
         with self.engine.connect() as conn:
-            customers = {
+            customers_by_id = {
                 UUID(str(c["id"])): c
                 for c in conn.execute(
                     sa.text(
@@ -411,7 +411,7 @@ class _Drain:
         parked: list[tuple[ClaimedRow, str | None, str, str]] = []
         done: list[_Plan] = []
         for row in rows:
-            customer = customers.get(row.customer_id)
+            customer = customers_by_id.get(row.customer_id)
             if customer is None:
                 continue  # deleted meanwhile: its queue rows went with it
             link = customer["hubspot_link_status"]
