@@ -69,6 +69,32 @@ def test_a_late_observation_never_overwrites_a_newer_one(
     assert state.hubspot == StateValue("b@x.io", T2)
 
 
+def test_one_call_applies_its_updates_in_order_across_many_customers(
+    engine: sa.Engine, make_customer: Callable[..., UUID]
+) -> None:
+    # One call may name a (customer, field) more than once: the updates apply as if one by one, in order,
+    # so a later update with an older time changes nothing and one with a newer time wins.
+    customers = [make_customer(f"Co {n}") for n in range(3)]
+    T3 = T2 + timedelta(minutes=5)
+    with engine.begin() as conn:
+        given = upsert_field_state(conn, [
+            FieldStateUpdate(customers[0], "contact_email", hubspot=StateValue("b@x.io", T2)),
+            FieldStateUpdate(customers[1], "contact_email", hubspot=StateValue("c@x.io", T1)),
+            FieldStateUpdate(customers[0], "contact_email", hubspot=StateValue("a@x.io", T1)),  # older: kept out
+            FieldStateUpdate(customers[1], "contact_email", hubspot=StateValue("d@x.io", T3)),  # newer: wins
+            FieldStateUpdate(customers[2], "contact_email", hubspot=StateValue("e@x.io", None)),
+            FieldStateUpdate(customers[2], "contact_email", hubspot=StateValue("f@x.io", T1)),  # no time: written
+            FieldStateUpdate(customers[0], "contact_email", warp=StateValue("w@x.io", T1)),
+        ])
+    with engine.connect() as conn:
+        state = read_field_state(conn, customers, fields=["contact_email"])
+    assert given == 7
+    assert state[(customers[0], "contact_email")].hubspot == StateValue("b@x.io", T2)
+    assert state[(customers[0], "contact_email")].warp == StateValue("w@x.io", T1)
+    assert state[(customers[1], "contact_email")].hubspot == StateValue("d@x.io", T3)
+    assert state[(customers[2], "contact_email")].hubspot == StateValue("f@x.io", T1)
+
+
 def test_an_empty_value_is_recorded_as_empty_not_as_absent(
     engine: sa.Engine, make_customer: Callable[..., UUID]
 ) -> None:

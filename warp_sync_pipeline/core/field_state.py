@@ -119,12 +119,37 @@ def upsert_field_state(
         groups.setdefault((present[0], present[1], present[2]), []).append(row)
         count += 1
     for present, rows in groups.items():
-        conn.execute(_upsert_statement(present), rows)
+        for round_rows in _rounds(rows):
+            for start in range(0, len(round_rows), _ROWS_PER_STATEMENT):
+                conn.execute(_upsert_statement(present, round_rows[start:start + _ROWS_PER_STATEMENT]))
     return count
 
 
-def _upsert_statement(present: tuple[bool, bool, bool]) -> sa.Insert:
-    stmt = pg_insert(field_state)
+# One INSERT ... VALUES (...), (...) ON CONFLICT per chunk: an upsert is not batched by executemany (psycopg2
+# would run it once per row).
+_ROWS_PER_STATEMENT = 1000
+
+
+def _rounds(rows: list[dict[str, object]]) -> list[list[dict[str, object]]]:
+    """Rows split so no round holds a (customer, field) twice, the n-th update of a key in round n.
+
+    One statement cannot touch a row twice (ON CONFLICT DO UPDATE refuses), and applying the rounds in order
+    gives what applying the updates one by one, in order, would.
+    """
+    rounds: list[list[dict[str, object]]] = []
+    seen: dict[tuple[object, object], int] = {}
+    for row in rows:
+        key = (row["customer_id"], row["warp_field"])
+        position = seen.get(key, 0)
+        seen[key] = position + 1
+        if position == len(rounds):
+            rounds.append([])
+        rounds[position].append(row)
+    return rounds
+
+
+def _upsert_statement(present: tuple[bool, bool, bool], rows: list[dict[str, object]]) -> sa.Insert:
+    stmt = pg_insert(field_state).values(rows)
     current = field_state.c
     excluded = stmt.excluded
     changes: dict[str, object] = {"updated_at": sa.func.now()}
