@@ -8,8 +8,7 @@ from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from warp_sync_pipeline.core.auth import AuthError, authorize
-from webhook_receiver.errors import ApiError
+from warp_sync_pipeline.core.auth import authorize
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,15 +17,13 @@ def require(permission: str) -> Callable[[F], F]:
     def decorate(view: F) -> F:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                g.principal = authorize(
-                    current_app.extensions["warp_db"],
-                    request.headers.get("Authorization"),
-                    permission,
-                    bootstrap_token=current_app.config.get("WARP_API_TOKEN"),
-                )
-            except AuthError as exc:
-                raise ApiError(exc.status, exc.code, exc.message) from None
+            # An AuthError (401/403) is answered by the receiver's error handler.
+            g.principal = authorize(
+                current_app.extensions["warp_db"],
+                request.headers.get("Authorization"),
+                permission,
+                bootstrap_token=current_app.config.get("WARP_API_TOKEN"),
+            )
             return view(*args, **kwargs)
 
         return guarded  # type: ignore[return-value]

@@ -29,11 +29,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from warp_sync_pipeline.core.customers import (
-    CreateFailed,
     CreateSettings,
-    CustomerNotFound,
-    CustomerValidationError,
-    IdempotencyRejected,
     PropertiesGate,
     StoredAnswer,
     claim_idempotency_key,
@@ -137,10 +133,6 @@ def _json_body() -> Any:
         raise ApiError(400, "INVALID_JSON", "The request body must be a JSON object.") from None
 
 
-def _validation_error(exc: CustomerValidationError) -> ApiError:
-    return ApiError(exc.status, exc.code, exc.message, fields=[p.as_dict() for p in exc.problems])
-
-
 @bp.post("/v1/customers")
 @require("customers:create")
 def create():  # noqa: ANN201 - Flask response
@@ -148,10 +140,7 @@ def create():  # noqa: ANN201 - Flask response
     body = _json_body()
     with config.engine.connect() as conn:
         rules = load_rules(conn)
-    try:
-        values = validate_customer(body, rules, for_update=False)
-    except CustomerValidationError as exc:
-        raise _validation_error(exc) from None
+    values = validate_customer(body, rules, for_update=False)
     if config.hubspot is None:
         raise ApiError(503, "HUBSPOT_NOT_CONFIGURED", "HubSpot is not configured; customers cannot be created.")
     claim = None
@@ -159,26 +148,20 @@ def create():  # noqa: ANN201 - Flask response
     if key is not None:
         settings = config.settings
         lock_for = timedelta(seconds=settings.time_budget_s + settings.cleanup_s) + IDEMPOTENCY_LOCK_MARGIN
-        try:
-            claimed = claim_idempotency_key(
-                config.side_engine, g.principal.name, key.strip(), request_hash(body),
-                lock_for=lock_for, retention=settings.idempotency_retention,
-            )
-        except IdempotencyRejected as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from None
+        claimed = claim_idempotency_key(
+            config.side_engine, g.principal.name, key.strip(), request_hash(body),
+            lock_for=lock_for, retention=settings.idempotency_retention,
+        )
         if isinstance(claimed, StoredAnswer):
             response = jsonify({"success": True, "data": claimed.body})
             response.status_code = claimed.status
             response.headers["Idempotent-Replayed"] = "true"
             return response
         claim = claimed
-    try:
-        created = create_customer(
-            config.engine, config.hubspot, values, actor=g.principal.name, settings=config.settings,
-            side_engine=config.side_engine, idempotency=claim, properties_gate=config.properties, rules=rules,
-        )
-    except CreateFailed as exc:
-        raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None
+    created = create_customer(
+        config.engine, config.hubspot, values, actor=g.principal.name, settings=config.settings,
+        side_engine=config.side_engine, idempotency=claim, properties_gate=config.properties, rules=rules,
+    )
     return jsonify({"success": True, "data": created.body()}), 201
 
 
@@ -188,10 +171,6 @@ def update(customer_id: str):  # noqa: ANN201 - Flask response
     body = _json_body()
     try:
         updated = update_customer(_config().engine, customer_id, body, actor=g.principal.name)
-    except CustomerValidationError as exc:
-        raise _validation_error(exc) from None
-    except CustomerNotFound as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
     except sa.exc.IntegrityError as exc:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "a constraint"
         raise ApiError(400, "VALIDATION_ERROR", f"The database refused the change ({constraint}).") from None
@@ -201,8 +180,5 @@ def update(customer_id: str):  # noqa: ANN201 - Flask response
 @bp.get("/v1/customers/<customer_id>")
 @require("customers:read")
 def read(customer_id: str):  # noqa: ANN201 - Flask response
-    try:
-        data = get_customer(_config().engine, customer_id)
-    except CustomerNotFound as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from None
+    data = get_customer(_config().engine, customer_id)
     return jsonify({"success": True, "data": data}), 200

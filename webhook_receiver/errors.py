@@ -8,6 +8,8 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from warp_sync_pipeline.core.errors import ServiceError
+
 log = logging.getLogger(__name__)
 
 # Stable codes for the HTTP errors Flask/werkzeug raise on their own.
@@ -28,15 +30,9 @@ HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An error with a stable `code` for callers; `extra` lands beside code and message."""
-
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
+# The receiver's own refusals and every core service's errors are one type: routes raise it, or let a
+# core error (AuthError, CreateFailed, PushRefused, ...) pass, and the handler below answers it.
+ApiError = ServiceError
 
 
 def error_response(status: int, code: str, message: str, **extra: Any):  # noqa: ANN201 - Flask response

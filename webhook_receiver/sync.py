@@ -17,7 +17,7 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from warp_sync_pipeline.core.fields import FieldRuleError
-from warp_sync_pipeline.core.outbound import PushFailed, PushRefused, PushSettings, push_customer
+from warp_sync_pipeline.core.outbound import PushFailed, PushSettings, push_customer
 from warp_sync_pipeline.core.reconcile_requests import record_request, request_status
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
@@ -88,11 +88,9 @@ def push(customer_id: str):  # noqa: ANN201
     try:
         result = push_customer(app.extensions["warp_db"], hubspot_client(app), customer_id,
                                actor=g.principal.name, settings=_push_settings())
-    except PushRefused as exc:
-        raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None
-    except PushFailed as exc:
+    except PushFailed:
         log.warning("push of customer %s by %s failed; its fields stay queued", customer_id, g.principal.name)
-        raise ApiError(exc.status, exc.code, exc.message, **exc.extra) from None
+        raise
     except FieldRuleError as exc:
         raise ApiError(503, exc.code, f"The field rules cannot be followed: {exc}") from None
     log.info("customer %s pushed by %s", result.customer_id, g.principal.name)

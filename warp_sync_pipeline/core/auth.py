@@ -16,6 +16,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
+from warp_sync_pipeline.core.errors import ServiceError
 from warp_sync_pipeline.core.settings import get_optional
 
 TOKEN_PREFIX = "wsk_"
@@ -40,12 +41,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
 }
 
 
-class AuthError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+class AuthError(ServiceError):
+    """401 UNAUTHORIZED (no or a bad token) or 403 FORBIDDEN (the credential lacks the permission)."""
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
+from warp_sync_pipeline.core.errors import ServiceError
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
 from warp_sync_pipeline.core.fields import Direction, FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import (
@@ -108,17 +109,14 @@ class FieldProblem:
         return {"field": self.field, "code": self.code, "message": self.message}
 
 
-class CustomerValidationError(ValueError):
+class CustomerValidationError(ServiceError, ValueError):
     """The body names fields that are unknown, managed, owned by HubSpot, or hold invalid values (all listed)."""
-
-    code = "VALIDATION_ERROR"
-    status = 400
 
     def __init__(self, problems: list[FieldProblem]) -> None:
         self.problems = problems
         listed = "; ".join(f"{p.field}: {p.message}" for p in problems)
-        super().__init__(f"Invalid customer: {listed}")
-        self.message = str(self)
+        super().__init__(400, "VALIDATION_ERROR", f"Invalid customer: {listed}",
+                         fields=[p.as_dict() for p in problems])
 
 
 def _parse_field(name: str, value: object) -> object:
@@ -212,13 +210,9 @@ def customer_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-class CustomerNotFound(LookupError):
-    code = "CUSTOMER_NOT_FOUND"
-    status = 404
-
+class CustomerNotFound(ServiceError, LookupError):
     def __init__(self, customer_id: object) -> None:
-        super().__init__(f"No customer {customer_id}")
-        self.message = str(self)
+        super().__init__(404, "CUSTOMER_NOT_FOUND", f"No customer {customer_id}")
 
 
 def _customer_uuid(customer_id: UUID | str) -> UUID:
@@ -329,25 +323,12 @@ class CreateSettings:
         )
 
 
-class CreateFailed(Exception):
+class CreateFailed(ServiceError):
     """The create rolled back. `status`/`code`/`message` and `extra` (failed_fields, ...) form the answer."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
-
-class IdempotencyRejected(Exception):
+class IdempotencyRejected(ServiceError):
     """409 (the key's first request is still running) or 422 (the key was used with another body)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

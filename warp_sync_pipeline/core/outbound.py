@@ -43,6 +43,7 @@ import sqlalchemy as sa
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
+from warp_sync_pipeline.core.errors import ServiceError
 from warp_sync_pipeline.core.field_state import (
     FieldState,
     FieldStateUpdate,
@@ -887,28 +888,16 @@ class PushResult:
                 "fields": [f.as_dict() for f in self.fields]}
 
 
-class PushRefused(Exception):
+class PushRefused(ServiceError):
     """Nothing was sent: no such customer (404), or 409 CUSTOMER_BUSY / CUSTOMER_NOT_LINKED / COMPANY_NOT_FOUND."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.extra = extra
 
-
-class PushFailed(Exception):
+class PushFailed(ServiceError):
     """HubSpot did not take the push (502 unreachable / refused us, 422 rejected values); the fields are queued
     for the drain (`extra["queued"]`), and `extra` carries failed_fields and every field's outcome."""
 
-    code = "HUBSPOT_SYNC_FAILED"
-
     def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra
+        super().__init__(status, "HUBSPOT_SYNC_FAILED", message, **extra)
 
 
 @dataclass(frozen=True)
