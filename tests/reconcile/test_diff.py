@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from warp_sync_pipeline.core.decision import AGREED, Action, Observed, decide
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
 from warp_sync_pipeline.core.reconcile import build_plan, compute_differences
+from warp_sync_pipeline.core.reconcile import diff as diff_module
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_PULLED_AT,
     BAN,
@@ -134,7 +136,12 @@ def _expected(warp: pd.DataFrame, hub: pd.DataFrame) -> set[tuple[str, str, str,
     return out
 
 
-def test_the_vectorized_diff_and_plan_agree_with_the_scalar_path() -> None:
+@pytest.mark.parametrize("dictionary_from", [None, 0])
+def test_the_vectorized_diff_and_plan_agree_with_the_scalar_path(
+    dictionary_from: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if dictionary_from is not None:  # few-valued fields normalised once per distinct value, at any size
+        monkeypatch.setattr(diff_module, "_DICTIONARY_FROM", dictionary_from)
     for seed in range(3):
         warp, hub = _frames(1500, seed)
         hub = hub.sample(frac=1, random_state=seed).reset_index(drop=True)  # the join must not rely on order
@@ -174,6 +181,9 @@ def test_few_valued_fields_normalised_once_per_value_give_comparable_series_resu
     for field, pool in values.items():
         raw = pd.Series(pool * 3000, dtype="str")  # past the size where the dictionary road is taken
         assert normalised(RULES[field], raw).equals(comparable_series(field, raw)), field
+        # A slice keeps its row labels: the result must follow them, not positions from zero.
+        picked = raw.take(np.arange(3, len(raw), 2))
+        assert normalised(RULES[field], picked).equals(comparable_series(field, picked)), field
 
 
 def test_the_warp_pull_holds_customers_in_company_id_order_unlinked_last() -> None:

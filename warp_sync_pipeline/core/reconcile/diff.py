@@ -149,8 +149,7 @@ def hubspot_number_form(agreed: pd.Series) -> pd.Series:
     array = pa.array(agreed.astype("str").array)
     has_point = pc.fill_null(pc.match_substring(array, "."), False)
     trimmed = pc.utf8_rtrim(pc.utf8_rtrim(array, characters="0"), characters=".")
-    return pd.Series(pc.if_else(has_point, trimmed, array).to_pandas(types_mapper=_STR_TYPES.get),
-                     index=agreed.index)
+    return _text_series(pc.if_else(has_point, trimmed, array), agreed.index)
 
 
 _STR = pd.StringDtype("pyarrow", na_value=np.nan)  # pandas' default `str`
@@ -165,7 +164,13 @@ def _replaced(base: pd.Series, mask: np.ndarray, values: pd.Series) -> pd.Series
     replaced = pc.replace_with_mask(
         pa.array(base.astype("str").array), pa.array(mask), pa.array(values.astype("str").array)
     )
-    return pd.Series(replaced.to_pandas(types_mapper=_STR_TYPES.get), index=base.index)
+    return _text_series(replaced, base.index)
+
+
+def _text_series(values: pa.Array, index: pd.Index) -> pd.Series:
+    """An Arrow string array as a `str` Series on `index`, by position (a Series built from another Series
+    would be aligned by label instead)."""
+    return pd.Series(values.to_pandas(types_mapper=_STR_TYPES.get).array, index=index)
 
 
 # --- the diff -----------------------------------------------------------------------------------------------
@@ -363,10 +368,9 @@ def normalised(rule: FieldRule, raw: pd.Series) -> pd.Series:
     if spec.type not in _FEW_VALUES or len(raw) < _DICTIONARY_FROM:
         return comparable_series(spec, raw)
     encoded = pa.array(raw.astype("str").array).dictionary_encode(null_encoding="encode")
-    distinct = comparable_series(spec, pd.Series(encoded.dictionary.to_pandas(types_mapper=_STR_TYPES.get),
-                                                 dtype="str"))
+    distinct = comparable_series(spec, _text_series(encoded.dictionary, pd.RangeIndex(len(encoded.dictionary))))
     values = pc.take(pa.array(distinct.astype("str").array), encoded.indices)
-    return pd.Series(values.to_pandas(types_mapper=_STR_TYPES.get), index=raw.index)
+    return _text_series(values, raw.index)
 
 
 def _overlay(base: pd.Series, values: pd.Series, slot: np.ndarray) -> pd.Series:
