@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -42,6 +40,7 @@ from warp_sync_pipeline.core.customers import (
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.fields import load_rules
 from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotError, PropertySchemaMismatch
+from warp_sync_pipeline.core.settings import overlaid_environ
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
 from webhook_receiver.hubspot_client import build_hubspot_client, close_hubspot_client
@@ -85,18 +84,10 @@ class CustomersConfig:
         self.side_engine.dispose()
 
 
-def _settings_source(app_config: Mapping[str, Any]) -> dict[str, str]:
-    source = dict(os.environ)
-    for key in SETTING_KEYS:
-        if app_config.get(key) is not None:
-            source[key] = str(app_config[key])
-    return source
-
-
 @bp.record_once
 def _configure(state: BlueprintSetupState) -> None:
     app = state.app
-    source = _settings_source(app.config)
+    source = overlaid_environ(app.config, SETTING_KEYS)
     engine = make_engine(app.config["DATABASE_URL"], pool_size=10, max_overflow=20)
     side_engine = make_engine(app.config["DATABASE_URL"], pool_size=2, max_overflow=20)
     # Creates are synchronous callers: the shared client may use the budget's reserved share.

@@ -8,7 +8,6 @@ same name win (tests point them at the sandbox). Each route bounds its own calls
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, client_from_env
-from warp_sync_pipeline.core.settings import SettingsError, get_optional
+from warp_sync_pipeline.core.settings import SettingsError, get_optional, overlaid_environ
 from webhook_receiver.errors import ApiError
 
 EXTENSION = "warp_hubspot"
@@ -25,10 +24,7 @@ _lock = threading.Lock()
 
 def hubspot_settings(app_config: Mapping[str, Any]) -> dict[str, str]:
     """The environment with app.config's HUBSPOT_* keys laid over it."""
-    source = dict(os.environ)
-    source.update({key: str(value) for key, value in app_config.items()
-                   if key.startswith("HUBSPOT_") and value is not None})
-    return source
+    return overlaid_environ(app_config, [key for key in app_config if key.startswith("HUBSPOT_")])
 
 
 def hubspot_configured(app: Flask) -> bool:

@@ -11,7 +11,6 @@ WARP_PUSH_LEASE_WAIT_SECONDS, WARP_PUSH_RETRY_DELAY_SECONDS, WARP_QUEUE_AUTH_PAU
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -19,6 +18,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from warp_sync_pipeline.core.fields import FieldRuleError
 from warp_sync_pipeline.core.outbound import PushFailed, PushSettings, push_customer
 from warp_sync_pipeline.core.reconcile_requests import record_request, request_status
+from warp_sync_pipeline.core.settings import overlaid_environ
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
 from webhook_receiver.hubspot_client import hubspot_client
@@ -75,10 +75,7 @@ def reconciliation_status(request_id: int):  # noqa: ANN201
 
 
 def _push_settings() -> PushSettings:
-    source = dict(os.environ)
-    source.update({key: str(current_app.config[key]) for key in PUSH_SETTING_KEYS
-                   if current_app.config.get(key) is not None})
-    return PushSettings.from_env(source)
+    return PushSettings.from_env(overlaid_environ(current_app.config, PUSH_SETTING_KEYS))
 
 
 @bp.post("/customers/<customer_id>")

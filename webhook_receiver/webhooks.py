@@ -13,7 +13,6 @@ WARP_PUBLIC_BASE_URL; WEBHOOK_STORE_STRATEGY ("batch", or "per_event" for the be
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from warp_sync_pipeline.core.db import make_engine
-from warp_sync_pipeline.core.settings import SettingsError, get_url
+from warp_sync_pipeline.core.settings import SettingsError, get_url, overlaid_environ
 from warp_sync_pipeline.core.webhooks.events import (
     BatchRejected,
     StoreCounts,
@@ -68,10 +67,7 @@ class WebhookConfig:
 
     @classmethod
     def load(cls, app_config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> WebhookConfig:
-        source = dict(os.environ if environ is None else environ)
-        for key in SETTING_KEYS:
-            if app_config.get(key) is not None:
-                source[key] = str(app_config[key])
+        source = overlaid_environ(app_config, SETTING_KEYS, environ=environ)
         strategy = str(app_config.get("WEBHOOK_STORE_STRATEGY", "batch"))
         if strategy not in STORE_STRATEGIES:
             raise SettingsError("WEBHOOK_STORE_STRATEGY", f"expected one of {', '.join(STORE_STRATEGIES)}")

@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from warp_sync_pipeline.core.db import database_url_from_env, normalize_url
-from warp_sync_pipeline.core.settings import SettingsError, get_bool, get_float, get_int, get_timezone
+from warp_sync_pipeline.core.settings import (
+    SettingsError,
+    get_bool,
+    get_float,
+    get_int,
+    get_timezone,
+    overlaid_environ,
+)
 
 
 def test_a_missing_database_url_names_the_variable() -> None:
@@ -46,3 +53,12 @@ def test_settings_defaults_and_values() -> None:
     assert get_bool("B", True, environ={}) is True
     assert get_bool("B", True, environ={"B": "off"}) is False
     assert get_timezone("TZ", "UTC", environ={"TZ": "Europe/Berlin"}) == "Europe/Berlin"
+
+
+def test_overlaid_environ_lays_only_the_named_set_keys_over_the_environment() -> None:
+    environ = {"A": "env-a", "B": "env-b", "C": "env-c"}
+    overrides = {"A": 5, "B": None, "D": "ignored", "C": "app-c"}
+    assert overlaid_environ(overrides, ["A", "B", "C"], environ=environ) == {
+        "A": "5", "B": "env-b", "C": "app-c"
+    }
+    assert environ == {"A": "env-a", "B": "env-b", "C": "env-c"}  # the environment itself is left alone

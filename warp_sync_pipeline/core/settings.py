@@ -6,8 +6,9 @@ Every variable is documented in `.env.example`. Nothing here has a default secre
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -24,6 +25,18 @@ class SettingsError(ValueError):
 
 def _env(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
+
+
+def overlaid_environ(
+    overrides: Mapping[str, Any], names: Iterable[str], *, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment (as text) with each of `names` that `overrides` sets (not None) laid over it.
+
+    For adapters whose own config (a Flask app's, a test's) may set a variable the environment also sets.
+    """
+    source = dict(_env(environ))
+    source.update({name: str(overrides[name]) for name in names if overrides.get(name) is not None})
+    return source
 
 
 def get_str(name: str, default: str | None = None, *, environ: Mapping[str, str] | None = None) -> str:
