@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.plugins.database",
     "tests.plugins.smtp",
     "tests.plugins.dagster_ui",
+    "tests.plugins.customers",
 ]

@@ -15,12 +15,10 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.fields import FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import HubSpotClient, RetryPolicy
 from warp_sync_pipeline.core.inbound import InboundSettings, ProcessSummary, process_events
 from warp_sync_pipeline.core.webhooks import store_batch
 
-_ban_numbers = itertools.count(300_000_001)
 _company_ids = itertools.count(70_000_000_001)
 
 FAST_RETRY = RetryPolicy(max_attempts=2, backoff_initial_s=0.02, backoff_max_s=0.05, jitter_s=0.01,
@@ -37,35 +35,8 @@ def at(hour: int, minute: int = 0, second: int = 0) -> datetime:
 
 
 @pytest.fixture
-def rules(engine: sa.Engine) -> FieldRules:
-    with engine.connect() as conn:
-        return load_rules(conn)
-
-
-@pytest.fixture
 def new_company_id() -> Callable[[], int]:
     return lambda: next(_company_ids)
-
-
-@pytest.fixture
-def make_customer(engine: sa.Engine) -> Callable[..., UUID]:
-    """Insert a customer (a fresh BAN each call), linked to `company_id` when one is given."""
-
-    def make(name: str = "Acme Telecom", *, company_id: int | str | None = None, **columns: Any) -> UUID:
-        values: dict[str, Any] = {"ban": f"ZT-{next(_ban_numbers):09d}", "company_name": name, "status": "ACTIVE",
-                                  **columns}
-        if company_id is not None:
-            values.setdefault("hubspot_link_status", "linked")
-        names = ", ".join(values)
-        params = ", ".join(f":{key}" for key in values)
-        external = "jsonb_build_object('hubspot_company_id', CAST(:company_id AS text))" if company_id else "'{}'"
-        with engine.begin() as conn:
-            return conn.execute(
-                sa.text(f"INSERT INTO customers ({names}, external_ids) VALUES ({params}, {external}) RETURNING id"),
-                {**values, "company_id": None if company_id is None else str(company_id)},
-            ).scalar_one()
-
-    return make
 
 
 @pytest.fixture

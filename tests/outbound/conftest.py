@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,8 +16,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.plugins.customers import next_ban
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
-from warp_sync_pipeline.core.fields import FieldRules, load_rules
+from warp_sync_pipeline.core.fields import FieldRules
 from warp_sync_pipeline.core.hubspot import HubSpotClient, RetryPolicy
 from warp_sync_pipeline.core.normalize import to_hubspot, to_hubspot_iso
 from warp_sync_pipeline.core.outbound import DrainSettings
@@ -28,38 +28,6 @@ from webhook_receiver.app import create_app
 # Short waits keep retry tests fast; the logic is the one production uses.
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_initial_s=0.05, backoff_max_s=0.3, jitter_s=0.05,
                          rate_limit_wait_s=0.2)
-
-_ban_numbers = itertools.count(300_000_001)
-
-
-def next_ban() -> str:
-    return f"ZT-{next(_ban_numbers):09d}"
-
-
-@pytest.fixture
-def rules(engine: sa.Engine) -> FieldRules:
-    with engine.connect() as conn:
-        return load_rules(conn)
-
-
-@pytest.fixture
-def make_customer(engine: sa.Engine) -> Callable[..., UUID]:
-    """Insert a customer in plain SQL (no HubSpot) and return its id; a fresh BAN each call."""
-
-    def make(name: str = "Acme Telecom", **columns: object) -> UUID:
-        values = {"ban": next_ban(), "company_name": name, "status": "ACTIVE", **columns}
-        values = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in values.items()}
-        names = ", ".join(values)
-        params = ", ".join(
-            f"CAST(:{key} AS jsonb)" if key in ("services", "external_ids") else f":{key}" for key in values
-        )
-        with engine.begin() as conn:
-            return conn.execute(
-                sa.text(f"INSERT INTO customers ({names}) VALUES ({params}) RETURNING id"), values
-            ).scalar_one()
-
-    return make
-
 
 def queue_rows(engine: sa.Engine, customer_id: UUID | None = None) -> list[dict]:
     sql = "SELECT * FROM hubspot_sync_queue"
