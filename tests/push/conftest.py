@@ -6,14 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-# The outbound tests' fixtures (rules, a sandbox client with the properties, customers linked to seeded
-# companies); imported so pytest registers them for this folder too.
+# The outbound tests' fixtures (a sandbox client with the properties, customers linked to seeded companies);
+# imported so pytest registers them for this folder too (`rules` comes from tests/plugins/customers.py).
 from tests.outbound.conftest import (  # noqa: F401
     API_TOKEN,
     Receiver,
     hubspot,
     make_linked,
-    rules,
     running_receiver,
     warp_hubspot,
 )
