@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -97,6 +98,11 @@ def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
     assert SCRIPT_NAME in text  # plain text shows the value as it is
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert text.index("SUMMARY") < text.index("Customers pulled") < text.index("CHANGES WRITTEN TO HUBSPOT")
+
+    # The frames went through the Parquet IO manager with what the next steps need to know about them.
+    stored = pd.read_parquet(tmp_path / "reconciliation_plan.parquet")
+    assert {"pulled_at", "planned_at", "rules", "counts", "brake"} <= set(stored.attrs)
+    assert stored.attrs["brake"]["records_compared"] == record.counts["pairs_compared"]
 
     checks = _checks(result)
     assert checks == {

@@ -197,6 +197,9 @@ def test_a_plan_older_than_allowed_is_refused(
                          run_id="r", enabled=True)
     assert hub["status"] == warp["status"] == "stale_plan"
     assert "3 hours" in hub["reason"]
+    del run.plan.attrs["pulled_at"]  # a plan that does not say how old it is counts as too old
+    assert write_to_warp(run.plan, engine=engine, rules=rules, options=ReconcileOptions(), run_id="r",
+                         enabled=True)["status"] == "stale_plan"
     assert _snapshot(engine, sandbox) == before
 
 

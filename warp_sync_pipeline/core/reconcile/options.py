@@ -122,15 +122,20 @@ def writeback_gate(
     options: ReconcileOptions,
     brake: BrakeStats,
     *,
-    pulled_at: datetime,
+    pulled_at: datetime | None,
     now: datetime,
     enabled: bool,
 ) -> Gate:
-    """Whether this run's write-backs may write, and if not, why (the first reason that applies)."""
+    """Whether this run's write-backs may write, and if not, why (the first reason that applies).
+
+    `pulled_at` None (a plan that does not say how old it is) counts as too old."""
     if options.dry_run:
         return Gate(DRY_RUN, "Dry run: the plan was computed and nothing was written to either side.")
     if not enabled:
         return Gate(DISABLED, "Write-backs are switched off (WARP_WRITEBACK_ENABLED=false): nothing was written.")
+    if pulled_at is None:
+        return Gate(STALE_PLAN, "The plan does not say when its data was pulled: nothing was written. "
+                                "Run the reconciliation again.")
     age = now - pulled_at
     limit = timedelta(hours=options.max_plan_age_hours)
     if age > limit:

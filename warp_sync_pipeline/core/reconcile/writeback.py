@@ -147,7 +147,7 @@ def _tally(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 def _gate(plan: pd.DataFrame, options: ReconcileOptions, *, enabled: bool, now: datetime) -> Gate:
     pulled = plan.attrs.get(ATTR_PULLED_AT)
     return writeback_gate(
-        options, brake_stats(plan), pulled_at=parse_iso(pulled) if pulled else now, now=now, enabled=enabled
+        options, brake_stats(plan), pulled_at=parse_iso(pulled) if pulled else None, now=now, enabled=enabled
     )
 
 
