@@ -6,6 +6,7 @@ HUBSPOT_ACCESS_TOKEN, SMTP_*); without WARP_DATABASE_URL they use the private Po
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -14,7 +15,10 @@ import click
 
 from warp_sync_pipeline.core.settings import SettingsError
 
-DAGSTER_UI = "http://127.0.0.1:3000"
+
+def _dagster_ui() -> str:
+    """Where the Dagster UI is: `make dev` sets WARP_DAGSTER_UI_URL; `dg dev` alone serves port 3000."""
+    return os.environ.get("WARP_DAGSTER_UI_URL", "").strip() or "http://127.0.0.1:3000"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -32,7 +36,12 @@ def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
     The run is stored in the Dagster instance of DAGSTER_HOME (open it in the UI with `make dev`), its row and
     report in hubspot_reconciliation_runs, and the report is emailed when SMTP is configured.
     """
+    import warnings
+
     import dagster as dg
+
+    # Dagster's own run-status sensors pass a beta parameter; the warning says nothing about our code.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from warp_sync_pipeline.core.db import make_engine
     from warp_sync_pipeline.core.reconciliation_runs import (
@@ -56,7 +65,9 @@ def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
     with dg.DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
-            run_config={"resources": {"reconciliation": {"config": settings}}},
+            # The steps' debug lines stay in the run's event log (the UI); the shell gets the summary.
+            run_config={"resources": {"reconciliation": {"config": settings}},
+                        "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             tags={DRY_RUN_TAG: "true" if dry_run else "false"},
             raise_on_error=False,
         )
@@ -69,7 +80,7 @@ def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
             # Nothing else may be watching (the daemon runs with `make dev` only): mark the row here.
             mark_failed(engine, run_id, f"Run failed: {reason}", dry_run=dry_run)
             _fail(f"reconciliation run {run_id} failed: {reason}\n"
-                  f"       see its steps in the Dagster UI ({DAGSTER_UI}/runs/{run_id}, `make dev`)", code=1)
+                  f"       see its steps in the Dagster UI ({_dagster_ui()}/runs/{run_id}, `make dev`)", code=1)
         record = get_run(engine, run_id)
     finally:
         engine.dispose()
@@ -101,7 +112,7 @@ def _print_summary(run_id: str, status: str, report: dict[str, Any], email: str,
     click.echo("")
     click.echo(f"report:    hubspot_reconciliation_runs row {run_id} (columns report, report_markdown)")
     click.echo(f"email:     {email}")
-    click.echo(f"Dagster:   {DAGSTER_UI}/runs/{run_id}  (`make dev` serves the UI; the asset "
+    click.echo(f"Dagster:   {_dagster_ui()}/runs/{run_id}  (`make dev` serves the UI; the asset "
                "reconciliation_report shows the report)")
 
 
