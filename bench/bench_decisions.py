@@ -47,19 +47,10 @@ from warp_sync_pipeline.core.decision import (  # noqa: E402
     decide,
     decide_frame,
 )
-from warp_sync_pipeline.core.fields import Direction, FieldRule, Strategy  # noqa: E402
+from warp_sync_pipeline.core.fields import SEEDED_RULES  # noqa: E402
 from warp_sync_pipeline.core.normalize import comparable_series  # noqa: E402
 
-RULES = [
-    FieldRule("ban", "warp_ban", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("company_name", "name", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
-    FieldRule("status", "warp_status", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("credit_limit", "warp_credit_limit", Direction.BIDIRECTIONAL, Strategy.HUBSPOT_WINS),
-    FieldRule("current_balance", "warp_current_balance", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("services", "warp_services", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("payment_terms", "warp_payment_terms", Direction.HUBSPOT_TO_WARP, Strategy.HUBSPOT_WINS),
-    FieldRule("contact_email", "warp_contact_email", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
-]
+RULES = list(SEEDED_RULES)
 
 # A raw value each field's type refuses: what an NA (invalid) cell means, handed to the scalar baseline.
 INVALID_RAW = {

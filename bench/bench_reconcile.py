@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from warp_sync_pipeline.core.decision import AGREED, Action, Observed, decide  # noqa: E402
-from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy  # noqa: E402
+from warp_sync_pipeline.core.fields import SEEDED_RULES, FieldRules  # noqa: E402
 from warp_sync_pipeline.core.reconcile import build_plan, compute_differences, history_needed  # noqa: E402
 from warp_sync_pipeline.core.reconcile.frames import (  # noqa: E402
     ATTR_PULLED_AT,
@@ -62,16 +62,7 @@ from warp_sync_pipeline.core.reconcile.history import CHANGED_AT, PROPERTY  # no
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON  # noqa: E402
 from warp_sync_pipeline.core.reconcile.pull import needs_change_times  # noqa: E402
 
-RULES = FieldRules([
-    FieldRule("ban", "warp_ban", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("company_name", "name", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
-    FieldRule("status", "warp_status", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("credit_limit", "warp_credit_limit", Direction.BIDIRECTIONAL, Strategy.HUBSPOT_WINS),
-    FieldRule("current_balance", "warp_current_balance", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("services", "warp_services", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("payment_terms", "warp_payment_terms", Direction.HUBSPOT_TO_WARP, Strategy.HUBSPOT_WINS),
-    FieldRule("contact_email", "warp_contact_email", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
-])
+RULES = FieldRules(SEEDED_RULES)
 SERVICES = [("", '{"data": false, "voice": false, "messaging": false}'),
             ("voice", '{"data": false, "voice": true, "messaging": false}'),
             ("voice;data", '{"data": true, "voice": true, "messaging": false}'),

@@ -94,3 +94,11 @@ def test_a_bidirectional_rule_may_take_any_strategy(engine: sa.Engine) -> None:
                 sa.text("UPDATE hubspot_field_mappings SET strategy = :s WHERE warp_field = 'company_name'"),
                 {"s": strategy},
             )
+
+
+def test_the_seeded_rules_constant_is_what_the_migration_seeds(engine: sa.Engine) -> None:
+    from warp_sync_pipeline.core.fields import SEEDED_RULES, load_rules
+
+    with engine.connect() as conn:
+        loaded = load_rules(conn)
+    assert {field: loaded[field] for field in loaded} == {rule.warp_field: rule for rule in SEEDED_RULES}

@@ -5,6 +5,7 @@ that equal the agreed one only after normalisation (the diff's shortcut must nev
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 
 from warp_sync_pipeline.core.decision import AGREED, Action, Observed, decide
-from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
+from warp_sync_pipeline.core.fields import SEEDED_RULES, FieldRules, Strategy
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
 from warp_sync_pipeline.core.reconcile import build_plan, compute_differences
 from warp_sync_pipeline.core.reconcile import diff as diff_module
@@ -34,16 +35,10 @@ from warp_sync_pipeline.core.reconcile.history import empty_history
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
 from warp_sync_pipeline.core.reconcile.pull import needs_change_times
 
-RULES = FieldRules([
-    FieldRule("ban", "warp_ban", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("company_name", "name", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
-    FieldRule("status", "warp_status", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("credit_limit", "warp_credit_limit", Direction.BIDIRECTIONAL, Strategy.HUBSPOT_WINS),
-    FieldRule("current_balance", "warp_current_balance", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("services", "warp_services", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
-    FieldRule("payment_terms", "warp_payment_terms", Direction.HUBSPOT_TO_WARP, Strategy.HUBSPOT_WINS),
-    FieldRule("contact_email", "warp_contact_email", Direction.BIDIRECTIONAL, Strategy.MANUAL),
-])
+# The seeded rules with contact_email under MANUAL review, so the plan has conflicts too.
+RULES = FieldRules(
+    replace(rule, strategy=Strategy.MANUAL) if rule.warp_field == "contact_email" else rule for rule in SEEDED_RULES
+)
 
 # Per field: WARP texts (as `column::text` gives them), HubSpot strings, and agreed values (comparable text).
 POOLS = {

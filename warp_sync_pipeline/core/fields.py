@@ -111,6 +111,20 @@ class FieldRules(Mapping[str, FieldRule]):
 NEVER_MAPPED = frozenset({"id", "created_at", "updated_at", "external_ids", "hubspot_link_status"})
 
 
+# The eight rules sql/002 seeds (DESIGN.md's field table), for code that runs without a database:
+# benchmarks and unit tests. Running flows always read the table, which the data team may have changed.
+SEEDED_RULES: tuple[FieldRule, ...] = (
+    FieldRule("ban", "warp_ban", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
+    FieldRule("company_name", "name", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
+    FieldRule("status", "warp_status", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
+    FieldRule("credit_limit", "warp_credit_limit", Direction.BIDIRECTIONAL, Strategy.HUBSPOT_WINS),
+    FieldRule("current_balance", "warp_current_balance", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
+    FieldRule("services", "warp_services", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
+    FieldRule("payment_terms", "warp_payment_terms", Direction.HUBSPOT_TO_WARP, Strategy.HUBSPOT_WINS),
+    FieldRule("contact_email", "warp_contact_email", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
+)
+
+
 def load_rules(conn: sa.Connection) -> FieldRules:
     """Read `hubspot_field_mappings` into typed rules; raise FieldRuleError naming every unusable row."""
     columns = set(
