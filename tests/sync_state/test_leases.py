@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from warp_sync_pipeline.core.leases import (
     CustomerBusy,
     LeaseLost,
+    acquire_customer_waiting,
     acquire_customers,
     hold_customer,
     purge_expired_leases,
@@ -122,3 +123,17 @@ def test_expired_leases_are_purged(engine: sa.Engine) -> None:
         _expire(engine, gone)
         assert purge_expired_leases(engine) == 1
         assert [c for c, _ in _leases(engine)] == [kept]
+
+
+def test_an_interactive_writer_waits_a_moment_for_a_busy_customer(engine: sa.Engine) -> None:
+    customer = uuid.uuid4()
+    with hold_customer(engine, customer, "drain:run-1"):
+        with pytest.raises(CustomerBusy) as caught:
+            acquire_customer_waiting(engine, customer, "push:ops", wait_s=0.3)
+        assert caught.value.holder == "drain:run-1"
+    # Freed while the second writer waits: it gets the lease instead of a refusal.
+    with hold_customer(engine, customer, "drain:run-2") as first:
+        threading.Timer(0.2, release_customer, args=(engine, customer, first.token)).start()
+        lease = acquire_customer_waiting(engine, customer, "push:ops", wait_s=5)
+        assert lease.taken and lease.holder == "push:ops"
+        assert release_customer(engine, customer, lease.token)

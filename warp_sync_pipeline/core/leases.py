@@ -11,6 +11,7 @@ token is still ours.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -130,6 +131,26 @@ def acquire_customer(
             if current is not None:
                 raise CustomerBusy(customer, current.holder, current.expires_at)
     raise CustomerBusy(customer, None, None)
+
+
+def acquire_customer_waiting(
+    engine: sa.Engine, customer_id: UUID | str, holder: str, ttl: timedelta = DEFAULT_TTL, *, wait_s: float
+) -> CustomerLease:
+    """acquire_customer, waiting up to `wait_s` (with a growing pause) for a busy customer to come free.
+
+    For interactive writers (a manual push, a resolution) that would rather wait a moment than refuse;
+    raises the last CustomerBusy when the wait runs out.
+    """
+    deadline = time.monotonic() + wait_s
+    pause = 0.05
+    while True:
+        try:
+            return acquire_customer(engine, customer_id, holder, ttl)
+        except CustomerBusy:
+            if time.monotonic() + pause > deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 def release_customer(engine: sa.Engine, customer_id: UUID | str, token: UUID | str) -> bool:

@@ -70,7 +70,7 @@ from warp_sync_pipeline.core.hubspot import (
 from warp_sync_pipeline.core.leases import (
     CustomerBusy,
     CustomerLease,
-    acquire_customer,
+    acquire_customer_waiting,
     acquire_customers,
     release_customer,
     release_customers,
@@ -935,18 +935,12 @@ def _link_of(engine: sa.Engine, customer_id: UUID) -> sa.Row | None:
 
 
 def _take_push_lease(engine: sa.Engine, customer_id: UUID, holder: str, ttl: timedelta, wait_s: float) -> CustomerLease:
-    deadline = time.monotonic() + wait_s
-    pause = 0.05
-    while True:
-        try:
-            return acquire_customer(engine, customer_id, holder, ttl)
-        except CustomerBusy as busy:
-            if time.monotonic() + pause > deadline:
-                raise PushRefused(409, CustomerBusy.code,
-                                  f"Another writer is working on customer {customer_id} "
-                                  f"({busy.holder or 'unknown'}); try again shortly.") from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+    try:
+        return acquire_customer_waiting(engine, customer_id, holder, ttl, wait_s=wait_s)
+    except CustomerBusy as busy:
+        raise PushRefused(409, CustomerBusy.code,
+                          f"Another writer is working on customer {customer_id} "
+                          f"({busy.holder or 'unknown'}); try again shortly.") from None
 
 
 def _claim_for_push(engine: sa.Engine, customer_id: UUID, fields: Sequence[str], token: UUID,

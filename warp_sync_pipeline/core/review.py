@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,7 +58,12 @@ from warp_sync_pipeline.core.hubspot import (
     Priority,
     RequestFailed,
 )
-from warp_sync_pipeline.core.leases import CustomerBusy, CustomerLease, acquire_customer, release_customer
+from warp_sync_pipeline.core.leases import (
+    CustomerBusy,
+    CustomerLease,
+    acquire_customer_waiting,
+    release_customer,
+)
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
 from warp_sync_pipeline.core.normalize import (
     FIELD_SPECS,
@@ -441,19 +445,13 @@ def _check_current(conflict: ConflictView | None, conflict_id: int, expected_ver
 
 
 def _take_lease(engine: sa.Engine, customer_id: UUID, holder: str, ttl: timedelta, wait_s: float) -> CustomerLease:
-    deadline = time.monotonic() + wait_s
-    pause = 0.05
-    while True:
-        try:
-            return acquire_customer(engine, customer_id, holder, ttl)
-        except CustomerBusy as busy:
-            if time.monotonic() + pause > deadline:
-                raise ResolutionRefused(
-                    CustomerBusy.code,
-                    f"Another writer is working on this customer ({busy.holder or 'unknown'}); try again shortly.",
-                ) from None
-            time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+    try:
+        return acquire_customer_waiting(engine, customer_id, holder, ttl, wait_s=wait_s)
+    except CustomerBusy as busy:
+        raise ResolutionRefused(
+            CustomerBusy.code,
+            f"Another writer is working on this customer ({busy.holder or 'unknown'}); try again shortly.",
+        ) from None
 
 
 def _read_customer(engine: sa.Engine, customer_id: UUID, rule: FieldRule) -> sa.Row:
