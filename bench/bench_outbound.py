@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -46,15 +45,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hubspot_sandbox.control import SandboxControl  # noqa: E402
-from warp_sync_pipeline.core.db import make_engine, normalize_url, with_database  # noqa: E402
+from warp_sync_pipeline.core.db import make_engine, with_database  # noqa: E402
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state  # noqa: E402
 from warp_sync_pipeline.core.fields import load_rules  # noqa: E402
 from warp_sync_pipeline.core.hubspot import BudgetSettings, HubSpotClient, RequestBudget  # noqa: E402
-from warp_sync_pipeline.core.localpg import LocalCluster, _raw_connect, free_port  # noqa: E402
+from warp_sync_pipeline.core.localpg import _raw_connect, free_port, throwaway_server  # noqa: E402
 from warp_sync_pipeline.core.migrations import upgrade  # noqa: E402
 from warp_sync_pipeline.core.normalize import to_hubspot, to_hubspot_iso  # noqa: E402
 from warp_sync_pipeline.core.outbound import DrainSettings, drain_queue  # noqa: E402
-from warp_sync_pipeline.core.settings import state_dir  # noqa: E402
 
 TOKEN = "pat-bench-token"
 API_TOKEN = "bench-admin-token"
@@ -283,15 +281,11 @@ def main() -> int:
     parser.add_argument("--fast-unsafe", action="store_true", help="private cluster without fsync")
     args = parser.parse_args()
 
-    external = os.environ.get("WARP_TEST_DATABASE_URL", "").strip()
-    cluster = None
-    if external:
-        admin_url = with_database(normalize_url(external, variable="WARP_TEST_DATABASE_URL"), "postgres")
-        durability = "WARP_TEST_DATABASE_URL server"
-    else:
-        cluster = LocalCluster(state_dir() / f"bench-{os.getpid()}", "bench-pg", fast_unsafe=args.fast_unsafe)
-        admin_url = cluster.ensure_running()
-        durability = "private cluster, " + ("fsync off" if args.fast_unsafe else "fsync on, synchronous_commit on")
+    with throwaway_server("bench", fast_unsafe=args.fast_unsafe) as (admin_url, durability):
+        return run(args, admin_url, durability)
+
+
+def run(args: argparse.Namespace, admin_url: str, durability: str) -> int:
     sandbox_port = free_port()
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     sandbox = subprocess.Popen(
@@ -334,9 +328,6 @@ def main() -> int:
         print(f"load average after: {os.getloadavg()[0]:.1f}")
     finally:
         stop(sandbox)
-        if cluster is not None:
-            cluster.destroy()
-            shutil.rmtree(cluster.state_dir, ignore_errors=True)
     return 0
 
 

@@ -310,10 +310,9 @@ def bench_e2e(args: argparse.Namespace) -> None:
     from hubspot_sandbox.control import SandboxControl
     from warp_sync_pipeline.core.db import make_engine, with_database
     from warp_sync_pipeline.core.hubspot import HubSpotClient
-    from warp_sync_pipeline.core.localpg import LocalCluster, ensure_database
+    from warp_sync_pipeline.core.localpg import ensure_database, throwaway_server
     from warp_sync_pipeline.core.migrations import upgrade
     from warp_sync_pipeline.core.reconcile.demo_seed import seed_demo
-    from warp_sync_pipeline.core.settings import state_dir
     from warp_sync_pipeline.defs.reconciliation import RECONCILIATION_ASSETS, ReconciliationSettings
     from warp_sync_pipeline.resources.database import DatabaseResource
     from warp_sync_pipeline.resources.email import EmailResource
@@ -321,65 +320,63 @@ def bench_e2e(args: argparse.Namespace) -> None:
     from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
 
     token = "pat-bench"
-    cluster = LocalCluster(state_dir() / f"bench-{os.getpid()}", "bench-pg")
-    frames = Path(tempfile.mkdtemp(prefix="bench-frames-"))
-    sandbox, base_url = _start_sandbox(token)
-    try:
-        admin = cluster.ensure_running()
-        ensure_database(admin, "bench")
-        url = with_database(admin, "bench")
-        engine = make_engine(url)
-        upgrade(engine)
-        print(f"# end to end: Python {platform.python_version()}, {os.cpu_count()} CPUs, private PostgreSQL (fsync "
-              f"on), sandbox in its own process, rate limit off; load average {os.getloadavg()[0]:.1f}")
-        started = time.perf_counter()
-        with HubSpotClient(base_url, token) as client, SandboxControl(base_url) as control:
-            seeded = seed_demo(engine, client=client, seed_companies=control.seed, customers=args.customers)
-            print(f"seeded {len(seeded.data.customers):,} customers and {len(seeded.data.companies):,} companies in "
-                  f"{time.perf_counter() - started:.1f} s")
-            control.reset_counters()
-            resources = {
-                "db": DatabaseResource(url=url),
-                "hubspot": HubSpotResource(base_url=base_url, access_token=token, database_url=url,
-                                           requests_per_10s=100_000),
-                "email": EmailResource(),
-                "parquet_io_manager": ParquetIOManager(base_dir=str(frames)),
-                "reconciliation": ReconciliationSettings(),
-            }
-            _reset_peak()
-            rss_before = _status_kb("VmRSS")
+    # Always a private cluster of its own, fsync on (not WARP_TEST_DATABASE_URL): the figures compare runs.
+    with throwaway_server("bench", external_variable=None) as (admin, _description):
+        frames = Path(tempfile.mkdtemp(prefix="bench-frames-"))
+        sandbox, base_url = _start_sandbox(token)
+        try:
+            ensure_database(admin, "bench")
+            url = with_database(admin, "bench")
+            engine = make_engine(url)
+            upgrade(engine)
+            print(f"# end to end: Python {platform.python_version()}, {os.cpu_count()} CPUs, private PostgreSQL (fsync "
+                  f"on), sandbox in its own process, rate limit off; load average {os.getloadavg()[0]:.1f}")
             started = time.perf_counter()
-            with dg.instance_for_test() as instance:
-                result = dg.materialize(RECONCILIATION_ASSETS, resources=resources, instance=instance,
-                                        tags={"warp/flow": "reconciliation"})
-            wall = time.perf_counter() - started
-            peak = _status_kb("VmHWM")
-            calls = control.counters()
-        steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}
-        report = result.output_for_node("reconciliation_report")
-        n = len(seeded.data.companies) - sum(1 for c in seeded.data.companies if c.archived)
-        d = result.output_for_node("hubspot_property_history")[COMPANY_ID].nunique()
-        w = len({r["company_id"] for r in result.output_for_node("hubspot_writeback")["records"]})
-        budget = math.ceil(n / 100) + math.ceil(d / 50) + 2 * math.ceil(w / 100)
-        print(f"wall time {wall:.1f} s for {args.customers:,} customers; peak RSS {peak / 1024:.0f} MiB "
-              f"(+{(peak - rss_before) / 1024:.0f} MiB over the process before the run)")
-        print("| step | seconds |\n|---|---:|")
-        for step, seconds in steps.items():
-            print(f"| {step} | {seconds:.2f} |")
-        print(f"HubSpot calls: {calls['total']} (N={n:,} companies, D={d:,} with history, W={w:,} written: "
-              f"bound ceil(N/100)+ceil(D/50)+2ceil(W/100) = {budget})")
-        for endpoint, count in sorted(calls["by_endpoint"].items()):
-            print(f"  {endpoint}: {count}")
-        print("counts:", {k: v for k, v in report["counts"].items() if v})
-        with engine.connect() as conn:
-            print("run row:", conn.execute(sa.text("SELECT status FROM hubspot_reconciliation_runs")).scalar_one())
-        engine.dispose()
-    finally:
-        sandbox.terminate()
-        sandbox.wait(timeout=30)
-        cluster.destroy()
-        shutil.rmtree(cluster.state_dir, ignore_errors=True)
-        shutil.rmtree(frames, ignore_errors=True)
+            with HubSpotClient(base_url, token) as client, SandboxControl(base_url) as control:
+                seeded = seed_demo(engine, client=client, seed_companies=control.seed, customers=args.customers)
+                print(f"seeded {len(seeded.data.customers):,} customers and {len(seeded.data.companies):,} companies in "
+                      f"{time.perf_counter() - started:.1f} s")
+                control.reset_counters()
+                resources = {
+                    "db": DatabaseResource(url=url),
+                    "hubspot": HubSpotResource(base_url=base_url, access_token=token, database_url=url,
+                                               requests_per_10s=100_000),
+                    "email": EmailResource(),
+                    "parquet_io_manager": ParquetIOManager(base_dir=str(frames)),
+                    "reconciliation": ReconciliationSettings(),
+                }
+                _reset_peak()
+                rss_before = _status_kb("VmRSS")
+                started = time.perf_counter()
+                with dg.instance_for_test() as instance:
+                    result = dg.materialize(RECONCILIATION_ASSETS, resources=resources, instance=instance,
+                                            tags={"warp/flow": "reconciliation"})
+                wall = time.perf_counter() - started
+                peak = _status_kb("VmHWM")
+                calls = control.counters()
+            steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}
+            report = result.output_for_node("reconciliation_report")
+            n = len(seeded.data.companies) - sum(1 for c in seeded.data.companies if c.archived)
+            d = result.output_for_node("hubspot_property_history")[COMPANY_ID].nunique()
+            w = len({r["company_id"] for r in result.output_for_node("hubspot_writeback")["records"]})
+            budget = math.ceil(n / 100) + math.ceil(d / 50) + 2 * math.ceil(w / 100)
+            print(f"wall time {wall:.1f} s for {args.customers:,} customers; peak RSS {peak / 1024:.0f} MiB "
+                  f"(+{(peak - rss_before) / 1024:.0f} MiB over the process before the run)")
+            print("| step | seconds |\n|---|---:|")
+            for step, seconds in steps.items():
+                print(f"| {step} | {seconds:.2f} |")
+            print(f"HubSpot calls: {calls['total']} (N={n:,} companies, D={d:,} with history, W={w:,} written: "
+                  f"bound ceil(N/100)+ceil(D/50)+2ceil(W/100) = {budget})")
+            for endpoint, count in sorted(calls["by_endpoint"].items()):
+                print(f"  {endpoint}: {count}")
+            print("counts:", {k: v for k, v in report["counts"].items() if v})
+            with engine.connect() as conn:
+                print("run row:", conn.execute(sa.text("SELECT status FROM hubspot_reconciliation_runs")).scalar_one())
+            engine.dispose()
+        finally:
+            sandbox.terminate()
+            sandbox.wait(timeout=30)
+            shutil.rmtree(frames, ignore_errors=True)
 
 
 def main() -> None:

@@ -45,10 +45,9 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from warp_sync_pipeline.core.db import make_engine, normalize_url, with_database  # noqa: E402
-from warp_sync_pipeline.core.localpg import LocalCluster, _raw_connect, free_port  # noqa: E402
+from warp_sync_pipeline.core.db import make_engine, with_database  # noqa: E402
+from warp_sync_pipeline.core.localpg import _raw_connect, free_port, throwaway_server  # noqa: E402
 from warp_sync_pipeline.core.migrations import upgrade  # noqa: E402
-from warp_sync_pipeline.core.settings import state_dir  # noqa: E402
 
 ROUTE = "/v1/webhooks/hubspot/company"
 EVENTS_PER_BATCH = 100
@@ -312,43 +311,32 @@ def main() -> int:
     parser.add_argument("--strategies", default="batch,per_event")
     args = parser.parse_args()
 
-    external = os.environ.get("WARP_TEST_DATABASE_URL", "").strip()
-    cluster = None
-    if external:
-        admin_url = with_database(normalize_url(external, variable="WARP_TEST_DATABASE_URL"), "postgres")
-        durability = "WARP_TEST_DATABASE_URL server"
-    else:
-        cluster = LocalCluster(state_dir() / f"bench-{os.getpid()}", "bench-pg", fast_unsafe=args.fast_unsafe)
-        admin_url = cluster.ensure_running()
-        durability = "private cluster, " + ("fsync off" if args.fast_unsafe else "fsync on, synchronous_commit on")
-    try:
-        print(f"# webhook ingest: Python {platform.python_version()}, {os.cpu_count()} CPUs, {durability}; gunicorn "
-              f"{args.worker_class} {args.workers} workers x {args.threads} threads; {args.senders} senders; "
-              f"load average before: {os.getloadavg()[0]:.1f}")
-        rows = []
-        closed_rates = {}
-        for strategy in args.strategies.split(","):
-            closed, opened, final, expected = measure(strategy, admin_url, args)
-            closed_rates[strategy] = closed.events_per_s
-            lost = expected - final
-            for phase in (closed, opened):
-                offered = (f"closed, {args.senders} senders" if phase.label == "closed"
-                           else f"open, {args.rate:g} batches/s")
-                rows.append(f"| {strategy} | {offered} | {phase.batches} | {phase.events_per_s:,.0f} | "
-                            f"{phase.p50_ms:.1f} | {phase.p99_ms:.1f} | {phase.max_ms:.1f} | "
-                            f"{sum(phase.failures.values())} | {lost} |")
-        print("| store | load | batches | events/s stored | p50 ms | p99 ms | max ms | non-200 | lost |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        print("\n".join(rows))
-        if "batch" in closed_rates and "per_event" in closed_rates and closed_rates["per_event"]:
-            print(f"\nratio (closed loop, batch / per_event): {closed_rates['batch'] / closed_rates['per_event']:.1f}x")
-        print(f"load average after: {os.getloadavg()[0]:.1f}")
-    finally:
-        if cluster is not None:
-            cluster.destroy()
-            import shutil
+    with throwaway_server("bench", fast_unsafe=args.fast_unsafe) as (admin_url, durability):
+        return run(args, admin_url, durability)
 
-            shutil.rmtree(cluster.state_dir, ignore_errors=True)
+
+def run(args: argparse.Namespace, admin_url: str, durability: str) -> int:
+    print(f"# webhook ingest: Python {platform.python_version()}, {os.cpu_count()} CPUs, {durability}; gunicorn "
+          f"{args.worker_class} {args.workers} workers x {args.threads} threads; {args.senders} senders; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
+    rows = []
+    closed_rates = {}
+    for strategy in args.strategies.split(","):
+        closed, opened, final, expected = measure(strategy, admin_url, args)
+        closed_rates[strategy] = closed.events_per_s
+        lost = expected - final
+        for phase in (closed, opened):
+            offered = (f"closed, {args.senders} senders" if phase.label == "closed"
+                       else f"open, {args.rate:g} batches/s")
+            rows.append(f"| {strategy} | {offered} | {phase.batches} | {phase.events_per_s:,.0f} | "
+                        f"{phase.p50_ms:.1f} | {phase.p99_ms:.1f} | {phase.max_ms:.1f} | "
+                        f"{sum(phase.failures.values())} | {lost} |")
+    print("| store | load | batches | events/s stored | p50 ms | p99 ms | max ms | non-200 | lost |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    if "batch" in closed_rates and "per_event" in closed_rates and closed_rates["per_event"]:
+        print(f"\nratio (closed loop, batch / per_event): {closed_rates['batch'] / closed_rates['per_event']:.1f}x")
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -17,8 +17,8 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.db import make_engine, normalize_url, with_database
-from warp_sync_pipeline.core.localpg import LocalCluster, _raw_connect
+from warp_sync_pipeline.core.db import make_engine, with_database
+from warp_sync_pipeline.core.localpg import LocalCluster, _raw_connect, throwaway_server
 from warp_sync_pipeline.core.migrations import upgrade
 from warp_sync_pipeline.core.settings import state_dir
 
@@ -33,18 +33,9 @@ def _admin(url: str):  # noqa: ANN202
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> Iterator[str]:
-    external = os.environ.get("WARP_TEST_DATABASE_URL", "").strip()
-    if external:
-        yield with_database(normalize_url(external, variable="WARP_TEST_DATABASE_URL"), "postgres")
-        return
     _remove_abandoned_test_clusters()
-    cluster = LocalCluster(state_dir() / f"test-{os.getpid()}", "test-pg", fast_unsafe=True)
-    url = cluster.ensure_running()
-    try:
+    with throwaway_server("test", fast_unsafe=True) as (url, _description):
         yield url
-    finally:
-        cluster.destroy()
-        Path(cluster.state_dir).exists() and _rmdir_quiet(cluster.state_dir)
 
 
 def _remove_abandoned_test_clusters() -> None:

@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -247,6 +248,32 @@ class LocalCluster:
                               text=True, cwd="/")
         if done.returncode != 0:
             raise LocalPostgresError(f"{tool} failed: {done.stdout.strip()}")
+
+
+@contextlib.contextmanager
+def throwaway_server(
+    kind: str, *, fast_unsafe: bool = False, external_variable: str | None = "WARP_TEST_DATABASE_URL"
+) -> Iterator[tuple[str, str]]:
+    """A PostgreSQL to make scratch databases on, for tests and benchmarks: yields (admin URL, description).
+
+    The server `external_variable` names when it is set (the caller creates and drops databases of its own
+    there), else a private cluster made for this process (`<state>/<kind>-<pid>`) and removed afterwards.
+    """
+    from warp_sync_pipeline.core.db import normalize_url, with_database
+    from warp_sync_pipeline.core.settings import get_optional, state_dir
+
+    external = get_optional(external_variable) if external_variable else None
+    if external:
+        yield with_database(normalize_url(external, variable=external_variable), "postgres"), \
+            f"{external_variable} server"
+        return
+    cluster = LocalCluster(state_dir() / f"{kind}-{os.getpid()}", f"{kind}-pg", fast_unsafe=fast_unsafe)
+    try:
+        yield cluster.ensure_running(), "private cluster, " + (
+            "fsync off" if fast_unsafe else "fsync on, synchronous_commit on")
+    finally:
+        cluster.destroy()
+        shutil.rmtree(cluster.state_dir, ignore_errors=True)
 
 
 def ensure_database(admin_url: str, name: str) -> None:
