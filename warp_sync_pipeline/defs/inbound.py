@@ -22,6 +22,7 @@ from warp_sync_pipeline.core.inbound import (
 )
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.runs import active_runs
 
 hubspot_webhook_events = dg.AssetSpec(
     "hubspot_webhook_events",
@@ -35,14 +36,6 @@ hubspot_webhook_events = dg.AssetSpec(
 )
 
 FLOW_TAGS = {"warp/flow": "webhook-apply"}
-# A run in any of these states will take the pending events; another would only wait for the same leases.
-ACTIVE_RUN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 
 
 class HubSpotWebhookEventsConfig(dg.Config):
@@ -113,9 +106,7 @@ def hubspot_webhook_events_job() -> None:
 def hubspot_webhook_events_sensor(
     context: dg.SensorEvaluationContext, db: DatabaseResource
 ) -> dg.RunRequest | dg.SkipReason:
-    active = context.instance.get_runs_count(
-        dg.RunsFilter(job_name=hubspot_webhook_events_job.name, statuses=ACTIVE_RUN_STATUSES)
-    )
+    active = active_runs(context.instance, hubspot_webhook_events_job.name)
     if active:
         return dg.SkipReason(
             f"A run of {hubspot_webhook_events_job.name} is already queued or running; it takes the waiting events."

@@ -23,16 +23,10 @@ from warp_sync_pipeline.core.outbound import (
 from warp_sync_pipeline.core.settings import get_int
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.runs import active_runs
 
 DRAIN_JOB_NAME = "hubspot_sync_queue_job"
 DRAIN_TAGS = {"warp/flow": "queue-drain"}
-ACTIVE_RUN_STATUSES = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 SENSOR_INTERVAL_SECONDS = get_int("WARP_QUEUE_SENSOR_INTERVAL_SECONDS", 30, minimum=5)
 STOPPED_ROWS_SHOWN = 50
 
@@ -125,7 +119,7 @@ def hubspot_sync_queue_job() -> None:
     description="Requests a drain of hubspot_sync_queue when rows are due and no drain is queued or running.",
 )
 def hubspot_sync_queue_sensor(context: dg.SensorEvaluationContext, db: DatabaseResource) -> dg.RunRequest | dg.SkipReason:
-    active = context.instance.get_runs_count(dg.RunsFilter(job_name=DRAIN_JOB_NAME, statuses=ACTIVE_RUN_STATUSES))
+    active = active_runs(context.instance, DRAIN_JOB_NAME)
     if active:
         return dg.SkipReason(f"A drain run is already queued or running ({active}); it takes the due rows.")
     with db.engine.connect() as conn:
