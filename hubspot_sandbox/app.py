@@ -20,6 +20,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, ValidationError
 
+from hubspot_sandbox.config import SandboxConfig
 from hubspot_sandbox.state import SandboxState
 from hubspot_sandbox.wire import JSON_CONTENT_TYPE, ApiFailure, bad_request, new_correlation_id
 
@@ -171,17 +172,19 @@ def _api_gate() -> None:
                "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, config.daily_limit - used_today))}
     if config.rate_limit_per_10s is not None:
         limit = config.rate_limit_per_10s
-        admission = state.burst_window.admit(token, limit, secondly_limit=max(1, limit // 10))
-        headers.update(_burst_headers(limit, admission.remaining, admission.secondly_remaining))
+        admission = state.burst_window.admit(token, limit, secondly_limit=max(1, limit // 10),
+                                             window_seconds=config.rate_limit_window_seconds)
+        headers.update(_burst_headers(config, admission.remaining, admission.secondly_remaining))
         g.rate_headers = headers
         if not admission.allowed:
             raise _ten_secondly_failure(state, 0)
     g.rate_headers = headers
 
 
-def _burst_headers(limit: int, remaining: int, secondly_remaining: int) -> dict[str, str]:
+def _burst_headers(config: SandboxConfig, remaining: int, secondly_remaining: int) -> dict[str, str]:
+    limit = config.rate_limit_per_10s or 100
     return {
-        "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        "X-HubSpot-RateLimit-Interval-Milliseconds": str(round(config.rate_limit_window_seconds * 1000)),
         "X-HubSpot-RateLimit-Max": str(limit),
         "X-HubSpot-RateLimit-Remaining": str(remaining),
         "X-HubSpot-RateLimit-Secondly": str(max(1, limit // 10)),
@@ -191,12 +194,11 @@ def _burst_headers(limit: int, remaining: int, secondly_remaining: int) -> dict[
 
 def _ten_secondly_failure(state: SandboxState, remaining: int) -> ApiFailure:
     config = state.config
-    limit = config.rate_limit_per_10s or 100
     return ApiFailure(
         429, "RATE_LIMITS", "You have reached your ten_secondly_rolling limit.",
         extra={"errorType": "RATE_LIMIT", "policyName": "TEN_SECONDLY_ROLLING",
                "groupName": f"publicapi:private-app-api-ten-secondly:{config.app_id}:{config.portal_id}"},
-        headers=_burst_headers(limit, remaining, 0),
+        headers=_burst_headers(config, remaining, 0),
     )
 
 

@@ -17,6 +17,8 @@ class SandboxConfig:
     app_id: int = 54321
     # HubSpot's burst budget per token and rolling 10 s (Free/Starter 100; None turns it off).
     rate_limit_per_10s: int | None = 100
+    # The length of that rolling window: HubSpot's is 10 s; tests shorten it so a window passes quickly.
+    rate_limit_window_seconds: float = 10.0
     # Search has its own per-second budget and is exempt from the 10-second one.
     search_per_second: int | None = 5
     daily_limit: int = 250_000
@@ -56,7 +58,7 @@ _OPTIONAL_POSITIVE_INTS = {"rate_limit_per_10s", "search_per_second"}
 _POSITIVE_INTS = {"portal_id", "app_id", "daily_limit", "webhook_max_in_flight", "webhook_max_events_per_request",
                   "default_rep_user_id"}
 _NON_NEGATIVE_INTS = {"webhook_max_retries", "webhook_batch_window_ms"}
-_POSITIVE_FLOATS = {"webhook_timeout_seconds"}
+_POSITIVE_FLOATS = {"webhook_timeout_seconds", "rate_limit_window_seconds"}
 _NON_NEGATIVE_FLOATS = {"webhook_retry_initial_seconds", "webhook_retry_max_seconds"}
 MAX_IN_FLIGHT_CEILING = 32
 

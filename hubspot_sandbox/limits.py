@@ -24,11 +24,13 @@ class RollingWindow:
         self._lock = threading.Lock()
         self._hits: dict[str, deque[float]] = {}
 
-    def admit(self, key: str, limit: int, *, secondly_limit: int | None = None) -> Admission:
+    def admit(self, key: str, limit: int, *, secondly_limit: int | None = None,
+              window_seconds: float | None = None) -> Admission:
+        """Admit one request under `limit` per window (`window_seconds` overrides the window set at start)."""
         now = time.monotonic()
         with self._lock:
             hits = self._hits.setdefault(key, deque())
-            cutoff = now - self.window_seconds
+            cutoff = now - (self.window_seconds if window_seconds is None else window_seconds)
             while hits and hits[0] <= cutoff:
                 hits.popleft()
             allowed = len(hits) < limit

@@ -1,8 +1,8 @@
 """A separate process calling the sandbox through the shared budget (used by test_rate_limits).
 
-python -m tests.hubspot_client.budget_worker BASE_URL TOKEN DATABASE_URL REQUESTS LIMIT START_AT
+python -m tests.hubspot_client.budget_worker BASE_URL TOKEN DATABASE_URL REQUESTS LIMIT START_AT WINDOW_S
 Starts at the epoch time START_AT (so two workers begin together), sends REQUESTS list calls from
-4 threads, and prints {"ok": n, "errors": [...]} as JSON.
+4 threads under a budget of LIMIT per WINDOW_S seconds, and prints {"ok": n, "errors": [...]} as JSON.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from warp_sync_pipeline.core.hubspot import BudgetSettings, HubSpotClient, HubSp
 
 
 def main(argv: list[str]) -> int:
-    base_url, token, database_url, requests, limit, start_at = argv
-    budget = RequestBudget(database_url, BudgetSettings(requests_per_window=int(limit), reserved_share=0.0))
+    base_url, token, database_url, requests, limit, start_at, window_s = argv
+    budget = RequestBudget(database_url, BudgetSettings(requests_per_window=int(limit), window_seconds=float(window_s),
+                                                        reserved_share=0.0))
     client = HubSpotClient(base_url, token, budget=budget, time_budget_s=60)
     time.sleep(max(0.0, float(start_at) - time.time()))
 

@@ -110,7 +110,7 @@ def test_bad_fault_specs_are_refused(sandbox: SandboxHandle, faults: dict) -> No
 
 def test_bad_settings_are_refused(sandbox: SandboxHandle) -> None:
     for settings in ({"rate_limit_per_10s": 0}, {"webhook_target_url": "ftp://x"}, {"colour": "blue"},
-                     {"webhook_max_in_flight": 100}):
+                     {"webhook_max_in_flight": 100}, {"rate_limit_window_seconds": 0}):
         with pytest.raises(SandboxControlError):
             sandbox.control.configure(**settings)
     assert "access_token" not in sandbox.control.config()

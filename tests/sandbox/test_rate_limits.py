@@ -83,6 +83,17 @@ def test_forced_429_fault(sandbox: SandboxHandle, api: httpx.Client) -> None:
     assert statuses == [429, 429, 200]
 
 
+def test_a_shortened_window_is_reported_and_frees_the_budget_when_it_passes(
+    sandbox: SandboxHandle, api: httpx.Client
+) -> None:
+    sandbox.control.configure(rate_limit_per_10s=2, rate_limit_window_seconds=0.5)
+    first = api.get(COMPANIES)
+    assert first.headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "500"
+    assert [first.status_code, api.get(COMPANIES).status_code, api.get(COMPANIES).status_code] == [200, 200, 429]
+    time.sleep(0.55)
+    assert api.get(COMPANIES).status_code == 200
+
+
 def test_rolling_window_frees_budget_as_requests_age() -> None:
     window = RollingWindow(0.3)
     assert [window.admit("token", 2).allowed for _ in range(3)] == [True, True, False]
