@@ -87,7 +87,7 @@ def test_clearing_a_nullable_field(receiver: Receiver, engine: sa.Engine, create
     assert queue_rows(engine)[0]["fields"] == ["credit_limit"]
 
 
-@pytest.mark.parametrize("customer_id", [str(uuid.uuid4()), "not-a-uuid"])
+@pytest.mark.parametrize("customer_id", ["5b0f2a9e-7d1c-4e55-9a0b-3c2d1e0f9a87", "not-a-uuid"])  # no customer has it
 def test_an_unknown_customer_is_404(receiver: Receiver, customer_id: str) -> None:
     response = receiver.patch(customer_id, {"status": "ACTIVE"})
     assert response.status_code == 404 and response.get_json()["error"]["code"] == "CUSTOMER_NOT_FOUND"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests.plugins.database import create_database, drop_database
+from tests.plugins.database import scratch_database
 from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline.core import reconciliation_runs as runs
 
@@ -23,12 +22,8 @@ WARP_SYNC = str(Path(sys.executable).parent / "warp-sync")
 
 @pytest.fixture
 def dagster_database_url(pg_admin_url: str) -> Iterator[str]:
-    name = f"warp_test_dagster_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_admin_url, name)
-    try:
+    with scratch_database(pg_admin_url, "warp_test_dagster") as url:
         yield url
-    finally:
-        drop_database(pg_admin_url, name)
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -115,6 +115,12 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
                 status, delay = receiver.respond(number)
                 if delay:
                     time.sleep(delay)
+            finally:
+                # Counted out before answering: the sender may start its next request the moment the answer
+                # arrives, before this thread would get to run again (seen under load as 11 "in flight").
+                with receiver.lock:
+                    receiver.in_flight -= 1
+            try:
                 self.send_response(status)
                 if status == 429:
                     self.send_header("Retry-After", "0.4")
@@ -122,9 +128,6 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
                 self.end_headers()
             except (BrokenPipeError, ConnectionResetError):
                 pass
-            finally:
-                with receiver.lock:
-                    receiver.in_flight -= 1
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass

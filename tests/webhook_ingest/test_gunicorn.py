@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -17,7 +16,7 @@ from urllib.parse import unquote
 import pytest
 import sqlalchemy as sa
 
-from tests.plugins.database import create_database, drop_database
+from tests.plugins.database import scratch_database
 from tests.webhook_ingest.signing import ROUTE, SECRET, body_of, object_event, property_change, v3_headers
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.localpg import free_port
@@ -27,12 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def receiver_db(pg_admin_url: str, template_database: str) -> Iterator[str]:
-    name = f"warp_test_gunicorn_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_admin_url, name, template=template_database)
-    try:
+    with scratch_database(pg_admin_url, "warp_test_gunicorn", template=template_database) as url:
         yield url
-    finally:
-        drop_database(pg_admin_url, name)
 
 
 @pytest.fixture(scope="module")
