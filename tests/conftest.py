@@ -4,6 +4,6 @@ pytest_plugins = [
     "tests.plugins.sandbox",
     "tests.plugins.database",
     "tests.plugins.smtp",
-    "tests.plugins.dagster_ui",
+    "tests.plugins.dagster_stack",
     "tests.plugins.customers",
 ]

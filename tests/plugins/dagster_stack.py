@@ -1,0 +1,297 @@
+"""One Dagster deployment for the tests that need a running Dagster: code server, daemon and webserver.
+
+`dagster_stack` (session scope) runs what production runs, as separate processes on loopback ports:
+- a code server (`dagster code-server start -m warp_sync_pipeline.definitions`), which launches each run
+  in a process of its own, as in production;
+- `dagster-daemon run` (the run queue, sensors, schedules, run monitoring);
+- `dagster-webserver` (the UI and its GraphQL API),
+all on an instance made from the project's dagster.yaml (dagster-postgres storage in a database of its
+own) with only the waits shortened: the queue is looked at every second and run monitoring every two,
+so a test follows a run (or a failure) in seconds. Its WARP database is a clone of the suite's template,
+and its HubSpot is this worker's sandbox.
+
+Tests that use it are put in one xdist group (`dagster_stack`, see `pytest_collection_modifyitems`), so
+with `--dist loadgroup` the stack starts once, on one worker. `stack_database` empties its WARP
+database before a test (TRUNCATE, then the seeded rows put back), since the stack's processes keep the
+URL they started with. A test submits runs with `launch()` (through the run queue, as a sensor or a
+person does) and waits with `wait_for_run()`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg2
+import pytest
+import yaml
+from dagster_graphql import DagsterGraphQLClient
+from sqlalchemy.engine import make_url
+
+from hubspot_sandbox.server import SandboxServer
+from tests.plugins.database import scratch_database
+from tests.plugins.sandbox import SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_SECRET
+from warp_sync_pipeline.core.localpg import _raw_connect, free_port
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+LOCATION = "warp_sync_pipeline"
+STACK_GROUP = "dagster_stack"
+START_TIMEOUT_S = 120
+# Final states of a run, as the GraphQL API names them.
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+# Only the waits differ from the project's dagster.yaml.
+INSTANCE_OVERRIDES: dict[str, dict[str, Any]] = {
+    "run_coordinator": {"config": {"dequeue_interval_seconds": 1}},
+    "run_monitoring": {"poll_interval_seconds": 2, "start_timeout_seconds": 60, "cancel_timeout_seconds": 60},
+}
+
+
+@dataclass
+class DagsterStack:
+    url: str  # the webserver
+    web_port: int
+    home: Path  # DAGSTER_HOME
+    database_url: str  # the WARP database the stack's runs and sensors use
+    environment: dict[str, str]  # what the stack's processes were started with
+    logs: dict[str, Path] = field(default_factory=dict)
+    _tables: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def graphql(self) -> DagsterGraphQLClient:
+        return DagsterGraphQLClient("127.0.0.1", port_number=self.web_port)
+
+    def launch(self, job: str, *, run_config: Mapping[str, Any] | None = None,
+               tags: Mapping[str, str] | None = None) -> str:
+        """Submit a run through the run queue (the daemon launches it); returns its id."""
+        return self.graphql.submit_job_execution(job, repository_location_name=LOCATION,
+                                                 run_config=dict(run_config or {}), tags=dict(tags or {}))
+
+    def run_status(self, run_id: str) -> str:
+        return self.graphql.get_run_status(run_id).value
+
+    def wait_for_run(self, run_id: str, timeout_s: float = 90, statuses: set[str] = FINISHED) -> str:
+        """Poll until the run reaches one of `statuses`; fail the test with the logs' tails otherwise."""
+        deadline = time.monotonic() + timeout_s
+        status = ""
+        while time.monotonic() < deadline:
+            status = self.run_status(run_id)
+            if status in statuses:
+                return status
+            time.sleep(0.25)
+        pytest.fail(f"run {run_id} still {status} after {timeout_s} s\n{self.log_tails()}")
+
+    def run_worker_pid(self, run_id: str) -> int | None:
+        """The process the code server started for the run, from the run's event log ("Started process")."""
+        query = ("query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events { "
+                 "... on EngineEvent { message metadataEntries { label ... on TextMetadataEntry { text } "
+                 "... on IntMetadataEntry { intValue } } } } } } }")
+        answer = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": {"runId": run_id}},
+                            timeout=10).json()
+        for event in answer["data"]["logsForRun"].get("events", []):
+            if event and event.get("message", "").startswith("Started process for run"):
+                pids = [e.get("intValue") or e.get("text") for e in event["metadataEntries"] if e["label"] == "pid"]
+                if pids:
+                    return int(pids[0])
+        return None
+
+    def log_tails(self, lines: int = 20) -> str:
+        parts = []
+        for name, path in self.logs.items():
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            parts.append(f"--- {name} ({path})\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    # -- the WARP database between tests -----------------------------------------------------------------
+    def remember_seeded_rows(self) -> None:
+        """Keep the rows the migrations seeded (the field rules), to put back after each TRUNCATE."""
+        with _connect(self.database_url) as conn, conn.cursor() as cur:
+            for table in _tables(cur):
+                buffer = io.BytesIO()
+                cur.copy_expert(f'COPY "{table}" TO STDOUT', buffer)
+                if buffer.getvalue():
+                    self._tables[table] = buffer.getvalue()
+
+    def empty_database(self) -> None:
+        """Every table back to what the migrations left: TRUNCATE, then the seeded rows copied back in."""
+        with _connect(self.database_url) as conn, conn.cursor() as cur:
+            cur.execute("SET lock_timeout = '10s'")
+            tables = [t for t in _tables(cur) if t != "warp_schema_migrations"]
+            cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+            # As the migrations left them: no trigger (the mapping audit) records the copy as an edit.
+            cur.execute("SET LOCAL session_replication_role = replica")
+            for table, rows in self._tables.items():
+                if table in tables:
+                    cur.copy_expert(f'COPY "{table}" FROM STDIN', io.BytesIO(rows))
+
+
+@contextmanager
+def _connect(url: str) -> Iterator[psycopg2.extensions.connection]:
+    """One transaction on a connection of its own: committed if the block ends well, and closed."""
+    conn = _raw_connect(url)
+    try:
+        with conn:
+            yield conn
+    finally:
+        conn.close()
+
+
+def _tables(cur: psycopg2.extensions.cursor) -> list[str]:
+    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+    return [row[0] for row in cur.fetchall()]
+
+
+def _merged(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _merged(out.get(key) or {}, value) if isinstance(value, Mapping) else value
+    return out
+
+
+def _write_instance(home: Path, storage_db: str, grpc_port: int) -> dict[str, str]:
+    template = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    (home / "dagster.yaml").write_text(yaml.safe_dump(_merged(template, INSTANCE_OVERRIDES), sort_keys=False))
+    (home / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [
+        {"grpc_server": {"host": "127.0.0.1", "port": grpc_port, "location_name": LOCATION}}]}))
+    storage = make_url(storage_db)
+    return {
+        "DAGSTER_HOME": str(home),
+        "WARP_DAGSTER_PG_HOST": storage.host or "127.0.0.1",
+        "WARP_DAGSTER_PG_PORT": str(storage.port or 5432),
+        "WARP_DAGSTER_PG_USER": storage.username or "postgres",
+        "WARP_DAGSTER_PG_PASSWORD": storage.password or "",
+        "WARP_DAGSTER_PG_DB": storage.database or "",
+    }
+
+
+def _start(name: str, argv: list[str], env: dict[str, str], home: Path,
+           stack: ExitStack) -> tuple[subprocess.Popen[bytes], Path]:
+    log_path = home / f"{name}.log"
+    log = stack.enter_context(open(log_path, "wb"))  # noqa: SIM115 - closed by the exit stack
+    # A session of its own: stopping the group also stops what it spawned (the code server's run workers).
+    process = subprocess.Popen(argv, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    stack.callback(_stop, process)
+    return process, log_path
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(20)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], stack: DagsterStack) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the code server exited while starting\n{stack.log_tails()}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"the code server did not listen within {START_TIMEOUT_S} s\n{stack.log_tails()}")
+
+
+def _wait_until_loaded(stack: DagsterStack, processes: Mapping[str, subprocess.Popen[bytes]]) -> None:
+    """The webserver answers and shows the code location loaded, and the daemon's run queue reports in."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    query = ("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+             "locationOrLoadError { __typename ... on PythonError { message } } } } } "
+             "instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }")
+    reload = {"query": "mutation($name: String!) { reloadRepositoryLocation(repositoryLocationName: $name) "
+                       "{ __typename } }", "variables": {"name": LOCATION}}
+    last = ""
+    while time.monotonic() < deadline:
+        dead = [name for name, process in processes.items() if process.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} exited while starting\n{stack.log_tails()}")
+        try:
+            answer = httpx.post(f"{stack.url}/graphql", json={"query": query}, timeout=5).json()["data"]
+            [entry] = [e for e in answer["workspaceOrError"]["locationEntries"] if e["name"] == LOCATION]
+            daemons = {d["daemonType"]: d["healthy"] for d in answer["instance"]["daemonHealth"]["allDaemonStatuses"]}
+            loaded = entry["loadStatus"] == "LOADED"
+            if loaded and entry["locationOrLoadError"]["__typename"] == "PythonError":
+                # The code server may still have been loading when the webserver first asked: ask again.
+                last = entry["locationOrLoadError"]["message"]
+                httpx.post(f"{stack.url}/graphql", json=reload, timeout=30)
+            elif loaded and daemons.get("QUEUED_RUN_COORDINATOR"):
+                return
+            else:
+                last = f"location {entry['loadStatus']}, daemons {daemons}"
+        except (httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            last = repr(exc)
+        time.sleep(0.5)
+    raise RuntimeError(f"the Dagster stack did not come up within {START_TIMEOUT_S} s ({last})\n{stack.log_tails()}")
+
+
+@pytest.fixture(scope="session")
+def dagster_stack(
+    pg_admin_url: str, template_database: str, sandbox_server: SandboxServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DagsterStack]:
+    home = tmp_path_factory.mktemp("dagster-stack")
+    with ExitStack() as stack:
+        storage_db = stack.enter_context(scratch_database(pg_admin_url, "warp_test_dagster"))
+        warp_db = stack.enter_context(scratch_database(pg_admin_url, "warp_test_stack", template=template_database))
+        grpc_port, web_port = free_port(), free_port()
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
+        environment = {
+            **_write_instance(home, storage_db, grpc_port),
+            "WARP_DATABASE_URL": warp_db,
+            "WARP_STATE_DIR": str(home / "state"),
+            "HUBSPOT_BASE_URL": sandbox_server.base_url,
+            "HUBSPOT_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
+            "HUBSPOT_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+        }
+        env = {**inherited, **environment}
+        workspace = str(home / "workspace.yaml")
+        # Each is stopped (with what it spawned) when the session ends. The daemon and the webserver start
+        # once the code server listens, so they do not begin with a load error.
+        code_server, code_log = _start("code-server", [
+            str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
+            "-m", "warp_sync_pipeline.definitions", "--location-name", LOCATION], env, home, stack)
+        running = DagsterStack(url=f"http://127.0.0.1:{web_port}", web_port=web_port, home=home,
+                               database_url=warp_db, environment=environment, logs={"code-server": code_log})
+        _wait_for_port(grpc_port, code_server, running)
+        daemon, running.logs["daemon"] = _start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace],
+                                                env, home, stack)
+        webserver, running.logs["webserver"] = _start("webserver", [
+            str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", workspace], env, home, stack)
+        _wait_until_loaded(running, {"code-server": code_server, "daemon": daemon, "webserver": webserver})
+        running.remember_seeded_rows()
+        yield running
+        shutil.rmtree(home / "state", ignore_errors=True)
+
+
+@pytest.fixture
+def stack_database(dagster_stack: DagsterStack) -> str:
+    """The stack's WARP database, emptied for this test (as freshly migrated); returns its URL."""
+    dagster_stack.empty_database()
+    return dagster_stack.database_url
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses the stack goes to one xdist group, so one worker starts it once."""
+    for item in items:
+        if "dagster_stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(STACK_GROUP))
+
