@@ -41,11 +41,11 @@ from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy.engine import make_url
 
 from hubspot_sandbox.server import SandboxServer
+from tests import REPO
 from tests.plugins.database import scratch_database
 from tests.plugins.sandbox import SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_SECRET
 from warp_sync_pipeline.core.localpg import _raw_connect, free_port
 
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 LOCATION = "warp_sync_pipeline"
 STACK_GROUP = "dagster_stack"
@@ -289,6 +289,7 @@ def stack_database(dagster_stack: DagsterStack) -> str:
     return dagster_stack.database_url
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that uses the stack goes to one xdist group, so one worker starts it once."""
     for item in items:

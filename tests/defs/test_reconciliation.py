@@ -1,0 +1,194 @@
+"""The Dagster side: the assets materialized together (as the job runs them) against a real database, the
+sandbox and an aiosmtpd server; the run row, the report in the UI and by email, the checks, the dry run."""
+
+# No `from __future__ import annotations`: kept like the other Dagster test modules.
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from tests.core.reconcile.test_writeback import _snapshot
+from tests.plugins.reconcile import DEMO_CUSTOMERS
+from tests.plugins.smtp import SmtpCatcher
+from warp_sync_pipeline.core import reconciliation_runs as runs
+from warp_sync_pipeline.core.hubspot import HubSpotClient
+from warp_sync_pipeline.core.reconcile.demo_seed import SCRIPT_NAME, SeededDemo, seed_demo
+from warp_sync_pipeline.defs.reconciliation import (
+    RECONCILIATION_ASSETS,
+    ReconciliationSettings,
+)
+from warp_sync_pipeline.resources.database import DatabaseResource
+from warp_sync_pipeline.resources.email import EmailResource
+from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def _resources(database_url: str, sandbox: Any, smtp: SmtpCatcher | None, frames: Path,
+               settings: ReconciliationSettings | None = None) -> dict[str, Any]:
+    email = EmailResource()
+    if smtp is not None:
+        env = smtp.environ()
+        email = EmailResource(host=env["SMTP_HOST"], port=env["SMTP_PORT"], starttls=env["SMTP_STARTTLS"],
+                              from_address=env["SMTP_FROM"], recipients=env["WARP_REPORT_RECIPIENTS"],
+                              timeout_seconds=env["SMTP_TIMEOUT_SECONDS"])
+    return {
+        "db": DatabaseResource(url=database_url),
+        "hubspot": HubSpotResource(base_url=sandbox.base_url, access_token=sandbox.access_token, max_attempts=3,
+                                   time_budget_seconds=20, request_timeout_seconds=5),
+        "email": email,
+        "parquet_io_manager": ParquetIOManager(base_dir=str(frames)),
+        "reconciliation": settings or ReconciliationSettings(),
+    }
+
+
+def _materialize(instance: dg.DagsterInstance, resources: dict[str, Any], **tags: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(RECONCILIATION_ASSETS, resources=resources, instance=instance,
+                          tags={"warp/flow": "reconciliation", **tags}, raise_on_error=False)
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
+
+
+def _report_markdown(result: dg.ExecuteInProcessResult) -> str:
+    [materialization] = result.asset_materializations_for_node("reconciliation_report")
+    return materialization.metadata["report"].value
+
+
+def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, smtp_server: SmtpCatcher,
+    demo: SeededDemo, tmp_path: Path,
+) -> None:
+    result = _materialize(instance, _resources(database_url, sandbox, smtp_server, tmp_path),
+                          **{"warp/reconcile-request": "17"})
+    assert result.success
+    run_id = result.run_id
+
+    record = runs.get_run(engine, run_id)
+    assert record.status == "succeeded" and record.request_id == "17" and record.dry_run is False
+    assert record.counts["customers_pulled"] == DEMO_CUSTOMERS
+    assert record.counts["changes_written_to_hubspot"] == record.counts["changes_planned_to_hubspot"] > 0
+    assert record.counts["changes_written_to_warp"] == record.counts["changes_planned_to_warp"] > 0
+    assert record.counts["write_errors"] == 0 and record.counts["duplicate_bans"] == 1
+    assert record.report["sections"] and record.finished_at is not None
+    assert instance.get_run_by_id(run_id).tags["warp/dry-run"] == "false"
+
+    # The UI: the report as Markdown metadata, HubSpot's markup escaped; counts as numbers (charted).
+    markdown = _report_markdown(result)
+    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+    [materialization] = result.asset_materializations_for_node("reconciliation_report")
+    assert isinstance(materialization.metadata["changes_written_to_warp"], dg.IntMetadataValue)
+
+    # The email: both parts, the summary first, HubSpot's markup escaped in the HTML.
+    [message] = smtp_server.wait_for(1)
+    assert message["Subject"].startswith("[warp-sync] Reconciliation succeeded - run ")
+    assert SCRIPT_NAME not in message["Subject"]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert SCRIPT_NAME in text  # plain text shows the value as it is
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert text.index("SUMMARY") < text.index("Customers pulled") < text.index("CHANGES WRITTEN TO HUBSPOT")
+
+    # The frames went through the Parquet IO manager with what the next steps need to know about them.
+    stored = pd.read_parquet(tmp_path / "reconciliation_plan.parquet")
+    assert {"pulled_at", "planned_at", "rules", "counts", "brake"} <= set(stored.attrs)
+    assert stored.attrs["brake"]["records_compared"] == record.counts["pairs_compared"]
+
+    checks = _checks(result)
+    assert checks == {
+        "hubspot_companies:unique_warp_ban": False,  # the demo has a duplicate
+        "field_differences:every_customer_linked": False,  # and orphans
+        "field_differences:drift_below_limit": True,
+        "hubspot_writeback:without_errors": True,
+        "warp_writeback:without_errors": True,
+    }
+
+
+def test_every_check_passes_on_clean_data(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, hubspot_client: HubSpotClient,
+    tmp_path: Path,
+) -> None:
+    seed_demo(engine, client=hubspot_client, seed_companies=sandbox.control.seed, customers=200, with_cases=False)
+    result = _materialize(instance, _resources(database_url, sandbox, None, tmp_path))
+    assert result.success
+    assert set(_checks(result).values()) == {True} and len(_checks(result)) == 5
+    [materialization] = result.asset_materializations_for_node("reconciliation_report")
+    assert materialization.metadata["email"].value == "not configured"
+
+
+def test_the_checks_fail_on_data_made_to_fail_them(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, demo: SeededDemo,
+    tmp_path: Path,
+) -> None:
+    # A HubSpot write refused, a WARP write refused by the database, drift over a tiny limit.
+    sandbox.control.set_faults(validation={"property": "warp_status", "calls": 1, "code": "INVALID_OPTION"})
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE customers ADD CONSTRAINT test_no_net60 CHECK (payment_terms <> 'NET60') "
+                             "NOT VALID"))
+    settings = ReconciliationSettings(max_drift_share=0.001)
+    result = _materialize(instance, _resources(database_url, sandbox, None, tmp_path, settings))
+    assert result.success  # failed writes are in the summaries, not exceptions
+    assert set(_checks(result).values()) == {False}
+    warp = result.output_for_node("warp_writeback")
+    [failed] = [r for r in warp["records"] if r["outcome"] == "failed"]
+    assert failed["field"] == "payment_terms" and failed["code"] == "PG_23514"
+    assert warp["applied"] == warp["planned"] - 1  # the other rows of the chunk landed
+    hubspot = result.output_for_node("hubspot_writeback")
+    refused = [r for r in hubspot["records"] if r["outcome"] == "failed"]
+    assert refused and {(r["field"], r["code"]) for r in refused} == {("status", "INVALID_OPTION")}
+    record = runs.get_run(engine, result.run_id)
+    assert record.counts["write_errors"] == len(refused) + 1
+    assert any(f"{len(refused) + 1} write(s) failed" in alert for alert in record.report["alerts"])
+
+
+def test_a_dry_run_is_recorded_and_says_so_and_changes_nothing(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, smtp_server: SmtpCatcher,
+    demo: SeededDemo, tmp_path: Path,
+) -> None:
+    before = _snapshot(engine, sandbox)
+    settings = ReconciliationSettings(dry_run=True)
+    result = _materialize(instance, _resources(database_url, sandbox, smtp_server, tmp_path, settings))
+    assert result.success
+    assert _snapshot(engine, sandbox) == before
+    record = runs.get_run(engine, result.run_id)
+    assert record.status == "succeeded" and record.dry_run is True
+    assert record.counts["changes_written_to_hubspot"] == 0 and record.counts["changes_planned_to_hubspot"] > 0
+    assert instance.get_run_by_id(result.run_id).tags["warp/dry-run"] == "true"
+    assert "Dry run" in _report_markdown(result)
+    [message] = smtp_server.wait_for(1)
+    assert "(dry run)" in message["Subject"]
+
+
+def test_a_run_tagged_as_a_dry_run_is_one_whatever_its_config(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, demo: SeededDemo,
+    tmp_path: Path,
+) -> None:
+    before = _snapshot(engine, sandbox)
+    result = _materialize(instance, _resources(database_url, sandbox, None, tmp_path), **{"warp/dry-run": "true"})
+    assert result.success and _snapshot(engine, sandbox) == before
+    assert runs.get_run(engine, result.run_id).dry_run is True
+
+
+def test_the_brake_alerts_in_the_report_and_the_email(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, smtp_server: SmtpCatcher,
+    demo: SeededDemo, tmp_path: Path,
+) -> None:
+    before = _snapshot(engine, sandbox)
+    settings = ReconciliationSettings(max_change_share=0.001)
+    result = _materialize(instance, _resources(database_url, sandbox, smtp_server, tmp_path, settings))
+    assert result.success and _snapshot(engine, sandbox) == before
+    record = runs.get_run(engine, result.run_id)
+    assert len(record.report["alerts"]) == 1 and "brake" in record.report["alerts"][0]
+    [message] = smtp_server.wait_for(1)
+    assert message["Subject"].endswith("- 1 alert")
+    assert "brake stopped the write-back" in message.get_body(preferencelist=("plain",)).get_content()

@@ -1,0 +1,60 @@
+"""Headless Chromium against the running Dagster stack on demo data: the nightly reconciliation, launched
+through the run queue (the daemon starts it, the code server runs it in a process of its own), renders in
+the UI: the asset graph, the latest report with its Markdown, and the run. Screenshots are saved to
+test-artifacts/ (git-ignored). Where Chromium is not installed the test skips, saying so."""
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests import ARTIFACTS
+from tests.cdp import chromium_page, find_chromium
+from tests.plugins.dagster_stack import DagsterStack
+from warp_sync_pipeline.core.db import make_engine
+from warp_sync_pipeline.core.hubspot import HubSpotClient
+from warp_sync_pipeline.core.reconcile.demo_seed import seed_demo
+from warp_sync_pipeline.defs.reconciliation import RECONCILIATION_JOB_NAME
+
+CHROMIUM = find_chromium()
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="Chromium is not installed (Debian package `chromium`, which .ci/run installs): browser test skipped",
+)
+
+
+def test_the_asset_graph_and_the_latest_report_render_in_the_dagster_ui(
+    dagster_stack: DagsterStack, stack_database: str, sandbox, tmp_path: Path,  # noqa: ANN001
+) -> None:
+    assert CHROMIUM is not None
+    engine = make_engine(stack_database, poolclass=sa.pool.NullPool)
+    with HubSpotClient(sandbox.base_url, sandbox.access_token, time_budget_s=20) as client:
+        seed_demo(engine, client=client, seed_companies=sandbox.control.seed, customers=200)
+    engine.dispose()
+    run_id = dagster_stack.launch(RECONCILIATION_JOB_NAME, run_config={
+        "resources": {"reconciliation": {"config": {"allow_mass_write": True}}}})
+    assert dagster_stack.wait_for_run(run_id) == "SUCCESS", dagster_stack.log_tails()
+
+    with chromium_page(CHROMIUM, tmp_path / "profile", timeout_s=60) as page:
+        # The lineage graph shortens long names on its nodes; the short ones read in full.
+        page.navigate(f"{dagster_stack.url}/locations/warp_sync_pipeline/asset-groups/reconciliation")
+        graph = page.wait_for_text("Asset Group", "warp_writeback", "warp_customers")
+        assert "Join the Dagster community" not in graph  # nux is off in dagster.yaml
+        page.screenshot(ARTIFACTS / "dagster-asset-graph.png")
+
+        page.navigate(f"{dagster_stack.url}/assets/reconciliation_report")
+        page.wait_for_text("reconciliation_report", "Counts, the changes made each way", "[Show Markdown]")
+        page.screenshot(ARTIFACTS / "dagster-report-asset.png")
+        page.click_text("[Show Markdown]")
+        report = page.wait_for_text("Reconciliation report: succeeded", "Summary")
+        page.screenshot(ARTIFACTS / "dagster-report-markdown.png")
+        assert "<table" in report  # the report's tables render as tables
+
+        page.navigate(f"{dagster_stack.url}/runs/{run_id}")
+        html = page.wait_for_text(run_id[:8], "reconciliation_report")
+        page.screenshot(ARTIFACTS / "dagster-report-run.png")
+    assert "RUN_FAILURE" not in html
+    for name in ("dagster-asset-graph.png", "dagster-report-asset.png", "dagster-report-markdown.png",
+                 "dagster-report-run.png"):
+        assert (ARTIFACTS / name).stat().st_size > 10_000  # a rendered page, not a blank one

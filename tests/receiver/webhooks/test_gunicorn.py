@@ -1,0 +1,121 @@
+"""The receiver under a real gunicorn: the signature covers the raw request URI as it arrived."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+import pytest
+import sqlalchemy as sa
+
+from tests import REPO
+from tests.plugins.database import scratch_database
+from tests.plugins.signing import ROUTE, SECRET, body_of, object_event, property_change, v3_headers
+from warp_sync_pipeline.core.db import make_engine
+from warp_sync_pipeline.core.localpg import free_port
+
+
+@pytest.fixture(scope="module")
+def receiver_db(pg_admin_url: str, template_database: str) -> Iterator[str]:
+    with scratch_database(pg_admin_url, "warp_test_gunicorn", template=template_database) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def gunicorn_port(receiver_db: str) -> Iterator[int]:
+    port = free_port()
+    env = {**os.environ, "WARP_DATABASE_URL": receiver_db, "HUBSPOT_CLIENT_SECRET": SECRET}
+    env.pop("WARP_PUBLIC_BASE_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread", "--threads", "2",
+         "--bind", f"127.0.0.1:{port}", "webhook_receiver:create_app()"],
+        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+            time.sleep(0.1)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def send(port: int, path: str, body: bytes, headers: dict[str, str | bytes]) -> tuple[int, dict]:
+    """POST with the request target exactly as given (http.client does not re-encode it)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.putrequest("POST", path, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        response = conn.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        conn.close()
+
+
+def count(url: str) -> int:
+    engine = make_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT count(*) FROM hubspot_webhook_events")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def test_raw_uri_signing_and_rejections_under_gunicorn(gunicorn_port: int, receiver_db: str) -> None:
+    port = gunicorn_port
+    origin = f"http://127.0.0.1:{port}"
+    raw_path = ROUTE + "?portal=62515&tag=a%3Ab%2Fc%40d%20e%2C(x)&k=%253A"
+    hubspot_signed = origin + ROUTE + "?portal=62515&tag=a:b/c@d%20e,(x)&k=%253A"
+    body = body_of([property_change(31, "warp_credit_limit", "10000"), object_event("company.creation", 32)])
+
+    # What a framework's decoded URL would give, and the undecoded URI: neither is what HubSpot signs.
+    for wrong in (origin + unquote(raw_path), origin + raw_path):
+        status, answer = send(port, raw_path, body, v3_headers(wrong, body))
+        assert (status, answer["error"]["code"]) == (401, "SIGNATURE_INVALID")
+    assert count(receiver_db) == 0
+
+    status, answer = send(port, raw_path, body, v3_headers(hubspot_signed, body))
+    assert status == 200, answer
+    assert answer["data"] == {"received": 2, "stored": 2, "duplicates": 0, "ignored": 0}
+
+    # Header bytes outside ASCII reach the app as latin-1 text: still a 401, never a 500.
+    headers: dict[str, str | bytes] = dict(v3_headers(hubspot_signed, body))
+    headers["X-HubSpot-Signature-v3"] = "sïgnature".encode()
+    status, answer = send(port, raw_path, body, headers)
+    assert (status, answer["error"]["code"]) == (401, "SIGNATURE_INVALID")
+    headers = dict(v3_headers(hubspot_signed, body))
+    headers["X-HubSpot-Request-Timestamp"] = "١٧٠٠".encode()
+    status, answer = send(port, raw_path, body, headers)
+    assert (status, answer["error"]["code"]) == (401, "TIMESTAMP_INVALID")
+
+    big = b"[" + b" " * (1024 * 1024) + b"]"
+    status, answer = send(port, ROUTE, big, v3_headers(origin + ROUTE, big))
+    assert (status, answer["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
+
+    assert count(receiver_db) == 2
