@@ -1,6 +1,6 @@
 """`GET /openapi.json`: the receiver's OpenAPI 3.1 document (webhook_receiver/openapi.yaml), served as JSON.
 
-The document is kept true by tests/openapi/test_schemathesis.py, which fuzzes every operation against the app
+The document is kept true by tests/receiver/openapi/test_schemathesis.py, which fuzzes every operation against the app
 (no undocumented status, no response outside its schema, no 500).
 """
 
