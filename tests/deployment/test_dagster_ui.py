@@ -1,6 +1,6 @@
 """Headless Chromium against the running Dagster stack on demo data: the nightly reconciliation, launched
-through the run queue (the daemon starts it, the code server runs it in a process of its own), renders in
-the UI: the asset graph, the latest report with its Markdown, and the run. Screenshots are saved to
+through the run queue (the daemon starts it, the code server runs it in a process of its own), emails its
+report, and renders in the UI: the asset graph, the latest report with its Markdown, and the run. Screenshots are saved to
 test-artifacts/ (git-ignored). Where Chromium is not installed the test skips, saying so."""
 
 from pathlib import Path
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from tests import ARTIFACTS
 from tests.cdp import chromium_page, find_chromium
 from tests.plugins.dagster_stack import DagsterStack
+from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.reconcile.demo_seed import seed_demo
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_the_asset_graph_and_the_latest_report_render_in_the_dagster_ui(
-    dagster_stack: DagsterStack, stack_database: str, sandbox, tmp_path: Path,  # noqa: ANN001
+    dagster_stack: DagsterStack, stack_database: str, stack_mail: SmtpCatcher, sandbox, tmp_path: Path,  # noqa: ANN001
 ) -> None:
     assert CHROMIUM is not None
     engine = make_engine(stack_database, poolclass=sa.pool.NullPool)
@@ -35,6 +36,8 @@ def test_the_asset_graph_and_the_latest_report_render_in_the_dagster_ui(
     run_id = dagster_stack.launch(RECONCILIATION_JOB_NAME, run_config={
         "resources": {"reconciliation": {"config": {"allow_mass_write": True}}}})
     assert dagster_stack.wait_for_run(run_id) == "SUCCESS", dagster_stack.log_tails()
+    [report] = stack_mail.wait_for(1)  # the run's own process sent the report
+    assert run_id[:8] in report["Subject"]
 
     with chromium_page(CHROMIUM, tmp_path / "profile", timeout_s=60) as page:
         # The lineage graph shortens long names on its nodes; the short ones read in full.

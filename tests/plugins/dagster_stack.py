@@ -8,12 +8,12 @@
 all on an instance made from the project's dagster.yaml (dagster-postgres storage in a database of its
 own) with only the waits shortened: the queue is looked at every second and run monitoring every two,
 so a test follows a run (or a failure) in seconds. Its WARP database is a clone of the suite's template,
-and its HubSpot is this worker's sandbox.
+its HubSpot is this worker's sandbox, and its mail goes to an SMTP catcher of its own (aiosmtpd).
 
 Tests that use it are put in one xdist group (`dagster_stack`, see `pytest_collection_modifyitems`), so
 with `--dist loadgroup` the stack starts once, on one worker. `stack_database` empties its WARP
 database before a test (TRUNCATE, then the seeded rows put back), since the stack's processes keep the
-URL they started with. A test submits runs with `launch()` (through the run queue, as a sensor or a
+URL they started with; `stack_mail` empties its mail catcher. A test submits runs with `launch()` (through the run queue, as a sensor or a
 person does) and waits with `wait_for_run()`.
 """
 
@@ -44,6 +44,7 @@ from hubspot_sandbox.server import SandboxServer
 from tests import REPO
 from tests.plugins.database import scratch_database
 from tests.plugins.sandbox import SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_SECRET
+from tests.plugins.smtp import LOOPBACK, SmtpCatcher, start_catcher
 from warp_sync_pipeline.core.localpg import _raw_connect, free_port
 
 BIN = Path(sys.executable).parent
@@ -66,6 +67,7 @@ class DagsterStack:
     web_port: int
     home: Path  # DAGSTER_HOME
     database_url: str  # the WARP database the stack's runs and sensors use
+    mail: SmtpCatcher  # where the stack's reports and alerts are sent
     environment: dict[str, str]  # what the stack's processes were started with
     logs: dict[str, Path] = field(default_factory=dict)
     _tables: dict[str, bytes] = field(default_factory=dict, repr=False)
@@ -252,6 +254,8 @@ def dagster_stack(
     with ExitStack() as stack:
         storage_db = stack.enter_context(scratch_database(pg_admin_url, "warp_test_dagster"))
         warp_db = stack.enter_context(scratch_database(pg_admin_url, "warp_test_stack", template=template_database))
+        mail = SmtpCatcher(host=LOOPBACK, port=0)
+        stack.callback(start_catcher(mail).stop)
         grpc_port, web_port = free_port(), free_port()
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
         environment = {
@@ -261,6 +265,7 @@ def dagster_stack(
             "HUBSPOT_BASE_URL": sandbox_server.base_url,
             "HUBSPOT_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
             "HUBSPOT_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
+            **mail.environ(),
         }
         env = {**inherited, **environment}
         workspace = str(home / "workspace.yaml")
@@ -270,7 +275,8 @@ def dagster_stack(
             str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
             "-m", "warp_sync_pipeline.definitions", "--location-name", LOCATION], env, home, stack)
         running = DagsterStack(url=f"http://127.0.0.1:{web_port}", web_port=web_port, home=home,
-                               database_url=warp_db, environment=environment, logs={"code-server": code_log})
+                               database_url=warp_db, mail=mail, environment=environment,
+                               logs={"code-server": code_log})
         _wait_for_port(grpc_port, code_server, running)
         daemon, running.logs["daemon"] = _start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace],
                                                 env, home, stack)
@@ -287,6 +293,13 @@ def stack_database(dagster_stack: DagsterStack) -> str:
     """The stack's WARP database, emptied for this test (as freshly migrated); returns its URL."""
     dagster_stack.empty_database()
     return dagster_stack.database_url
+
+
+@pytest.fixture
+def stack_mail(dagster_stack: DagsterStack) -> SmtpCatcher:
+    """The stack's mail catcher, emptied for this test."""
+    dagster_stack.mail.clear()
+    return dagster_stack.mail
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

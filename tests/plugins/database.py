@@ -183,6 +183,45 @@ def database_url(pg_admin_url: str, template_database: str) -> Iterator[str]:
         yield url
 
 
+@dataclass
+class PrivatePostgres:
+    """A cluster of one test's own, for tests that stop, restart or break the server itself."""
+
+    cluster: LocalCluster
+    admin_url: str
+    database_url: str  # a migrated database on it
+
+    def stop(self) -> None:
+        self.cluster.stop()
+
+    def start(self) -> None:
+        # The same port when it is still free (it is, right after a stop), so URLs stay valid.
+        admin_url = self.cluster.ensure_running()
+        assert admin_url == self.admin_url, f"the restarted server moved from {self.admin_url} to {admin_url}"
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+@pytest.fixture
+def private_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivatePostgres]:
+    """A private cluster (about 2 s to make) with a migrated database, removed afterwards; the shared server is
+    never restarted, since every other test of the run is on it."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("private-pg"), "private-pg", fast_unsafe=True)
+    try:
+        admin_url = cluster.ensure_running()
+        url = create_database(admin_url, "warp")
+        engine = make_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+        yield PrivatePostgres(cluster, admin_url, url)
+    finally:
+        cluster.destroy()
+
+
 @pytest.fixture
 def engine(database_url: str) -> Iterator[sa.Engine]:
     eng = make_engine(database_url, pool_size=5, max_overflow=20)

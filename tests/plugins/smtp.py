@@ -66,6 +66,13 @@ class SmtpCatcher:
                 pytest.fail(f"expected {count} message(s) at the SMTP server, got {len(self.messages)}")
             return list(self.messages)
 
+    def clear(self) -> None:
+        """Forget what arrived (for a server that outlives one test)."""
+        with self._arrived:
+            self.messages.clear()
+            self.envelopes.clear()
+            self.auth_attempts.clear()
+
     def environ(self, recipients: str = DEFAULT_RECIPIENTS, **overrides: str) -> dict[str, str]:
         env = {
             "SMTP_HOST": self.host,
@@ -98,7 +105,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _start(catcher: SmtpCatcher, **smtp_options: Any) -> Controller:
+def start_catcher(catcher: SmtpCatcher, **smtp_options: Any) -> Controller:
     last_error: Exception | None = None
     for _ in range(5):  # another process may take the port between probing and binding
         catcher.port = _free_port()
@@ -114,7 +121,7 @@ def _start(catcher: SmtpCatcher, **smtp_options: Any) -> Controller:
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpCatcher]:
     catcher = SmtpCatcher(host=LOOPBACK, port=0)
-    controller = _start(catcher)
+    controller = start_catcher(catcher)
     try:
         yield catcher
     finally:
@@ -206,7 +213,7 @@ def smtp_tls_server(tmp_path: Path) -> Iterator[SmtpCatcher]:
         ok = login == catcher.username and auth_data.password.decode() == catcher.password
         return AuthResult(success=ok, handled=False)
 
-    controller = _start(
+    controller = start_catcher(
         catcher,
         tls_context=server_context,
         require_starttls=True,
