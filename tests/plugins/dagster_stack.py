@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +61,22 @@ INSTANCE_OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
+# The flows' budgets, short so a fault test waits seconds, not minutes: a drain run stops claiming after 1 s and
+# its calls after 5 s (maximum runtime 1 + 5 + 2 = 8 s), claims lapse after 6 s, the sensors tick every 5 s.
+FLOW_SETTINGS = {
+    "WARP_QUEUE_RUN_SECONDS": "1",
+    "WARP_QUEUE_HTTP_BUDGET_SECONDS": "5",
+    "WARP_QUEUE_LEASE_SECONDS": "6",
+    "WARP_QUEUE_BACKOFF_SECONDS": "0",
+    "WARP_QUEUE_SENSOR_INTERVAL_SECONDS": "5",
+    "WARP_WEBHOOK_RUN_SECONDS": "1",
+    "WARP_WEBHOOK_LEASE_SECONDS": "6",
+    "WARP_WEBHOOK_RETRY_SECONDS": "1",
+    "WARP_RUN_MARGIN_SECONDS": "2",
+    "HUBSPOT_TIME_BUDGET_SECONDS": "5",
+}
+
+
 @dataclass
 class DagsterStack:
     url: str  # the webserver
@@ -70,7 +86,32 @@ class DagsterStack:
     mail: SmtpCatcher  # where the stack's reports and alerts are sent
     environment: dict[str, str]  # what the stack's processes were started with
     logs: dict[str, Path] = field(default_factory=dict)
+    code_server: subprocess.Popen[bytes] | None = None
+    _start_code_server: Any = field(default=None, repr=False)  # () -> Popen, a new code server on the same port
     _tables: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def kill_code_server(self) -> None:
+        """SIGKILL to the code server's process group: the server and every run worker it started, as when its
+        host or container dies. Nothing is told; the runs it held stay STARTED until the instance acts."""
+        assert self.code_server is not None
+        os.killpg(self.code_server.pid, signal.SIGKILL)
+        self.code_server.wait(10)
+
+    def start_code_server(self) -> None:
+        """A new code server on the same port (as a supervisor would restart it); the daemon and the webserver
+        find it there."""
+        self.code_server = self._start_code_server()
+
+    def runs(self, job: str, statuses: Sequence[str] = ()) -> list[tuple[str, str]]:
+        """(run id, status) of the job's runs, newest first, optionally only in `statuses` (GraphQL names)."""
+        query = ("query($filter: RunsFilter) { runsOrError(filter: $filter) { ... on Runs { results { runId "
+                 "status } } } }")
+        run_filter: dict[str, Any] = {"pipelineName": job}
+        if statuses:
+            run_filter["statuses"] = list(statuses)
+        answer = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": {"filter": run_filter}},
+                            timeout=10).json()
+        return [(r["runId"], r["status"]) for r in answer["data"]["runsOrError"]["results"]]
 
     @property
     def graphql(self) -> DagsterGraphQLClient:
@@ -266,18 +307,27 @@ def dagster_stack(
             "HUBSPOT_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
             "HUBSPOT_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
             **mail.environ(),
+            **FLOW_SETTINGS,
         }
         env = {**inherited, **environment}
         workspace = str(home / "workspace.yaml")
         # Each is stopped (with what it spawned) when the session ends. The daemon and the webserver start
         # once the code server listens, so they do not begin with a load error.
-        code_server, code_log = _start("code-server", [
-            str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
-            "-m", "warp_sync_pipeline.definitions", "--location-name", LOCATION], env, home, stack)
+        code_server_argv = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
+                            "-m", "warp_sync_pipeline.definitions", "--location-name", LOCATION]
         running = DagsterStack(url=f"http://127.0.0.1:{web_port}", web_port=web_port, home=home,
-                               database_url=warp_db, mail=mail, environment=environment,
-                               logs={"code-server": code_log})
-        _wait_for_port(grpc_port, code_server, running)
+                               database_url=warp_db, mail=mail, environment=environment)
+
+        def start_code_server() -> subprocess.Popen[bytes]:
+            name = "code-server" if "code-server" not in running.logs else f"code-server-{len(running.logs)}"
+            process, running.logs[name] = _start(name, code_server_argv, env, home, stack)
+            _wait_for_port(grpc_port, process, running)
+            return process
+
+        running._start_code_server = start_code_server
+        running.start_code_server()
+        code_server = running.code_server
+        assert code_server is not None
         daemon, running.logs["daemon"] = _start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace],
                                                 env, home, stack)
         webserver, running.logs["webserver"] = _start("webserver", [
@@ -304,8 +354,10 @@ def stack_mail(dagster_stack: DagsterStack) -> SmtpCatcher:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test that uses the stack goes to one xdist group, so one worker starts it once."""
-    for item in items:
-        if "dagster_stack" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(STACK_GROUP))
+    """Every test that uses the stack goes to one xdist group, so one worker starts it once; the group goes first,
+    so its minute of serial work (fault tests wait on real timeouts) overlaps the rest instead of trailing it."""
+    on_stack = [item for item in items if "dagster_stack" in getattr(item, "fixturenames", ())]
+    for item in on_stack:
+        item.add_marker(pytest.mark.xdist_group(STACK_GROUP))
+    items[:] = on_stack + [item for item in items if item not in on_stack]
 

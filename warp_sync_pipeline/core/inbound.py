@@ -67,7 +67,7 @@ from warp_sync_pipeline.core.leases import (
 from warp_sync_pipeline.core.ledger import bind_company, match_echo
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot
 from warp_sync_pipeline.core.outbound import enqueue_fields
-from warp_sync_pipeline.core.settings import get_float, get_int
+from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class InboundSettings:
 
     max_attempts: int = 5
     # How long a claim holds a company's events; a run that dies releases them when it expires.
-    lease_ttl: timedelta = timedelta(minutes=5)
+    lease_ttl: timedelta = timedelta(seconds=150)
     # How long a customer lease lasts (renewed by nothing: a company's events take well under this).
     customer_lease_ttl: timedelta = timedelta(minutes=2)
     # Failed events wait retry_initial, then 4x longer each attempt, at most retry_max.
@@ -127,10 +127,12 @@ class InboundSettings:
     # A busy customer's events wait this long before another claim may take them.
     busy_retry: timedelta = timedelta(seconds=15)
     companies_per_claim: int = 500
-    # A run stops claiming after this long; the sensor starts another for what is left.
-    run_time_budget: timedelta = timedelta(minutes=4)
+    # A run stops after this long (the rest of its claim handed back); the sensor starts another for what is left.
+    run_time_budget: timedelta = timedelta(minutes=2)
     retention: timedelta = MINIMUM_RETENTION
     failed_retention: timedelta = timedelta(days=30)
+    # A run's time past its budgets before the instance ends it.
+    run_margin: timedelta = timedelta(seconds=15)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -144,18 +146,26 @@ class InboundSettings:
         _FAILED_RETENTION_DAYS (SettingsError names a malformed one)."""
         return cls(
             max_attempts=get_int("WARP_WEBHOOK_MAX_ATTEMPTS", 5, minimum=1, environ=environ),
-            lease_ttl=timedelta(seconds=get_float("WARP_WEBHOOK_LEASE_SECONDS", 300, minimum=10, environ=environ)),
+            lease_ttl=timedelta(seconds=get_float("WARP_WEBHOOK_LEASE_SECONDS", 150, minimum=1, environ=environ)),
             retry_initial=timedelta(
                 seconds=get_float("WARP_WEBHOOK_RETRY_SECONDS", 30, minimum=1, environ=environ)
             ),
             run_time_budget=timedelta(
-                seconds=get_float("WARP_WEBHOOK_RUN_SECONDS", 240, minimum=1, environ=environ)
+                seconds=get_float("WARP_WEBHOOK_RUN_SECONDS", 120, minimum=1, environ=environ)
             ),
             retention=timedelta(days=get_int("WARP_WEBHOOK_RETENTION_DAYS", 3, minimum=3, environ=environ)),
             failed_retention=timedelta(
                 days=get_int("WARP_WEBHOOK_FAILED_RETENTION_DAYS", 30, minimum=3, environ=environ)
             ),
+            run_margin=timedelta(seconds=run_margin_seconds(environ)),
         )
+
+    @property
+    def max_runtime(self) -> timedelta:
+        """The longest a run can take: it stops after run_time_budget, and the company it was applying then ends
+        within lease_ttl (past that its events are another run's anyway). A run still going after this is dead
+        or hung."""
+        return self.run_time_budget + self.lease_ttl + self.run_margin
 
 
 class CompanyReader(Protocol):
@@ -502,6 +512,10 @@ class _Processor:
             claimed_at = time.monotonic()
             self.summary.claimed += sum(len(g) for g in groups)
             for position, events in enumerate(groups):
+                if time.monotonic() >= deadline:
+                    # Time is up: the rest of the claim goes back (its attempt returned) for the next run.
+                    self._hand_back([e for g in groups[position:] for e in g])
+                    break
                 if time.monotonic() - claimed_at > self.settings.lease_ttl.total_seconds() / 3:
                     # A slow round (HubSpot reads): keep the rest of the claim ours.
                     self._renew([e for g in groups[position:] for e in g])
@@ -510,6 +524,11 @@ class _Processor:
                 self._process_company(events)
         self.summary.elapsed_s = time.monotonic() - started
         return self.summary
+
+    def _hand_back(self, events: Sequence[ClaimedEvent]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_DEFER, {"ids": [e.id for e in events], "token": str(self.token), "delay": timedelta(0)})
+        self.summary.claimed -= len(events)
 
     def _renew(self, events: Sequence[ClaimedEvent]) -> None:
         with self.engine.begin() as conn:

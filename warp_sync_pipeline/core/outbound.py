@@ -77,7 +77,7 @@ from warp_sync_pipeline.core.leases import (
 )
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
-from warp_sync_pipeline.core.settings import get_float, get_int
+from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customers
 
 log = logging.getLogger("warp_sync.outbound")
@@ -127,13 +127,14 @@ class DrainSettings:
     max_attempts: int = 3  # failed sends in all before a row is dead
     backoff_s: float = 30.0  # first retry after this long, doubling
     backoff_max_s: float = 900.0
-    lease_s: float = 600.0  # a claim's lease (and the customers' leases): must outlast http_budget_s
-    http_budget_s: float = 300.0  # all HubSpot calls of one claim, retries included
-    run_budget_s: float = 900.0  # a run stops claiming after this long
+    lease_s: float = 150.0  # a claim's lease (and the customers' leases): must outlast http_budget_s
+    http_budget_s: float = 120.0  # all HubSpot calls of one claim, retries included
+    run_budget_s: float = 120.0  # a run stops claiming after this long
     claim_size: int = 500  # rows per claim (one per customer)
     busy_retry_s: float = 15.0  # a customer another writer holds is tried again after this long
     auth_pause_s: float = 300.0  # rows wait this long after HubSpot refused our credentials
     retention: timedelta = timedelta(days=7)  # done rows are purged after this
+    run_margin_s: float = 15.0  # a run's time past its budgets before the instance ends it
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.claim_size < 1:
@@ -147,13 +148,20 @@ class DrainSettings:
             max_attempts=get_int("WARP_QUEUE_MAX_ATTEMPTS", 3, minimum=1, environ=environ),
             backoff_s=get_float("WARP_QUEUE_BACKOFF_SECONDS", 30.0, minimum=0.0, environ=environ),
             backoff_max_s=get_float("WARP_QUEUE_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0, environ=environ),
-            lease_s=get_float("WARP_QUEUE_LEASE_SECONDS", 600.0, minimum=1.0, environ=environ),
-            http_budget_s=get_float("WARP_QUEUE_HTTP_BUDGET_SECONDS", 300.0, minimum=1.0, environ=environ),
-            run_budget_s=get_float("WARP_QUEUE_RUN_SECONDS", 900.0, minimum=1.0, environ=environ),
+            lease_s=get_float("WARP_QUEUE_LEASE_SECONDS", 150.0, minimum=1.0, environ=environ),
+            http_budget_s=get_float("WARP_QUEUE_HTTP_BUDGET_SECONDS", 120.0, minimum=1.0, environ=environ),
+            run_budget_s=get_float("WARP_QUEUE_RUN_SECONDS", 120.0, minimum=1.0, environ=environ),
             claim_size=get_int("WARP_QUEUE_CLAIM_SIZE", 500, minimum=1, environ=environ),
             auth_pause_s=get_float("WARP_QUEUE_AUTH_PAUSE_SECONDS", 300.0, minimum=0.0, environ=environ),
             retention=timedelta(days=get_int("WARP_QUEUE_RETENTION_DAYS", 7, minimum=1, environ=environ)),
+            run_margin_s=run_margin_seconds(environ),
         )
+
+    @property
+    def max_runtime_s(self) -> float:
+        """The longest a drain run can take: it stops claiming after run_budget_s, and its last claim's calls end
+        within http_budget_s. A run still going after this is dead or hung (its process may be gone)."""
+        return self.run_budget_s + self.http_budget_s + self.run_margin_s
 
     def backoff(self, attempts: int) -> float:
         """Seconds before the next try after `attempts` failed sends (with a little jitter)."""

@@ -128,3 +128,9 @@ def state_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where local state lives: the private PostgreSQL's record, DAGSTER_HOME, logs."""
     raw = get_optional("WARP_STATE_DIR", environ=environ)
     return Path(raw).resolve() if raw else project_root() / ".warp-sync"
+
+
+def run_margin_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """What a flow's run may take past its own budgets (process start, the last writes, the report) before the
+    instance ends it: the margin of every maximum runtime (WARP_RUN_MARGIN_SECONDS, default 15)."""
+    return get_float("WARP_RUN_MARGIN_SECONDS", 15.0, minimum=1.0, environ=environ)

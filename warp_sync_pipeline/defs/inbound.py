@@ -22,7 +22,7 @@ from warp_sync_pipeline.core.inbound import (
 )
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import active_runs
+from warp_sync_pipeline.runs import active_runs, max_runtime_tags
 
 hubspot_webhook_events = dg.AssetSpec(
     "hubspot_webhook_events",
@@ -90,7 +90,8 @@ def apply_hubspot_webhook_events(
 
 @dg.job(
     description="Applies the pending HubSpot webhook events (requested by hubspot_webhook_events_sensor).",
-    tags=FLOW_TAGS,
+    # A run given a longer time_budget_seconds in its config needs a matching dagster/max_runtime tag.
+    tags={**FLOW_TAGS, **max_runtime_tags(InboundSettings.from_env().max_runtime.total_seconds())},
     executor_def=dg.in_process_executor,
 )
 def hubspot_webhook_events_job() -> None:

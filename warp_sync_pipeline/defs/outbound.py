@@ -23,7 +23,7 @@ from warp_sync_pipeline.core.outbound import (
 from warp_sync_pipeline.core.settings import get_int
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import active_runs
+from warp_sync_pipeline.runs import active_runs, max_runtime_tags
 
 DRAIN_JOB_NAME = "hubspot_sync_queue_job"
 DRAIN_TAGS = {"warp/flow": "queue-drain"}
@@ -107,7 +107,14 @@ def drain_hubspot_sync_queue(context: dg.OpExecutionContext, db: DatabaseResourc
     context.add_output_metadata(metadata)
 
 
-@dg.job(name=DRAIN_JOB_NAME, tags=DRAIN_TAGS, description="Drain hubspot_sync_queue to HubSpot (DESIGN.md flow 2).")
+@dg.job(
+    name=DRAIN_JOB_NAME,
+    # Read when the definitions load, like the drain's own budgets the maximum runtime is derived from.
+    tags={**DRAIN_TAGS, **max_runtime_tags(DrainSettings.from_env().max_runtime_s)},
+    # In process: a run worker killed with its step process beside it would leave the step draining on.
+    executor_def=dg.in_process_executor,
+    description="Drain hubspot_sync_queue to HubSpot (DESIGN.md flow 2).",
+)
 def hubspot_sync_queue_job() -> None:
     drain_hubspot_sync_queue()
 

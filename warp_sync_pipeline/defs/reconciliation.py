@@ -56,10 +56,11 @@ from warp_sync_pipeline.core.reconciliation_runs import (
     request_id_from_tags,
     start_run,
 )
-from warp_sync_pipeline.core.settings import SettingsError, get_timezone
+from warp_sync_pipeline.core.settings import SettingsError, get_float, get_timezone
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.runs import max_runtime_tags
 
 GROUP = "reconciliation"
 IO_MANAGER = "parquet_io_manager"
@@ -407,7 +408,10 @@ reconciliation_job = dg.define_asset_job(
     name=RECONCILIATION_JOB_NAME,
     selection=dg.AssetSelection.groups(GROUP),
     executor_def=dg.in_process_executor,
-    tags={FLOW_TAG: RECONCILIATION_FLOW},
+    # 1,000,000 companies spend about 21 minutes of HubSpot's budget on the pull alone (docs/BENCHMARKS.md); the
+    # default leaves room for the history reads and write-backs of a large night.
+    tags={FLOW_TAG: RECONCILIATION_FLOW,
+          **max_runtime_tags(get_float("WARP_RECONCILE_MAX_RUNTIME_SECONDS", 4 * 3600.0, minimum=60.0))},
     description="The nightly reconciliation: pull both sides, diff, decide, write back compare-and-set, report.",
 )
 

@@ -6,10 +6,11 @@ from typing import Any
 import dagster as dg
 
 from warp_sync_pipeline.core.retention import purge_all
-from warp_sync_pipeline.core.settings import get_timezone
+from warp_sync_pipeline.core.settings import get_float, get_timezone
 from warp_sync_pipeline.defs.inbound import hubspot_webhook_events
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
+from warp_sync_pipeline.runs import max_runtime_tags
 
 
 @dg.op(description="Purges webhook events, ledger entries, leases, done queue rows, idempotency keys and "
@@ -28,7 +29,8 @@ def purge_expired_rows(context: dg.OpExecutionContext, db: DatabaseResource,
 
 @dg.job(
     description="Daily retention of the tables that grow with traffic and of stored reconciliation frames.",
-    tags={"warp/flow": "retention"},
+    tags={"warp/flow": "retention",
+          **max_runtime_tags(get_float("WARP_RETENTION_MAX_RUNTIME_SECONDS", 3600.0, minimum=60.0))},
     executor_def=dg.in_process_executor,
 )
 def retention_job() -> None:

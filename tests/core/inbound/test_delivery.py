@@ -354,3 +354,30 @@ def test_a_write_the_database_refuses_fails_that_event_only_and_its_retry_never_
 
     assert reason_codes(engine) == ["STALE_EVENT", None]
     assert customer_row(engine, customer)["payment_terms"] == "NET60"
+
+
+def test_a_run_out_of_time_hands_the_rest_of_its_claim_back_for_the_next_run(
+    engine: sa.Engine, sandbox: Any, warp_hubspot: Any, make_customer: Callable, store: Callable, process: Callable,
+) -> None:
+    # Linking a created company reads it from HubSpot; the sandbox answers each read 400 ms late, so the run's
+    # 0.2-second budget runs out while it applies the first company.
+    companies = []
+    for n in range(3):
+        ban = f"ZT-80000000{n}"
+        make_customer(f"Slow Co {n}", ban=ban)
+        companies.append(warp_hubspot.create_company({"name": f"Slow Co {n}", "warp_ban": ban}))
+    store([object_event("company.creation", int(company.id)) for company in companies])
+    sandbox.control.set_faults(latency_ms=400)
+
+    first = process(hubspot=warp_hubspot, run_time_budget=timedelta(seconds=0.2))
+
+    assert (first.claimed, first.processed) == (1, 1)
+    rows = event_rows(engine)
+    assert sorted((e["status"], e["attempts"]) for e in rows) == [("pending", 0), ("pending", 0), ("processed", 1)]
+    assert count_due_events(engine) == 2  # back at once, not after the lease, and the attempt given back
+    sandbox.control.clear_faults()
+
+    second = process(hubspot=warp_hubspot)
+
+    assert (second.claimed, second.processed) == (2, 2)
+    assert [e["status"] for e in event_rows(engine)] == ["processed"] * 3
