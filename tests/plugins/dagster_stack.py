@@ -62,7 +62,8 @@ INSTANCE_OVERRIDES: dict[str, dict[str, Any]] = {
 
 
 # The flows' budgets, short so a fault test waits seconds, not minutes: a drain run stops claiming after 1 s and
-# its calls after 5 s (maximum runtime 1 + 5 + 2 = 8 s), claims lapse after 6 s, the sensors tick every 5 s.
+# its calls after 5 s (maximum runtime 1 + 5 + 2 = 8 s), a webhook run after 1 s (1 + lease 6 + 2 = 9 s),
+# claims lapse after 6 s, the sensors tick every 5 s.
 FLOW_SETTINGS = {
     "WARP_QUEUE_RUN_SECONDS": "1",
     "WARP_QUEUE_HTTP_BUDGET_SECONDS": "5",
@@ -72,6 +73,7 @@ FLOW_SETTINGS = {
     "WARP_WEBHOOK_RUN_SECONDS": "1",
     "WARP_WEBHOOK_LEASE_SECONDS": "6",
     "WARP_WEBHOOK_RETRY_SECONDS": "1",
+    "WARP_WEBHOOK_SENSOR_INTERVAL_SECONDS": "5",
     "WARP_RUN_MARGIN_SECONDS": "2",
     "HUBSPOT_TIME_BUDGET_SECONDS": "5",
 }

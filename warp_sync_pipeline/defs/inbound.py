@@ -20,6 +20,7 @@ from warp_sync_pipeline.core.inbound import (
     count_due_events,
     process_events,
 )
+from warp_sync_pipeline.core.settings import get_int
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.runs import active_runs, max_runtime_tags
@@ -36,6 +37,7 @@ hubspot_webhook_events = dg.AssetSpec(
 )
 
 FLOW_TAGS = {"warp/flow": "webhook-apply"}
+SENSOR_INTERVAL_SECONDS = get_int("WARP_WEBHOOK_SENSOR_INTERVAL_SECONDS", 15, minimum=5)
 
 
 class HubSpotWebhookEventsConfig(dg.Config):
@@ -100,7 +102,7 @@ def hubspot_webhook_events_job() -> None:
 
 @dg.sensor(
     job=hubspot_webhook_events_job,
-    minimum_interval_seconds=15,
+    minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a run of hubspot_webhook_events_job while webhook events wait and none is running.",
 )
