@@ -9,6 +9,8 @@ from tests import REPO
 from warp_sync_pipeline.core.inbound import InboundSettings
 from warp_sync_pipeline.core.outbound import DrainSettings
 from warp_sync_pipeline.definitions import defs
+from warp_sync_pipeline.defs import inbound as inbound_defs
+from warp_sync_pipeline.defs import outbound as outbound_defs
 from warp_sync_pipeline.runs import MAX_RUNTIME_TAG
 
 FIVE_MINUTES = 300.0
@@ -34,12 +36,15 @@ def test_the_flows_limits_come_from_their_budgets() -> None:
 
 
 def test_with_default_settings_a_dead_run_stalls_its_flow_at_most_five_minutes() -> None:
-    # Stall = the run's maximum runtime + how often run monitoring looks (the instance template's setting).
+    # A run that dies silently is failed once past its maximum runtime, at the next monitoring poll (the instance
+    # template's setting); the flow's sensor requests the next run at its next tick.
     poll = float(yaml.safe_load((REPO / "dagster.yaml").read_text())["run_monitoring"]["poll_interval_seconds"])
-    assert DrainSettings().max_runtime_s + poll <= FIVE_MINUTES
-    assert InboundSettings().max_runtime.total_seconds() + poll <= FIVE_MINUTES
-    # And rows or events a dead run had claimed come back sooner than that.
-    assert DrainSettings().lease_s < FIVE_MINUTES and InboundSettings().lease_ttl.total_seconds() < FIVE_MINUTES
+    drain, inbound = DrainSettings(), InboundSettings()
+    assert drain.max_runtime_s + poll + outbound_defs.SENSOR_INTERVAL_SECONDS <= FIVE_MINUTES
+    assert inbound.max_runtime.total_seconds() + poll + inbound_defs.SENSOR_INTERVAL_SECONDS <= FIVE_MINUTES
+    # And what the dead run had claimed (at most a run budget after it began) has lapsed by then.
+    assert drain.run_budget_s + drain.lease_s <= FIVE_MINUTES
+    assert (inbound.run_time_budget + inbound.lease_ttl).total_seconds() <= FIVE_MINUTES
 
 
 def test_the_drain_runs_in_process() -> None:

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from tests import ARTIFACTS
 from tests.cdp import chromium_page, find_chromium
 from tests.plugins.dagster_stack import DagsterStack
+from tests.plugins.sandbox import SandboxHandle
 from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.hubspot import HubSpotClient
@@ -26,12 +27,13 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_the_asset_graph_and_the_latest_report_render_in_the_dagster_ui(
-    dagster_stack: DagsterStack, stack_database: str, stack_mail: SmtpCatcher, sandbox, tmp_path: Path,  # noqa: ANN001
+    dagster_stack: DagsterStack, stack_database: str, stack_mail: SmtpCatcher, stack_sandbox: SandboxHandle,
+    tmp_path: Path,
 ) -> None:
     assert CHROMIUM is not None
     engine = make_engine(stack_database, poolclass=sa.pool.NullPool)
-    with HubSpotClient(sandbox.base_url, sandbox.access_token, time_budget_s=20) as client:
-        seed_demo(engine, client=client, seed_companies=sandbox.control.seed, customers=200)
+    with HubSpotClient(stack_sandbox.base_url, stack_sandbox.access_token, time_budget_s=20) as client:
+        seed_demo(engine, client=client, seed_companies=stack_sandbox.control.seed, customers=200)
     engine.dispose()
     run_id = dagster_stack.launch(RECONCILIATION_JOB_NAME, run_config={
         "resources": {"reconciliation": {"config": {"allow_mass_write": True}}}})

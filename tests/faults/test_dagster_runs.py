@@ -3,7 +3,7 @@ real signals mid-call: the run must end FAILED, not STARTED forever, and the flo
 
 Each flow's run is started by its own sensor, as in production; the sandbox holds the run's first HubSpot call,
 so the run is mid-call when its process dies. The stack's budgets are short (tests/plugins/dagster_stack.py,
-FLOW_SETTINGS): maximum runtimes of 8 s (drain) and 9 s (webhooks), run monitoring every 2 s.
+FLOW_SETTINGS): maximum runtimes of 11 s (drain) and 12 s (webhooks), run monitoring every 2 s.
 """
 
 from __future__ import annotations
@@ -121,9 +121,9 @@ def stack_engine(stack_database: str) -> sa.Engine:
 
 @pytest.mark.parametrize("flow", FLOWS.values(), ids=FLOWS.keys())
 def test_a_run_whose_worker_is_killed_fails_at_once_and_the_next_run_finishes_the_work(
-    flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, sandbox: SandboxHandle
+    flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, stack_sandbox: SandboxHandle
 ) -> None:
-    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, sandbox)
+    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
     worker = dagster_stack.run_worker_pid(run_id)
     assert worker is not None, dagster_stack.log_tails()
 
@@ -131,29 +131,29 @@ def test_a_run_whose_worker_is_killed_fails_at_once_and_the_next_run_finishes_th
 
     # The code server saw its child die and says so: no waiting for the maximum runtime.
     assert dagster_stack.wait_for_run(run_id, timeout_s=15) == "FAILURE"
-    sandbox.control.clear_faults()  # the held call is answered 504 and applied nothing
-    _wait_for(lambda: flow.done(stack_engine, sandbox, company), 60, "the work was not finished after the dead run",
+    assert not [m for m in dagster_stack.run_messages(run_id) if "maximum runtime" in m]
+    stack_sandbox.control.clear_faults()  # the held call is answered 504 and applied nothing
+    _wait_for(lambda: flow.done(stack_engine, stack_sandbox, company), 60, "the work was not finished after the dead run",
               dagster_stack)
 
 
 @pytest.mark.parametrize("flow", FLOWS.values(), ids=FLOWS.keys())
 def test_a_run_killed_with_its_code_server_is_failed_by_its_maximum_runtime_and_the_flow_resumes(
-    flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, sandbox: SandboxHandle
+    flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, stack_sandbox: SandboxHandle
 ) -> None:
-    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, sandbox)
+    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
     worker = dagster_stack.run_worker_pid(run_id)
     assert worker is not None, dagster_stack.log_tails()
-    started = time.monotonic()
 
     dagster_stack.kill_code_server()  # its process group: the server and the run's worker
     _wait_for(lambda: not _alive(worker), 5, "the run worker outlived its code server's process group", dagster_stack)
-    dagster_stack.start_code_server()  # as a supervisor would; the dead run is not its business
-
     # Nobody reports the death: the run stays STARTED until run monitoring finds it past its maximum runtime.
     assert dagster_stack.run_status(run_id) == "STARTED"
+    dagster_stack.start_code_server()  # as a supervisor would; the dead run is not its business
+
     assert dagster_stack.wait_for_run(run_id, timeout_s=40) == "FAILURE"
-    assert time.monotonic() - started >= 5
-    sandbox.control.clear_faults()
+    assert [m for m in dagster_stack.run_messages(run_id) if "maximum runtime" in m], dagster_stack.run_messages(run_id)
+    stack_sandbox.control.clear_faults()
     # No operator: the flow's sensor starts the next run, which takes the work once the dead claim lapses.
-    _wait_for(lambda: flow.done(stack_engine, sandbox, company), 60, "the flow did not resume after the dead run",
+    _wait_for(lambda: flow.done(stack_engine, stack_sandbox, company), 60, "the flow did not resume after the dead run",
               dagster_stack)

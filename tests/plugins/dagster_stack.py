@@ -8,7 +8,9 @@
 all on an instance made from the project's dagster.yaml (dagster-postgres storage in a database of its
 own) with only the waits shortened: the queue is looked at every second and run monitoring every two,
 so a test follows a run (or a failure) in seconds. Its WARP database is a clone of the suite's template,
-its HubSpot is this worker's sandbox, and its mail goes to an SMTP catcher of its own (aiosmtpd).
+its HubSpot is a sandbox of its own (`stack_sandbox`), and its mail goes to an SMTP catcher of its own
+(aiosmtpd, `stack_mail`): its sensors and schedules keep running between its tests and must not reach
+another test's sandbox.
 
 Tests that use it are put in one xdist group (`dagster_stack`, see `pytest_collection_modifyitems`), so
 with `--dist loadgroup` the stack starts once, on one worker. `stack_database` empties its WARP
@@ -40,10 +42,15 @@ import yaml
 from dagster_graphql import DagsterGraphQLClient
 from sqlalchemy.engine import make_url
 
-from hubspot_sandbox.server import SandboxServer
+from hubspot_sandbox.control import SandboxControl
 from tests import REPO
 from tests.plugins.database import scratch_database
-from tests.plugins.sandbox import SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_SECRET
+from tests.plugins.sandbox import (
+    SANDBOX_ACCESS_TOKEN,
+    SANDBOX_CLIENT_SECRET,
+    SandboxHandle,
+    new_sandbox_server,
+)
 from tests.plugins.smtp import LOOPBACK, SmtpCatcher, start_catcher
 from warp_sync_pipeline.core.localpg import _raw_connect, free_port
 
@@ -62,7 +69,7 @@ INSTANCE_OVERRIDES: dict[str, dict[str, Any]] = {
 
 
 # The flows' budgets, short so a fault test waits seconds, not minutes: a drain run stops claiming after 1 s and
-# its calls after 5 s (maximum runtime 1 + 5 + 2 = 8 s), a webhook run after 1 s (1 + lease 6 + 2 = 9 s),
+# its calls after 5 s (maximum runtime 1 + 5 + 5 = 11 s), a webhook run after 1 s (1 + lease 6 + 5 = 12 s),
 # claims lapse after 6 s, the sensors tick every 5 s.
 FLOW_SETTINGS = {
     "WARP_QUEUE_RUN_SECONDS": "1",
@@ -74,7 +81,7 @@ FLOW_SETTINGS = {
     "WARP_WEBHOOK_LEASE_SECONDS": "6",
     "WARP_WEBHOOK_RETRY_SECONDS": "1",
     "WARP_WEBHOOK_SENSOR_INTERVAL_SECONDS": "5",
-    "WARP_RUN_MARGIN_SECONDS": "2",
+    "WARP_RUN_MARGIN_SECONDS": "5",
     "HUBSPOT_TIME_BUDGET_SECONDS": "5",
 }
 
@@ -85,6 +92,7 @@ class DagsterStack:
     web_port: int
     home: Path  # DAGSTER_HOME
     database_url: str  # the WARP database the stack's runs and sensors use
+    hubspot: SandboxHandle  # the stack's own sandbox: its sensors and schedules never reach other tests' sandbox
     mail: SmtpCatcher  # where the stack's reports and alerts are sent
     environment: dict[str, str]  # what the stack's processes were started with
     logs: dict[str, Path] = field(default_factory=dict)
@@ -152,6 +160,14 @@ class DagsterStack:
                 if pids:
                     return int(pids[0])
         return None
+
+    def run_messages(self, run_id: str) -> list[str]:
+        """The messages of the run's event log, oldest first."""
+        query = ("query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events { "
+                 "... on MessageEvent { message } } } } }")
+        answer = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": {"runId": run_id}},
+                            timeout=10).json()
+        return [e.get("message") or "" for e in answer["data"]["logsForRun"].get("events", []) if e]
 
     def log_tails(self, lines: int = 20) -> str:
         parts = []
@@ -291,12 +307,15 @@ def _wait_until_loaded(stack: DagsterStack, processes: Mapping[str, subprocess.P
 
 @pytest.fixture(scope="session")
 def dagster_stack(
-    pg_admin_url: str, template_database: str, sandbox_server: SandboxServer, tmp_path_factory: pytest.TempPathFactory
+    pg_admin_url: str, template_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[DagsterStack]:
     home = tmp_path_factory.mktemp("dagster-stack")
     with ExitStack() as stack:
         storage_db = stack.enter_context(scratch_database(pg_admin_url, "warp_test_dagster"))
         warp_db = stack.enter_context(scratch_database(pg_admin_url, "warp_test_stack", template=template_database))
+        sandbox_server = stack.enter_context(new_sandbox_server())
+        control = stack.enter_context(SandboxControl(sandbox_server.base_url))
+        hubspot = SandboxHandle(sandbox_server.base_url, SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_SECRET, control)
         mail = SmtpCatcher(host=LOOPBACK, port=0)
         stack.callback(start_catcher(mail).stop)
         grpc_port, web_port = free_port(), free_port()
@@ -318,7 +337,7 @@ def dagster_stack(
         code_server_argv = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
                             "-m", "warp_sync_pipeline.definitions", "--location-name", LOCATION]
         running = DagsterStack(url=f"http://127.0.0.1:{web_port}", web_port=web_port, home=home,
-                               database_url=warp_db, mail=mail, environment=environment)
+                               database_url=warp_db, hubspot=hubspot, mail=mail, environment=environment)
 
         def start_code_server() -> subprocess.Popen[bytes]:
             name = "code-server" if "code-server" not in running.logs else f"code-server-{len(running.logs)}"
@@ -345,6 +364,14 @@ def stack_database(dagster_stack: DagsterStack) -> str:
     """The stack's WARP database, emptied for this test (as freshly migrated); returns its URL."""
     dagster_stack.empty_database()
     return dagster_stack.database_url
+
+
+@pytest.fixture
+def stack_sandbox(dagster_stack: DagsterStack) -> Iterator[SandboxHandle]:
+    """The stack's HubSpot sandbox, reset for this test (held requests released afterwards)."""
+    dagster_stack.hubspot.control.reset()
+    yield dagster_stack.hubspot
+    dagster_stack.hubspot.control.clear_faults()
 
 
 @pytest.fixture

@@ -29,9 +29,9 @@ class SandboxHandle:
     control: SandboxControl
 
 
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[SandboxServer]:
-    server = SandboxServer(
+def new_sandbox_server() -> SandboxServer:
+    """A sandbox as the suite configures it (not started)."""
+    return SandboxServer(
         access_token=SANDBOX_ACCESS_TOKEN,
         client_secret=SANDBOX_CLIENT_SECRET,
         rate_limit_per_10s=None,
@@ -40,7 +40,11 @@ def sandbox_server() -> Iterator[SandboxServer]:
         webhook_retry_max_seconds=0.2,
         webhook_batch_window_ms=10,
     )
-    with server:
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    with new_sandbox_server() as server:
         yield server
 
 

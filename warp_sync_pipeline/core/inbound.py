@@ -128,7 +128,7 @@ class InboundSettings:
     busy_retry: timedelta = timedelta(seconds=15)
     companies_per_claim: int = 500
     # A run stops after this long (the rest of its claim handed back); the sensor starts another for what is left.
-    run_time_budget: timedelta = timedelta(minutes=2)
+    run_time_budget: timedelta = timedelta(seconds=100)
     retention: timedelta = MINIMUM_RETENTION
     failed_retention: timedelta = timedelta(days=30)
     # A run's time past its budgets before the instance ends it.
@@ -151,7 +151,7 @@ class InboundSettings:
                 seconds=get_float("WARP_WEBHOOK_RETRY_SECONDS", 30, minimum=1, environ=environ)
             ),
             run_time_budget=timedelta(
-                seconds=get_float("WARP_WEBHOOK_RUN_SECONDS", 120, minimum=1, environ=environ)
+                seconds=get_float("WARP_WEBHOOK_RUN_SECONDS", 100, minimum=1, environ=environ)
             ),
             retention=timedelta(days=get_int("WARP_WEBHOOK_RETENTION_DAYS", 3, minimum=3, environ=environ)),
             failed_retention=timedelta(
@@ -527,8 +527,10 @@ class _Processor:
 
     def _hand_back(self, events: Sequence[ClaimedEvent]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(_DEFER, {"ids": [e.id for e in events], "token": str(self.token), "delay": timedelta(0)})
-        self.summary.claimed -= len(events)
+            handed = conn.execute(
+                _DEFER, {"ids": [e.id for e in events], "token": str(self.token), "delay": timedelta(0)}
+            ).rowcount
+        self.summary.claimed -= handed
 
     def _renew(self, events: Sequence[ClaimedEvent]) -> None:
         with self.engine.begin() as conn:

@@ -848,11 +848,12 @@ def drain_queue(
     settings = settings or DrainSettings()
     report = DrainReport()
     name = holder or f"drain:{run_id or uuid.uuid4()}"
+    # The run budget counts from here, before the purge: the job's maximum runtime assumes it does.
+    started = time.monotonic()
     with engine.connect() as conn:
         rules = load_rules(conn)
         cutoff = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
     purge_finished(engine, older_than=settings.retention)
-    started = time.monotonic()
     while not report.paused and time.monotonic() - started < settings.run_budget_s:
         token = uuid.uuid4()
         rows = claim_due_rows(engine, token=token, limit=settings.claim_size,

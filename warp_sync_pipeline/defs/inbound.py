@@ -43,7 +43,8 @@ SENSOR_INTERVAL_SECONDS = get_int("WARP_WEBHOOK_SENSOR_INTERVAL_SECONDS", 15, mi
 class HubSpotWebhookEventsConfig(dg.Config):
     time_budget_seconds: float | None = Field(
         default=None,
-        description="Stop claiming new events after this many seconds (default: WARP_WEBHOOK_RUN_SECONDS).",
+        description="Stop applying events after this many seconds and hand the rest of the claim back (default: "
+                    "WARP_WEBHOOK_RUN_SECONDS). A longer budget needs a longer dagster/max_runtime tag on the run.",
     )
 
 
