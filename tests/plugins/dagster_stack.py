@@ -119,9 +119,7 @@ class DagsterStack:
         run_filter: dict[str, Any] = {"pipelineName": job}
         if statuses:
             run_filter["statuses"] = list(statuses)
-        answer = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": {"filter": run_filter}},
-                            timeout=10).json()
-        return [(r["runId"], r["status"]) for r in answer["data"]["runsOrError"]["results"]]
+        return [(r["runId"], r["status"]) for r in self._graphql(query, filter=run_filter)["runsOrError"]["results"]]
 
     @property
     def graphql(self) -> DagsterGraphQLClient:
@@ -147,14 +145,18 @@ class DagsterStack:
             time.sleep(0.25)
         pytest.fail(f"run {run_id} still {status} after {timeout_s} s\n{self.log_tails()}")
 
+    def _graphql(self, query: str, **variables: Any) -> dict[str, Any]:
+        answer = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=10).json()
+        if answer.get("errors"):
+            raise AssertionError(f"GraphQL refused the query: {answer['errors']}")
+        return answer["data"]
+
     def run_worker_pid(self, run_id: str) -> int | None:
         """The process the code server started for the run, from the run's event log ("Started process")."""
         query = ("query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events { "
                  "... on EngineEvent { message metadataEntries { label ... on TextMetadataEntry { text } "
                  "... on IntMetadataEntry { intValue } } } } } } }")
-        answer = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": {"runId": run_id}},
-                            timeout=10).json()
-        for event in answer["data"]["logsForRun"].get("events", []):
+        for event in self._graphql(query, runId=run_id)["logsForRun"].get("events", []):
             if event and event.get("message", "").startswith("Started process for run"):
                 pids = [e.get("intValue") or e.get("text") for e in event["metadataEntries"] if e["label"] == "pid"]
                 if pids:
@@ -165,9 +167,7 @@ class DagsterStack:
         """The messages of the run's event log, oldest first."""
         query = ("query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events { "
                  "... on MessageEvent { message } } } } }")
-        answer = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": {"runId": run_id}},
-                            timeout=10).json()
-        return [e.get("message") or "" for e in answer["data"]["logsForRun"].get("events", []) if e]
+        return [e.get("message") or "" for e in self._graphql(query, runId=run_id)["logsForRun"].get("events", []) if e]
 
     def log_tails(self, lines: int = 20) -> str:
         parts = []
