@@ -56,6 +56,7 @@ from warp_sync_pipeline.core.hubspot import (
     ServiceUnavailable,
     UniqueValueConflict,
 )
+from warp_sync_pipeline.core.hubspot.properties import TEXT_VALUE_LIMIT
 from warp_sync_pipeline.core.ledger import LedgerWrite, bind_company, record_writes, void_writes
 from warp_sync_pipeline.core.normalize import (
     FIELD_SPECS,
@@ -119,9 +120,25 @@ class CustomerValidationError(ServiceError, ValueError):
                          fields=[p.as_dict() for p in problems])
 
 
+def _check_text(name: str, value: str) -> None:
+    """Text that WARP could store but not keep as given, or HubSpot would refuse on every send, is refused here,
+    before anything is stored or queued."""
+    if "\x00" in value:
+        raise InvalidFieldValue(name, "INVALID_TEXT", "must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidFieldValue(name, "INVALID_TEXT", "is not valid Unicode (it holds an unpaired surrogate)") from None
+    if len(value) > TEXT_VALUE_LIMIT:
+        raise InvalidFieldValue(name, "VALUE_TOO_LONG", f"must be at most {TEXT_VALUE_LIMIT:,} characters "
+                                "(HubSpot's limit for a text value)")
+
+
 def _parse_field(name: str, value: object) -> object:
     """One field's value as WARP's column holds it; raises InvalidFieldValue."""
     spec = FIELD_SPECS[name]
+    if isinstance(value, str):
+        _check_text(name, value)
     if name == "services":
         if not isinstance(value, Mapping):
             raise InvalidFieldValue(name, "INVALID_SERVICES",

@@ -114,6 +114,36 @@ def test_validation_lists_every_bad_field_and_touches_nothing(
     _assert_nothing_created(engine, sandbox)
 
 
+# A lone surrogate (valid JSON escape, not valid Unicode), a NUL, and a name HubSpot would refuse on every send:
+# each was a 500, silently changed, or accepted and then dead in the queue (issue 12, item 7).
+UNSTORABLE_TEXT = [
+    pytest.param({"company_name": "a\ud800b"}, "company_name", "INVALID_TEXT", id="lone-surrogate"),
+    pytest.param({"company_name": "Acme\x00 Ltd"}, "company_name", "INVALID_TEXT", id="nul"),
+    pytest.param({"company_name": "x" * 100_000}, "company_name", "VALUE_TOO_LONG", id="100k-characters"),
+    pytest.param({"company_name": "Acme", "contact_email": "a\udfff@example.com"}, "contact_email", "INVALID_TEXT",
+                 id="surrogate-in-email"),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "code"), UNSTORABLE_TEXT)
+def test_text_that_cannot_be_kept_as_sent_is_refused_before_anything_is_stored(
+    receiver: Receiver, engine: sa.Engine, sandbox, body: dict, field: str, code: str  # noqa: ANN001
+) -> None:
+    sandbox.control.reset_counters()
+    response = receiver.post(body)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert [(f["field"], f["code"]) for f in error["fields"]] == [(field, code)]
+    assert api_calls(sandbox) == 0
+    _assert_nothing_created(engine, sandbox)
+
+
+def test_a_name_at_hubspots_limit_is_accepted(receiver: Receiver) -> None:
+    response = receiver.post({"company_name": "x" * 65_536})
+    assert response.status_code == 201, response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("body", [[1, 2], "text", 42])
 def test_a_body_that_is_not_an_object_is_refused(receiver: Receiver, body: object) -> None:
     response = receiver.post(body)

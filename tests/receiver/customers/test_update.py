@@ -80,6 +80,18 @@ def test_updates_are_validated_like_creates(receiver: Receiver, created: dict) -
     assert empty.status_code == 400 and empty.get_json()["error"]["fields"][0]["code"] == "NO_FIELDS"
 
 
+@pytest.mark.parametrize("name", ["a\ud800b", "Acme\x00 Ltd", "x" * 65_537], ids=["lone-surrogate", "nul", "too-long"])
+def test_an_update_with_unstorable_text_is_refused_and_queues_nothing(
+    receiver: Receiver, engine: sa.Engine, created: dict, name: str
+) -> None:
+    response = receiver.patch(created["id"], {"company_name": name})
+    assert response.status_code == 400
+    [problem] = response.get_json()["error"]["fields"]
+    assert problem["field"] == "company_name" and problem["code"] in {"INVALID_TEXT", "VALUE_TOO_LONG"}
+    assert queue_rows(engine) == []
+    assert receiver.get(created["id"]).get_json()["data"]["customer"]["company_name"] == "Patchable"
+
+
 def test_clearing_a_nullable_field(receiver: Receiver, engine: sa.Engine, created: dict) -> None:
     response = receiver.patch(created["id"], {"credit_limit": None})
     assert response.status_code == 200

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GROUP_NAME = "companyinformation"  # HubSpot's default company property group
+# HubSpot keeps a single-line text value up to this many characters (hubspot-api.md, property field types).
+TEXT_VALUE_LIMIT = 65_536
 
 
 @dataclass(frozen=True)
