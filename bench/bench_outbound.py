@@ -123,7 +123,7 @@ def bench_creates(admin_url: str, sandbox_url: str, control: SandboxControl, cou
            "HUBSPOT_ACCESS_TOKEN": TOKEN, "HUBSPOT_REQUESTS_PER_10S": str(BENCH_REQUESTS_PER_10S)}
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
             "--workers", "1", "--threads", "4", "--keep-alive", "30", "--log-level", "warning",
-            "webhook_receiver:create_app()"]
+            "--no-control-socket", "webhook_receiver:create_app()"]
     receiver = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True)
     try:

@@ -200,7 +200,7 @@ class Gunicorn:
         env.pop("WARP_PUBLIC_BASE_URL", None)
         argv = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
                 "--worker-class", args.worker_class, "--workers", str(args.workers), "--threads", str(args.threads),
-                "--keep-alive", "30", "--log-level", "warning", factory]
+                "--keep-alive", "30", "--log-level", "warning", "--no-control-socket", factory]
         self.proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         deadline = time.monotonic() + 30

@@ -180,6 +180,8 @@ def dev() -> None:
     receiver_url = f"http://127.0.0.1:{settings['receiver_port']}"
     stack.start("receiver", [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{settings['receiver_port']}",
                              "--workers", "2", "--worker-class", "gthread", "--threads", "4",
+                             # Its own control socket: gunicorn's default path is shared by every instance.
+                             "--control-socket", str(state_dir() / "receiver.ctl"),
                              "webhook_receiver:create_app()"],
                 env=env, url=receiver_url, ready_url=f"{receiver_url}/healthz")
     _done(started, receiver_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
@@ -28,14 +30,15 @@ def receiver_db(pg_admin_url: str, template_database: str) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="module")
-def gunicorn_port(receiver_db: str) -> Iterator[int]:
+@contextlib.contextmanager
+def running_gunicorn(database_url: str, control_socket: Path, *options: str) -> Iterator[int]:
+    """The receiver under gunicorn on a free port, its control socket where given; yields the port."""
     port = free_port()
-    env = {**os.environ, "WARP_DATABASE_URL": receiver_db, "HUBSPOT_CLIENT_SECRET": SECRET}
+    env = {**os.environ, "WARP_DATABASE_URL": database_url, "HUBSPOT_CLIENT_SECRET": SECRET}
     env.pop("WARP_PUBLIC_BASE_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread", "--threads", "2",
-         "--bind", f"127.0.0.1:{port}", "webhook_receiver:create_app()"],
+        [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--threads", "2", *options,
+         "--bind", f"127.0.0.1:{port}", "--control-socket", str(control_socket), "webhook_receiver:create_app()"],
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
@@ -44,7 +47,7 @@ def gunicorn_port(receiver_db: str) -> Iterator[int]:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200:
+                if conn.getresponse().status == 200 and control_socket.exists():
                     break
             except OSError:
                 pass
@@ -61,6 +64,25 @@ def gunicorn_port(receiver_db: str) -> Iterator[int]:
             proc.wait()
         if proc.stderr:
             proc.stderr.close()
+
+
+@pytest.fixture(scope="module")
+def gunicorn_port(receiver_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    with running_gunicorn(receiver_db, tmp_path_factory.mktemp("gunicorn") / "receiver.ctl", "--workers", "1") as port:
+        yield port
+
+
+def test_the_readmes_two_pools_run_side_by_side_each_with_its_own_control_socket(
+    receiver_db: str, tmp_path: Path
+) -> None:
+    # gunicorn 25.1+ opens a control socket at one default path: two instances with the defaults collide.
+    webhooks, admin = tmp_path / "webhooks.ctl", tmp_path / "admin.ctl"
+    with running_gunicorn(receiver_db, webhooks, "--workers", "2"), running_gunicorn(receiver_db, admin, "--workers", "1"):
+        for socket_path, workers in ((webhooks, 2), (admin, 1)):
+            shown = subprocess.run([str(Path(sys.executable).parent / "gunicornc"), "-s", str(socket_path), "-c",
+                                    "show workers", "-j"], capture_output=True, text=True, timeout=30)
+            assert shown.returncode == 0, shown.stderr
+            assert len(json.loads(shown.stdout)["workers"]) == workers  # each socket answers for its own pool
 
 
 def send(port: int, path: str, body: bytes, headers: dict[str, str | bytes]) -> tuple[int, dict]:
