@@ -16,8 +16,25 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
-@click.group()
-def main() -> None:
+class _Commands(click.Group):
+    """Runs a command; a database that cannot be reached is one line naming the cause and the server (the
+    traceback with --debug), not a page of traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from warp_sync_pipeline.core.db import database_unreachable
+
+            cause = database_unreachable(exc)
+            if cause is None or ctx.params.get("debug"):
+                raise
+            _fail(f"DATABASE_UNAVAILABLE: {cause} (--debug shows the traceback)")
+
+
+@click.group(cls=_Commands)
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+def main(debug: bool) -> None:
     """warp-sync: keep WARP customers and HubSpot companies in step."""
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from warp_sync_pipeline.core.db import database_unreachable
 from warp_sync_pipeline.core.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # noqa: ANN202
+        unreachable = database_unreachable(exc)
+        if unreachable is not None:
+            # Not a bug to page about: the database is away (a restart, a failover); the caller may retry.
+            log.warning("database unreachable: %s", unreachable)
+            return error_response(503, "DATABASE_UNAVAILABLE", "The database cannot be reached; try again shortly.")
         # The exception text can hold SQL or values; log the type and traceback, answer generically.
         log.exception("unhandled error: %s", exc.__class__.__name__)
         return error_response(500, "INTERNAL_ERROR", "An unexpected error occurred.")

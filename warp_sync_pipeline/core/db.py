@@ -55,3 +55,30 @@ def make_engine(url: str, **kwargs: object) -> sa.Engine:
 def ping(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
+
+
+def database_unreachable(exc: BaseException) -> str | None:
+    """The server's own one-line account when `exc` means PostgreSQL could not be reached or the connection was
+    lost (server down or restarting, database missing, refused login), else None.
+
+    Those errors come from the connection, not a statement, so the driver gives them no SQLSTATE; an error a
+    statement caused (a constraint, a lock timeout) has one and is not this.
+    """
+    import psycopg2
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
+            return _first_line(current.orig)
+        original = current.orig if isinstance(current, sa.exc.DBAPIError) else current
+        if isinstance(original, psycopg2.OperationalError) and getattr(original, "pgcode", None) is None:
+            return _first_line(original)
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc or "").strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,31 @@
+"""The receiver while its PostgreSQL is away (stopped for real: a cluster of the test's own), and after it
+comes back: a stable 503, never a 500, and no restart needed (issue 12, item 8)."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.plugins.database import PrivatePostgres
+from tests.plugins.outbound import AUTH, running_receiver
+
+
+def test_admin_routes_answer_503_database_unavailable_while_it_is_down_and_recover(
+    private_postgres: PrivatePostgres, sandbox,  # noqa: ANN001 - the sandbox plugin's handle
+) -> None:
+    missing = f"/v1/customers/{uuid.uuid4()}"
+    with running_receiver(private_postgres.database_url, sandbox) as receiver:
+        assert receiver.client.get(missing, headers=AUTH).status_code == 404
+
+        private_postgres.stop()
+        for response in (receiver.client.get(missing, headers=AUTH),
+                         receiver.client.patch(missing, json={"status": "ACTIVE"}, headers=AUTH),
+                         receiver.client.get("/v1/conflicts", headers=AUTH)):
+            assert response.status_code == 503, response.get_data(as_text=True)
+            error = response.get_json()["error"]
+            assert error["code"] == "DATABASE_UNAVAILABLE"
+            assert "127.0.0.1" not in error["message"]  # the server's address stays in the log
+        assert receiver.client.get("/healthz").status_code == 503
+
+        private_postgres.start()
+        assert receiver.client.get(missing, headers=AUTH).status_code == 404
+        assert receiver.client.get("/healthz").status_code == 200
