@@ -9,8 +9,8 @@ GET    /v1/customers/{id}   the customer and its outbound sync state.
 
 The routes are thin: core.customers does the work. Settings (app.config keys of the same name win over the
 environment, for tests): HUBSPOT_* (the client), WARP_CREATE_TIME_BUDGET_SECONDS, WARP_CREATE_CLEANUP_SECONDS,
-WARP_IDEMPOTENCY_RETENTION_HOURS. At start the blueprint runs ensure_properties() once; if HubSpot is down then,
-the receiver starts anyway and the first create retries it before writing.
+WARP_IDEMPOTENCY_RETENTION_HOURS. Creating the app does no network I/O: the first create ensures the HubSpot
+properties (ensure_properties()) before it writes.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from warp_sync_pipeline.core.customers import (
 )
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.fields import load_rules
-from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotError, PropertySchemaMismatch
+from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.settings import overlaid_environ
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
@@ -63,8 +63,6 @@ SETTING_KEYS = (
     "WARP_CREATE_CLEANUP_SECONDS",
     "WARP_IDEMPOTENCY_RETENTION_HOURS",
 )
-# ensure_properties() at start gets this long; a slow or absent HubSpot must not hold the receiver up.
-STARTUP_PROPERTIES_SECONDS = 10.0
 # An idempotency key stays locked a little past the create's own deadlines.
 IDEMPOTENCY_LOCK_MARGIN = timedelta(seconds=30)
 
@@ -94,13 +92,11 @@ def _configure(state: BlueprintSetupState) -> None:
     hubspot = build_hubspot_client(app)
     if hubspot is None:
         log.warning("HUBSPOT_ACCESS_TOKEN is not set: POST /v1/customers answers 503 until it is")
-    config = CustomersConfig(CreateSettings.from_env(source), engine, side_engine, hubspot, PropertiesGate())
-    app.extensions["warp_customers"] = config
-    if hubspot is not None:
-        try:
-            config.properties.ensure(hubspot.with_deadline(STARTUP_PROPERTIES_SECONDS))
-        except (HubSpotError, PropertySchemaMismatch) as exc:
-            log.warning("HubSpot properties not ensured at start (%s); the first create retries", type(exc).__name__)
+    # No network I/O here: a worker must boot while PostgreSQL or HubSpot is away (the properties are ensured
+    # through the database-backed budget, so doing it now made a database outage kill the whole server).
+    # The first create ensures them before it writes.
+    app.extensions["warp_customers"] = CustomersConfig(CreateSettings.from_env(source), engine, side_engine, hubspot,
+                                                       PropertiesGate())
 
 
 def close(app: Flask) -> None:

@@ -1,4 +1,5 @@
-"""`/healthz`: the receiver is up and its database answers."""
+"""`/livez`: the process answers (liveness: touches nothing else, so a database outage never gets the receiver
+restarted). `/healthz`: it can serve, its database answers (readiness)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ from flask import Blueprint, current_app, jsonify
 from webhook_receiver.errors import error_response
 
 bp = Blueprint("health", __name__)
+
+
+@bp.get("/livez")
+def livez():  # noqa: ANN201
+    return jsonify({"success": True, "data": {"status": "alive"}})
 
 
 @bp.get("/healthz")

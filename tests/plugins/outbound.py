@@ -75,9 +75,15 @@ def receiver_config(database_url: str, sandbox, **overrides: object) -> dict[str
 
 
 @contextmanager
-def running_receiver(database_url: str, sandbox, **overrides: object) -> Iterator[Receiver]:  # noqa: ANN001
+def running_receiver(database_url: str, sandbox, *, properties_ensured: bool = True,  # noqa: ANN001
+                     **overrides: object) -> Iterator[Receiver]:
+    """The receiver on the sandbox. properties_ensured: as after its first create (the app ensures HubSpot's
+    properties then, never while it is built), so a test's HubSpot faults meet the create itself."""
     app = create_app(receiver_config(database_url, sandbox, **overrides))
     try:
+        config = app.extensions["warp_customers"]
+        if properties_ensured and config.hubspot is not None:
+            config.properties.ensure(config.hubspot)
         yield Receiver(app, app.test_client())
     finally:
         customers_routes.close(app)

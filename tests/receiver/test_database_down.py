@@ -29,3 +29,22 @@ def test_admin_routes_answer_503_database_unavailable_while_it_is_down_and_recov
         private_postgres.start()
         assert receiver.client.get(missing, headers=AUTH).status_code == 404
         assert receiver.client.get("/healthz").status_code == 200
+
+
+def test_the_receiver_boots_while_the_database_is_down_and_serves_once_it_is_back(
+    private_postgres: PrivatePostgres, sandbox,  # noqa: ANN001
+) -> None:
+    private_postgres.stop()
+    # Building the app (every blueprint, the HubSpot client) touches no network: a worker boots.
+    with running_receiver(private_postgres.database_url, sandbox, properties_ensured=False) as receiver:
+        live = receiver.client.get("/livez")
+        assert live.status_code == 200 and live.get_json()["data"] == {"status": "alive"}
+        assert receiver.client.get("/healthz").get_json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+        created = receiver.post({"company_name": "Patient Ltd"})
+        assert created.status_code == 503 and created.get_json()["error"]["code"] == "DATABASE_UNAVAILABLE"
+        assert sandbox.control.all_companies() == []  # nothing was sent to HubSpot
+
+        private_postgres.start()
+        assert receiver.client.get("/healthz").status_code == 200
+        again = receiver.post({"company_name": "Patient Ltd"})
+        assert again.status_code == 201, again.get_data(as_text=True)  # the properties are ensured first

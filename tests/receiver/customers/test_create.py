@@ -322,7 +322,7 @@ def test_the_receiver_starts_while_hubspot_is_down_and_ensures_properties_before
     database_url: str, engine: sa.Engine, sandbox  # noqa: ANN001
 ) -> None:
     sandbox.control.set_faults(outage={"seconds": 60})
-    with running_receiver(database_url, sandbox, HUBSPOT_REQUEST_TIMEOUT_SECONDS=1) as receiver:
+    with running_receiver(database_url, sandbox, properties_ensured=False, HUBSPOT_REQUEST_TIMEOUT_SECONDS=1) as receiver:
         assert receiver.app.extensions["warp_customers"].properties.ready is False
         sandbox.control.clear_faults()
         response = receiver.post({"company_name": "After The Outage", "credit_limit": "10"})
