@@ -86,10 +86,15 @@ def running_receiver(database_url: str, sandbox, *, properties_ensured: bool = T
             config.properties.ensure(config.hubspot)
         yield Receiver(app, app.test_client())
     finally:
-        customers_routes.close(app)
-        for extension in app.extensions.values():
-            if isinstance(extension, sa.Engine):
-                extension.dispose()
+        close_app(app)
+
+
+def close_app(app: Flask) -> None:
+    """Release a test app's HubSpot client and connection pools."""
+    customers_routes.close(app)
+    for extension in app.extensions.values():
+        if isinstance(extension, sa.Engine):
+            extension.dispose()
 
 
 @pytest.fixture

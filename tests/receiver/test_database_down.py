@@ -8,10 +8,9 @@ import uuid
 import sqlalchemy as sa
 
 from tests.plugins.database import PrivatePostgres
-from tests.plugins.outbound import AUTH, running_receiver
+from tests.plugins.outbound import AUTH, close_app, running_receiver
 from tests.plugins.signing import ROUTE, SECRET, body_of, object_event, property_change, v3_headers
 from warp_sync_pipeline.core.db import make_engine
-from webhook_receiver import customers as customers_routes
 from webhook_receiver.app import create_app
 
 
@@ -79,7 +78,4 @@ def test_webhook_batches_sent_while_the_database_restarts_are_refused_then_store
             assert conn.execute(sa.text("SELECT count(*) FROM hubspot_webhook_events")).scalar_one() == 2
     finally:
         engine.dispose()
-        customers_routes.close(app)
-        for extension in app.extensions.values():
-            if isinstance(extension, sa.Engine):
-                extension.dispose()
+        close_app(app)
