@@ -29,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,7 +97,8 @@ class DagsterStack:
     environment: dict[str, str]  # what the stack's processes were started with
     logs: dict[str, Path] = field(default_factory=dict)
     code_server: subprocess.Popen[bytes] | None = None
-    _start_code_server: Any = field(default=None, repr=False)  # () -> Popen, a new code server on the same port
+    # A new code server on the same port (set by the fixture, which owns the processes' lifetimes).
+    _start_code_server: Callable[[], subprocess.Popen[bytes]] | None = field(default=None, repr=False)
     _tables: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def kill_code_server(self) -> None:
@@ -110,6 +111,7 @@ class DagsterStack:
     def start_code_server(self) -> None:
         """A new code server on the same port (as a supervisor would restart it); the daemon and the webserver
         find it there."""
+        assert self._start_code_server is not None
         self.code_server = self._start_code_server()
 
     def runs(self, job: str, statuses: Sequence[str] = ()) -> list[tuple[str, str]]:

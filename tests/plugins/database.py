@@ -68,21 +68,14 @@ class SharedPostgres:
 _shared_key = pytest.StashKey[SharedPostgres]()
 
 
-def _uses_xdist_workers(config: pytest.Config) -> bool:
-    return config.pluginmanager.hasplugin("xdist") and config.getoption("dist", "no") != "no"
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    if hasattr(config, "workerinput"):
-        return  # a worker: the controller's server arrives in workerinput
-    shared = SharedPostgres()
-    config.stash[_shared_key] = shared
-    if _uses_xdist_workers(config):
-        shared.ensure()
+    if not hasattr(config, "workerinput"):  # a worker gets the controller's server in workerinput
+        config.stash[_shared_key] = SharedPostgres()
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:  # noqa: ANN001 - xdist's WorkerController
+    # Called for each worker before it starts: the first call starts the server and migrates the template.
     shared = node.config.stash[_shared_key]
     node.workerinput[_ADMIN_URL_KEY], node.workerinput[_TEMPLATE_KEY] = shared.ensure()
 
