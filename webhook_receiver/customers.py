@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -62,9 +61,8 @@ SETTING_KEYS = (
     "WARP_CREATE_TIME_BUDGET_SECONDS",
     "WARP_CREATE_CLEANUP_SECONDS",
     "WARP_IDEMPOTENCY_RETENTION_HOURS",
+    "WARP_IDEMPOTENCY_LOCK_MARGIN_SECONDS",
 )
-# An idempotency key stays locked a little past the create's own deadlines.
-IDEMPOTENCY_LOCK_MARGIN = timedelta(seconds=30)
 
 
 @dataclass
@@ -134,10 +132,9 @@ def create():  # noqa: ANN201 - Flask response
     key = request.headers.get("Idempotency-Key")
     if key is not None:
         settings = config.settings
-        lock_for = timedelta(seconds=settings.time_budget_s + settings.cleanup_s) + IDEMPOTENCY_LOCK_MARGIN
         claimed = claim_idempotency_key(
             config.side_engine, g.principal.name, key.strip(), request_hash(body),
-            lock_for=lock_for, retention=settings.idempotency_retention,
+            lock_for=settings.idempotency_lock, retention=settings.idempotency_retention,
         )
         if isinstance(claimed, StoredAnswer):
             response = jsonify({"success": True, "data": claimed.body})

@@ -11,6 +11,13 @@ company is created while the transaction waits, and the transaction commits only
   BAN, voided when the call definitely failed and bound to the company id once HubSpot answers.
 - Any failure rolls the customer back; when HubSpot had made the company, that company (and only that one)
   is archived by its id. The failed attempt is audited on a connection of its own.
+- A COMMIT that raises (the connection lost while committing) is an unknown outcome: PostgreSQL is asked what
+  became of the transaction (pg_xact_status of its id) before anything is compensated. Committed: the answer
+  is 201. Aborted: the usual rollback and archive. Unknowable within the cleanup time: 503
+  CREATE_OUTCOME_UNKNOWN, the company kept, and the Idempotency-Key's retry gives the outcome.
+- With an Idempotency-Key, the BAN drawn is committed on the key before HubSpot is called. A retry that takes
+  the key over (the first attempt failed, or died and its lock ran out) tries that BAN first and treats its
+  company as its own unanswered create: adopted, or archived if the retry fails. One company per key.
 - The whole HubSpot part runs under one deadline (`CreateSettings.time_budget_s`), at the synchronous priority
   of the shared request budget; cleanup after a failure has a few seconds of its own.
 
@@ -25,6 +32,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -38,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
+from warp_sync_pipeline.core.db import database_unreachable
 from warp_sync_pipeline.core.errors import ServiceError
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
 from warp_sync_pipeline.core.fields import Direction, FieldRules, load_rules
@@ -79,7 +88,8 @@ idempotency_keys = sa.table(
     sa.column("principal", sa.Text), sa.column("idempotency_key", sa.Text), sa.column("request_hash", sa.Text),
     sa.column("status", sa.Text), sa.column("attempt_token", sa.Uuid), sa.column("locked_until"),
     sa.column("customer_id", sa.Uuid), sa.column("response_status", sa.Integer), sa.column("response", JSONB),
-    sa.column("created_at"), sa.column("updated_at"),
+    sa.column("attempt_ban", sa.Text), sa.column("attempt_started_at"), sa.column("created_at"),
+    sa.column("updated_at"),
 )
 
 # The columns a caller may give, in the order a customer is shown.
@@ -317,7 +327,8 @@ class CreateSettings:
     # The HubSpot part of a create, retries and budget waits included: a few seconds below the web
     # server's request timeout (gunicorn's --timeout, 30 s by default), leaving room for the cleanup.
     time_budget_s: float = 20.0
-    # Archiving a company this attempt made, after a failure.
+    # Archiving a company this attempt made, after a failure; and, after a COMMIT that raised, asking
+    # PostgreSQL what became of the transaction.
     cleanup_s: float = 5.0
     # BANs drawn when the one drawn is taken in WARP (no HubSpot call is made for those).
     max_warp_ban_draws: int = 10
@@ -328,6 +339,9 @@ class CreateSettings:
     # HubSpot's clock against ours when telling whether a company was made by this attempt.
     clock_skew_s: float = 2.0
     idempotency_retention: timedelta = timedelta(hours=72)
+    # Added to the longest an attempt can take (its HubSpot budget, the commit check and the cleanup) for how
+    # long its key stays locked: a retry takes the key over only once the attempt must have ended.
+    idempotency_lock_margin_s: float = 30.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CreateSettings:
@@ -337,7 +351,14 @@ class CreateSettings:
             idempotency_retention=timedelta(
                 hours=get_int("WARP_IDEMPOTENCY_RETENTION_HOURS", 72, minimum=1, environ=environ)
             ),
+            idempotency_lock_margin_s=get_float("WARP_IDEMPOTENCY_LOCK_MARGIN_SECONDS", 30.0, minimum=1.0,
+                                                environ=environ),
         )
+
+    @property
+    def idempotency_lock(self) -> timedelta:
+        """How long a key stays 'in_progress' before a retry may take it over (its attempt died)."""
+        return timedelta(seconds=self.time_budget_s + 2 * self.cleanup_s + self.idempotency_lock_margin_s)
 
 
 class CreateFailed(ServiceError):
@@ -361,6 +382,10 @@ class IdempotencyClaim:
     principal: str
     key: str
     token: UUID
+    # The BAN an earlier attempt with this key drew, and when it began: it may have made a company before it
+    # died (or before its answer was lost), which this attempt adopts or archives.
+    prior_ban: str | None = None
+    prior_started_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -427,13 +452,14 @@ def claim_idempotency_key(
                 -- A failed first attempt created nothing; one whose lock ran out died with its process.
                 WHERE k.request_hash = EXCLUDED.request_hash
                   AND (k.status = 'failed' OR (k.status = 'in_progress' AND k.locked_until < clock_timestamp()))
-                RETURNING attempt_token
+                -- attempt_ban is left as the earlier attempt wrote it: this attempt starts from it.
+                RETURNING attempt_ban, attempt_started_at
                 """
             ),
             {"principal": principal, "key": key, "hash": body_hash, "token": str(token), "lock": lock_for},
-        ).scalar_one_or_none()
+        ).first()
         if taken is not None:
-            return IdempotencyClaim(principal, key, token)
+            return IdempotencyClaim(principal, key, token, taken.attempt_ban, taken.attempt_started_at)
         row = conn.execute(
             sa.select(idempotency_keys.c.request_hash, idempotency_keys.c.status,
                       idempotency_keys.c.response_status, idempotency_keys.c.response)
@@ -462,8 +488,26 @@ def _complete_idempotency(conn: sa.Connection, claim: IdempotencyClaim, customer
         raise RuntimeError("the idempotency key was taken over by another attempt")
 
 
+def _record_attempt_ban(engine: sa.Engine, claim: IdempotencyClaim, ban: str, started_at: datetime) -> None:
+    """Commit the BAN this attempt is about to create a company with, before HubSpot is called."""
+    with engine.begin() as conn:
+        held = conn.execute(
+            sa.update(idempotency_keys)
+            .where(idempotency_keys.c.principal == claim.principal, idempotency_keys.c.idempotency_key == claim.key,
+                   idempotency_keys.c.attempt_token == claim.token, idempotency_keys.c.status == "in_progress")
+            .values(attempt_ban=ban, attempt_started_at=started_at, updated_at=sa.func.now())
+        ).rowcount
+    if held != 1:
+        # Another attempt took the key over (this one outlived its lock): it owns the create now.
+        raise CreateFailed(409, "IDEMPOTENCY_KEY_IN_USE",
+                           "A later request with this Idempotency-Key took it over; retry later for its answer.")
+
+
 def release_idempotency_key(engine: sa.Engine, claim: IdempotencyClaim) -> None:
-    """The attempt failed (nothing was created): a retry with the same key may run again."""
+    """The attempt failed, or its commit's outcome is unknown: a retry with the same key may run again.
+
+    Safe when the commit did happen after all: that transaction marked the key 'succeeded', which this update
+    (only of an 'in_progress' key) leaves alone; it waits for that transaction when it is still committing."""
     with engine.begin() as conn:
         conn.execute(
             sa.update(idempotency_keys)
@@ -493,6 +537,17 @@ class PropertiesGate:
                 self._ready = True
 
 
+def _roll_back(tx: sa.RootTransaction) -> None:
+    if not tx.is_active:
+        return
+    try:
+        tx.rollback()
+    except sa.exc.DBAPIError as exc:
+        # A lost connection: the server aborts the transaction itself, and the failure goes on to be answered.
+        if database_unreachable(exc) is None:
+            raise
+
+
 def _is_ban_collision(exc: sa.exc.DBAPIError) -> bool:
     orig = exc.orig
     if isinstance(orig, psycopg2.errors.UniqueViolation):
@@ -518,9 +573,10 @@ class _CreateAttempt:
     started_at: datetime | None = None
     ledger_ids: list[int] = field(default_factory=list)
     company: Company | None = None  # the company this attempt made (known to be ours)
-    unanswered: bool = False  # a create for the current BAN went unanswered
+    unanswered: bool = False  # a create for the current BAN went unanswered (or an earlier attempt's did)
     row: dict[str, Any] = field(default_factory=dict)
     savepoint: Any = None
+    xid: str | None = None  # the create transaction's id, to ask PostgreSQL its fate after a failed COMMIT
 
     # The values sent: every mapped field the customer has a value for, payment_terms included (its initial
     # value in HubSpot, which owns it afterwards).
@@ -551,24 +607,75 @@ class _CreateAttempt:
                 company = self._create_company(conn, client)
                 bind_company(self.side, self.ban, company.id)  # type: ignore[arg-type]
                 created = self._link(conn, company)
-                tx.commit()
             except Exception as exc:
-                if tx.is_active:
-                    tx.rollback()
+                _roll_back(tx)
                 raise self._failed(exc) from exc
             except BaseException:
-                if tx.is_active:
-                    tx.rollback()
+                _roll_back(tx)
                 raise
+            try:
+                tx.commit()
+            except Exception as exc:
+                # The COMMIT raised: the transaction may have committed all the same (the connection was lost
+                # after the server received it). Compensating now could archive the company of a stored
+                # customer, so ask PostgreSQL first.
+                self._settle_commit(exc)
         log.info("customer %s (%s) created with HubSpot company %s", self.customer_id, self.ban, company.id)
         return created
+
+    def _settle_commit(self, exc: Exception) -> None:
+        """Return when the failed COMMIT committed after all; otherwise raise the answer to give."""
+        fate = self._transaction_fate()
+        if fate == "committed":
+            log.warning("the COMMIT of customer %s (%s) raised %s, but PostgreSQL committed it",
+                        self.customer_id, self.ban, type(exc).__name__)
+            return
+        if fate == "aborted":
+            raise self._failed(exc) from exc
+        raise self._outcome_unknown(exc) from exc
+
+    def _transaction_fate(self) -> str | None:
+        """'committed' or 'aborted' as PostgreSQL tells (pg_xact_status exists for exactly this), or None when
+        it cannot be asked within the cleanup time. 'in progress' means the server is still finishing the
+        COMMIT it received: ask again."""
+        deadline = time.monotonic() + self.settings.cleanup_s
+        while True:
+            try:
+                with self.side.connect() as conn:
+                    fate = conn.execute(sa.text("SELECT pg_xact_status(CAST(:xid AS xid8))"),
+                                        {"xid": self.xid}).scalar_one()
+                if fate in ("committed", "aborted"):
+                    return fate
+            except sa.exc.DBAPIError as db_exc:
+                if database_unreachable(db_exc) is None:
+                    raise
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+
+    def _outcome_unknown(self, exc: Exception) -> CreateFailed:
+        """Neither compensate nor claim success: the company is kept (it may be a stored customer's)."""
+        log.error("the COMMIT of customer %s (%s) raised %s and PostgreSQL could not be asked what became of it",
+                  self.customer_id, self.ban, type(exc).__name__)
+        failure = CreateFailed(
+            503, "CREATE_OUTCOME_UNKNOWN",
+            "WARP's database connection was lost while the customer was being committed, and whether it was "
+            "stored is not known yet. Retry with the same Idempotency-Key, or read the customer, to learn the "
+            "outcome; nothing is created twice.",
+            customer_id=str(self.customer_id), ban=self.ban,
+            hubspot_company_id=self.company.id if self.company else None,
+        )
+        self._audit_failure(failure, exc)
+        self._release_key()
+        return failure
 
     # --- the row ---------------------------------------------------------------------------------------------
 
     def _insert(self, conn: sa.Connection) -> None:
         """Insert the customer under a savepoint with a BAN that is free in WARP; record the create's ledger."""
-        for _ in range(self.settings.max_warp_ban_draws):
-            ban = self.ban_source()
+        prior = self._prior_ban()
+        for draw in range(self.settings.max_warp_ban_draws):
+            ban = prior if draw == 0 and prior is not None and self.ban is None else self.ban_source()
             savepoint = conn.begin_nested()
             try:
                 insert = sa.insert(customers).values(id=self.customer_id, ban=ban, **self.values)
@@ -579,12 +686,20 @@ class _CreateAttempt:
                     continue
                 raise
             self.savepoint, self.ban, self.row = savepoint, ban, dict(row)
-            self.unanswered = False
+            # An earlier attempt with this key may have made a company with this BAN: treat it as our own
+            # unanswered create, so the company is adopted (or archived if this attempt fails).
+            self.unanswered = self._prior_ban() == ban
+            if self.idempotency is not None:
+                assert self.started_at is not None
+                _record_attempt_ban(self.side, self.idempotency, ban, self.started_at)
             writes = [LedgerWrite(self.rules[name], value, ban=ban) for name, value in self._column_values().items()
                       if to_hubspot(self.rules[name].spec, value) != ""]
             self.ledger_ids = record_writes(self.side, writes)
             return
         raise CreateFailed(503, "BAN_UNAVAILABLE", "No free BAN could be drawn; retry the request.")
+
+    def _prior_ban(self) -> str | None:
+        return self.idempotency.prior_ban if self.idempotency is not None else None
 
     def _redraw(self, conn: sa.Connection, reason: str) -> None:
         void_writes(self.side, self.ledger_ids, reason)
@@ -599,10 +714,11 @@ class _CreateAttempt:
             company = client.get_company(str(self.ban), id_property=BAN_PROPERTY)
         except NotFound:
             return "absent", None
-        assert self.started_at is not None
-        if company.created_at is None or company.created_at >= self.started_at - timedelta(
-            seconds=self.settings.clock_skew_s
-        ):
+        since = self.started_at
+        if self.idempotency is not None and self.ban == self.idempotency.prior_ban:
+            since = self.idempotency.prior_started_at or since
+        assert since is not None
+        if company.created_at is None or company.created_at >= since - timedelta(seconds=self.settings.clock_skew_s):
             return "ours", company
         return "other", company
 
@@ -661,7 +777,7 @@ class _CreateAttempt:
             )
             .returning(*customers.c)
         ).mappings().one()
-        now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+        now, self.xid = conn.execute(sa.text("SELECT clock_timestamp(), CAST(pg_current_xact_id() AS text)")).one()
         hubspot_at = company.created_at or now
         updates: list[FieldStateUpdate] = []
         entries: list[SyncLogEntry] = []
@@ -707,7 +823,11 @@ class _CreateAttempt:
             target = company.id if company is not None else f"with BAN {self.ban}"
             log.error("could not archive HubSpot company %s after a rolled-back create: %s", target, exc)
             return None, f"company {target} could not be archived ({type(exc).__name__}); the nightly run reports it"
-        void_writes(self.side, self.ledger_ids, "create rolled back; company archived")
+        try:
+            void_writes(self.side, self.ledger_ids, "create rolled back; company archived")
+        except sa.exc.SQLAlchemyError as db_exc:
+            # The entries lapse by age; the archive (the point of this cleanup) is done.
+            log.error("could not void the ledger entries of %s: %s", self.ban, type(db_exc).__name__)
         log.warning("archived HubSpot company %s: the create of %s rolled back", company.id, self.ban)
         return company.id, None
 
@@ -719,12 +839,17 @@ class _CreateAttempt:
         if orphan:
             failure.extra["orphan"] = orphan
         self._audit_failure(failure, exc)
-        if self.idempotency is not None:
-            try:
-                release_idempotency_key(self.side, self.idempotency)
-            except sa.exc.SQLAlchemyError as db_exc:
-                log.error("could not release idempotency key: %s", type(db_exc).__name__)
+        self._release_key()
         return failure
+
+    def _release_key(self) -> None:
+        if self.idempotency is None:
+            return
+        try:
+            release_idempotency_key(self.side, self.idempotency)
+        except sa.exc.SQLAlchemyError as db_exc:
+            # The key's lock runs out instead; the retry then adopts or archives what this attempt made.
+            log.error("could not release idempotency key: %s", type(db_exc).__name__)
 
     def _describe(self, exc: Exception) -> CreateFailed:
         if isinstance(exc, CreateFailed):
@@ -742,6 +867,11 @@ class _CreateAttempt:
                 log.error("HubSpot refused warp-sync's credentials (%s): check HUBSPOT_ACCESS_TOKEN", exc.status)
             return CreateFailed(status, "HUBSPOT_SYNC_FAILED", f"{prefix} Failed fields: [{listed}]",
                                 failed_fields=failed)
+        cause = database_unreachable(exc)
+        if cause is not None:
+            log.error("create of %s rolled back: PostgreSQL could not be reached (%s)", self.ban, cause)
+            return CreateFailed(503, "DATABASE_UNAVAILABLE",
+                                "Customer creation rolled back: WARP's database could not be reached. Retry later.")
         log.error("create of %s rolled back after a WARP-side failure: %s", self.ban, type(exc).__name__)
         return CreateFailed(500, "CUSTOMER_CREATE_FAILED",
                             "Customer creation rolled back: the customer could not be stored in WARP.")

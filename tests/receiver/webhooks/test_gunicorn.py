@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote
@@ -17,11 +13,10 @@ from urllib.parse import unquote
 import pytest
 import sqlalchemy as sa
 
-from tests import REPO
 from tests.plugins.database import scratch_database
-from tests.plugins.signing import ROUTE, SECRET, body_of, object_event, property_change, v3_headers
+from tests.plugins.gunicorn import running_gunicorn
+from tests.plugins.signing import ROUTE, body_of, object_event, property_change, v3_headers
 from warp_sync_pipeline.core.db import make_engine
-from warp_sync_pipeline.core.localpg import free_port
 
 
 @pytest.fixture(scope="module")
@@ -30,46 +25,10 @@ def receiver_db(pg_admin_url: str, template_database: str) -> Iterator[str]:
         yield url
 
 
-@contextlib.contextmanager
-def running_gunicorn(database_url: str, control_socket: Path, *options: str) -> Iterator[int]:
-    """The receiver under gunicorn on a free port, its control socket where given; yields the port."""
-    port = free_port()
-    env = {**os.environ, "WARP_DATABASE_URL": database_url, "HUBSPOT_CLIENT_SECRET": SECRET}
-    env.pop("WARP_PUBLIC_BASE_URL", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--worker-class", "gthread", "--threads", "2", *options,
-         "--bind", f"127.0.0.1:{port}", "--control-socket", str(control_socket), "webhook_receiver:create_app()"],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/healthz")
-                if conn.getresponse().status == 200 and control_socket.exists():
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not start: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-            time.sleep(0.1)
-        yield port
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
-
-
 @pytest.fixture(scope="module")
 def gunicorn_port(receiver_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with running_gunicorn(receiver_db, tmp_path_factory.mktemp("gunicorn") / "receiver.ctl", "--workers", "1") as port:
-        yield port
+    with running_gunicorn(receiver_db, tmp_path_factory.mktemp("gunicorn") / "receiver.ctl", "--workers", "1") as server:
+        yield server.port
 
 
 def test_the_readmes_two_pools_run_side_by_side_each_with_its_own_control_socket(

@@ -9,7 +9,8 @@ psycopg_pool (a second driver beside psycopg2), rejects a caller outright whenev
 its table lock, and has one fixed capacity per bucket. The reserved share needs one shared window
 read with two capacities (a bulk caller sees fewer tokens than a sync caller), which is one
 comparison in SQL (sql/003_hubspot_rate_budget.sql) and not expressible with its buckets.
-Waiting between attempts uses tenacity.
+Waiting between attempts uses tenacity. When PostgreSQL cannot be reached, requests go out unmetered (with a
+warning) rather than not at all: HubSpot's own 429s remain the limit.
 
 Tokens are taken on an AUTOCOMMIT engine of the budget's own (its own small pool on the same
 database), so a take never joins, waits on, or is rolled back with a caller's transaction.
@@ -28,11 +29,14 @@ from enum import StrEnum
 import sqlalchemy as sa
 import tenacity
 
-from warp_sync_pipeline.core.db import make_engine
+from warp_sync_pipeline.core.db import database_unreachable, make_engine
 from warp_sync_pipeline.core.hubspot.errors import BudgetExhausted
 from warp_sync_pipeline.core.settings import get_float, get_int
 
 log = logging.getLogger("warp_sync.hubspot.budget")
+
+# At most one warning this often while requests go out unmetered.
+UNMETERED_WARNING_INTERVAL_S = 60.0
 
 TAKE = sa.text("SELECT hubspot_rate_budget_take(:bucket, :capacity, :window_ms, :priority)")
 
@@ -98,6 +102,7 @@ class RequestBudget:
         )
         self.settings = settings or BudgetSettings()
         self._engine = make_engine(url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
+        self._last_unmetered_warning = -math.inf
 
     def try_take(self, bucket: Bucket, priority: Priority) -> float:
         """One attempt: 0.0 when a token was taken, else the seconds until one may free up."""
@@ -141,11 +146,27 @@ class RequestBudget:
         )
         if time.monotonic() >= deadline:
             raise BudgetExhausted("the time budget ran out before a HubSpot request could be sent")
-        retrying(self.try_take, bucket, priority)
+        try:
+            retrying(self.try_take, bucket, priority)
+        except sa.exc.DBAPIError as exc:
+            cause = database_unreachable(exc)
+            if cause is None:
+                raise
+            # The budget is a courtesy among our own processes; HubSpot's 429s still pace us. A request that
+            # must go out while PostgreSQL is away (archiving the company of a create that failed because of
+            # it) goes unmetered rather than not at all.
+            self._warn_unmetered(cause)
+            return time.monotonic() - started
         waited = time.monotonic() - started
         if waited > 0.5:
             log.info("waited %.2fs for a HubSpot %s token (%s)", waited, bucket.value, priority.value)
         return waited
+
+    def _warn_unmetered(self, cause: str) -> None:
+        now = time.monotonic()
+        if now - self._last_unmetered_warning >= UNMETERED_WARNING_INTERVAL_S:
+            self._last_unmetered_warning = now
+            log.warning("the HubSpot request budget's database is unreachable (%s): sending unmetered", cause)
 
     def in_use(self, bucket: Bucket = Bucket.BURST) -> int:
         """Tokens currently inside the window (for tests and monitoring)."""
