@@ -139,6 +139,10 @@ from warp_sync_pipeline.cli_queue import queue  # noqa: E402
 
 main.add_command(queue)
 
+from warp_sync_pipeline.cli_events import events  # noqa: E402
+
+main.add_command(events)
+
 from warp_sync_pipeline.cli_reconcile import demo_seed, reconcile  # noqa: E402
 
 main.add_command(reconcile)

@@ -7,11 +7,19 @@ import sys
 import click
 
 
-def _engine():  # noqa: ANN202
+def database_engine():  # noqa: ANN202
     from warp_sync_pipeline.core.db import make_engine
     from warp_sync_pipeline.core.runtime import ensure_runtime
 
     return make_engine(ensure_runtime(with_dagster=False, apply_env=False).database_url)
+
+
+def echo_pauses(engine) -> None:  # noqa: ANN001 - an sa.Engine (imported lazily, like everything here)
+    """One line per open pause of the HubSpot flows (core.pauses)."""
+    from warp_sync_pipeline.core.pauses import open_pauses
+
+    for pause in open_pauses(engine):
+        click.echo(f"paused  {pause.describe()}")
 
 
 @click.group("queue")
@@ -22,11 +30,13 @@ def queue() -> None:
 @queue.command("status")
 @click.option("--limit", default=20, show_default=True, help="Dead and parked rows to list.")
 def status(limit: int) -> None:
-    """Counts by status, rows due now, and the latest dead and parked rows with their reasons."""
+    """Counts by status, rows due now, open pauses, and the latest dead and parked rows with their reasons."""
     from warp_sync_pipeline.core.outbound import queue_status
 
-    snapshot = queue_status(_engine(), limit=limit)
+    engine = database_engine()
+    snapshot = queue_status(engine, limit=limit)
     click.echo("  ".join(f"{name}={count}" for name, count in snapshot.counts.items()) + f"  due={snapshot.due}")
+    echo_pauses(engine)
     if snapshot.oldest_due_at is not None:
         click.echo(f"oldest due since {snapshot.oldest_due_at.isoformat()}")
     for row in snapshot.stopped:
@@ -47,7 +57,7 @@ def retry(dead: bool, parked: bool, customers: tuple[str, ...]) -> None:
         click.echo("error: say which rows to retry: --dead and/or --parked", err=True)
         sys.exit(2)
     try:
-        count = retry_stopped(_engine(), statuses=statuses, customer_ids=list(customers) or None)
+        count = retry_stopped(database_engine(), statuses=statuses, customer_ids=list(customers) or None)
     except ValueError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -5,7 +5,7 @@ POST /v1/sync/customers/{id}  the queue drain's work for one customer, now (core
                               COMPANY_NOT_FOUND; 502 (422 for values HubSpot rejected) HUBSPOT_SYNC_FAILED with
                               "queued": true, the fields left queued for the drain.
 Settings (app.config keys of the same name win over the environment, for tests): WARP_PUSH_TIME_BUDGET_SECONDS,
-WARP_PUSH_LEASE_WAIT_SECONDS, WARP_PUSH_RETRY_DELAY_SECONDS, WARP_QUEUE_AUTH_PAUSE_SECONDS.
+WARP_PUSH_LEASE_WAIT_SECONDS, WARP_PUSH_RETRY_DELAY_SECONDS, WARP_PAUSE_PROBE_*.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("sync", __name__, url_prefix="/v1/sync")
 
 PUSH_SETTING_KEYS = ("WARP_PUSH_TIME_BUDGET_SECONDS", "WARP_PUSH_LEASE_WAIT_SECONDS",
-                     "WARP_PUSH_RETRY_DELAY_SECONDS", "WARP_QUEUE_AUTH_PAUSE_SECONDS")
+                     "WARP_PUSH_RETRY_DELAY_SECONDS", "WARP_PAUSE_PROBE_SECONDS",
+                     "WARP_PAUSE_PROBE_MAX_SECONDS", "WARP_PAUSE_PROBE_TIMEOUT_SECONDS")
 
 RECONCILE_OPTIONS = {"dry_run", "allow_mass_write"}
 

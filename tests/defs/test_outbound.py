@@ -97,7 +97,7 @@ def test_the_job_drains_and_reports_counts_and_an_observation(
     assert company_values(sandbox, first[1])["warp_current_balance"] in ("21", "21.00")
 
 
-def test_a_paused_drain_fails_its_run_loudly(
+def test_a_drain_that_meets_a_refused_token_ends_paused_without_failing_its_run(
     instance: dg.DagsterInstance, database_url: str, sandbox, make_linked: Callable, engine: sa.Engine  # noqa: ANN001
 ) -> None:
     ((customer, _),) = make_linked(1)
@@ -106,12 +106,25 @@ def test_a_paused_drain_fails_its_run_loudly(
     sandbox.control.configure(access_token="revoked-token")
     result = hubspot_sync_queue_job.execute_in_process(
         instance=instance, resources=_resources(database_url, sandbox), raise_on_error=False)
-    assert not result.success
-    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert "HUBSPOT_ACCESS_TOKEN" in failure.event_specific_data.error.message
+    # A failed run every tick of an outage would bury real failures: the run succeeds, and says it paused.
+    assert result.success
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    shown = {k: v.value for k, v in output.event_specific_data.metadata.items()}
+    assert shown["paused"] is True and shown["pause_cause"] == "token_refused"
+    assert "HUBSPOT_ACCESS_TOKEN" in shown["pause_reason"] and "next probe at" in shown["pause_reason"]
     with engine.connect() as conn:
         attempts = conn.execute(sa.text("SELECT attempts FROM hubspot_sync_queue")).scalar_one()
     assert attempts == 0
+
+    # While the pause holds, the sensor skips, naming it and the next probe.
+    skipped = _evaluate(instance, database_url)
+    assert isinstance(skipped, dg.SkipReason)
+    assert "token_refused" in (skipped.skip_message or "") and "next probe at" in (skipped.skip_message or "")
+    # Once the probe is due, it requests a run (the run probes), rows due or not.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_pauses SET next_probe_at = now() - interval '1 second'"))
+    requested = _evaluate(instance, database_url)
+    assert isinstance(requested, dg.RunRequest) and requested.tags["warp/probe"] == "true"
 
 
 def test_the_job_is_in_the_code_location() -> None:

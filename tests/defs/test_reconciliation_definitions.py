@@ -14,12 +14,13 @@ from warp_sync_pipeline.defs.reconciliation import (
     reconciliation,
     reconciliation_schedule,
 )
+from warp_sync_pipeline.resources.database import DatabaseResource
 
 ASSETS = {"warp_customers", "hubspot_companies", "field_differences", "hubspot_property_history",
           "reconciliation_plan", "hubspot_writeback", "warp_writeback", "reconciliation_report"}
 
 
-def test_the_job_schedule_checks_and_sensors_are_defined(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_job_schedule_checks_and_sensors_are_defined(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
     monkeypatch.setenv("WARP_SCHEDULE_TIMEZONE", "Europe/Berlin")
     definitions = defs()
     dg.Definitions.validate_loadable(definitions)
@@ -33,8 +34,8 @@ def test_the_job_schedule_checks_and_sensors_are_defined(monkeypatch: pytest.Mon
     assert (schedule.cron_schedule, schedule.execution_timezone, schedule.job_name) == (
         "0 2 * * *", "Europe/Berlin", "reconciliation_job")
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 2, 2, tzinfo=ZoneInfo("Europe/Berlin"))) \
-            as context:
+    with dg.build_schedule_context(scheduled_execution_time=datetime(2026, 3, 2, 2, tzinfo=ZoneInfo("Europe/Berlin")),
+                                   resources={"db": DatabaseResource(url=database_url)}) as context:
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.job_name in (None, "reconciliation_job")
 

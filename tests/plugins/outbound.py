@@ -188,6 +188,6 @@ def company_values(sandbox, company_id: str) -> dict[str, str]:  # noqa: ANN001
 def fast_drain(**overrides: object) -> DrainSettings:
     """Drain settings for tests: no backoff waits (a run never re-claims what it put back anyway)."""
     values: dict[str, object] = {"backoff_s": 0.0, "lease_s": 30.0, "http_budget_s": 10.0, "run_budget_s": 60.0,
-                                 "busy_retry_s": 0.0, "auth_pause_s": 0.0}
+                                 "busy_retry_s": 0.0}
     values.update(overrides)
     return DrainSettings(**values)  # type: ignore[arg-type]

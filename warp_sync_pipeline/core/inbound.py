@@ -28,6 +28,10 @@ Per event type:
 Each event ends `processed`, `ignored` (with a reason: a stable code, a colon, detail for people) or `failed`
 (with the error; tried again after a growing delay, a bounded number of times). A customer another writer is
 busy with defers that company's remaining events for a few seconds, without spending an attempt.
+
+HubSpot failing as a whole (a refused token, the daily cap, 429s, or a 5xx a probe confirms) is no event's
+fault: the shared pause opens (core.pauses), the event and the rest of the claim go back with their attempts
+returned, and the run ends. A run starts by asking core.pauses.admit(), as the queue drain does.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -56,6 +60,7 @@ from warp_sync_pipeline.core.field_state import (
     upsert_field_state,
 )
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules, load_rules
+from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.hubspot.errors import HubSpotError, NotFound
 from warp_sync_pipeline.core.leases import (
     CustomerBusy,
@@ -67,6 +72,14 @@ from warp_sync_pipeline.core.leases import (
 from warp_sync_pipeline.core.ledger import bind_company, match_echo
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot
 from warp_sync_pipeline.core.outbound import enqueue_fields
+from warp_sync_pipeline.core.pauses import (
+    Pause,
+    PauseSettings,
+    admit,
+    confirmed_cause,
+    open_pause,
+    pause_cause,
+)
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
 
@@ -168,12 +181,6 @@ class InboundSettings:
         return self.run_time_budget + self.lease_ttl + self.run_margin
 
 
-class CompanyReader(Protocol):
-    """What the processor needs of the HubSpot client (core.hubspot.HubSpotClient has it)."""
-
-    def get_company(self, company_id: str, *, properties: Sequence[str] | None = None) -> Any: ...
-
-
 # --- events --------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ClaimedEvent:
@@ -224,6 +231,8 @@ class ProcessSummary:
     failed: int = 0
     deferred: int = 0
     lost: int = 0  # events whose lease another run took over before this one finished them
+    paused: str | None = None  # the pause that ended the run (core.pauses), described for people
+    pause_cause: str | None = None
     reasons: Counter[str] = field(default_factory=Counter)
     actions: Counter[str] = field(default_factory=Counter)
     elapsed_s: float = 0.0
@@ -244,6 +253,8 @@ class ProcessSummary:
             "failed": self.failed,
             "deferred": self.deferred,
             "lost": self.lost,
+            "paused": self.paused,
+            "pause_cause": self.pause_cause,
             "reasons": dict(sorted(self.reasons.items())),
             "actions": dict(sorted(self.actions.items())),
             "elapsed_s": round(self.elapsed_s, 3),
@@ -452,16 +463,24 @@ class _LeaseBook:
 
 
 # --- the processor ---------------------------------------------------------------------------------------------
+class _HubSpotPaused(Exception):
+    def __init__(self, pause: Pause, events: Sequence[ClaimedEvent]) -> None:
+        super().__init__(pause.cause.value)
+        self.pause = pause
+        self.events = list(events)
+
+
 def process_events(
     engine: sa.Engine,
     *,
-    hubspot: CompanyReader | None = None,
+    hubspot: HubSpotClient | None = None,
     settings: InboundSettings | None = None,
     run_id: str | None = None,
     holder: str | None = None,
     on_event: Callable[[ClaimedEvent, str], None] | None = None,
+    pause: PauseSettings | None = None,
 ) -> ProcessSummary:
-    """Claim and apply due events until none are left or the run's time budget is spent.
+    """Claim and apply due events until none are left, the run's time budget is spent, or the flows pause.
 
     `hubspot` reads the company of a `company.creation` event (without it such events fail and are retried).
     `holder` names this writer in customer leases (unique per run; default from `run_id`). `on_event` is
@@ -474,6 +493,7 @@ def process_events(
         run_id=run_id,
         holder=holder or f"webhook-apply:{run_id or uuid.uuid4()}",
         on_event=on_event,
+        pause=pause or PauseSettings(),
     )
     return processor.run()
 
@@ -483,12 +503,14 @@ class _Processor:
         self,
         engine: sa.Engine,
         *,
-        hubspot: CompanyReader | None,
+        hubspot: HubSpotClient | None,
         settings: InboundSettings,
         run_id: str | None,
         holder: str,
         on_event: Callable[[ClaimedEvent, str], None] | None,
+        pause: PauseSettings,
     ) -> None:
+        self.pause = pause
         self.engine = engine
         self.hubspot = hubspot
         self.settings = settings
@@ -505,7 +527,7 @@ class _Processor:
         deadline = started + self.settings.run_time_budget.total_seconds()
         with self.engine.connect() as conn:
             self.rules = load_rules(conn)
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._paused():
             groups = claim_events(self.engine, self.token, self.settings)
             if not groups:
                 break
@@ -521,9 +543,27 @@ class _Processor:
                     self._renew([e for g in groups[position:] for e in g])
                     claimed_at = time.monotonic()
                 self.summary.companies += 1
-                self._process_company(events)
+                try:
+                    self._process_company(events)
+                except _HubSpotPaused as paused:
+                    self._hand_back([*paused.events, *(e for g in groups[position + 1:] for e in g)])
+                    self._note_pause(paused.pause)
+                    break
         self.summary.elapsed_s = time.monotonic() - started
         return self.summary
+
+    def _paused(self) -> bool:
+        """Before each claim: may HubSpot be called? (Probes when a probe is due; see core.pauses.)"""
+        if self.hubspot is None:
+            return False
+        pause = admit(self.engine, self.hubspot, flow=self.holder, settings=self.pause)
+        if pause is not None:
+            self._note_pause(pause)
+        return pause is not None
+
+    def _note_pause(self, pause: Pause) -> None:
+        self.summary.paused, self.summary.pause_cause = pause.describe(), pause.cause.value
+        log.warning("%s: the webhook run ends; its events wait with their attempts returned", pause.describe())
 
     def _hand_back(self, events: Sequence[ClaimedEvent]) -> None:
         with self.engine.begin() as conn:
@@ -558,6 +598,12 @@ class _Processor:
                     self._fail(event, exc.code, exc.detail)
                     continue
                 except HubSpotError as exc:
+                    cause = confirmed_cause(exc, self.hubspot, self.pause) if (
+                        self.hubspot is not None and pause_cause(exc) is not None) else None
+                    if cause is not None:
+                        pause = open_pause(self.engine, cause, f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT],
+                                           opened_by=self.holder, settings=self.pause)
+                        raise _HubSpotPaused(pause, events[position:]) from exc
                     self._fail(event, HUBSPOT_FAILED, f"{type(exc).__name__}: {exc}")
                     continue
                 except Exception as exc:  # noqa: BLE001 - any failure is recorded on the event and retried
@@ -943,6 +989,59 @@ def _queue_reason(decision: Decision) -> str:
 
 
 # --- retention -----------------------------------------------------------------------------------------------------
+# --- operations: status, retry ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    id: int
+    subscription_type: str | None
+    object_id: str | None
+    attempts: int
+    reason: str
+    next_attempt_at: datetime | None  # None: no attempts left
+
+
+@dataclass(frozen=True)
+class EventsSnapshot:
+    counts: dict[str, int]
+    due: int
+    failed: list[FailedEvent]  # the latest failed events, newest first
+
+
+def events_status(engine: sa.Engine, *, limit: int = 20) -> EventsSnapshot:
+    """Stored webhook events by status, how many a run could claim now, and the latest failed ones."""
+    with engine.connect() as conn:
+        counts = {status: 0 for status in ("pending", PROCESSED, IGNORED, FAILED)}
+        counts.update({r.status: r.n for r in conn.execute(
+            sa.text("SELECT status, count(*) AS n FROM hubspot_webhook_events GROUP BY status"))})
+        due = count_due_events(conn)
+        failed = [
+            FailedEvent(r.id, r.subscription_type, r.object_id, r.attempts, r.reason, r.next_attempt_at)
+            for r in conn.execute(
+                sa.text("SELECT id, subscription_type, object_id, attempts, reason, next_attempt_at "
+                        "FROM hubspot_webhook_events WHERE status = 'failed' "
+                        "ORDER BY processed_at DESC NULLS LAST, id DESC LIMIT :limit"),
+                {"limit": limit},
+            )
+        ]
+    return EventsSnapshot(counts, due, failed)
+
+
+def retry_failed_events(engine: sa.Engine, *, event_ids: Iterable[int] | None = None) -> int:
+    """Failed events back to pending with fresh attempts (their cause is fixed: a token, a mapping); how many.
+    The next run applies them in occurredAt order with the company's other events; stale ones are dropped."""
+    sql = ("UPDATE hubspot_webhook_events SET status = 'pending', attempts = 0, reason = NULL, error = NULL, "
+           "next_attempt_at = NULL, processed_at = NULL, lease_token = NULL, lease_expires_at = NULL "
+           "WHERE status = 'failed'")
+    params: dict[str, Any] = {}
+    if event_ids is not None:
+        sql += " AND id = ANY(CAST(:ids AS bigint[]))"
+        params["ids"] = [int(i) for i in event_ids]
+    with engine.begin() as conn:
+        return conn.execute(sa.text(sql), params).rowcount
+
+
 @dataclass(frozen=True)
 class PurgeResult:
     finished: int  # processed and ignored events deleted

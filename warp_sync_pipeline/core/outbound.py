@@ -16,8 +16,11 @@ One drain, step by step (`drain_queue`; the Dagster job is a thin op around it):
    success marks the row done (only while it still carries this claim's token) and records field state and audit;
    a failure merges the sent fields back into the customer's pending row with exponential backoff, and after the
    last attempt (3 by default) the row is dead with the last error.
-6. HubSpot answering 401/403 pauses the drain: every unfinished row goes back without spending an attempt, not
-   before `auth_pause_s`, and the report says so (the Dagster op fails the run loudly).
+6. A failure of HubSpot as a whole pauses the flows (core.pauses): 401/403 (the token refused), a daily-quota
+   429, 429s or connection errors that outlasted the client's retries, or a 5xx / lost answer that a probe right
+   after confirms. Every unfinished row goes back as it was (no attempt spent), the shared pause opens, and the
+   drain ends with `paused` in its report (not a failure). A drain starts by asking core.pauses.admit(): while a
+   pause is open it sends nothing, and when the probe time comes it probes and resumes on a good answer.
 
 A manual push (`push_customer`, POST /v1/sync/customers/{id}) is the same steps for one customer, now: every field
 that flows to HubSpot is queued, the customer's row claimed at once under its lease, and carried through the
@@ -77,6 +80,14 @@ from warp_sync_pipeline.core.leases import (
 )
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
+from warp_sync_pipeline.core.pauses import (
+    PauseCause,
+    PauseSettings,
+    admit,
+    confirmed_cause,
+    open_pause,
+    pause_cause,
+)
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customers
 
@@ -132,7 +143,7 @@ class DrainSettings:
     run_budget_s: float = 120.0  # a run stops claiming after this long
     claim_size: int = 500  # rows per claim (one per customer)
     busy_retry_s: float = 15.0  # a customer another writer holds is tried again after this long
-    auth_pause_s: float = 300.0  # rows wait this long after HubSpot refused our credentials
+    pause: PauseSettings = field(default_factory=PauseSettings)  # probing HubSpot while the flows are paused
     retention: timedelta = timedelta(days=7)  # done rows are purged after this
     run_margin_s: float = 15.0  # a run's time past its budgets before the instance ends it
 
@@ -152,7 +163,7 @@ class DrainSettings:
             http_budget_s=get_float("WARP_QUEUE_HTTP_BUDGET_SECONDS", 120.0, minimum=1.0, environ=environ),
             run_budget_s=get_float("WARP_QUEUE_RUN_SECONDS", 120.0, minimum=1.0, environ=environ),
             claim_size=get_int("WARP_QUEUE_CLAIM_SIZE", 500, minimum=1, environ=environ),
-            auth_pause_s=get_float("WARP_QUEUE_AUTH_PAUSE_SECONDS", 300.0, minimum=0.0, environ=environ),
+            pause=PauseSettings.from_env(environ),
             retention=timedelta(days=get_int("WARP_QUEUE_RETENTION_DAYS", 7, minimum=1, environ=environ)),
             run_margin_s=run_margin_seconds(environ),
         )
@@ -200,6 +211,7 @@ class DrainReport:
     batch_updates: int = 0
     paused: bool = False
     pause_reason: str | None = None
+    pause_cause: str | None = None
     stopped: list[StoppedRow] = field(default_factory=list)
 
     @property
@@ -363,6 +375,7 @@ class _Drain:
         self.trigger = trigger
         self.actor = actor
         self.spend_attempts = spend_attempts
+        self._probe_answered = False  # a probe of this claim found HubSpot up: later 5xx are the records' own
 
     @property
     def lease_holder(self) -> str:
@@ -389,8 +402,10 @@ class _Drain:
                 self._read(plans)
                 self._settle(plans)
                 self._send(plans)
+            except _Paused as paused:
+                self._pause([p for p in plans if not p.finished], paused.cause, paused.error)
             except AuthFailed as exc:
-                self._pause([p for p in plans if not p.finished], exc)
+                self._pause([p for p in plans if not p.finished], PauseCause.TOKEN_REFUSED, exc)
         finally:
             release_customers(self.engine, lease.acquired, lease.token)
         return plans
@@ -468,8 +483,7 @@ class _Drain:
             self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
                          f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "
                          "the nightly report lists it") for p in missing], plans=missing)
-        if failed:
-            self._fail(failed)
+        self._fail_or_pause(failed)
         live = [p for p in plans if not p.finished]
         needs_history: list[tuple[_Plan, str]] = []
         for plan in live:
@@ -630,9 +644,8 @@ class _Drain:
                     CompanyUpdate(plan.company_id, {self.rules.hubspot_property(n): v for n, v in plan.send.items()})
                     for plan in chunk
                 ])
-            except AuthFailed:
-                void_writes(self.engine, [i for p in chunk for i in p.ledger_ids], "HubSpot refused the credentials")
-                raise
+            except AuthFailed as exc:
+                raise _Paused(PauseCause.TOKEN_REFUSED, exc) from exc
             self._record_outcomes(chunk, outcomes)
 
     def _record_outcomes(self, chunk: list[_Plan], outcomes: list[RecordOutcome]) -> None:
@@ -659,8 +672,7 @@ class _Drain:
             self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
                          f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "
                          "the nightly report lists it") for p in missing], plans=missing)
-        if failed:
-            self._fail(failed)
+        self._fail_or_pause(failed)
 
     # --- finishing rows --------------------------------------------------------------------------------------
 
@@ -731,6 +743,25 @@ class _Drain:
         for plan in plans:
             plan.finished = True
 
+    def _fail_or_pause(self, failures: list[tuple[_Plan, HubSpotError]]) -> None:
+        """Failures of records spend attempts (_fail); a failure of HubSpot as a whole raises _Paused instead."""
+        if not failures:
+            return
+        cause = None
+        whole = [(plan, error) for plan, error in failures if pause_cause(error) is not None]
+        if whole and not (self._probe_answered and pause_cause(whole[0][1]) is PauseCause.OUTAGE
+                          and not isinstance(whole[0][1], RateLimited)):
+            cause = confirmed_cause(whole[0][1], self.client, self.settings.pause)
+            self._probe_answered = cause is None
+        if cause is None:
+            self._fail(failures)
+            return
+        paused = {id(plan) for plan, _ in whole}
+        records = [(plan, error) for plan, error in failures if id(plan) not in paused]
+        if records:
+            self._fail(records)
+        raise _Paused(cause, whole[0][1])
+
     def _fail(self, failures: list[tuple[_Plan, HubSpotError]]) -> None:
         """Sent fields go back into the customer's pending row with backoff, or the row is dead.
 
@@ -771,19 +802,25 @@ class _Drain:
                 else:
                     plan.finished = True
                     continue
-                for name in fields:
-                    rule = self.rules[name]
-                    plan.outcomes[name] = (Outcome.FAILED, code)
-                    entries.append(SyncLogEntry(
-                        trigger=self.trigger, outcome=Outcome.FAILED, customer_id=plan.row.customer_id,
-                        ban=plan.ban, warp_field=name, hubspot_property=rule.hubspot_property,
-                        direction=Direction.WARP_TO_HUBSPOT, new_value=plan.send.get(name), action="WRITE_TO_HUBSPOT",
-                        reason=plan.decisions[name].reason.value if name in plan.decisions else None,
-                        error_code=code, error=text, run_id=self.run_id, actor=self.actor,
-                        details={"attempts": attempts, "dead": dead, "queue_row": plan.row.id},
-                    ))
+                entries.extend(self._failure_entries(plan, fields, code, text,
+                                                     {"attempts": attempts, "dead": dead, "queue_row": plan.row.id}))
                 plan.finished = True
             log_sync_many(conn, entries)
+
+    def _failure_entries(self, plan: _Plan, fields: Sequence[str], code: str, text: str,
+                         details: dict[str, Any]) -> list[SyncLogEntry]:
+        entries = []
+        for name in fields:
+            rule = self.rules[name]
+            plan.outcomes[name] = (Outcome.FAILED, code)
+            entries.append(SyncLogEntry(
+                trigger=self.trigger, outcome=Outcome.FAILED, customer_id=plan.row.customer_id,
+                ban=plan.ban, warp_field=name, hubspot_property=rule.hubspot_property,
+                direction=Direction.WARP_TO_HUBSPOT, new_value=plan.send.get(name), action="WRITE_TO_HUBSPOT",
+                reason=plan.decisions[name].reason.value if name in plan.decisions else None,
+                error_code=code, error=text, run_id=self.run_id, actor=self.actor, details=details,
+            ))
+        return entries
 
     def _error_text(self, error: HubSpotError) -> str:
         if error.property_errors:
@@ -815,17 +852,39 @@ class _Drain:
                 self._requeue(conn, row, row.fields, reason, row.attempts, delay_s, code, error) for row in rows
             )
 
-    def _pause(self, plans: list[_Plan], exc: AuthFailed) -> None:
-        message = (f"HubSpot refused warp-sync's credentials ({exc.status or 'auth'}): the drain is paused and no "
-                   "attempt was spent; fix HUBSPOT_ACCESS_TOKEN (revoked or rotated?)")
-        self._put_back([p.row for p in plans], "auth_paused", "HUBSPOT_AUTH_FAILED", message,
-                       self.settings.auth_pause_s)
+    def _pause(self, plans: list[_Plan], cause: PauseCause, exc: HubSpotError) -> None:
+        """Every unfinished row back as it was (no attempt spent; due at once, the pause holds the flows back)."""
+        if isinstance(exc, AuthFailed):
+            seen = (f"HubSpot refused warp-sync's credentials ({exc.status or 'auth'}); fix HUBSPOT_ACCESS_TOKEN "
+                    "(revoked or rotated?)")
+            void_writes(self.engine, [i for p in plans for i in p.ledger_ids], "HubSpot refused the credentials")
+        else:
+            seen = f"{_error_code(exc)}: {_describe(exc)}"
+        pause = open_pause(self.engine, cause, seen, opened_by=self.holder, settings=self.settings.pause)
+        code, text = _error_code(exc), seen[:ERROR_TEXT_LIMIT]
+        self._put_back([p.row for p in plans], f"paused_{cause.value}", code, text, 0.0)
+        entries = []
         for plan in plans:
+            fields = sorted(plan.send) if plan.send else list(plan.fields)
+            entries.extend(self._failure_entries(plan, fields, code, text, {
+                "attempts": plan.row.attempts, "dead": False, "paused": cause.value, "queue_row": plan.row.id}))
             plan.finished = True
             plan.error = exc
+        with self.engine.begin() as conn:
+            log_sync_many(conn, entries)
         self.report.paused = True
-        self.report.pause_reason = message
-        log.error("%s (%d rows put back)", message, len(plans))
+        self.report.pause_reason = pause.describe()
+        self.report.pause_cause = cause.value
+        log.warning("%s (%d rows put back, no attempt spent)", pause.describe(), len(plans))
+
+
+class _Paused(Exception):
+    """HubSpot failed as a whole (not these records): the claim stops and the flows pause."""
+
+    def __init__(self, cause: PauseCause, error: HubSpotError) -> None:
+        super().__init__(cause.value)
+        self.cause = cause
+        self.error = error
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterator[list[Any]]:
@@ -854,13 +913,20 @@ def drain_queue(
         rules = load_rules(conn)
         cutoff = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
     purge_finished(engine, older_than=settings.retention)
-    while not report.paused and time.monotonic() - started < settings.run_budget_s:
+    while time.monotonic() - started < settings.run_budget_s:
+        # Before each claim: another process may have paused the flows meanwhile.
+        pause = admit(engine, hubspot, flow=name, settings=settings.pause)
+        if pause is not None:
+            report.paused, report.pause_reason, report.pause_cause = True, pause.describe(), pause.cause.value
+            break
         token = uuid.uuid4()
         rows = claim_due_rows(engine, token=token, limit=settings.claim_size,
                               lease=timedelta(seconds=settings.lease_s), due_by=cutoff)
         if not rows:
             break
         _Drain(engine, hubspot, rules, settings, report, token, name, run_id).process(rows)
+        if report.paused:
+            break
     return report
 
 
@@ -914,7 +980,7 @@ class PushSettings:
     time_budget_s: float = 10.0  # every HubSpot call of one push, retries and budget waits included
     lease_wait_s: float = 2.0  # how long to wait for another writer of the customer before CUSTOMER_BUSY
     retry_delay_s: float = 30.0  # a failed push's fields are due for the drain after this long
-    auth_pause_s: float = 300.0  # ... after HubSpot refused our credentials (as the drain pauses)
+    pause: PauseSettings = field(default_factory=PauseSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PushSettings:
@@ -922,13 +988,13 @@ class PushSettings:
             time_budget_s=get_float("WARP_PUSH_TIME_BUDGET_SECONDS", 10.0, minimum=0.5, environ=environ),
             lease_wait_s=get_float("WARP_PUSH_LEASE_WAIT_SECONDS", 2.0, minimum=0.0, environ=environ),
             retry_delay_s=get_float("WARP_PUSH_RETRY_DELAY_SECONDS", 30.0, minimum=0.0, environ=environ),
-            auth_pause_s=get_float("WARP_QUEUE_AUTH_PAUSE_SECONDS", 300.0, minimum=0.0, environ=environ),
+            pause=PauseSettings.from_env(environ),
         )
 
     def drain_settings(self) -> DrainSettings:
         # The claim and the customer's lease outlast the HTTP budget, so a push that dies is taken back later.
         return DrainSettings(http_budget_s=self.time_budget_s, lease_s=self.time_budget_s + 60.0,
-                             backoff_s=self.retry_delay_s, auth_pause_s=self.auth_pause_s)
+                             backoff_s=self.retry_delay_s, pause=self.pause)
 
 
 PUSH_REASON = "manual_push"

@@ -3,7 +3,9 @@
 Thin adapters over warp_sync_pipeline/core/inbound.py. The sensor runs one cheap query and requests a run;
 the run claims and applies events (DESIGN.md flow 3). One run at a time: the sensor skips while one is
 queued or running (no run_key, which would block retries of the same events), and the tag concurrency
-limit on warp/flow=webhook-apply in dagster.yaml backs that up.
+limit on warp/flow=webhook-apply in dagster.yaml backs that up. While the HubSpot flows are paused
+(core.pauses) the sensor skips, naming the pause and its next probe; a run that meets a pause ends without
+failing, `paused` in its metadata.
 """
 
 # No `from __future__ import annotations`: Dagster reads the ops' annotations when they are defined.
@@ -20,6 +22,7 @@ from warp_sync_pipeline.core.inbound import (
     count_due_events,
     process_events,
 )
+from warp_sync_pipeline.core.pauses import PauseSettings, sensor_skip
 from warp_sync_pipeline.core.settings import get_int
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
@@ -56,6 +59,8 @@ def _metadata(summary: ProcessSummary) -> dict[str, Any]:
         "failed": data["failed"],
         "deferred": data["deferred"],
         "lost": data["lost"],
+        "paused": bool(data["paused"]),
+        **({"pause_reason": data["paused"], "pause_cause": data["pause_cause"]} if data["paused"] else {}),
         "companies": data["companies"],
         "dagster/row_count": data["claimed"],
         "by_reason": dg.MetadataValue.json(data["reasons"]),
@@ -79,13 +84,16 @@ def apply_hubspot_webhook_events(
         settings = replace(settings, run_time_budget=timedelta(seconds=config.time_budget_seconds))
     run_id = context.run.run_id
     summary = process_events(
-        db.engine, hubspot=hubspot.client, settings=settings, run_id=run_id, holder=f"webhook-apply:{run_id}"
+        db.engine, hubspot=hubspot.client, settings=settings, run_id=run_id, holder=f"webhook-apply:{run_id}",
+        pause=PauseSettings.from_env(),
     )
     metadata = _metadata(summary)
     context.log.info(
         f"Webhook events: {summary.processed} processed, {summary.ignored} ignored, {summary.failed} failed, "
         f"{summary.deferred} deferred, across {summary.companies} companies"
     )
+    if summary.paused:
+        context.log.warning(f"{summary.paused}; the events wait with their attempts returned")
     context.log_event(dg.AssetObservation(asset_key=hubspot_webhook_events.key, metadata=metadata))
     context.add_output_metadata(metadata)
     return summary.as_dict()
@@ -115,7 +123,11 @@ def hubspot_webhook_events_sensor(
         return dg.SkipReason(
             f"A run of {hubspot_webhook_events_job.name} is already queued or running; it takes the waiting events."
         )
-    due = count_due_events(db.engine)
+    with db.engine.connect() as conn:
+        pause = sensor_skip(conn)
+        if pause is not None:
+            return dg.SkipReason(pause.describe())
+        due = count_due_events(conn)
     if not due:
         return dg.SkipReason("No webhook events are waiting to be applied.")
     return dg.RunRequest(tags={**FLOW_TAGS, "warp/due-events": str(due)})

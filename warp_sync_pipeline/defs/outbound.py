@@ -4,8 +4,10 @@ The sensor runs one cheap indexed query per tick and requests a run, or skips wi
 run is queued or running: one drain at a time; the `warp/flow=queue-drain` tag limit in dagster.yaml backs this
 up). It uses no run_key: a key derived from the rows would block a retry of the same rows. The job is an op job
 (rows are processed, no data produced) whose one op calls core.outbound.drain_queue, reports its counts as output
-metadata and logs an AssetObservation on `hubspot_sync_queue` so the queue shows in the catalog. A drain paused by
-HubSpot refusing the credentials fails its run, so it is seen.
+metadata and logs an AssetObservation on `hubspot_sync_queue` so the queue shows in the catalog. While the HubSpot
+flows are paused (core.pauses) the sensor skips, naming the pause and its next probe; when the probe is due it
+requests a run even with no rows due, and that run probes. A drain that meets a pause ends without failing, with
+`paused` and the pause in its metadata (a failed run every tick of an outage would bury real failures).
 """
 
 from typing import Any
@@ -20,6 +22,7 @@ from warp_sync_pipeline.core.outbound import (
     drain_queue,
     queue_status,
 )
+from warp_sync_pipeline.core.pauses import open_pauses, sensor_skip
 from warp_sync_pipeline.core.settings import get_int
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
@@ -72,6 +75,7 @@ def drain_metadata(report: DrainReport, snapshot: QueueSnapshot) -> dict[str, An
     metadata["paused"] = report.paused
     if report.pause_reason:
         metadata["pause_reason"] = report.pause_reason
+        metadata["pause_cause"] = report.pause_cause or ""
     metadata["queue_pending"] = int(snapshot.counts.get("pending", 0))
     metadata["queue_dead"] = int(snapshot.counts.get("dead", 0))
     metadata["queue_parked"] = int(snapshot.counts.get("parked", 0))
@@ -98,8 +102,7 @@ def drain_hubspot_sync_queue(context: dg.OpExecutionContext, db: DatabaseResourc
     if report.dead or report.parked:
         context.log.warning(f"{report.dead} queue rows died and {report.parked} were parked in this run")
     if report.paused:
-        context.log.error(report.pause_reason or "the drain paused")
-        raise dg.Failure(description=report.pause_reason, metadata=metadata)
+        context.log.warning(f"{report.pause_reason}; unfinished rows wait with no attempt spent")
     context.log.info(
         f"sent {report.sent} companies ({report.fields_sent} fields) in {report.batch_updates} batch updates and "
         f"{report.batch_reads} batch reads; {report.succeeded} done, {report.retried} to retry"
@@ -130,7 +133,11 @@ def hubspot_sync_queue_sensor(context: dg.SensorEvaluationContext, db: DatabaseR
     if active:
         return dg.SkipReason(f"A drain run is already queued or running ({active}); it takes the due rows.")
     with db.engine.connect() as conn:
+        pause = sensor_skip(conn)
+        if pause is not None:
+            return dg.SkipReason(pause.describe())
         due = count_due(conn)
-    if not due:
+        probe = bool(open_pauses(conn))  # open, and its probe is due: a run makes it
+    if not due and not probe:
         return dg.SkipReason("No hubspot_sync_queue rows are due.")
-    return dg.RunRequest(tags={**DRAIN_TAGS, "warp/due-rows": str(due)})
+    return dg.RunRequest(tags={**DRAIN_TAGS, "warp/due-rows": str(due), **({"warp/probe": "true"} if probe else {})})

@@ -21,6 +21,7 @@ from pydantic import Field
 
 from warp_sync_pipeline.core.email import EmailDeliveryError
 from warp_sync_pipeline.core.fields import FieldRules, load_rules
+from warp_sync_pipeline.core.pauses import open_pauses
 from warp_sync_pipeline.core.reconcile import (
     ReconcileOptions,
     build_plan,
@@ -417,15 +418,25 @@ reconciliation_job = dg.define_asset_job(
 
 
 def reconciliation_schedule(timezone: str) -> dg.ScheduleDefinition:
-    """02:00 in `timezone` (on a spring-forward day Dagster runs it at 03:00, the next time that exists)."""
-    return dg.ScheduleDefinition(
+    """02:00 in `timezone` (on a spring-forward day Dagster runs it at 03:00, the next time that exists); skipped,
+    naming the pause, while the HubSpot flows are paused (core.pauses): the run could only fail."""
+
+    @dg.schedule(
         name="reconciliation_daily_schedule",
         job=reconciliation_job,
         cron_schedule=SCHEDULE_CRON,
         execution_timezone=timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="The nightly reconciliation at 02:00 in WARP_SCHEDULE_TIMEZONE.",
+        description="The nightly reconciliation at 02:00 in WARP_SCHEDULE_TIMEZONE (skipped while HubSpot is paused).",
     )
+    def reconciliation_daily_schedule(db: DatabaseResource) -> dg.RunRequest | dg.SkipReason:
+        pauses = open_pauses(db.engine)
+        if pauses:
+            return dg.SkipReason(f"{pauses[0].describe()}. Tonight's reconciliation is skipped; run it once the "
+                                 "flows resume (`warp-sync reconcile`, or launch reconciliation_job in the UI).")
+        return dg.RunRequest()
+
+    return reconciliation_daily_schedule
 
 
 @dg.definitions

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from tests.plugins.inbound import customer_row, event_rows, reason_codes, sync_log
@@ -61,28 +62,36 @@ def test_creation_events_that_are_not_ours_are_ignored_with_their_reason(
     assert sandbox.control.counters()["total"] == 3
 
 
-def test_a_creation_that_cannot_read_hubspot_fails_and_links_on_a_later_run(
+@pytest.mark.parametrize("fault", ["outage", "token_revoked"])
+def test_a_creation_that_cannot_read_hubspot_pauses_the_flows_without_spending_an_attempt_then_links(
     engine: sa.Engine, sandbox: Any, warp_hubspot: HubSpotClient, make_customer: Callable, store: Callable,
-    process: Callable,
+    process: Callable, fault: str,
 ) -> None:
     customer = make_customer("Umbrella", ban="ZT-222222222")
     company = warp_hubspot.create_company({"name": "Umbrella", "warp_ban": "ZT-222222222"})
     store([object_event("company.creation", int(company.id))])
-    sandbox.control.set_faults(outage={"calls": 10})
+    if fault == "outage":
+        sandbox.control.set_faults(outage={"seconds": 60})
+    else:
+        sandbox.control.configure(access_token="revoked-token")
 
+    # Before: the event failed, and spent its attempts (5, about 43 minutes) while the token stayed revoked.
     first = process(hubspot=warp_hubspot)
 
     [event] = event_rows(engine)
-    assert (first.failed, event["status"]) == (1, "failed")
-    assert event["reason"].startswith("HUBSPOT_FAILED: ServiceUnavailable")
+    assert (first.failed, event["status"], event["attempts"]) == (0, "pending", 0)
+    assert first.paused and first.pause_cause == ("hubspot_outage" if fault == "outage" else "token_refused")
     assert _link(engine, customer) == (None, "unlinked")
+    again = process(hubspot=warp_hubspot)  # the pause holds: nothing is claimed
+    assert again.paused and again.claimed == 0
 
     sandbox.control.clear_faults()
+    sandbox.control.configure(access_token=sandbox.access_token)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE hubspot_webhook_events SET next_attempt_at = now()"))
+        conn.execute(sa.text("UPDATE hubspot_pauses SET next_probe_at = now()"))
     second = process(hubspot=warp_hubspot)
 
-    assert second.processed == 1 and event_rows(engine)[0]["status"] == "processed"
+    assert second.processed == 1 and not second.paused and event_rows(engine)[0]["status"] == "processed"
     assert _link(engine, customer) == (company.id, "linked")
 
 

@@ -23,6 +23,7 @@ from warp_sync_pipeline.core.outbound import (
     queue_status,
     retry_stopped,
 )
+from warp_sync_pipeline.core.pauses import PauseCause, open_pauses
 
 BATCH_UPDATE = "POST /crm/v3/objects/companies/batch/update"
 BATCH_READ = "POST /crm/v3/objects/companies/batch/read"
@@ -143,42 +144,59 @@ def test_latest_wins_reads_history_only_when_it_needs_the_time(
                        newer[0]: "CONFLICT_LATEST_WINS_HUBSPOT_NEWER_OR_TIE"}
 
 
-def test_an_outage_backs_off_then_rows_die_with_reasons_and_recovery_sends_the_rest(
+def test_an_outage_pauses_the_flows_without_spending_attempts_and_the_first_good_probe_resumes_them(
     engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable  # noqa: ANN001
 ) -> None:
-    (first, second, late) = make_linked(3)
+    (first, second) = make_linked(2)
     _update(engine, first[0], "current_balance = 11")
     _update(engine, second[0], "status = 'SUSPENDED'")
     sandbox.control.set_faults(outage={"seconds": 120})
     settings = fast_drain()
 
-    report = drain_queue(engine, warp_hubspot, settings=fast_drain(backoff_s=3600))
-    assert (report.retried, report.dead) == (2, 0)
+    # Before: each outage drain spent an attempt (30 s backoff, doubling), and three dead-lettered every row.
+    for _ in range(4):
+        report = drain_queue(engine, warp_hubspot, settings=settings)
+        assert report.paused and report.pause_cause == "hubspot_outage"
+        assert (report.retried, report.dead, report.succeeded) == (0, 0, 0)
+        _probe_due_now(engine)
     rows = queue_rows(engine)
-    assert {r["attempts"] for r in rows} == {1} and {r["last_error_code"] for r in rows} == {"HUBSPOT_UNAVAILABLE"}
-    assert count_due(engine.connect()) == 0  # backing off: nothing due
-    with engine.begin() as conn:  # the backoff has passed
-        conn.execute(sa.text("UPDATE hubspot_sync_queue SET next_attempt_at = now()"))
-    assert drain_queue(engine, warp_hubspot, settings=settings).retried == 2
-    _update(engine, late[0], "current_balance = 33")
-    report = drain_queue(engine, warp_hubspot, settings=settings)
-    assert (report.dead, report.retried) == (2, 1)
-    dead = [r for r in queue_rows(engine) if r["status"] == "dead"]
-    assert {r["customer_id"] for r in dead} == {first[0], second[0]}
-    assert all(r["attempts"] == 3 and r["last_error"] and r["last_error_code"] == "HUBSPOT_UNAVAILABLE" for r in dead)
-    assert {s.customer_id for s in report.stopped} == {str(first[0]), str(second[0])}
+    assert {r["status"] for r in rows} == {"pending"} and {r["attempts"] for r in rows} == {0}
+    assert {r["last_error_code"] for r in rows} == {"HUBSPOT_UNAVAILABLE"}
+    (pause,) = open_pauses(engine)
+    assert pause.probes == 3  # the first drain opened it; each later one probed and failed
 
     sandbox.control.clear_faults()
     report = drain_queue(engine, warp_hubspot, settings=settings)
-    assert report.succeeded == 1
-    assert amount(sandbox, late[1], "warp_current_balance") == "33.00"
-    assert amount(sandbox, first[1], "warp_current_balance") == "0.00"  # dead: not sent
-
-    assert retry_stopped(engine) == 2
-    report = drain_queue(engine, warp_hubspot, settings=settings)
-    assert report.succeeded == 2
+    assert report.succeeded == 2 and not report.paused and open_pauses(engine) == []
     assert amount(sandbox, first[1], "warp_current_balance") == "11.00"
     assert company_values(sandbox, second[1])["warp_status"] == "SUSPENDED"
+
+
+def test_a_5xx_for_one_batch_while_hubspot_answers_is_the_records_own_failure_and_spends_attempts(
+    engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable  # noqa: ANN001
+) -> None:
+    (first, late) = make_linked(2)
+    _update(engine, first[0], "current_balance = 11")
+    # Only the batch update fails; the probe (a page of companies) is answered: not an outage.
+    sandbox.control.set_faults(outage={"seconds": 120, "endpoint": "POST /crm/v3/objects/companies/batch/update"})
+    settings = fast_drain()
+    for attempt in (1, 2):
+        report = drain_queue(engine, warp_hubspot, settings=settings)
+        assert (report.retried, report.dead, report.paused) == (1, 0, False)
+        assert queue_rows(engine)[0]["attempts"] == attempt
+    _update(engine, late[0], "current_balance = 33")
+    report = drain_queue(engine, warp_hubspot, settings=settings)
+    assert (report.dead, report.retried) == (1, 1)
+    (dead,) = [r for r in queue_rows(engine) if r["status"] == "dead"]
+    assert dead["customer_id"] == first[0] and dead["attempts"] == 3 and dead["last_error_code"] == "HUBSPOT_UNAVAILABLE"
+    assert open_pauses(engine) == []
+
+    sandbox.control.clear_faults()
+    assert drain_queue(engine, warp_hubspot, settings=settings).succeeded == 1
+    assert amount(sandbox, late[1], "warp_current_balance") == "33.00"
+    assert retry_stopped(engine) == 1
+    assert drain_queue(engine, warp_hubspot, settings=settings).succeeded == 1
+    assert amount(sandbox, first[1], "warp_current_balance") == "11.00"
     assert queue_status(engine).counts[QueueStatus.DEAD] == 0
 
 
@@ -251,26 +269,46 @@ def test_a_deleted_companys_row_is_parked_and_never_recreated(
     assert {s.code for s in queue_status(engine).stopped} == {"COMPANY_DELETED", "COMPANY_NOT_FOUND"}
 
 
-def test_a_401_pauses_the_drain_without_spending_attempts(
+def test_a_401_pauses_the_flows_without_spending_attempts_and_a_good_probe_resumes_them(
     engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable  # noqa: ANN001
 ) -> None:
     linked = make_linked(3)
     for customer, _ in linked:
         _update(engine, customer, "current_balance = 5, company_name = company_name || ' x'")
     sandbox.control.configure(access_token="rotated-token")
-    report = drain_queue(engine, warp_hubspot, settings=fast_drain(auth_pause_s=600))
-    assert report.paused and "HUBSPOT_ACCESS_TOKEN" in (report.pause_reason or "")
+    report = drain_queue(engine, warp_hubspot, settings=fast_drain())
+    assert report.paused and report.pause_cause == "token_refused"
+    assert "HUBSPOT_ACCESS_TOKEN" in (report.pause_reason or "")
     assert (report.retried, report.dead, report.deferred) == (0, 0, 3)
     rows = queue_rows(engine)
     assert [r["status"] for r in rows] == ["pending"] * 3
     assert {r["attempts"] for r in rows} == {0} and {r["last_error_code"] for r in rows} == {"HUBSPOT_AUTH_FAILED"}
-    with engine.connect() as conn:
-        assert count_due(conn) == 0  # paused: not retried before auth_pause_s
-        conn.execute(sa.text("UPDATE hubspot_sync_queue SET next_attempt_at = now()"))
-        conn.commit()
+    (pause,) = open_pauses(engine)
+    assert pause.cause is PauseCause.TOKEN_REFUSED and not pause.probe_due
+
+    # Until the probe is due, a drain sends nothing (not even a probe).
+    calls = api_calls(sandbox)
+    report = drain_queue(engine, warp_hubspot, settings=fast_drain())
+    assert report.paused and report.claimed == 0 and api_calls(sandbox) == calls
+
+    # The probe comes due while the token is still refused: the pause stays, the wait doubles.
+    _probe_due_now(engine)
+    report = drain_queue(engine, warp_hubspot, settings=fast_drain())
+    assert report.paused and report.claimed == 0 and api_calls(sandbox) == calls + 1
+    (pause,) = open_pauses(engine)
+    assert pause.probes == 1
+
+    # The token fixed, the next probe is answered: the pause closes and the same drain sends.
     sandbox.control.configure(access_token=sandbox.access_token)
+    _probe_due_now(engine)
     report = drain_queue(engine, warp_hubspot, settings=fast_drain())
     assert report.succeeded == 3 and not report.paused
+    assert open_pauses(engine) == []
+
+
+def _probe_due_now(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_pauses SET next_probe_at = now() - interval '1 second'"))
 
 
 def test_a_401_on_the_batch_update_voids_its_ledger_entries(

@@ -23,6 +23,7 @@ from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.leases import acquire_customer, release_customer
 from warp_sync_pipeline.core.normalize import comparable
 from warp_sync_pipeline.core.outbound import drain_queue
+from warp_sync_pipeline.core.pauses import PauseCause, open_pauses
 
 BATCH_UPDATE = "POST /crm/v3/objects/companies/batch/update"
 BATCH_READ = "POST /crm/v3/objects/companies/batch/read"
@@ -143,8 +144,13 @@ def test_a_push_under_a_sandbox_outage_reports_the_failure_and_loses_nothing(
     assert {(r["trigger"], r["actor"], r["error_code"]) for r in failed} == {
         ("manual", "bootstrap", "HUBSPOT_UNAVAILABLE")}
     assert company_values(sandbox, company) == before
+    # A probe confirmed HubSpot down: the push paused the flows, as a drain would have.
+    (pause,) = open_pauses(engine)
+    assert (pause.cause, pause.opened_by) == (PauseCause.OUTAGE, "push:bootstrap")
 
     sandbox.control.clear_faults()
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_pauses SET next_probe_at = now()"))
     report = drain_queue(engine, warp_hubspot, settings=fast_drain())
     assert (report.succeeded, report.dead) == (1, 0)
     props = company_values(sandbox, company)
