@@ -10,16 +10,20 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from warp_sync_pipeline.core.db import database_url_from_env, make_engine
+from warp_sync_pipeline.core.db import database_url_from_env
 from warp_sync_pipeline.core.settings import get_int, get_optional
 from webhook_receiver import conflicts_api, customers, health, openapi, review, sync, webhooks
 from webhook_receiver.errors import register_error_handlers
+from webhook_receiver.resources import EXTENSION, ReceiverResources
+
+log = logging.getLogger(__name__)
 
 # HubSpot sends at most 100 events a request; a few hundred KiB is generous for that.
 DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    """The receiver; `close_app()` releases what it holds (a server process just exits)."""
     app = Flask(__name__)
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=get_int("WARP_MAX_REQUEST_BYTES", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024),
@@ -40,7 +44,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.config.update(test_config)
     if "DATABASE_URL" not in app.config:
         app.config["DATABASE_URL"] = database_url_from_env()
-    app.extensions["warp_db"] = make_engine(app.config["DATABASE_URL"], pool_size=10, max_overflow=10)
+    # One extension object: two pools, the HubSpot client (built on first use), the routes' settings. No I/O.
+    resources = ReceiverResources.build(app.config, create_settings=customers.create_settings(app.config),
+                                        webhooks=webhooks.WebhookConfig.load(app.config))
+    app.extensions[EXTENSION] = resources
+    if not resources.hubspot_configured:
+        log.warning("HUBSPOT_ACCESS_TOKEN is not set: routes that call HubSpot answer 503 until it is")
+    if not resources.webhooks.signature.configured:
+        log.warning("HUBSPOT_CLIENT_SECRET is not set: %s answers 503 until it is", webhooks.ROUTE)
 
     hops = int(app.config["TRUSTED_PROXY_HOPS"])
     if hops:
@@ -57,3 +68,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     logging.getLogger("webhook_receiver").setLevel(logging.INFO)
     return app
+
+
+def close_app(app: Flask) -> None:
+    """Close the app's HubSpot client and both connection pools (tests and benchmarks)."""
+    resources = app.extensions.pop(EXTENSION, None)
+    if resources is not None:
+        resources.close()

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from flask import current_app, g, request
 
 from warp_sync_pipeline.core.auth import authorize
+from webhook_receiver.resources import receiver_resources
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -19,7 +20,7 @@ def require(permission: str) -> Callable[[F], F]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             # An AuthError (401/403) is answered by the receiver's error handler.
             g.principal = authorize(
-                current_app.extensions["warp_db"],
+                receiver_resources().db,
                 request.headers.get("Authorization"),
                 permission,
                 bootstrap_token=current_app.config.get("WARP_API_TOKEN"),

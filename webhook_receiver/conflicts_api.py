@@ -30,8 +30,8 @@ from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
 
 # Re-exported: review.py's pages and the review tests take the shared client from here.
-from webhook_receiver.hubspot_client import close_hubspot_client as close_hubspot_client
 from webhook_receiver.hubspot_client import hubspot_client as hubspot_client
+from webhook_receiver.resources import receiver_resources
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _validation_error(errors: list[dict[str, str]]) -> ApiError:
 @bp.get("")
 @require("conflicts:read")
 def list_conflicts():  # noqa: ANN201
-    engine: sa.Engine = current_app.extensions["warp_db"]
+    engine: sa.Engine = receiver_resources().db
     errors: list[dict[str, str]] = []
     unknown = sorted(set(request.args) - {"field", "customer", "limit", "after"})
     errors += [{"field": key, "reason": "unknown parameter"} for key in unknown]
@@ -117,7 +117,7 @@ def list_conflicts():  # noqa: ANN201
 @bp.get("/<int:conflict_id>")
 @require("conflicts:read")
 def show_conflict(conflict_id: int):  # noqa: ANN201
-    conflict = get_conflict(current_app.extensions["warp_db"], conflict_id)
+    conflict = get_conflict(receiver_resources().db, conflict_id)
     if conflict is None:
         raise ApiError(404, "CONFLICT_NOT_FOUND", f"No conflict {conflict_id}.")
     return jsonify({"success": True, "data": conflict.as_dict()})
@@ -145,14 +145,14 @@ def resolve(conflict_id: int):  # noqa: ANN201
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         outcome = resolve_conflict(
-            app.extensions["warp_db"], hubspot_client(app), conflict_id, choice, body.get("value"),
+            receiver_resources(app).db, hubspot_client(app), conflict_id, choice, body.get("value"),
             expected_version=parse_version(version), actor=g.principal.name, **resolution_settings(app),
         )
     except ReviewError as exc:
         log.info("conflict %s not resolved by %s: %s", conflict_id, g.principal.name, exc.code)
         raise review_api_error(exc) from None
     log.info("conflict %s resolved by %s (%s)", conflict_id, g.principal.name, outcome.choice.value)
-    current = get_conflict(app.extensions["warp_db"], conflict_id)
+    current = get_conflict(receiver_resources(app).db, conflict_id)
     return jsonify({"success": True, "data": {
         "resolution": outcome.as_dict(),
         "conflict": current.as_dict() if current else None,

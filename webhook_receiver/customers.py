@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, current_app, g, jsonify, request
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, g, jsonify, request
 
 from warp_sync_pipeline.core.customers import (
     CreateSettings,
-    PropertiesGate,
     StoredAnswer,
     claim_idempotency_key,
     create_customer,
@@ -36,13 +34,12 @@ from warp_sync_pipeline.core.customers import (
     update_customer,
     validate_customer,
 )
-from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.fields import load_rules
-from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.settings import overlaid_environ
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
-from webhook_receiver.hubspot_client import build_hubspot_client, close_hubspot_client
+from webhook_receiver.hubspot_client import hubspot_client
+from webhook_receiver.resources import receiver_resources
 
 log = logging.getLogger(__name__)
 
@@ -65,48 +62,9 @@ SETTING_KEYS = (
 )
 
 
-@dataclass
-class CustomersConfig:
-    settings: CreateSettings
-    # A create holds its connection while HubSpot answers, so creates get a pool of their own, and the short
-    # side transactions (ledger, audit, idempotency) another: they never wait on connections creates hold.
-    engine: sa.Engine
-    side_engine: sa.Engine
-    hubspot: HubSpotClient | None  # the app's shared client (webhook_receiver.hubspot_client)
-    properties: PropertiesGate
-
-    def close(self) -> None:
-        self.engine.dispose()
-        self.side_engine.dispose()
-
-
-@bp.record_once
-def _configure(state: BlueprintSetupState) -> None:
-    app = state.app
-    source = overlaid_environ(app.config, SETTING_KEYS)
-    engine = make_engine(app.config["DATABASE_URL"], pool_size=10, max_overflow=20)
-    side_engine = make_engine(app.config["DATABASE_URL"], pool_size=2, max_overflow=20)
-    # Creates are synchronous callers: the shared client may use the budget's reserved share.
-    hubspot = build_hubspot_client(app)
-    if hubspot is None:
-        log.warning("HUBSPOT_ACCESS_TOKEN is not set: POST /v1/customers answers 503 until it is")
-    # No network I/O here: a worker must boot while PostgreSQL or HubSpot is away (the properties are ensured
-    # through the database-backed budget, so doing it now made a database outage kill the whole server).
-    # The first create ensures them before it writes.
-    app.extensions["warp_customers"] = CustomersConfig(CreateSettings.from_env(source), engine, side_engine, hubspot,
-                                                       PropertiesGate())
-
-
-def close(app: Flask) -> None:
-    """Release the blueprint's HubSpot client and pools (tests; a server process just exits)."""
-    config: CustomersConfig | None = app.extensions.pop("warp_customers", None)
-    if config is not None:
-        config.close()
-    close_hubspot_client(app)
-
-
-def _config() -> CustomersConfig:
-    return current_app.extensions["warp_customers"]
+def create_settings(app_config: Mapping[str, Any]) -> CreateSettings:
+    """The create's settings: the environment, app.config keys of the same name winning (tests)."""
+    return CreateSettings.from_env(overlaid_environ(app_config, SETTING_KEYS))
 
 
 def _json_body() -> Any:
@@ -121,31 +79,33 @@ def _json_body() -> Any:
 @bp.post("/v1/customers")
 @require("customers:create")
 def create():  # noqa: ANN201 - Flask response
-    config = _config()
+    resources = receiver_resources()
+    settings = resources.create_settings
     body = _json_body()
-    with config.engine.connect() as conn:
+    with resources.db.connect() as conn:
         rules = load_rules(conn)
     values = validate_customer(body, rules, for_update=False)
-    if config.hubspot is None:
-        raise ApiError(503, "HUBSPOT_NOT_CONFIGURED", "HubSpot is not configured; customers cannot be created.")
-    claim = None
-    key = request.headers.get("Idempotency-Key")
-    if key is not None:
-        settings = config.settings
-        claimed = claim_idempotency_key(
-            config.side_engine, g.principal.name, key.strip(), request_hash(body),
-            lock_for=settings.idempotency_lock, retention=settings.idempotency_retention,
+    hubspot = hubspot_client()
+    # A create holds two connections at once (webhook_receiver.resources); the key is claimed once a slot is
+    # free, so waiting for one never eats into the key's lock.
+    with resources.create_slots:
+        claim = None
+        key = request.headers.get("Idempotency-Key")
+        if key is not None:
+            claimed = claim_idempotency_key(
+                resources.db, g.principal.name, key.strip(), request_hash(body),
+                lock_for=settings.idempotency_lock, retention=settings.idempotency_retention,
+            )
+            if isinstance(claimed, StoredAnswer):
+                response = jsonify({"success": True, "data": claimed.body})
+                response.status_code = claimed.status
+                response.headers["Idempotent-Replayed"] = "true"
+                return response
+            claim = claimed
+        created = create_customer(
+            resources.db, hubspot, values, actor=g.principal.name, settings=settings,
+            idempotency=claim, properties_gate=resources.properties, rules=rules,
         )
-        if isinstance(claimed, StoredAnswer):
-            response = jsonify({"success": True, "data": claimed.body})
-            response.status_code = claimed.status
-            response.headers["Idempotent-Replayed"] = "true"
-            return response
-        claim = claimed
-    created = create_customer(
-        config.engine, config.hubspot, values, actor=g.principal.name, settings=config.settings,
-        side_engine=config.side_engine, idempotency=claim, properties_gate=config.properties, rules=rules,
-    )
     return jsonify({"success": True, "data": created.body()}), 201
 
 
@@ -154,7 +114,7 @@ def create():  # noqa: ANN201 - Flask response
 def update(customer_id: str):  # noqa: ANN201 - Flask response
     body = _json_body()
     try:
-        updated = update_customer(_config().engine, customer_id, body, actor=g.principal.name)
+        updated = update_customer(receiver_resources().db, customer_id, body, actor=g.principal.name)
     except sa.exc.IntegrityError as exc:
         constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None) or "a constraint"
         raise ApiError(400, "VALIDATION_ERROR", f"The database refused the change ({constraint}).") from None
@@ -164,5 +124,5 @@ def update(customer_id: str):  # noqa: ANN201 - Flask response
 @bp.get("/v1/customers/<customer_id>")
 @require("customers:read")
 def read(customer_id: str):  # noqa: ANN201 - Flask response
-    data = get_customer(_config().engine, customer_id)
+    data = get_customer(receiver_resources().db, customer_id)
     return jsonify({"success": True, "data": data}), 200

@@ -4,9 +4,10 @@ restarted). `/healthz`: it can serve, its database answers (readiness)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 
 from webhook_receiver.errors import error_response
+from webhook_receiver.resources import receiver_resources
 
 bp = Blueprint("health", __name__)
 
@@ -18,7 +19,7 @@ def livez():  # noqa: ANN201
 
 @bp.get("/healthz")
 def healthz():  # noqa: ANN201
-    engine: sa.Engine = current_app.extensions["warp_db"]
+    engine: sa.Engine = receiver_resources().db
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))

@@ -52,6 +52,7 @@ from warp_sync_pipeline.core.review import (
 )
 from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_settings
 from webhook_receiver.errors import ApiError
+from webhook_receiver.resources import receiver_resources
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _engine() -> sa.Engine:
-    return current_app.extensions["warp_db"]
+    return receiver_resources().db
 
 
 def _fingerprint_key() -> bytes:

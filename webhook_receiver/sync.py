@@ -22,6 +22,7 @@ from warp_sync_pipeline.core.settings import overlaid_environ
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
 from webhook_receiver.hubspot_client import hubspot_client
+from webhook_receiver.resources import receiver_resources
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def request_reconciliation():  # noqa: ANN201
     if errors:
         raise ApiError(400, "VALIDATION_ERROR", "The request has invalid fields.", fields=errors)
     created = record_request(
-        current_app.extensions["warp_db"],
+        receiver_resources().db,
         requested_by=g.principal.name,
         dry_run=body.get("dry_run", False),
         allow_mass_write=body.get("allow_mass_write", False),
@@ -69,7 +70,7 @@ def request_reconciliation():  # noqa: ANN201
 @bp.get("/reconcile/<int:request_id>")
 @require("sync:reconcile")
 def reconciliation_status(request_id: int):  # noqa: ANN201
-    state = request_status(current_app.extensions["warp_db"], request_id)
+    state = request_status(receiver_resources().db, request_id)
     if state is None:
         raise ApiError(404, "NOT_FOUND", f"No reconciliation request {request_id}.")
     return jsonify({"success": True, "data": state})
@@ -84,7 +85,7 @@ def _push_settings() -> PushSettings:
 def push(customer_id: str):  # noqa: ANN201
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        result = push_customer(app.extensions["warp_db"], hubspot_client(app), customer_id,
+        result = push_customer(receiver_resources(app).db, hubspot_client(app), customer_id,
                                actor=g.principal.name, settings=_push_settings())
     except PushFailed:
         log.warning("push of customer %s by %s failed; its fields stay queued", customer_id, g.principal.name)

@@ -20,10 +20,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify, request
-from flask.blueprints import BlueprintSetupState
+from flask import Blueprint, jsonify, request
 
-from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.settings import SettingsError, get_url, overlaid_environ
 from warp_sync_pipeline.core.webhooks.events import (
     BatchRejected,
@@ -34,6 +32,7 @@ from warp_sync_pipeline.core.webhooks.events import (
 )
 from warp_sync_pipeline.core.webhooks.signature import SignatureRejected, SignatureSettings, verify_request
 from webhook_receiver.errors import ApiError
+from webhook_receiver.resources import receiver_resources
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +46,6 @@ SETTING_KEYS = (
     "WARP_WEBHOOK_ALLOW_V2",
     "WARP_PUBLIC_BASE_URL",
 )
-# The insert must finish well inside HubSpot's 5 s; past this the batch fails and HubSpot retries it.
-STATEMENT_TIMEOUT_MS = 3000
-# Lazily opened; a gunicorn worker needs at most one connection per thread.
-WEBHOOK_POOL_SIZE = 5
-WEBHOOK_POOL_OVERFLOW = 15
 # Characters left as they are when the raw URI must be rebuilt from PATH_INFO (RFC 3986 pchar).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -76,25 +70,6 @@ class WebhookConfig:
             public_base_url=get_url("WARP_PUBLIC_BASE_URL", schemes=("http", "https"), environ=source),
             store=STORE_STRATEGIES[strategy],
         )
-
-
-@bp.record_once
-def _configure(state: BlueprintSetupState) -> None:
-    app = state.app
-    config = WebhookConfig.load(app.config)
-    app.extensions["warp_webhooks"] = config
-    # A pool of its own, so other routes cannot hold the connections HubSpot's acknowledgements need.
-    # Its sessions carry the statement timeout (no extra round trip per batch) and skip the pre-ping
-    # (a stale connection fails once and is retried below).
-    app.extensions["warp_webhook_db"] = make_engine(
-        app.config["DATABASE_URL"],
-        pool_size=WEBHOOK_POOL_SIZE,
-        max_overflow=WEBHOOK_POOL_OVERFLOW,
-        pool_pre_ping=False,
-        connect_args={"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"},
-    )
-    if not config.signature.configured:
-        log.warning("HUBSPOT_CLIENT_SECRET is not set: %s answers 503 until it is", ROUTE)
 
 
 def raw_request_uri(environ: Mapping[str, Any]) -> str:
@@ -124,7 +99,8 @@ def public_request_uri(environ: Mapping[str, Any], public_base_url: str | None, 
 
 @bp.post(ROUTE)
 def receive_company_events():  # noqa: ANN201 - Flask response
-    config: WebhookConfig = current_app.extensions["warp_webhooks"]
+    resources = receiver_resources()
+    config = resources.webhooks
     if not config.signature.configured:
         raise ApiError(503, "WEBHOOKS_NOT_CONFIGURED", "the receiver has no HubSpot client secret configured")
     body = request.get_data(cache=True)  # the raw bytes the signature covers (413 past the limit)
@@ -146,7 +122,7 @@ def receive_company_events():  # noqa: ANN201 - Flask response
     except BatchRejected as exc:
         log.warning("webhook rejected: %s", exc.code)
         raise ApiError(400, exc.code, exc.message) from None
-    engine: sa.Engine = current_app.extensions["warp_webhook_db"]
+    engine = resources.webhook_db
     try:
         try:
             counts = config.store(engine, events)

@@ -21,7 +21,7 @@ from warp_sync_pipeline.core.outbound import drain_queue
 from warp_sync_pipeline.defs.inbound import hubspot_webhook_events_job
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from webhook_receiver import create_app
+from webhook_receiver.app import close_app, create_app
 
 
 @pytest.fixture
@@ -40,8 +40,7 @@ def receiver_url(database_url: str, sandbox: Any) -> Iterator[str]:
         sandbox.control.configure(webhook_target_url=None)
         server.shutdown()
         thread.join(timeout=10)
-        for engine in (app.extensions["warp_db"], app.extensions["warp_webhook_db"]):
-            engine.dispose()
+        close_app(app)
 
 
 def _deliver(sandbox: Any) -> list[dict[str, Any]]:

@@ -23,8 +23,8 @@ from warp_sync_pipeline.core.fields import FieldRules
 from warp_sync_pipeline.core.hubspot import HubSpotClient, RetryPolicy
 from warp_sync_pipeline.core.normalize import to_hubspot, to_hubspot_iso
 from warp_sync_pipeline.core.outbound import DrainSettings
-from webhook_receiver import customers as customers_routes
-from webhook_receiver.app import create_app
+from webhook_receiver.app import close_app, create_app
+from webhook_receiver.resources import receiver_resources
 
 # Short waits keep retry tests fast; the logic is the one production uses.
 FAST_RETRY = RetryPolicy(max_attempts=4, backoff_initial_s=0.05, backoff_max_s=0.3, jitter_s=0.05,
@@ -81,20 +81,13 @@ def running_receiver(database_url: str, sandbox, *, properties_ensured: bool = T
     properties then, never while it is built), so a test's HubSpot faults meet the create itself."""
     app = create_app(receiver_config(database_url, sandbox, **overrides))
     try:
-        config = app.extensions["warp_customers"]
-        if properties_ensured and config.hubspot is not None:
-            config.properties.ensure(config.hubspot)
+        resources = receiver_resources(app)
+        hubspot = resources.hubspot()
+        if properties_ensured and hubspot is not None:
+            resources.properties.ensure(hubspot)
         yield Receiver(app, app.test_client())
     finally:
         close_app(app)
-
-
-def close_app(app: Flask) -> None:
-    """Release a test app's HubSpot client and connection pools."""
-    customers_routes.close(app)
-    for extension in app.extensions.values():
-        if isinstance(extension, sa.Engine):
-            extension.dispose()
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import uuid
 import sqlalchemy as sa
 
 from tests.plugins.database import PrivatePostgres
-from tests.plugins.outbound import AUTH, close_app, running_receiver
+from tests.plugins.outbound import AUTH, running_receiver
 from tests.plugins.signing import ROUTE, SECRET, body_of, object_event, property_change, v3_headers
 from warp_sync_pipeline.core.db import make_engine
-from webhook_receiver.app import create_app
+from webhook_receiver.app import close_app, create_app
 
 
 def test_admin_routes_answer_503_database_unavailable_while_it_is_down_and_recover(

@@ -954,8 +954,9 @@ def create_customer(
     """Create a customer and its HubSpot company, all or nothing (see the module docstring).
 
     `values` come from validate_customer(for_update=False). Raises CreateFailed (the answer to give) when the
-    create rolled back. `side_engine` runs the short side transactions (ledger, audit, idempotency); give it a
-    pool of its own when many creates run at once, so they never wait on connections their own transactions hold.
+    create rolled back. `side_engine` (default: `engine`) runs the short side transactions (ledger, audit,
+    idempotency) on connections beside the create's own: a create holds two at once, so a caller running many
+    creates on one pool bounds them to half its connections (webhook_receiver.resources does).
     `rules`: the field rules the values were validated with (read from the database when not given).
     """
     if rules is None:

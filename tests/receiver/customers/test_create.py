@@ -19,6 +19,7 @@ from tests.plugins.outbound import (
 from warp_sync_pipeline.core.customers import CreateFailed, CreateSettings, create_customer, validate_customer
 from warp_sync_pipeline.core.field_state import read_field_state
 from warp_sync_pipeline.core.fields import FieldRules
+from webhook_receiver.resources import receiver_resources
 
 CREATE = "POST /crm/v3/objects/companies"
 FULL_BODY = {
@@ -323,11 +324,11 @@ def test_the_receiver_starts_while_hubspot_is_down_and_ensures_properties_before
 ) -> None:
     sandbox.control.set_faults(outage={"seconds": 60})
     with running_receiver(database_url, sandbox, properties_ensured=False, HUBSPOT_REQUEST_TIMEOUT_SECONDS=1) as receiver:
-        assert receiver.app.extensions["warp_customers"].properties.ready is False
+        assert receiver_resources(receiver.app).properties.ready is False
         sandbox.control.clear_faults()
         response = receiver.post({"company_name": "After The Outage", "credit_limit": "10"})
         assert response.status_code == 201, response.get_json()
-        assert receiver.app.extensions["warp_customers"].properties.ready is True
+        assert receiver_resources(receiver.app).properties.ready is True
     (company,) = live_companies(sandbox)
     assert company["properties"]["warp_credit_limit"] in ("10", "10.00")
 

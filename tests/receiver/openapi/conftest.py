@@ -24,8 +24,7 @@ from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.normalize import to_hubspot, to_hubspot_iso
 from warp_sync_pipeline.core.reconcile_requests import record_request
 from warp_sync_pipeline.core.webhooks.signature import signing_uris, v3_signature
-from webhook_receiver import customers as customers_routes
-from webhook_receiver.app import create_app
+from webhook_receiver.app import close_app, create_app
 from webhook_receiver.openapi import openapi_document
 from webhook_receiver.webhooks import public_request_uri
 
@@ -96,10 +95,7 @@ def api(database_url: str, engine: sa.Engine, sandbox) -> Iterator[Api]:  # noqa
     try:
         yield Api(app, engine, company_id)
     finally:
-        customers_routes.close(app)
-        for extension in app.extensions.values():
-            if isinstance(extension, sa.Engine):
-                extension.dispose()
+        close_app(app)
 
 
 def _seed(engine: sa.Engine, sandbox) -> str:  # noqa: ANN001

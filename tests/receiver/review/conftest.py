@@ -22,8 +22,7 @@ from warp_sync_pipeline.core.decision import Observed
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
 from warp_sync_pipeline.core.fields import FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import HubSpotClient, RetryPolicy
-from webhook_receiver import create_app
-from webhook_receiver.conflicts_api import close_hubspot_client
+from webhook_receiver.app import close_app, create_app
 
 BOOTSTRAP_TOKEN = "bootstrap-token-for-review-tests"
 SECRET_KEY = "review-test-secret-key-0123456789abcdef"
@@ -101,8 +100,7 @@ def make_app(database_url: str, sandbox: Any, manual_rules: FieldRules) -> Itera
 
     yield make
     for application in made:
-        close_hubspot_client(application)
-        application.extensions["warp_db"].dispose()
+        close_app(application)
 
 
 @pytest.fixture

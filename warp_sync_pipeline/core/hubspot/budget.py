@@ -12,8 +12,9 @@ comparison in SQL (sql/003_hubspot_rate_budget.sql) and not expressible with its
 Waiting between attempts uses tenacity. When PostgreSQL cannot be reached, requests go out unmetered (with a
 warning) rather than not at all: HubSpot's own 429s remain the limit.
 
-Tokens are taken on an AUTOCOMMIT engine of the budget's own (its own small pool on the same
-database), so a take never joins, waits on, or is rolled back with a caller's transaction.
+Tokens are taken in AUTOCOMMIT on a connection of their own, so a take never joins, waits on, or is
+rolled back with a caller's transaction. Given an Engine, the budget uses an AUTOCOMMIT view of that
+engine's pool (a receiver worker keeps to two pools); given a URL, it opens a small pool of its own.
 """
 
 from __future__ import annotations
@@ -95,14 +96,18 @@ class RequestBudget:
     """Takes request tokens from the shared window, waiting (up to a deadline) when it is full."""
 
     def __init__(self, engine_or_url: sa.Engine | str, settings: BudgetSettings | None = None) -> None:
-        url = (
-            engine_or_url.url.render_as_string(hide_password=False)
-            if isinstance(engine_or_url, sa.Engine)
-            else engine_or_url
-        )
         self.settings = settings or BudgetSettings()
-        self._engine = make_engine(url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
+        self._owns_engine = not isinstance(engine_or_url, sa.Engine)
+        if isinstance(engine_or_url, sa.Engine):
+            self._engine = engine_or_url.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            self._engine = make_engine(engine_or_url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
         self._last_unmetered_warning = -math.inf
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The AUTOCOMMIT engine tokens are taken on (a view of the caller's pool when given an Engine)."""
+        return self._engine
 
     def try_take(self, bucket: Bucket, priority: Priority) -> float:
         """One attempt: 0.0 when a token was taken, else the seconds until one may free up."""
@@ -183,4 +188,5 @@ class RequestBudget:
             )
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:  # a shared pool is its owner's to close
+            self._engine.dispose()

@@ -1,0 +1,108 @@
+"""What a receiver worker holds, made once by the app factory and closed once: `ReceiverResources`.
+
+Two connection pools per worker:
+- `db`: every route's transactions, a create's side transactions (ledger, audit, idempotency) and the HubSpot
+  request budget's takes (an AUTOCOMMIT view of the same pool): WARP_DB_POOL_SIZE (default 10) connections plus
+  as many again in overflow. A create holds two at once (its transaction, and a side transaction or budget take
+  beside it), every other route one; so at most WARP_DB_POOL_SIZE creates run at once per worker (`create_slots`;
+  more wait for a slot), and creates can never hold every connection while each waits for its second.
+- `webhook_db`: the webhook route's own (its sessions carry a statement timeout and skip the pre-ping), so no
+  other route can hold the connections HubSpot's 5-second acknowledgements need.
+
+Building them opens nothing: pools connect on first use, and the one HubSpot client (SYNC priority, budget shared
+through `db`) is built on first use too. A worker therefore boots while PostgreSQL or HubSpot is away, and
+answers 503 where it needs them until they are back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+
+from warp_sync_pipeline.core.customers import CreateSettings, PropertiesGate
+from warp_sync_pipeline.core.db import make_engine
+from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, client_from_env
+from warp_sync_pipeline.core.settings import get_int, get_optional, overlaid_environ
+
+if TYPE_CHECKING:
+    from webhook_receiver.webhooks import WebhookConfig
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "warp_sync"
+# The webhook route's inserts must finish well inside HubSpot's 5 s; past this the batch fails and HubSpot retries.
+WEBHOOK_STATEMENT_TIMEOUT_MS = 3000
+# One connection per thread at most (the route opens one transaction); opened lazily.
+WEBHOOK_POOL_SIZE = 5
+WEBHOOK_POOL_OVERFLOW = 15
+
+
+def hubspot_settings(app_config: Mapping[str, Any]) -> dict[str, str]:
+    """The environment with app.config's HUBSPOT_* keys laid over it (tests point them at the sandbox)."""
+    return overlaid_environ(app_config, [key for key in app_config if key.startswith("HUBSPOT_")])
+
+
+@dataclass
+class ReceiverResources:
+    db: sa.Engine
+    webhook_db: sa.Engine
+    create_settings: CreateSettings
+    webhooks: WebhookConfig
+    hubspot_environ: dict[str, str]
+    # The first create ensures HubSpot's properties (never the factory: that would be network I/O).
+    properties: PropertiesGate = field(default_factory=PropertiesGate)
+    create_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(10))
+    _hubspot: HubSpotClient | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def build(cls, app_config: Mapping[str, Any], *, create_settings: CreateSettings,
+              webhooks: WebhookConfig) -> ReceiverResources:
+        url = str(app_config["DATABASE_URL"])
+        pool_size = get_int("WARP_DB_POOL_SIZE", 10, minimum=2,
+                            environ=overlaid_environ(app_config, ["WARP_DB_POOL_SIZE"]))
+        return cls(
+            db=make_engine(url, pool_size=pool_size, max_overflow=pool_size),
+            webhook_db=make_engine(
+                url, pool_size=WEBHOOK_POOL_SIZE, max_overflow=WEBHOOK_POOL_OVERFLOW, pool_pre_ping=False,
+                connect_args={"options": f"-c statement_timeout={WEBHOOK_STATEMENT_TIMEOUT_MS}"},
+            ),
+            create_settings=create_settings,
+            webhooks=webhooks,
+            hubspot_environ=hubspot_settings(app_config),
+            create_slots=threading.BoundedSemaphore(pool_size),
+        )
+
+    @property
+    def hubspot_configured(self) -> bool:
+        return bool(get_optional("HUBSPOT_ACCESS_TOKEN", environ=self.hubspot_environ))
+
+    def hubspot(self) -> HubSpotClient | None:
+        """The worker's HubSpot client, built on first use; None when no HUBSPOT_ACCESS_TOKEN is set.
+
+        Raises SettingsError (naming the variable) when a setting is malformed."""
+        if self._hubspot is None and self.hubspot_configured:
+            with self._lock:
+                if self._hubspot is None:
+                    self._hubspot = client_from_env(self.db, Priority.SYNC, environ=self.hubspot_environ)
+        return self._hubspot
+
+    def close(self) -> None:
+        """Close the client and both pools (tests and benchmarks; a server process just exits)."""
+        if self._hubspot is not None:
+            self._hubspot.close()
+            self._hubspot = None
+        self.db.dispose()
+        self.webhook_db.dispose()
+
+
+def receiver_resources(app: Flask | None = None) -> ReceiverResources:
+    """The app's resources (the current app's by default)."""
+    target = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    return target.extensions[EXTENSION]
