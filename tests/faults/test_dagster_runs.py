@@ -157,3 +157,25 @@ def test_a_run_killed_with_its_code_server_is_failed_by_its_maximum_runtime_and_
     # No operator: the flow's sensor starts the next run, which takes the work once the dead claim lapses.
     _wait_for(lambda: flow.done(stack_engine, stack_sandbox, company), 60, "the flow did not resume after the dead run",
               dagster_stack)
+
+
+@pytest.mark.parametrize("flow", FLOWS.values(), ids=FLOWS.keys())
+def test_a_run_whose_whole_dagster_stack_restarts_is_failed_by_its_maximum_runtime_and_the_flow_resumes(
+    flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, stack_sandbox: SandboxHandle
+) -> None:
+    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
+    worker = dagster_stack.run_worker_pid(run_id)
+    assert worker is not None, dagster_stack.log_tails()
+
+    # The host restarts: code server (with the run's worker), daemon and webserver all die at once.
+    dagster_stack.kill_everything()
+    _wait_for(lambda: not _alive(worker), 5, "the run worker outlived the stack", dagster_stack)
+    stack_sandbox.control.clear_faults()
+    dagster_stack.start_everything()
+    # The restarted stack knows nothing of the dead run but its STARTED record; the new daemon's run monitoring
+    # fails it past its maximum runtime, and the flow's sensor starts the next run.
+    assert dagster_stack.run_status(run_id) == "STARTED"
+    assert dagster_stack.wait_for_run(run_id, timeout_s=40) == "FAILURE"
+    assert [m for m in dagster_stack.run_messages(run_id) if "maximum runtime" in m], dagster_stack.run_messages(run_id)
+    _wait_for(lambda: flow.done(stack_engine, stack_sandbox, company), 60,
+              "the flow did not resume after the stack's restart", dagster_stack)

@@ -21,6 +21,7 @@ person does) and waits with `wait_for_run()`.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -57,6 +58,9 @@ from warp_sync_pipeline.core.localpg import _raw_connect, free_port
 BIN = Path(sys.executable).parent
 LOCATION = "warp_sync_pipeline"
 STACK_GROUP = "dagster_stack"
+CODE_SERVER = "code-server"
+# In start order: the daemon and the webserver start once the code server listens (no load error first).
+STACK_PROCESSES = (CODE_SERVER, "daemon", "webserver")
 START_TIMEOUT_S = 120
 # Final states of a run, as the GraphQL API names them.
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -96,23 +100,42 @@ class DagsterStack:
     mail: SmtpCatcher  # where the stack's reports and alerts are sent
     environment: dict[str, str]  # what the stack's processes were started with
     logs: dict[str, Path] = field(default_factory=dict)
-    code_server: subprocess.Popen[bytes] | None = None
-    # A new code server on the same port (set by the fixture, which owns the processes' lifetimes).
-    _start_code_server: Callable[[], subprocess.Popen[bytes]] | None = field(default=None, repr=False)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Start one of the stack's processes again, on its port (set by the fixture, which owns their lifetimes).
+    _starters: dict[str, Callable[[], subprocess.Popen[bytes]]] = field(default_factory=dict, repr=False)
     _tables: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def code_server(self) -> subprocess.Popen[bytes] | None:
+        return self.processes.get(CODE_SERVER)
 
     def kill_code_server(self) -> None:
         """SIGKILL to the code server's process group: the server and every run worker it started, as when its
         host or container dies. Nothing is told; the runs it held stay STARTED until the instance acts."""
-        assert self.code_server is not None
-        os.killpg(self.code_server.pid, signal.SIGKILL)
-        self.code_server.wait(10)
+        self._kill(CODE_SERVER)
 
     def start_code_server(self) -> None:
         """A new code server on the same port (as a supervisor would restart it); the daemon and the webserver
         find it there."""
-        assert self._start_code_server is not None
-        self.code_server = self._start_code_server()
+        self.processes[CODE_SERVER] = self._starters[CODE_SERVER]()
+
+    def kill_everything(self) -> None:
+        """SIGKILL to every process group of the stack (the code server with its run workers, the daemon, the
+        webserver), as when the host or its containers restart."""
+        for name in STACK_PROCESSES:
+            self._kill(name)
+
+    def start_everything(self) -> None:
+        """The whole stack again on the same ports, as its supervisor would bring it back after a restart."""
+        for name in STACK_PROCESSES:
+            self.processes[name] = self._starters[name]()
+        _wait_until_loaded(self, self.processes)
+
+    def _kill(self, name: str) -> None:
+        process = self.processes[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
     def runs(self, job: str, statuses: Sequence[str] = ()) -> list[tuple[str, str]]:
         """(run id, status) of the job's runs, newest first, optionally only in `statuses` (GraphQL names)."""
@@ -341,21 +364,26 @@ def dagster_stack(
         running = DagsterStack(url=f"http://127.0.0.1:{web_port}", web_port=web_port, home=home,
                                database_url=warp_db, hubspot=hubspot, mail=mail, environment=environment)
 
-        def start_code_server() -> subprocess.Popen[bytes]:
-            name = "code-server" if "code-server" not in running.logs else f"code-server-{len(running.logs)}"
-            process, running.logs[name] = _start(name, code_server_argv, env, home, stack)
-            _wait_for_port(grpc_port, process, running)
-            return process
+        def starter(name: str, argv: list[str], port: int | None = None) -> Callable[[], subprocess.Popen[bytes]]:
+            def start() -> subprocess.Popen[bytes]:
+                # Each start logs to a file of its own (code-server.log, code-server-2.log, ...).
+                starts = sum(1 for logged in running.logs if logged.split("-")[0] == name.split("-")[0])
+                log_name = name if not starts else f"{name}-{starts + 1}"
+                process, running.logs[log_name] = _start(log_name, argv, env, home, stack)
+                if port is not None:
+                    _wait_for_port(port, process, running)
+                return process
+            return start
 
-        running._start_code_server = start_code_server
-        running.start_code_server()
-        code_server = running.code_server
-        assert code_server is not None
-        daemon, running.logs["daemon"] = _start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace],
-                                                env, home, stack)
-        webserver, running.logs["webserver"] = _start("webserver", [
-            str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), "-w", workspace], env, home, stack)
-        _wait_until_loaded(running, {"code-server": code_server, "daemon": daemon, "webserver": webserver})
+        running._starters = {
+            CODE_SERVER: starter(CODE_SERVER, code_server_argv, grpc_port),
+            "daemon": starter("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
+            "webserver": starter("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port),
+                                               "-w", workspace]),
+        }
+        for name in STACK_PROCESSES:
+            running.processes[name] = running._starters[name]()
+        _wait_until_loaded(running, running.processes)
         running.remember_seeded_rows()
         yield running
         shutil.rmtree(home / "state", ignore_errors=True)
