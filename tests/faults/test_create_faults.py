@@ -40,6 +40,16 @@ def proxied(database_url: str, sandbox) -> Iterator[tuple[TcpProxy, Receiver]]: 
         yield proxy, receiver
 
 
+def _create_cut_at_commit(proxied: tuple[TcpProxy, Receiver], key: str, *, deliver: bool,
+                          refuse_afterwards: bool = False):  # noqa: ANN202 - Flask's test response
+    """A keyed create whose connection is cut at its COMMIT (after the server got it, or before)."""
+    proxy, receiver = proxied
+    cut = proxy.cut_at(after=LINK, at=COMMIT, deliver=deliver, refuse_afterwards=refuse_afterwards)
+    response = receiver.post(BODY, {"Idempotency-Key": key})
+    assert cut.is_set(), "the proxy never saw the create's COMMIT"
+    return response
+
+
 def _key_row(engine: sa.Engine, key: str) -> dict:
     with engine.connect() as conn:
         return dict(conn.execute(
@@ -79,10 +89,8 @@ def _assert_one_customer_one_company(engine: sa.Engine, sandbox) -> tuple[dict, 
 def test_a_commit_whose_answer_is_lost_is_found_committed_and_answered_201(
     proxied: tuple[TcpProxy, Receiver], engine: sa.Engine, sandbox,  # noqa: ANN001
 ) -> None:
-    proxy, receiver = proxied
-    cut = proxy.cut_at(after=LINK, at=COMMIT, deliver=True)
-    created = receiver.post(BODY, {"Idempotency-Key": "lost-answer"})
-    assert cut.is_set(), "the proxy never saw the create's COMMIT"
+    receiver = proxied[1]
+    created = _create_cut_at_commit(proxied, "lost-answer", deliver=True)
     # Before: 500 "rolled back" and the company archived, though the row had committed.
     assert created.status_code == 201, created.get_data(as_text=True)
     row, company = _assert_one_customer_one_company(engine, sandbox)
@@ -95,10 +103,8 @@ def test_a_commit_whose_answer_is_lost_is_found_committed_and_answered_201(
 def test_a_commit_that_never_reached_the_server_rolls_back_and_archives_the_company(
     proxied: tuple[TcpProxy, Receiver], engine: sa.Engine, sandbox,  # noqa: ANN001
 ) -> None:
-    proxy, receiver = proxied
-    cut = proxy.cut_at(after=LINK, at=COMMIT, deliver=False)
-    failed = receiver.post(BODY, {"Idempotency-Key": "never-sent"})
-    assert cut.is_set()
+    receiver = proxied[1]
+    failed = _create_cut_at_commit(proxied, "never-sent", deliver=False)
     assert failed.status_code == 503, failed.get_data(as_text=True)
     error = failed.get_json()["error"]
     assert error["code"] == "DATABASE_UNAVAILABLE"
@@ -116,9 +122,7 @@ def test_a_commit_whose_fate_cannot_be_asked_keeps_the_company_and_the_retry_lea
     proxied: tuple[TcpProxy, Receiver], engine: sa.Engine, sandbox,  # noqa: ANN001
 ) -> None:
     proxy, receiver = proxied
-    cut = proxy.cut_at(after=LINK, at=COMMIT, deliver=True, refuse_afterwards=True)
-    unknown = receiver.post(BODY, {"Idempotency-Key": "fate-unknown"})
-    assert cut.is_set()
+    unknown = _create_cut_at_commit(proxied, "fate-unknown", deliver=True, refuse_afterwards=True)
     assert unknown.status_code == 503, unknown.get_data(as_text=True)
     error = unknown.get_json()["error"]
     assert error["code"] == "CREATE_OUTCOME_UNKNOWN"
@@ -136,9 +140,7 @@ def test_an_aborted_commit_whose_fate_cannot_be_asked_is_adopted_by_the_retry(
     proxied: tuple[TcpProxy, Receiver], engine: sa.Engine, sandbox,  # noqa: ANN001
 ) -> None:
     proxy, receiver = proxied
-    cut = proxy.cut_at(after=LINK, at=COMMIT, deliver=False, refuse_afterwards=True)
-    unknown = receiver.post(BODY, {"Idempotency-Key": "adopt-me"})
-    assert cut.is_set()
+    unknown = _create_cut_at_commit(proxied, "adopt-me", deliver=False, refuse_afterwards=True)
     assert unknown.get_json()["error"]["code"] == "CREATE_OUTCOME_UNKNOWN"
     first_company = unknown.get_json()["error"]["hubspot_company_id"]
 

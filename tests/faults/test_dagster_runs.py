@@ -99,8 +99,10 @@ def _alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def _run_held_mid_call(flow: Flow, stack: DagsterStack, engine: sa.Engine, sandbox: SandboxHandle) -> tuple[str, str]:
-    """The flow's work prepared, its sensor's run holding the first HubSpot call; returns (company id, run id)."""
+def _run_held_mid_call(flow: Flow, stack: DagsterStack, engine: sa.Engine,
+                       sandbox: SandboxHandle) -> tuple[str, str, int]:
+    """The flow's work prepared, its sensor's run holding the first HubSpot call; returns (company id, run id, the
+    run worker's pid)."""
     with HubSpotClient(sandbox.base_url, sandbox.access_token, time_budget_s=10) as client:
         client.ensure_properties()
     [company] = sandbox.control.seed([{"name": "Held Up Ltd", "warp_ban": BAN, "warp_status": "ACTIVE"}])
@@ -109,7 +111,9 @@ def _run_held_mid_call(flow: Flow, stack: DagsterStack, engine: sa.Engine, sandb
     _wait_for(lambda: sandbox.control.counters()["by_endpoint"].get(flow.held_call, 0) >= 1, 60,
               f"no {flow.job} run reached HubSpot", stack)
     [(run_id, _)] = _wait_for(lambda: stack.runs(flow.job, ["STARTED"]), 10, f"no {flow.job} run is STARTED", stack)
-    return company, run_id
+    worker = stack.run_worker_pid(run_id)
+    assert worker is not None, stack.log_tails()
+    return company, run_id, worker
 
 
 @pytest.fixture
@@ -123,9 +127,7 @@ def stack_engine(stack_database: str) -> sa.Engine:
 def test_a_run_whose_worker_is_killed_fails_at_once_and_the_next_run_finishes_the_work(
     flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, stack_sandbox: SandboxHandle
 ) -> None:
-    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
-    worker = dagster_stack.run_worker_pid(run_id)
-    assert worker is not None, dagster_stack.log_tails()
+    company, run_id, worker = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
 
     os.kill(worker, signal.SIGKILL)
 
@@ -141,9 +143,7 @@ def test_a_run_whose_worker_is_killed_fails_at_once_and_the_next_run_finishes_th
 def test_a_run_killed_with_its_code_server_is_failed_by_its_maximum_runtime_and_the_flow_resumes(
     flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, stack_sandbox: SandboxHandle
 ) -> None:
-    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
-    worker = dagster_stack.run_worker_pid(run_id)
-    assert worker is not None, dagster_stack.log_tails()
+    company, run_id, worker = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
 
     dagster_stack.kill_code_server()  # its process group: the server and the run's worker
     _wait_for(lambda: not _alive(worker), 5, "the run worker outlived its code server's process group", dagster_stack)
@@ -163,9 +163,7 @@ def test_a_run_killed_with_its_code_server_is_failed_by_its_maximum_runtime_and_
 def test_a_run_whose_whole_dagster_stack_restarts_is_failed_by_its_maximum_runtime_and_the_flow_resumes(
     flow: Flow, dagster_stack: DagsterStack, stack_engine: sa.Engine, stack_sandbox: SandboxHandle
 ) -> None:
-    company, run_id = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
-    worker = dagster_stack.run_worker_pid(run_id)
-    assert worker is not None, dagster_stack.log_tails()
+    company, run_id, worker = _run_held_mid_call(flow, dagster_stack, stack_engine, stack_sandbox)
 
     # The host restarts: code server (with the run's worker), daemon and webserver all die at once.
     dagster_stack.kill_everything()
