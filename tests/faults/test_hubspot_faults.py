@@ -33,8 +33,9 @@ from warp_sync_pipeline.resources.database import DatabaseResource
 
 PAUSE = PauseSettings(probe_after_s=0.3, probe_max_s=1.0, probe_timeout_s=1.0)
 TICK_S = 0.2
-# The longest a flow can stay paused after HubSpot is back: one probe wait, the probe itself, and a tick.
-RESUME_WITHIN_S = PAUSE.probe_max_s + PAUSE.probe_timeout_s + 2 * TICK_S + 1.0
+# The longest a flow can stay paused after HubSpot is back: one probe wait, the probe itself, two ticks, and the
+# runs' own work (a few seconds on a loaded 2-core machine).
+RESUME_WITHIN_S = PAUSE.probe_max_s + PAUSE.probe_timeout_s + 2 * TICK_S + 3.0
 
 
 @pytest.fixture
@@ -141,7 +142,9 @@ def test_hubspot_away_longer_than_every_retry_schedule_pauses_both_flows_and_the
     assert flows.paused_runs >= 2
     assert any(("hubspot_outage" in s and "next probe at" in s) for s in flows.skips), flows.skips
     # Paused flows do not hammer HubSpot: the first runs' retries, then one probe per wait.
-    assert api_calls(sandbox) - calls_before <= 30
+    # 12-20 measured: the first runs' calls with the client's retries, then one probe (with its retries) per wait.
+    during = api_calls(sandbox) - calls_before
+    assert during <= 30, during
 
     done_at = flows.run_until(_all_done(engine), within_s=RESUME_WITHIN_S + 5, check=lambda: None)
     assert done_at - back_at <= RESUME_WITHIN_S
