@@ -8,6 +8,14 @@ from typing import Any
 
 from hubspot_sandbox.wire import bad_request
 
+# The forms of HubSpot's answer to a duplicate unique value (the team's hubspot-api.md, section 12):
+# validation_400  400 VALIDATION_ERROR, "Cannot set PropertyValueCoordinates{...} on <target>. <holder> already has
+#                 that value." (captured from HubSpot; the holder is the second id)
+# validation_400_unnamed  the same 400 without the holder's id (HubSpot may reword messages at any time)
+# error_tokens    400 VALIDATION_ERROR with errorType UNIQUE_VALUE_CONFLICT and errorTokens.existingObjectId
+# conflict_409    409 CONFLICT, "... Existing ID: N", context.existingObjectId (the sandbox's earlier choice)
+UNIQUE_CONFLICT_FORMS = ("validation_400", "validation_400_unnamed", "error_tokens", "conflict_409")
+
 
 @dataclass
 class SandboxConfig:
@@ -35,6 +43,9 @@ class SandboxConfig:
     webhook_subscribed_properties: list[str] | None = None
     # The user a rep edit is attributed to when the switch names none.
     default_rep_user_id: int = 7_001_234
+    # How a duplicate value of a unique property is refused (see UNIQUE_CONFLICT_FORMS): by default HubSpot's
+    # captured 400 whose message alone names the holder, the hardest form for a client to read.
+    unique_conflict_form: str = "validation_400"
 
     def public(self) -> dict[str, Any]:
         """Settings as JSON, secrets left out."""
@@ -71,6 +82,10 @@ def _checked(key: str, value: Any) -> Any:
     if key == "webhook_target_url":
         if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
             raise bad_request("webhook_target_url must be an http(s) URL or null.")
+        return value
+    if key == "unique_conflict_form":
+        if value not in UNIQUE_CONFLICT_FORMS:
+            raise bad_request(f"unique_conflict_form must be one of {', '.join(UNIQUE_CONFLICT_FORMS)}.")
         return value
     if key == "webhook_subscribed_properties":
         if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):

@@ -120,6 +120,7 @@ class Portal:
     def __init__(self, portal_id: int) -> None:
         self.lock = threading.RLock()
         self.portal_id = portal_id
+        self.unique_conflict_form = "validation_400"  # set from the sandbox's settings
         self.on_events: Callable[[list[WebhookEvent]], None] = lambda events: None
         self._next_id = FIRST_COMPANY_ID
         self.reset()
@@ -507,15 +508,21 @@ class Portal:
             if definition is None or not definition.has_unique_value or value == "":
                 continue
             holders = {i for i in self.unique_index.get(name, {}).get(value, set()) if i != own_id}
+            # A create aims at an id it never gets (the batch fails); HubSpot's message names one all the same.
+            aimed_at = own_id if own_id is not None else self._next_id + len(claims)
             if holders:
-                raise conflict(name, value, min(holders))
+                raise self._conflict(name, value, min(holders), aimed_at)
             if (name, value) in claims:
                 other = claims[(name, value)]
-                raise conflict(name, value, other.id if other is not None else None)
+                raise self._conflict(name, value, other.id if other is not None else None, aimed_at)
         for name, value in changes.items():
             definition = self.properties.get(name)
             if definition is not None and definition.has_unique_value and value != "":
                 claims[(name, value)] = target
+
+    def _conflict(self, name: str, value: str, existing_id: int | None, aimed_at: int) -> ApiFailure:
+        return conflict(name, value, existing_id, aimed_at=aimed_at, form=self.unique_conflict_form,
+                        portal_id=self.portal_id)
 
     def _new_company(self, timestamp: int, source: WriteSource, events: list[WebhookEvent],
                      created_ms: int | None = None) -> Company:
@@ -668,8 +675,23 @@ def parse_seed_time(value: Any) -> int | None:
         raise ValueError(f"{value!r} is not an ISO-8601 time or epoch milliseconds") from None
 
 
-def conflict(name: str, value: str, existing_id: int | None) -> ApiFailure:
-    """The team's answer to a duplicate unique value (HubSpot's exact one is unknown): 409 CONFLICT."""
+def conflict(name: str, value: str, existing_id: int | None, *, aimed_at: int, form: str,
+             portal_id: int) -> ApiFailure:
+    """A duplicate value of a unique property, in one of UNIQUE_CONFLICT_FORMS (config.py). `existing_id` is
+    None when the value's other claimant is another input of the same batch (which has no id yet)."""
+    if form in ("validation_400", "validation_400_unnamed"):
+        holder = existing_id if existing_id is not None else "another input of this batch"
+        if form == "validation_400_unnamed":
+            holder = "another object"
+        return ApiFailure(400, "VALIDATION_ERROR", (
+            f"Cannot set PropertyValueCoordinates{{portalId={portal_id}, objectTypeId={OBJECT_TYPE_ID}, "
+            f"propertyName={name}, value={value}}} on {aimed_at}. {holder} already has that value."))
+    if form == "error_tokens":
+        tokens = {"propertyName": [name], "propertyValue": [value]}
+        if existing_id is not None:
+            tokens["existingObjectId"] = [str(existing_id)]
+        return ApiFailure(400, "VALIDATION_ERROR", f'The value "{value}" of unique property {name} is already in use.',
+                          extra={"errorType": "UNIQUE_VALUE_CONFLICT", "errorTokens": tokens})
     context = {"propertyName": [name], "propertyValue": [value]}
     if existing_id is None:
         return ApiFailure(409, "CONFLICT", f'{name} "{value}" appears on more than one input of this batch; '

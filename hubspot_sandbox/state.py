@@ -21,6 +21,7 @@ class SandboxState:
         self._config = config
         self._config_lock = threading.Lock()
         self.portal = Portal(config.portal_id)
+        self.portal.unique_conflict_form = config.unique_conflict_form
         self.faults = Faults()
         self.counters = RequestCounters()
         self.burst_window = RollingWindow(10.0)
@@ -37,6 +38,7 @@ class SandboxState:
         with self._config_lock:
             self._config = self._config.updated(changes)
             self.portal.portal_id = self._config.portal_id
+            self.portal.unique_conflict_form = self._config.unique_conflict_form
             return self._config
 
     def reset(self) -> None:
@@ -44,6 +46,7 @@ class SandboxState:
         with self._config_lock:
             self._config = self.initial_config
             self.portal.portal_id = self._config.portal_id
+            self.portal.unique_conflict_form = self._config.unique_conflict_form
         self.faults.clear()
         self.webhooks.reset()
         self.portal.reset()

@@ -9,6 +9,7 @@ from types import FrameType
 
 import click
 
+from hubspot_sandbox.config import UNIQUE_CONFLICT_FORMS
 from warp_sync_pipeline.core.settings import SettingsError, get_str, get_url
 
 
@@ -21,8 +22,11 @@ from warp_sync_pipeline.core.settings import SettingsError, get_str, get_url
               help="Requests per token and rolling 10 seconds; 0 turns the limit off.")
 @click.option("--search-per-second", type=click.IntRange(0), default=5, show_default=True,
               help="Search requests per second; 0 turns the limit off.")
+@click.option("--unique-conflict-form", type=click.Choice(UNIQUE_CONFLICT_FORMS), default=UNIQUE_CONFLICT_FORMS[0],
+              show_default=True, help="How a duplicate unique value is refused (HubSpot's captured 400 by default).")
 @click.option("--verbose", is_flag=True, help="Log every request.")
-def sandbox(port: int, host: str, rate_limit: int, search_per_second: int, verbose: bool) -> None:
+def sandbox(port: int, host: str, rate_limit: int, search_per_second: int, unique_conflict_form: str,
+            verbose: bool) -> None:
     """Serve a local HubSpot (CRM v3 companies, properties, webhooks) until interrupted.
 
     It accepts the token in HUBSPOT_ACCESS_TOKEN, signs webhooks with HUBSPOT_CLIENT_SECRET and
@@ -43,6 +47,7 @@ def sandbox(port: int, host: str, rate_limit: int, search_per_second: int, verbo
     server = SandboxServer(
         host, port, access_token=access_token, client_secret=client_secret, webhook_target_url=target,
         rate_limit_per_10s=rate_limit or None, search_per_second=search_per_second or None,
+        unique_conflict_form=unique_conflict_form,
     )
     try:
         server.start()

@@ -1,35 +1,67 @@
-"""hasUniqueValue properties: a duplicate answers 409 CONFLICT naming the existing company."""
+"""hasUniqueValue properties: a duplicate is refused in one of HubSpot's forms, by default its captured 400 whose
+message alone names the holder (the second id), and by switch the errorTokens or 409 forms."""
 
 from __future__ import annotations
 
 import threading
 
 import httpx
+import pytest
 
 from tests.hubspot_sandbox.conftest import COMPANIES, TLS_CONTEXT, create_company
 from tests.plugins.sandbox import SandboxHandle
 
+FORMS = ("validation_400", "validation_400_unnamed", "error_tokens", "conflict_409")
 
-def assert_conflict(response: httpx.Response, existing_id: str | None, value: str = "ZT-000000001") -> dict:
-    assert response.status_code == 409, response.text
+
+def assert_conflict(response: httpx.Response, existing_id: str | None, value: str = "ZT-000000001", *,
+                    form: str = "validation_400") -> dict:
     body = response.json()
-    assert body["status"] == "error" and body["category"] == "CONFLICT"
-    assert body["context"]["propertyName"] == ["warp_ban"]
-    assert body["context"]["propertyValue"] == [value]
-    if existing_id is not None:
-        assert body["context"]["existingObjectId"] == [existing_id]
-        assert body["message"].endswith(f"Existing ID: {existing_id}")
+    assert body["status"] == "error", body
+    if form.startswith("validation_400"):
+        assert (response.status_code, body["category"]) == (400, "VALIDATION_ERROR"), response.text
+        assert f"propertyName=warp_ban, value={value}}} on " in body["message"]
+        holder = existing_id if existing_id is not None else "another input of this batch"
+        if form == "validation_400_unnamed":
+            holder = "another object"
+        assert body["message"].endswith(f". {holder} already has that value.")
+        assert "context" not in body  # the message is all HubSpot gives
+    elif form == "error_tokens":
+        assert (response.status_code, body["errorType"]) == (400, "UNIQUE_VALUE_CONFLICT"), response.text
+        assert body["errorTokens"]["propertyName"] == ["warp_ban"]
+        assert body["errorTokens"].get("existingObjectId") == ([existing_id] if existing_id else None)
+    else:
+        assert (response.status_code, body["category"]) == (409, "CONFLICT"), response.text
+        assert body["context"]["propertyName"] == ["warp_ban"]
+        assert body["context"]["propertyValue"] == [value]
+        if existing_id is not None:
+            assert body["context"]["existingObjectId"] == [existing_id]
+            assert body["message"].endswith(f"Existing ID: {existing_id}")
     return body
 
 
-def test_create_with_a_taken_value_is_409_naming_the_holder(warp_api: httpx.Client) -> None:
+@pytest.mark.parametrize("form", FORMS)
+def test_each_form_refuses_a_taken_value(warp_api: httpx.Client, sandbox: SandboxHandle,
+                                                      form: str) -> None:
+    sandbox.control.configure(unique_conflict_form=form)
+    holder = create_company(warp_api, name="First", warp_ban="ZT-000000001")
+    assert_conflict(warp_api.post(COMPANIES, json={"properties": {"name": "Second", "warp_ban": "ZT-000000001"}}),
+                    holder["id"], form=form)
+
+
+def test_an_unknown_form_is_refused(sandbox: SandboxHandle) -> None:
+    with pytest.raises(Exception, match="unique_conflict_form must be one of"):
+        sandbox.control.configure(unique_conflict_form="teapot")
+
+
+def test_create_with_a_taken_value_is_refused_naming_the_holder(warp_api: httpx.Client) -> None:
     holder = create_company(warp_api, name="First", warp_ban="ZT-000000001")
     assert_conflict(warp_api.post(COMPANIES, json={"properties": {"name": "Second", "warp_ban": "ZT-000000001"}}),
                     holder["id"])
     assert len(warp_api.get(COMPANIES).json()["results"]) == 1
 
 
-def test_update_to_a_taken_value_is_409_and_own_value_is_fine(warp_api: httpx.Client) -> None:
+def test_update_to_a_taken_value_is_refused_and_own_value_is_fine(warp_api: httpx.Client) -> None:
     holder = create_company(warp_api, warp_ban="ZT-000000001")
     other = create_company(warp_api, warp_ban="ZT-000000002")
     assert_conflict(warp_api.patch(f"{COMPANIES}/{other['id']}", json={"properties": {"warp_ban": "ZT-000000001"}}),
@@ -60,9 +92,9 @@ def test_batch_with_trace_ids_reports_the_conflict_per_input(warp_api: httpx.Cli
     body = response.json()
     assert body["numErrors"] == 1
     [error] = body["errors"]
-    assert error["category"] == "CONFLICT" and error["status"] == "error"
+    assert error["category"] == "VALIDATION_ERROR" and error["status"] == "error"
     assert error["context"]["objectWriteTraceId"] == ["dup"]
-    assert error["context"]["existingObjectId"] == [holder["id"]]
+    assert error["message"].endswith(f". {holder['id']} already has that value.")
     [created] = body["results"]
     assert created["objectWriteTraceId"] == "fresh" and created["properties"]["warp_ban"] == "ZT-000000002"
 
@@ -93,5 +125,5 @@ def test_concurrent_creates_of_one_value_leave_exactly_one_company(sandbox: Sand
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(statuses) == [201] + [409] * 15
+    assert sorted(statuses) == [201] + [400] * 15
     assert len(sandbox.control.all_companies()) == 1

@@ -722,6 +722,13 @@ class _CreateAttempt:
             return "ours", company
         return "other", company
 
+    def _holder_of_ban(self, client: HubSpotClient, conflict: UniqueValueConflict) -> str | None:
+        """The company holding the current BAN: as HubSpot's answer named it, else read by warp_ban."""
+        try:
+            return client.unique_holder(conflict, property_name=BAN_PROPERTY, value=str(self.ban))
+        except HubSpotError:
+            return None  # only for the record; the fresh BAN is drawn all the same
+
     def _create_company(self, conn: sa.Connection, client: HubSpotClient) -> Company:
         conflicts = 0
         for _ in range(20):  # bounded; the deadline ends it sooner
@@ -737,12 +744,15 @@ class _CreateAttempt:
                     if state == "ours" and company is not None:
                         self.company = company
                         return company
+                # Not this attempt's own company: the BAN is taken, draw a fresh one (adopting a holder is only
+                # for linking existing data). The holder is named for the record.
                 conflicts += 1
-                reason = f"HubSpot already holds this BAN (company {exc.existing_id})"
+                holder = self._holder_of_ban(client, exc)
+                reason = f"HubSpot already holds this BAN (company {holder or 'unknown'})"
                 if conflicts > self.settings.max_hubspot_ban_conflicts:
                     void_writes(self.side, self.ledger_ids, reason)
                     raise
-                log.warning("HubSpot already holds BAN %s (company %s); drawing another", self.ban, exc.existing_id)
+                log.warning("HubSpot already holds BAN %s (company %s); drawing another", self.ban, holder)
                 self._redraw(conn, reason)
             except OutcomeUnknown:
                 self.unanswered = True

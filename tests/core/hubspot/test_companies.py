@@ -78,17 +78,29 @@ def test_history_reads_carry_times_and_sources(warp_hubspot: HubSpotClient, sand
         warp_hubspot.list_companies(limit=100, properties_with_history=["warp_credit_limit"])
 
 
-def test_a_duplicate_ban_is_a_unique_value_conflict_naming_the_existing_company(
-    warp_hubspot: HubSpotClient,
+@pytest.mark.parametrize(("form", "status"), [("validation_400", 400), ("error_tokens", 400), ("conflict_409", 409)])
+def test_a_duplicate_ban_is_a_unique_value_conflict_naming_the_holder_in_every_form(
+    warp_hubspot: HubSpotClient, sandbox, form: str, status: int,  # noqa: ANN001
 ) -> None:
+    sandbox.control.configure(unique_conflict_form=form)
     first = warp_hubspot.create_company(company_values(3))
     with pytest.raises(UniqueValueConflict) as caught:
         warp_hubspot.create_company(company_values(3, name="Someone else"))
     conflict = caught.value
+    # The holder, never the id the refused write aimed at (the 400's "on <id>").
     assert conflict.existing_id == first.id
     assert conflict.property_name == "warp_ban"
-    assert conflict.value == "ZT-000000003"
-    assert conflict.status == 409 and conflict.category == "CONFLICT"
+    assert conflict.status == status
+    assert warp_hubspot.unique_holder(conflict, property_name="warp_ban", value="ZT-000000003") == first.id
+
+
+def test_a_holder_the_answer_does_not_name_is_read_by_its_value(
+    warp_hubspot: HubSpotClient, sandbox,  # noqa: ANN001
+) -> None:
+    held = warp_hubspot.create_company(company_values(4))
+    unnamed = UniqueValueConflict("the value is taken", property_name="warp_ban")
+    assert warp_hubspot.unique_holder(unnamed, property_name="warp_ban", value="ZT-000000004") == held.id
+    assert warp_hubspot.unique_holder(unnamed, property_name="warp_ban", value="ZT-000000999") is None
 
 
 def test_validation_errors_name_each_property(warp_hubspot: HubSpotClient) -> None:

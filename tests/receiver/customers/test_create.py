@@ -279,9 +279,12 @@ def test_a_commit_failure_after_hubspots_success_archives_the_company(
     assert entry["details"]["hubspot_company_archived"] == company["id"]
 
 
+@pytest.mark.parametrize("form", ["validation_400", "validation_400_unnamed", "error_tokens", "conflict_409"])
 def test_a_ban_hubspot_already_holds_is_never_overwritten_or_archived(
-    engine: sa.Engine, rules: FieldRules, warp_hubspot, sandbox, make_customer  # noqa: ANN001
+    engine: sa.Engine, rules: FieldRules, warp_hubspot, sandbox, make_customer, form: str  # noqa: ANN001
 ) -> None:
+    # HubSpot's captured 400 names the holder only in its message, as the second id; or not at all.
+    sandbox.control.configure(unique_conflict_form=form)
     (held_id,) = sandbox.control.seed([{"name": "Someone Else", "warp_ban": "ZT-000000777"}])
     make_customer(ban="ZT-000000888")  # taken in WARP: redrawn before any HubSpot call
     drawn = iter(["ZT-000000888", "ZT-000000777", "ZT-000000999"])
@@ -292,6 +295,8 @@ def test_a_ban_hubspot_already_holds_is_never_overwritten_or_archived(
     )
     assert created.customer["ban"] == "ZT-000000999"
     assert api_calls(sandbox, CREATE) == 2  # the held BAN once, then the fresh one
+    # Unnamed in the answer, the holder was read by its BAN (one call); it is named in the record either way.
+    assert api_calls(sandbox, "GET /crm/v3/objects/companies/{companyId}") == (form == "validation_400_unnamed")
     by_id = {c["id"]: c for c in sandbox.control.all_companies()}
     assert by_id[held_id]["properties"] == {**by_id[held_id]["properties"], "name": "Someone Else",
                                             "warp_ban": "ZT-000000777"}
@@ -301,6 +306,10 @@ def test_a_ban_hubspot_already_holds_is_never_overwritten_or_archived(
         ledger = conn.execute(sa.text("SELECT ban, status FROM hubspot_write_ledger")).all()
     assert {b for b, s in ledger if s == "voided"} == {"ZT-000000777"}
     assert {b for b, s in ledger if s == "pending"} == {"ZT-000000999"}
+    with engine.connect() as conn:
+        reasons = conn.execute(sa.text("SELECT DISTINCT void_reason FROM hubspot_write_ledger "
+                                       "WHERE status = 'voided'")).scalars().all()
+    assert reasons == [f"HubSpot already holds this BAN (company {held_id})"]
 
 
 def test_a_ban_hubspot_keeps_refusing_gives_up_without_archiving(

@@ -35,6 +35,7 @@ from warp_sync_pipeline.core.hubspot.errors import (
     RateLimited,
     SearchLimitExceeded,
     ServiceUnavailable,
+    UniqueValueConflict,
     ValidationFailed,
     error_from_payload,
 )
@@ -237,6 +238,19 @@ class HubSpotClient:
         if id_property:
             params["idProperty"] = id_property
         return Company.from_api(self._call("GET", f"{COMPANIES}/{_segment(company_id)}", params=params))
+
+    def unique_holder(self, conflict: UniqueValueConflict, *, property_name: str, value: str) -> str | None:
+        """The id of the company holding a unique value a write was refused for: as the answer named it, else
+        read by `idProperty` (live companies, then archived ones, which may still hold it); None if none does."""
+        if conflict.existing_id:
+            return conflict.existing_id
+        for archived in (False, True):
+            try:
+                return self.get_company(value, id_property=property_name, properties=[property_name],
+                                        archived=archived).id
+            except NotFound:
+                continue
+        return None
 
     def update_company(
         self, company_id: str, properties: PropertyValues, *, id_property: str | None = None

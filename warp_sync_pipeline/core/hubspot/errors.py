@@ -20,6 +20,12 @@ from typing import Any
 VALIDATION_PREFIX = "Property values were not valid: "
 # HubSpot's CONFLICT text for contacts ("Existing ID: 37765128953"); the sandbox says the same.
 EXISTING_ID_PATTERN = re.compile(r"existing\s+(?:object\s+)?id\D{0,3}(\d+)", re.IGNORECASE)
+# HubSpot's captured answer to a duplicate unique value (hubspot-api.md, section 12): "Cannot set
+# PropertyValueCoordinates{..., propertyName=warp_ban, value=ZT-...} on <target>. <holder> already has that value."
+# The holder is the id before "already has that value", never the "on <id>" one (the record the write aimed at,
+# which for a create never exists). Message text may change without notice: read it only opportunistically.
+COORDINATES_PATTERN = re.compile(r"PropertyValueCoordinates\{(?P<fields>[^}]*)\}")
+ALREADY_HELD_PATTERN = re.compile(r"(\d+)\s+already has that value", re.IGNORECASE)
 # Words by which a 400 about a unique property says the value is taken (not merely malformed).
 DUPLICATE_WORDS = ("unique", "already", "duplicate", "exists", "in use", "taken")
 
@@ -219,7 +225,8 @@ def error_from_payload(
     property_errors = parse_property_errors(payload)
     common["property_errors"] = property_errors
 
-    unique = _unique_conflict(message, category, status, context, property_errors, unique_properties, common)
+    unique = (_unique_conflict_reported(payload, message, common)
+              or _unique_conflict(message, category, status, context, property_errors, unique_properties, common))
     if unique is not None:
         return unique
     if status == 429 or category in {"RATE_LIMIT", "RATE_LIMITS"}:
@@ -240,6 +247,27 @@ def error_from_payload(
     if category == "VALIDATION_ERROR" or property_errors:
         return ValidationFailed(message, **common)
     return BadRequest(message, **common)
+
+
+def _unique_conflict_reported(payload: Mapping[str, Any], message: str,
+                              common: dict[str, Any]) -> UniqueValueConflict | None:
+    """The two forms that say outright that a unique value is taken: `errorType: UNIQUE_VALUE_CONFLICT` (with
+    `errorTokens`), and the "PropertyValueCoordinates{...} ... already has that value" message."""
+    if str(payload.get("errorType") or "").upper() == "UNIQUE_VALUE_CONFLICT":
+        tokens = payload.get("errorTokens") if isinstance(payload.get("errorTokens"), Mapping) else {}
+        return UniqueValueConflict(
+            message, property_name=_first(_context_values(tokens, "propertyName")),
+            value=_first(_context_values(tokens, "propertyValue")),
+            existing_id=_first(_context_values(tokens, "existingObjectId")), **common,
+        )
+    coordinates = COORDINATES_PATTERN.search(message)
+    if coordinates is None or "already has that value" not in message.lower():
+        return None
+    fields = coordinates.group("fields")
+    name = _match(re.compile(r"propertyName=([^,\s]+)"), fields)
+    value = _match(re.compile(r"(?:^|,\s*)value=(.*)$"), fields)
+    return UniqueValueConflict(message, property_name=name, value=value,
+                               existing_id=_match(ALREADY_HELD_PATTERN, message), **common)
 
 
 def _unique_conflict(
