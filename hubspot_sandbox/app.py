@@ -1,7 +1,9 @@
 """The sandbox's Flask app: HubSpot's request pipeline around the CRM blueprints, plus /_sandbox.
 
 Every /crm request passes, in order: counting, added latency, outage, forced 429, timeout hold,
-Bearer auth, then the budget (search's per-second one or the rolling 10-second one). Errors leave
+Bearer auth, then the budgets: search's per-second one, or the account's daily quota (429 DAILY once spent)
+and the rolling 10-second one. /account-info answers with the token alone (no budget: it is how a client
+learns when a spent quota resets). Errors leave
 in HubSpot's shape with a correlation id mirrored in X-HubSpot-Correlation-Id.
 """
 
@@ -59,6 +61,7 @@ class CompanyTypeConverter(BaseConverter):
 
 
 def create_sandbox_app(state: SandboxState) -> Flask:
+    from hubspot_sandbox.api_account import account
     from hubspot_sandbox.api_companies import companies
     from hubspot_sandbox.api_properties import properties
     from hubspot_sandbox.control_api import control
@@ -69,6 +72,7 @@ def create_sandbox_app(state: SandboxState) -> Flask:
     app.extensions["hubspot_sandbox"] = state
     app.register_blueprint(companies)
     app.register_blueprint(properties)
+    app.register_blueprint(account)
     app.register_blueprint(control)
     app.before_request(_api_gate)
     app.after_request(_api_finish)
@@ -159,7 +163,7 @@ def _api_gate() -> None:
     if held:
         faults.hold(held.hold_seconds)
         raise ApiFailure(504, "GATEWAY_TIMEOUT", "The request timed out (sandbox timeout fault).")
-    token = _authenticate(state)
+    token = authenticate(state)
     config = state.config
     if endpoint == SEARCH_ENDPOINT:
         # Search has its own per-second limit, no burst headers, and does not use the 10 s budget.
@@ -167,9 +171,17 @@ def _api_gate() -> None:
                                                                                  config.search_per_second).allowed:
             raise ApiFailure(429, "RATE_LIMITS", "You have reached your secondly limit.")
         return
-    used_today = state.daily.add(token)
+    used_today = state.daily.add(config.time_zone)
     headers = {"X-HubSpot-RateLimit-Daily": str(config.daily_limit),
                "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, config.daily_limit - used_today))}
+    if used_today > config.daily_limit:
+        # The account's quota is spent (by us or any other app of the account) until midnight in its time zone.
+        raise ApiFailure(
+            429, "RATE_LIMITS", "You have reached your daily limit.",
+            extra={"errorType": "RATE_LIMIT", "policyName": "DAILY",
+                   "groupName": f"publicapi:private-app-api-daily:{config.app_id}:{config.portal_id}"},
+            headers=headers,
+        )
     if config.rate_limit_per_10s is not None:
         limit = config.rate_limit_per_10s
         admission = state.burst_window.admit(token, limit, secondly_limit=max(1, limit // 10),
@@ -202,7 +214,7 @@ def _ten_secondly_failure(state: SandboxState, remaining: int) -> ApiFailure:
     )
 
 
-def _authenticate(state: SandboxState) -> str:
+def authenticate(state: SandboxState) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     expected = state.config.access_token

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from hubspot_sandbox.wire import bad_request
 
@@ -29,7 +30,10 @@ class SandboxConfig:
     rate_limit_window_seconds: float = 10.0
     # Search has its own per-second budget and is exempt from the 10-second one.
     search_per_second: int | None = 5
+    # The account's daily quota (Free/Starter 250,000; Professional 625,000; Enterprise 1,000,000), shared by every
+    # app of the account and reset at midnight in its time zone.
     daily_limit: int = 250_000
+    time_zone: str = "America/New_York"
     webhook_target_url: str | None = None
     webhook_timeout_seconds: float = 5.0
     webhook_max_retries: int = 10
@@ -83,6 +87,12 @@ def _checked(key: str, value: Any) -> Any:
         if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
             raise bad_request("webhook_target_url must be an http(s) URL or null.")
         return value
+    if key == "time_zone":
+        try:
+            ZoneInfo(str(value))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise bad_request("time_zone must be an IANA time zone name (e.g. Europe/Berlin).") from None
+        return str(value)
     if key == "unique_conflict_form":
         if value not in UNIQUE_CONFLICT_FORMS:
             raise bad_request(f"unique_conflict_form must be one of {', '.join(UNIQUE_CONFLICT_FORMS)}.")

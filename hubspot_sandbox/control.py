@@ -108,6 +108,10 @@ class SandboxControl:
     def reset_counters(self) -> None:
         self._call("POST", "/counters/reset")
 
+    def spend_daily_quota(self, calls: int = 0, *, new_day: bool = False) -> dict[str, Any]:
+        """Other apps of the account spend `calls` of its daily quota; `new_day` resets it first."""
+        return self._call("POST", "/daily-usage", json={"spend": calls, "reset": new_day})
+
     def deliveries(self) -> list[dict[str, Any]]:
         """The webhook attempt log, oldest first (batch_id, attempt_number, event_ids, status, error...)."""
         return self._call("GET", "/webhooks/deliveries")["results"]

@@ -138,6 +138,23 @@ def rep_delete() -> Response:
     return json_response({"archived": [str(i) for i in archived]})
 
 
+# --- the daily quota -----------------------------------------------------------------------------------------
+@control.post("/daily-usage")
+def spend_daily_quota() -> Response:
+    """{"spend": n}: other apps of the account make n calls (the quota is the account's); {"reset": true}: a new
+    day. Answers the day's usage."""
+    body = read_json_object()
+    state = sandbox_state()
+    zone = state.config.time_zone
+    if body.get("reset"):
+        state.daily.reset()
+    spend = body.get("spend", 0)
+    if not isinstance(spend, int) or isinstance(spend, bool) or spend < 0:
+        raise bad_request("spend must be a whole number of calls, 0 or more.")
+    used = state.daily.add(zone, spend)
+    return json_response({"currentUsage": used, "usageLimit": state.config.daily_limit})
+
+
 # --- counters and webhooks ------------------------------------------------------------------------------
 @control.get("/counters")
 def counters() -> Response:

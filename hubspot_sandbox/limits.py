@@ -6,7 +6,8 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 
 @dataclass(frozen=True)
@@ -46,24 +47,36 @@ class RollingWindow:
 
 
 class DailyCounter:
-    """Requests per key and UTC day, for the X-HubSpot-RateLimit-Daily-Remaining header."""
+    """The account's requests today, as HubSpot counts its daily quota: per account (every app of it, not one
+    token), reset at midnight in the account's time zone. `spend()` stands for other apps' calls."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._day = ""
-        self._counts: Counter[str] = Counter()
+        self._day: date | None = None
+        self._used = 0
 
-    def add(self, key: str) -> int:
-        today = datetime.now(UTC).date().isoformat()
+    def add(self, time_zone: str, calls: int = 1) -> int:
+        """Count `calls` (HubSpot counts a call refused for the quota too); the day's total so far."""
+        today = datetime.now(ZoneInfo(time_zone)).date()
         with self._lock:
             if today != self._day:
-                self._day, self._counts = today, Counter()
-            self._counts[key] += 1
-            return self._counts[key]
+                self._day, self._used = today, 0
+            self._used += calls
+            return self._used
+
+    def used(self, time_zone: str) -> int:
+        return self.add(time_zone, 0)
 
     def reset(self) -> None:
         with self._lock:
-            self._counts.clear()
+            self._used = 0
+
+
+def next_midnight(time_zone: str) -> datetime:
+    """When the account's daily quota resets: the next midnight in its time zone."""
+    zone = ZoneInfo(time_zone)
+    tomorrow = datetime.now(zone).date() + timedelta(days=1)
+    return datetime.combine(tomorrow, datetime.min.time(), tzinfo=zone)
 
 
 class RequestCounters:

@@ -184,3 +184,31 @@ def test_an_answer_lost_after_hubspot_applied_a_batch_is_sent_again_and_recorded
             "SELECT warp_field, count(*) FROM hubspot_sync_log WHERE outcome = 'applied' AND trigger = 'queue' "
             "GROUP BY warp_field ORDER BY warp_field")).all()
     assert [tuple(r) for r in applied] == [("current_balance", 1), ("status", 1)]  # recorded once each
+
+
+def test_another_app_spending_the_daily_quota_mid_run_pauses_the_flows_until_it_resets(
+    flows: Flows, engine: sa.Engine, sandbox, work: dict[str, Any], warp_hubspot: HubSpotClient,  # noqa: ANN001
+) -> None:
+    # The quota is the account's, shared with every other app of it, and resets at midnight in its time zone.
+    sandbox.control.configure(time_zone="Asia/Tokyo")
+    usage = sandbox.control.spend_daily_quota(0)
+    # Other apps spend all but one call of the day's quota: the flows' first call passes, the next meets the cap.
+    sandbox.control.spend_daily_quota(usage["usageLimit"] - usage["currentUsage"] - 1)
+    end = time.monotonic() + 3.0
+    flows.run_until(lambda: time.monotonic() >= end, within_s=8, check=lambda: _nothing_spent(engine))
+
+    (pause,) = open_pauses(engine)
+    assert pause.cause.value == "daily_quota" and "resets at" in pause.reason
+    quota = warp_hubspot.daily_quota()
+    assert quota is not None and quota.resets_at.tzinfo is not None
+    # No probe before HubSpot's reset: midnight in Tokyo, as the account's usage says.
+    assert pause.next_probe_at == quota.resets_at and not pause.probe_due
+    assert any("daily_quota" in s and "resets at" in s for s in flows.skips), flows.skips[-3:]
+
+    # Midnight in Tokyo: a new day's quota (the test moves the probe time instead of the clock).
+    sandbox.control.spend_daily_quota(0, new_day=True)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_pauses SET next_probe_at = now()"))
+    flows.run_until(_all_done(engine), within_s=RESUME_WITHIN_S + 5, check=lambda: None)
+    _nothing_spent(engine)
+    _everything_arrived(engine, sandbox, work)

@@ -77,8 +77,8 @@ from warp_sync_pipeline.core.pauses import (
     PauseSettings,
     admit,
     confirmed_cause,
-    open_pause,
     pause_cause,
+    pause_for,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
@@ -601,8 +601,9 @@ class _Processor:
                     cause = confirmed_cause(exc, self.hubspot, self.pause) if (
                         self.hubspot is not None and pause_cause(exc) is not None) else None
                     if cause is not None:
-                        pause = open_pause(self.engine, cause, f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT],
-                                           opened_by=self.holder, settings=self.pause)
+                        pause = pause_for(self.engine, self.hubspot, cause,
+                                          f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT],
+                                          opened_by=self.holder, settings=self.pause)
                         raise _HubSpotPaused(pause, events[position:]) from exc
                     self._fail(event, HUBSPOT_FAILED, f"{type(exc).__name__}: {exc}")
                     continue

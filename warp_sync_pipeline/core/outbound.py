@@ -85,8 +85,8 @@ from warp_sync_pipeline.core.pauses import (
     PauseSettings,
     admit,
     confirmed_cause,
-    open_pause,
     pause_cause,
+    pause_for,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customers
@@ -860,7 +860,7 @@ class _Drain:
             void_writes(self.engine, [i for p in plans for i in p.ledger_ids], "HubSpot refused the credentials")
         else:
             seen = f"{_error_code(exc)}: {_describe(exc)}"
-        pause = open_pause(self.engine, cause, seen, opened_by=self.holder, settings=self.settings.pause)
+        pause = pause_for(self.engine, self.client, cause, seen, opened_by=self.holder, settings=self.settings.pause)
         code, text = _error_code(exc), seen[:ERROR_TEXT_LIMIT]
         self._put_back([p.row for p in plans], f"paused_{cause.value}", code, text, 0.0)
         entries = []

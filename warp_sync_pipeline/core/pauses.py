@@ -11,7 +11,9 @@ The causes:
 - `hubspot_outage`: connection errors, 5xx answers or 429s that outlasted the client's own retries (for a
   5xx on a batch, only when a probe right after fails too: otherwise it was that batch's records);
 - `token_refused`: 401/403 (a revoked or rotated HUBSPOT_ACCESS_TOKEN);
-- `daily_quota`: HubSpot's daily request cap (a 429 whose policy is DAILY).
+- `daily_quota`: HubSpot's daily request cap (a 429 whose policy is DAILY). The account's quota, shared by every
+  app of it, resets at midnight in the account's time zone: this pause's first probe is then (`resetsAt` of
+  the account's usage, else midnight in its time zone), not 30 s later.
 """
 
 from __future__ import annotations
@@ -116,22 +118,44 @@ def sensor_skip(bind: sa.Engine | sa.Connection) -> Pause | None:
 
 
 def open_pause(engine: sa.Engine, cause: PauseCause, reason: str, *, opened_by: str,
-               settings: PauseSettings) -> Pause:
-    """Open the pause for `cause` (or note the newer reason on the open one; its probe time is kept)."""
+               settings: PauseSettings, resume_at: datetime | None = None) -> Pause:
+    """Open the pause for `cause` (or note the newer reason on the open one; its probe time is kept, or moved
+    later to `resume_at`). `resume_at`: when HubSpot says the cause ends (the daily quota's reset)."""
     with engine.begin() as conn:
         row = conn.execute(
             sa.text(
                 "INSERT INTO hubspot_pauses (cause, reason, opened_by, next_probe_at) "
-                "VALUES (:cause, :reason, :by, clock_timestamp() + CAST(:after AS interval)) "
-                "ON CONFLICT (cause) DO UPDATE SET reason = EXCLUDED.reason, updated_at = clock_timestamp() "
+                "VALUES (:cause, :reason, :by, "
+                "        coalesce(CAST(:resume_at AS timestamptz), clock_timestamp() + CAST(:after AS interval))) "
+                "ON CONFLICT (cause) DO UPDATE SET reason = EXCLUDED.reason, updated_at = clock_timestamp(), "
+                "  next_probe_at = CASE WHEN CAST(:resume_at AS timestamptz) IS NULL THEN hubspot_pauses.next_probe_at "
+                "                       ELSE greatest(hubspot_pauses.next_probe_at, EXCLUDED.next_probe_at) END "
                 f"RETURNING {_COLUMNS}, xmax = 0 AS opened"
             ),
-            {"cause": cause.value, "reason": reason[:1000], "by": opened_by, "after": settings.probe_delay(0)},
+            {"cause": cause.value, "reason": reason[:1000], "by": opened_by, "after": settings.probe_delay(0),
+             "resume_at": resume_at},
         ).one()
     pause = _pause(row)
     if row.opened:
         log.error("%s", pause.describe())
     return pause
+
+
+def pause_for(engine: sa.Engine, hubspot: HubSpotClient, cause: PauseCause, seen: str, *, opened_by: str,
+              settings: PauseSettings) -> Pause:
+    """Open the pause `cause` calls for, having seen `seen`. The daily quota's lasts until HubSpot resets it."""
+    if cause is PauseCause.DAILY_QUOTA:
+        try:
+            quota = hubspot.with_deadline(settings.probe_timeout_s).daily_quota()
+        except HubSpotError:
+            quota = None
+        if quota is not None:
+            usage = f", {quota.used:,} of {quota.limit:,} calls used" if quota.limit and quota.used else ""
+            return open_pause(
+                engine, cause, f"HubSpot's daily request quota is spent (the account's, shared by every app of it"
+                f"{usage}); it resets at {quota.resets_at.isoformat(timespec='seconds')}",
+                opened_by=opened_by, settings=settings, resume_at=quota.resets_at)
+    return open_pause(engine, cause, seen, opened_by=opened_by, settings=settings)
 
 
 def close_pauses(engine: sa.Engine, *, why: str) -> list[PauseCause]:
@@ -155,7 +179,7 @@ def admit(engine: sa.Engine, hubspot: HubSpotClient, *, flow: str, settings: Pau
     except HubSpotError as exc:
         cause = pause_cause(exc) or PauseCause.OUTAGE
         log.warning("HubSpot probe by %s failed: %s", flow, type(exc).__name__)
-        open_pause(engine, cause, f"the probe failed ({_error_text(exc)})", opened_by=flow, settings=settings)
+        pause_for(engine, hubspot, cause, f"the probe failed ({_error_text(exc)})", opened_by=flow, settings=settings)
         return open_pauses(engine)[0]
     close_pauses(engine, why=f"HubSpot answered {flow}'s probe")
     return None

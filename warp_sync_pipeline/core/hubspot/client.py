@@ -15,10 +15,11 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import sqlalchemy as sa
@@ -43,12 +44,14 @@ from warp_sync_pipeline.core.hubspot.models import (
     Company,
     CompanyPage,
     CompanyUpdate,
+    DailyQuota,
     Filter,
     PageProgress,
     PropertyValues,
     RecordOutcome,
     SearchPage,
     Sort,
+    parse_time,
 )
 from warp_sync_pipeline.core.hubspot.properties import (
     COMPANY_PROPERTIES,
@@ -63,6 +66,7 @@ log = logging.getLogger("warp_sync.hubspot")
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 COMPANIES = "/crm/v3/objects/companies"
 COMPANY_PROPERTIES_PATH = "/crm/v3/properties/companies"
+ACCOUNT_INFO = "/account-info/v3"
 BATCH_SIZE = 100  # HubSpot's limit of inputs per batch call
 PAGE_MAX = 100  # list `limit` cap
 PAGE_MAX_WITH_HISTORY = 50  # list `limit` cap when propertiesWithHistory is asked for
@@ -238,6 +242,26 @@ class HubSpotClient:
         if id_property:
             params["idProperty"] = id_property
         return Company.from_api(self._call("GET", f"{COMPANIES}/{_segment(company_id)}", params=params))
+
+    def daily_quota(self) -> DailyQuota | None:
+        """The account's daily quota and its reset (`resetsAt` of the private-apps usage); failing that, the next
+        midnight in the account's time zone (its details); None when neither can be read."""
+        try:
+            entries = (self._call("GET", f"{ACCOUNT_INFO}/api-usage/daily/private-apps") or {}).get("results") or []
+            entry = entries[0] if entries and isinstance(entries[0], Mapping) else {}
+            resets_at = parse_time(entry.get("resetsAt"))
+            if resets_at is not None:
+                limit, used = entry.get("usageLimit"), entry.get("currentUsage")
+                return DailyQuota(int(limit) if isinstance(limit, int) else None,
+                                  int(used) if isinstance(used, int) else None, resets_at)
+        except (HubSpotError, ValueError):
+            pass  # not every token may read the usage (OAuth apps cannot): fall back to the time zone
+        try:
+            zone = ZoneInfo(str((self._call("GET", f"{ACCOUNT_INFO}/details") or {}).get("timeZone")))
+        except (HubSpotError, ValueError, ZoneInfoNotFoundError):
+            return None
+        tomorrow = datetime.now(zone).date() + timedelta(days=1)
+        return DailyQuota(None, None, datetime.combine(tomorrow, datetime.min.time(), tzinfo=zone))
 
     def unique_holder(self, conflict: UniqueValueConflict, *, property_name: str, value: str) -> str | None:
         """The id of the company holding a unique value a write was refused for: as the answer named it, else

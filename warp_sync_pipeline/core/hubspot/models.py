@@ -12,6 +12,15 @@ from warp_sync_pipeline.core.hubspot.errors import HubSpotError
 PropertyValues = Mapping[str, str | None]
 
 
+@dataclass(frozen=True)
+class DailyQuota:
+    """The account's daily request quota (shared by every app of the account) and when it resets."""
+
+    limit: int | None  # None when only the reset time could be learned
+    used: int | None
+    resets_at: datetime
+
+
 def parse_time(value: Any) -> datetime | None:
     """HubSpot's ISO-8601 UTC (`...123Z`) or epoch milliseconds, as an aware datetime."""
     if value is None or value == "":
