@@ -17,7 +17,7 @@ from hubspot_sandbox.app import (
     sandbox_state,
 )
 from hubspot_sandbox.portal import WriteInput, WriteResult
-from hubspot_sandbox.wire import ApiFailure, bad_request, iso_ms, not_found, now_ms
+from hubspot_sandbox.wire import ApiFailure, bad_request, iso_ms, no_content, not_found, now_ms
 
 BATCH_LIMIT = 100
 LIST_DEFAULT_LIMIT = 10
@@ -68,7 +68,7 @@ def update(object_type: str, company_id: str) -> Response:
 def archive(object_type: str, company_id: str) -> Response:
     state = sandbox_state()
     state.portal.archive([company_id], state.api_source())
-    return Response(status=204)
+    return no_content()
 
 
 @companies.get(BASE)
@@ -171,6 +171,7 @@ def _targeted_writes(inputs: list[dict[str, Any]], traces: list[str | None], ver
 def batch_update(object_type: str) -> Response:
     inputs = _batch_inputs(read_json_object())
     traces, partial = _trace_ids(inputs)
+    partial = partial and sandbox_state().config.batch_write_errors == "multi_status"
     writes = _targeted_writes(inputs, traces, "update")
     return _write_batch("update", writes, partial, 200, sandbox_state().portal.render_written)
 
@@ -179,6 +180,7 @@ def batch_update(object_type: str) -> Response:
 def batch_upsert(object_type: str) -> Response:
     inputs = _batch_inputs(read_json_object())
     traces, partial = _trace_ids(inputs)
+    partial = partial and sandbox_state().config.batch_write_errors == "multi_status"
     writes = _targeted_writes(inputs, traces, "upsert")
     portal = sandbox_state().portal
 
@@ -225,7 +227,7 @@ def batch_archive(object_type: str) -> Response:
     state = sandbox_state()
     inputs = _batch_inputs(read_json_object())
     state.portal.archive([str(e.get("id")) for e in inputs if e.get("id") not in (None, "")], state.api_source())
-    return Response(status=204)
+    return no_content()
 
 
 @companies.post(f"{BASE}/merge")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from hubspot_sandbox.app import json_response, query_bool, read_json_object, sandbox_state
-from hubspot_sandbox.wire import bad_request, iso_ms, now_ms
+from hubspot_sandbox.wire import bad_request, iso_ms, no_content, now_ms
 
 BASE = "/crm/v3/properties/<company_type:object_type>"
 BATCH_LIMIT = 100
@@ -45,7 +45,7 @@ def update_property(object_type: str, property_name: str) -> Response:
 @properties.delete(f"{BASE}/<property_name>")
 def archive_property(object_type: str, property_name: str) -> Response:
     sandbox_state().portal.archive_property(property_name)
-    return Response(status=204)
+    return no_content()
 
 
 @properties.post(f"{BASE}/batch/create")
@@ -105,7 +105,7 @@ def batch_archive(object_type: str) -> Response:
                 raise bad_request(f"{name} is a HubSpot-defined property and cannot be archived.")
         for name in names:
             portal.archive_property(name, missing_ok=True)
-    return Response(status=204)
+    return no_content()
 
 
 @properties.get(f"{BASE}/groups")
@@ -131,4 +131,4 @@ def update_group(object_type: str, group_name: str) -> Response:
 @properties.delete(f"{BASE}/groups/<group_name>")
 def archive_group(object_type: str, group_name: str) -> Response:
     sandbox_state().portal.archive_group(group_name)
-    return Response(status=204)
+    return no_content()

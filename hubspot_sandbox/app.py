@@ -155,8 +155,9 @@ def _api_gate() -> None:
     latency = faults.latency_seconds()
     if latency:
         time.sleep(latency)
-    if faults.take("outage", endpoint):
-        raise ApiFailure(503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable (sandbox outage).")
+    outage = faults.take("outage", endpoint)
+    if outage:
+        raise _transient_failure(outage.status)
     if faults.take("rate_limit", endpoint):
         raise _ten_secondly_failure(state, 0)
     held = faults.take("timeout", endpoint)
@@ -191,6 +192,17 @@ def _api_gate() -> None:
         if not admission.allowed:
             raise _ten_secondly_failure(state, 0)
     g.rate_headers = headers
+
+
+def _transient_failure(status: int) -> ApiFailure:
+    if status == 423:
+        return ApiFailure(423, "LOCKED", "The record is locked by another request; retry after at least 2 seconds.")
+    if status == 477:
+        return ApiFailure(477, "MIGRATION_IN_PROGRESS", "This portal is being migrated; retry later.",
+                          headers={"Retry-After": "1"})
+    if status == 503:
+        return ApiFailure(503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable (sandbox outage).")
+    return ApiFailure(status, "INTERNAL_ERROR", f"HubSpot answered {status} (sandbox outage).")
 
 
 def _burst_headers(config: SandboxConfig, remaining: int, secondly_remaining: int) -> dict[str, str]:

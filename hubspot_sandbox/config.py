@@ -16,6 +16,11 @@ from hubspot_sandbox.wire import bad_request
 # error_tokens    400 VALIDATION_ERROR with errorType UNIQUE_VALUE_CONFLICT and errorTokens.existingObjectId
 # conflict_409    409 CONFLICT, "... Existing ID: N", context.existingObjectId (the sandbox's earlier choice)
 UNIQUE_CONFLICT_FORMS = ("validation_400", "validation_400_unnamed", "error_tokens", "conflict_409")
+# How batch update and upsert report inputs that fail (hubspot-api.md, section 12): whole_batch, one 4xx for the
+# batch and nothing written, even when every input carries an objectWriteTraceId (HubSpot documents the trace-id
+# opt-in for batch create only), the form that exercises a client's fallback; multi_status, a 207 with per-input
+# errors[] when every input carries a trace id. Batch create always honours the trace ids.
+BATCH_WRITE_ERROR_FORMS = ("whole_batch", "multi_status")
 
 
 @dataclass
@@ -50,6 +55,7 @@ class SandboxConfig:
     # How a duplicate value of a unique property is refused (see UNIQUE_CONFLICT_FORMS): by default HubSpot's
     # captured 400 whose message alone names the holder, the hardest form for a client to read.
     unique_conflict_form: str = "validation_400"
+    batch_write_errors: str = "whole_batch"
 
     def public(self) -> dict[str, Any]:
         """Settings as JSON, secrets left out."""
@@ -93,6 +99,10 @@ def _checked(key: str, value: Any) -> Any:
         except (ZoneInfoNotFoundError, ValueError):
             raise bad_request("time_zone must be an IANA time zone name (e.g. Europe/Berlin).") from None
         return str(value)
+    if key == "batch_write_errors":
+        if value not in BATCH_WRITE_ERROR_FORMS:
+            raise bad_request(f"batch_write_errors must be one of {', '.join(BATCH_WRITE_ERROR_FORMS)}.")
+        return value
     if key == "unique_conflict_form":
         if value not in UNIQUE_CONFLICT_FORMS:
             raise bad_request(f"unique_conflict_form must be one of {', '.join(UNIQUE_CONFLICT_FORMS)}.")

@@ -3,6 +3,7 @@
 Set with POST /_sandbox/faults, e.g.
     {"outage": {"calls": 3}}                      next 3 API calls answer 503
     {"outage": {"seconds": 2.5}}                  every API call answers 503 for 2.5 s
+    {"outage": {"calls": 1, "status": 423}}       ... or another transient status (423, 477 with Retry-After, 5xx)
     {"latency_ms": 200}                           every API call waits 200 ms first
     {"timeout": {"calls": 1, "hold_seconds": 30}} hold the call (past a client's timeout), then 504
     {"rate_limit": {"calls": 2}}                  next 2 calls answer HubSpot's ten-secondly 429
@@ -26,6 +27,9 @@ from hubspot_sandbox.portal import ForcedFailure
 from hubspot_sandbox.wire import bad_request
 
 DEFAULT_HOLD_SECONDS = 30.0
+# HubSpot's transient answers (hubspot-api.md, section 12): 423 a record locked (wait at least 2 s), 477 a migration
+# in progress (with Retry-After), and 5xx.
+TRANSIENT_STATUSES = (423, 477, 500, 502, 503, 504, 524)
 
 
 @dataclass
@@ -35,6 +39,7 @@ class CountedFault:
     endpoints: tuple[str, ...] = ()
     hold_seconds: float = DEFAULT_HOLD_SECONDS
     mode: str = "timeout"
+    status: int = 503  # an outage's answer: 503, or another transient HubSpot status (TRANSIENT_STATUSES)
 
     def applies(self, endpoint: str) -> bool:
         if self.endpoints and endpoint not in self.endpoints:
@@ -153,7 +158,7 @@ class Faults:
 def _counted_fault(kind: str, value: Any) -> CountedFault:
     if not isinstance(value, dict):
         raise bad_request(f"Fault {kind} must be an object such as {{\"calls\": 3}}.")
-    allowed = {"calls", "seconds", "endpoint", "hold_seconds", "mode"}
+    allowed = {"calls", "seconds", "endpoint", "hold_seconds", "mode", "status"}
     if set(value) - allowed:
         raise bad_request(f"Fault {kind} takes only {', '.join(sorted(allowed))}.")
     calls, seconds = value.get("calls"), value.get("seconds")
@@ -173,8 +178,12 @@ def _counted_fault(kind: str, value: Any) -> CountedFault:
     mode = value.get("mode", "timeout")
     if kind == "after_success" and mode not in ("timeout", "drop"):
         raise bad_request("Fault after_success: mode must be timeout or drop.")
+    status = value.get("status", 503)
+    if (kind != "outage" and "status" in value) or status not in TRANSIENT_STATUSES:
+        raise bad_request(f"Only the outage fault takes a status, one of {', '.join(map(str, TRANSIENT_STATUSES))}.")
     until = time.monotonic() + float(seconds) if seconds is not None else None
-    return CountedFault(calls=calls, until=until, endpoints=endpoints, hold_seconds=float(hold), mode=mode)
+    return CountedFault(calls=calls, until=until, endpoints=endpoints, hold_seconds=float(hold), mode=mode,
+                        status=status)
 
 
 def _validation_fault(value: Any) -> ValidationFault:

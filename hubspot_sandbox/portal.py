@@ -181,7 +181,7 @@ class Portal:
             name=name, label=payload["label"], type=payload["type"], field_type=payload["fieldType"],
             group_name=payload["groupName"], created_ms=created, updated_ms=created,
             description=str(payload.get("description") or ""), options=wire_options(payload.get("options")),
-            display_order=int(payload.get("displayOrder", -1)), has_unique_value=unique,
+            display_order=display_order(payload.get("displayOrder", -1)), has_unique_value=unique,
             hidden=bool(payload.get("hidden", False)), form_field=bool(payload.get("formField", True)),
         )
 
@@ -229,7 +229,7 @@ class Portal:
             definition.group_name = merged["groupName"]
             definition.options = wire_options(merged["options"])
             definition.description = str(merged.get("description", definition.description) or "")
-            definition.display_order = int(merged.get("displayOrder", definition.display_order))
+            definition.display_order = display_order(merged.get("displayOrder", definition.display_order))
             definition.hidden = bool(merged.get("hidden", definition.hidden))
             definition.updated_ms = now_ms()
             return definition.to_wire()
@@ -272,7 +272,7 @@ class Portal:
                 raise ApiFailure(409, "OBJECT_ALREADY_EXISTS", f"Property group named '{name}' already exists.",
                                  context={"name": [name]})
             group = {"name": name, "label": str(payload["label"]),
-                     "displayOrder": int(payload.get("displayOrder", -1)), "archived": False}
+                     "displayOrder": display_order(payload.get("displayOrder", -1)), "archived": False}
             self.groups[name] = group
             return dict(group)
 
@@ -286,7 +286,7 @@ class Portal:
             if "label" in payload:
                 group["label"] = str(payload["label"])
             if "displayOrder" in payload:
-                group["displayOrder"] = int(payload["displayOrder"])
+                group["displayOrder"] = display_order(payload["displayOrder"])
             return dict(group)
 
     def archive_group(self, name: str) -> None:
@@ -300,6 +300,8 @@ class Portal:
     # --- lookups ------------------------------------------------------------------------------
     def check_id_property(self, id_property: str | None, *, verb: str) -> str | None:
         """None for lookups by record id; otherwise the unique property named (400 if it is not one)."""
+        if id_property is not None and not isinstance(id_property, str):
+            raise bad_request("idProperty must be a property name (a string).")
         if id_property in (None, "") and verb != "upsert":
             return None
         if id_property == "hs_object_id" and verb != "upsert":
@@ -666,6 +668,13 @@ class Portal:
             return ids
 
 
+def display_order(value: Any) -> int:
+    """A displayOrder as HubSpot's schema has it (an integer): anything else is a 400, never a 500."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request("displayOrder must be an integer.")
+    return value
+
+
 def parse_seed_time(value: Any) -> int | None:
     if value is None:
         return None
@@ -706,4 +715,9 @@ def combine_failures(failures: list[ApiFailure], portal_id: int) -> ApiFailure:
     problems = [p for f in failures for p in f.problems]
     if problems:
         return validation_failure(problems, portal_id)
+    missing = [i for f in failures if f.status == 404 and f.context for i in f.context.get("ids", [])]
+    if missing and all(f.status == 404 for f in failures):
+        # One OBJECT_NOT_FOUND naming every missing id (context.ids), as HubSpot's batch reads do.
+        return not_found("Could not get some COMPANY objects, they may be deleted or not exist. "
+                         "Check that ids are valid.", ids=missing)
     return failures[0]

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import Response
+
 JSON_CONTENT_TYPE = "application/json;charset=utf-8"
 VALIDATION_PREFIX = "Property values were not valid: "
 
@@ -116,6 +118,13 @@ def validation_failure(problems: list[PropertyProblem], portal_id: int) -> ApiFa
 
 def bad_request(message: str, **context: list[str]) -> ApiFailure:
     return ApiFailure(400, "VALIDATION_ERROR", message, context=context or None)
+
+
+def no_content() -> Response:
+    """A 204 as HubSpot sends it: no body and no Content-Type (Flask would add text/html)."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 def not_found(message: str, **context: list[str]) -> ApiFailure:

@@ -131,6 +131,7 @@ def test_the_checks_fail_on_data_made_to_fail_them(
     tmp_path: Path,
 ) -> None:
     # A HubSpot write refused, a WARP write refused by the database, drift over a tiny limit.
+    sandbox.control.configure(batch_write_errors="multi_status")  # the refusal reported per input (see test_writeback)
     sandbox.control.set_faults(validation={"property": "warp_status", "calls": 1, "code": "INVALID_OPTION"})
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE customers ADD CONSTRAINT test_no_net60 CHECK (payment_terms <> 'NET60') "

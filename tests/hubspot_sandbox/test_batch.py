@@ -121,13 +121,27 @@ def test_batch_update_by_id_and_by_unique_property(warp_api: httpx.Client) -> No
     assert by_id[first["id"]]["warp_status"] == "ACTIVE" and by_id[second["id"]]["warp_status"] == "CLOSED"
 
 
-def test_batch_update_missing_company_fails_whole_or_per_input(warp_api: httpx.Client) -> None:
+def test_batch_update_missing_companies_fail_the_whole_batch_by_default_trace_ids_or_not(
+    warp_api: httpx.Client,
+) -> None:
     company = create_company(warp_api, name="one")
-    whole = warp_api.post(f"{COMPANIES}/batch/update", json={"inputs": [
-        {"id": company["id"], "properties": {"city": "Oslo"}}, {"id": "77", "properties": {"city": "Oslo"}}]})
-    assert whole.status_code == 404
-    assert whole.json()["context"] == {"ids": ["77"]}
-    assert warp_api.get(f"{COMPANIES}/{company['id']}?properties=city").json()["properties"]["city"] is None
+    for traced in (False, True):
+        inputs = [{"id": company["id"], "properties": {"city": "Oslo"}}, {"id": "77", "properties": {"city": "Oslo"}},
+                  {"id": "78", "properties": {"city": "Oslo"}}]
+        if traced:
+            inputs = [{**entry, "objectWriteTraceId": f"t{n}"} for n, entry in enumerate(inputs)]
+        whole = warp_api.post(f"{COMPANIES}/batch/update", json={"inputs": inputs})
+        assert whole.status_code == 404
+        assert whole.json()["category"] == "OBJECT_NOT_FOUND"
+        assert whole.json()["context"] == {"ids": ["77", "78"]}  # every missing id, nothing written
+        assert warp_api.get(f"{COMPANIES}/{company['id']}?properties=city").json()["properties"]["city"] is None
+
+
+def test_batch_update_reports_missing_companies_per_input_by_switch(
+    warp_api: httpx.Client, sandbox: SandboxHandle,
+) -> None:
+    sandbox.control.configure(batch_write_errors="multi_status")
+    company = create_company(warp_api, name="one")
     partial = warp_api.post(f"{COMPANIES}/batch/update", json={"inputs": [
         {"id": company["id"], "properties": {"city": "Oslo"}, "objectWriteTraceId": "a"},
         {"id": "77", "properties": {"city": "Oslo"}, "objectWriteTraceId": "b"}]})

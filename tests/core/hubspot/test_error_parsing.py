@@ -11,6 +11,7 @@ from warp_sync_pipeline.core.hubspot import (
     NotFound,
     RateLimited,
     SearchLimitExceeded,
+    ServiceUnavailable,
     UniqueValueConflict,
     ValidationFailed,
 )
@@ -100,3 +101,13 @@ def test_the_search_cap_is_its_own_type() -> None:
 def test_a_body_that_is_not_json_still_gives_a_typed_error() -> None:
     error = error_from_payload(None, status=502, fallback_message="HubSpot answered 502 Bad Gateway")
     assert error.status == 502 and "502" in str(error)
+
+
+def test_locked_migrating_and_gateway_answers_are_transient() -> None:
+    locked = error_from_payload({"status": "error", "message": "locked"}, status=423)
+    assert isinstance(locked, ServiceUnavailable) and locked.retry_after_s == 2.0  # HubSpot: wait at least 2 s
+    migrating = error_from_payload({"message": "migrating"}, status=477, retry_after_s=30.0)
+    assert isinstance(migrating, ServiceUnavailable) and migrating.retry_after_s == 30.0
+    for status in (502, 504, 524):
+        gateway = error_from_payload(None, status=status)
+        assert isinstance(gateway, ServiceUnavailable) and gateway.retry_after_s is None

@@ -218,3 +218,22 @@ def test_the_token_never_reaches_the_logs(sandbox, caplog: pytest.LogCaptureFixt
     assert caplog.records, "the client logs its requests and retries"
     text = caplog.text + repr(client) + str(caught.value) + repr(caught.value.__cause__)
     assert secret not in text and "pat-secret-other" not in text
+
+
+@pytest.mark.parametrize("status", [423, 477, 502, 524])
+def test_a_create_answered_locked_migrating_or_a_gateway_error_is_retried_and_made_once(
+    warp_hubspot: HubSpotClient, sandbox, status: int,  # noqa: ANN001
+) -> None:
+    # 423 and 477 say the write was not applied, so even a create is retried (after 2 s, or Retry-After); a 502 or
+    # 524 on a create may come after the write, so it is an unknown outcome, never resent blindly.
+    sandbox.control.set_faults(outage={"calls": 1, "status": status, "endpoint": COMPANIES})
+    sandbox.control.reset_counters()
+    started = time.monotonic()
+    if status in (423, 477):
+        company = warp_hubspot.create_company({"name": "Locked Ltd"})
+        assert company.id and _count(sandbox, COMPANIES) == 2
+        assert time.monotonic() - started >= (2.0 if status == 423 else 1.0)
+    else:
+        with pytest.raises(OutcomeUnknown):
+            warp_hubspot.create_company({"name": "Gateway Ltd"})
+        assert _count(sandbox, COMPANIES) == 1

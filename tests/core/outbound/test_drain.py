@@ -6,8 +6,10 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from uuid import UUID, uuid4
 
+import pytest
 import sqlalchemy as sa
 
 from tests.plugins.outbound import api_calls, company_values, fast_drain, queue_rows
@@ -371,3 +373,29 @@ def test_done_rows_are_purged_after_the_retention(
     assert purge_finished(engine, older_than=timedelta(days=1)) == 0
     assert purge_finished(engine, older_than=timedelta(0)) == 1
     assert queue_rows(engine) == []
+
+
+@pytest.mark.parametrize("form", ["whole_batch", "multi_status"])
+def test_one_company_of_a_hundred_deleted_without_a_webhook_parks_one_and_writes_the_other_99(
+    engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable, form: str,  # noqa: ANN001
+) -> None:
+    # HubSpot refuses a whole batch update for one missing company (its usual form), or reports it per input.
+    sandbox.control.configure(batch_write_errors=form)
+    linked = make_linked(100)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET current_balance = 7"))
+    (gone_customer, gone_company) = linked[37]
+    warp_hubspot.archive_company(gone_company)  # deleted in HubSpot; its webhook never came
+    sandbox.control.reset_counters()
+
+    report = drain_queue(engine, warp_hubspot, settings=fast_drain())
+
+    # Before: the whole-batch 404 marked all 100 not found, and the drain parked them all.
+    assert (report.succeeded, report.parked, report.retried, report.dead) == (99, 1, 0, 0)
+    (parked,) = [r for r in queue_rows(engine) if r["status"] == "parked"]
+    assert parked["customer_id"] == gone_customer and parked["last_error_code"] == "COMPANY_NOT_FOUND"
+    # Whole batch: the refused call, then the 99 again; per input: one call.
+    assert api_calls(sandbox, "POST /crm/v3/objects/companies/batch/update") == (2 if form == "whole_batch" else 1)
+    live = {c["id"]: c for c in sandbox.control.all_companies() if not c.get("archived")}
+    assert len(live) == 99
+    assert all(Decimal(c["properties"]["warp_current_balance"]) == 7 for c in live.values())

@@ -236,6 +236,9 @@ def test_warp_writes_carry_the_no_echo_marker_and_hubspot_writes_are_in_the_ledg
 def test_a_refused_hubspot_write_is_a_failed_record_and_its_ledger_entry_is_voided(
     engine: sa.Engine, sandbox: Any, hubspot_client: HubSpotClient, demo: SeededDemo
 ) -> None:
+    # One write refused, reported per input (the forced refusal takes one call: a whole-batch answer would be
+    # bisected into calls that pass; test_companies covers bisecting).
+    sandbox.control.configure(batch_write_errors="multi_status")
     sandbox.control.set_faults(validation={"property": "warp_current_balance", "calls": 1, "code": "INVALID_NUMBER"})
     run = run_flow(engine, hubspot_client)
     failed = [r for r in run.hubspot_summary["records"] if r["outcome"] == "failed"]

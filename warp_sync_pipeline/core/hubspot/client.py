@@ -589,6 +589,8 @@ class HubSpotClient:
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ServiceUnavailable) and exc.retry_after_s is not None:
+                return max(exc.retry_after_s, backoff(state))
             if isinstance(exc, RateLimited):
                 if exc.retry_after_s is not None:
                     return exc.retry_after_s
@@ -666,8 +668,9 @@ class HubSpotClient:
         if response.is_success:
             return response
         error = self._response_error(response)
-        if isinstance(error, ServiceUnavailable) and effect is Effect.WRITE and response.status_code != 503:
-            # A 500/502/504 on a create may come after the write happened; only a 503 says it did not.
+        if isinstance(error, ServiceUnavailable) and effect is Effect.WRITE and response.status_code >= 500 \
+                and response.status_code != 503:
+            # A 500/502/504 on a create may come after the write happened; a 503, 423 or 477 says it did not.
             raise OutcomeUnknown(
                 f"{method} {path}: HubSpot answered {response.status_code}; the write may have been applied",
                 status=error.status, category=error.category, correlation_id=error.correlation_id,
@@ -725,15 +728,24 @@ class HubSpotClient:
             data = self._call("POST", f"{COMPANIES}/batch/{operation}", json=body, effect=effect)
         except AuthFailed:
             raise  # nothing else will work either; the caller pauses
+        except NotFound as exc:
+            # A whole batch refused for the records it could not find (HubSpot's usual form for batch update,
+            # trace ids or not): those named are set aside as missing and the rest written now; unnamed, split.
+            named = set((exc.context or {}).get("ids", []))
+            missing = [item for item in chunk if item.key in named]
+            if not missing:
+                self._split(operation, chunk, outcomes, exc, effect=effect, id_property=id_property)
+                return
+            for item in missing:
+                outcomes[item.index] = RecordOutcome(index=item.index, key=item.key, error=exc)
+            rest = [item for item in chunk if item.key not in named]
+            if rest:
+                self._write_chunk(operation, rest, outcomes, effect=effect, id_property=id_property)
+            return
         except (ValidationFailed, Conflict) as exc:
             # HubSpot refused the whole batch for some record(s) in it: split until each bad
             # record stands alone, so the good ones are written and the bad ones named.
-            if len(chunk) == 1:
-                outcomes[chunk[0].index] = RecordOutcome(index=chunk[0].index, key=chunk[0].key, error=exc)
-                return
-            middle = len(chunk) // 2
-            for half in (chunk[:middle], chunk[middle:]):
-                self._write_chunk(operation, half, outcomes, effect=effect, id_property=id_property)
+            self._split(operation, chunk, outcomes, exc, effect=effect, id_property=id_property)
             return
         except HubSpotError as exc:
             for item in chunk:
@@ -761,6 +773,17 @@ class HubSpotClient:
             matched += [by_key[k] for k in _context(entry, "ids") + _context(entry, "id") if k in by_key]
             for item in matched:
                 outcomes[item.index] = RecordOutcome(index=item.index, key=item.key, error=error)
+
+
+    def _split(self, operation: str, chunk: list[_Item], outcomes: list[RecordOutcome | None], exc: HubSpotError,
+               *, effect: Effect, id_property: str | None) -> None:
+        """Halve a refused batch until each bad record stands alone (its outcome `exc`)."""
+        if len(chunk) == 1:
+            outcomes[chunk[0].index] = RecordOutcome(index=chunk[0].index, key=chunk[0].key, error=exc)
+            return
+        middle = len(chunk) // 2
+        for half in (chunk[:middle], chunk[middle:]):
+            self._write_chunk(operation, half, outcomes, effect=effect, id_property=id_property)
 
 
 class PropertySchemaMismatch(RuntimeError):

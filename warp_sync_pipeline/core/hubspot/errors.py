@@ -26,6 +26,9 @@ EXISTING_ID_PATTERN = re.compile(r"existing\s+(?:object\s+)?id\D{0,3}(\d+)", re.
 # which for a create never exists). Message text may change without notice: read it only opportunistically.
 COORDINATES_PATTERN = re.compile(r"PropertyValueCoordinates\{(?P<fields>[^}]*)\}")
 ALREADY_HELD_PATTERN = re.compile(r"(\d+)\s+already has that value", re.IGNORECASE)
+# Transient 4xx answers (hubspot-api.md, section 12): a record locked by another request, a portal migrating.
+TRANSIENT_4XX = frozenset({423, 477})
+LOCKED_WAIT_S = 2.0
 # Words by which a 400 about a unique property says the value is taken (not merely malformed).
 DUPLICATE_WORDS = ("unique", "already", "duplicate", "exists", "in use", "taken")
 
@@ -91,7 +94,12 @@ class RequestFailed(HubSpotError):
 
 
 class ServiceUnavailable(RequestFailed):
-    """5xx answers, timeouts of reads, or connections never made, until attempts or time ran out."""
+    """5xx answers, 423 (a record locked) and 477 (a migration in progress), timeouts of reads, or connections
+    never made, until attempts or time ran out."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after_s = retry_after_s  # the least wait HubSpot asks for (Retry-After; 2 s for a 423)
 
 
 class RateLimited(RequestFailed):
@@ -240,8 +248,10 @@ def error_from_payload(
         return NotFound(message, **common)
     if status == 409 or category in {"CONFLICT", "OBJECT_ALREADY_EXISTS"}:
         return Conflict(message, **common)
-    if status is not None and status >= 500:
-        return ServiceUnavailable(message, **common)
+    if status is not None and (status >= 500 or status in TRANSIENT_4XX):
+        # 423: wait at least 2 s before retrying (HubSpot's error-handling guide); 477: its Retry-After.
+        wait = retry_after_s if retry_after_s is not None else (LOCKED_WAIT_S if status == 423 else None)
+        return ServiceUnavailable(message, retry_after_s=wait, **common)
     if _is_search_cap(message):
         return SearchLimitExceeded(message, **common)
     if category == "VALIDATION_ERROR" or property_errors:
