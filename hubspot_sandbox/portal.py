@@ -597,7 +597,10 @@ class Portal:
             return archived
 
     def merge(self, primary_id: Any, merged_id: Any, source: WriteSource) -> Company:
-        """Merge `merged_id` into `primary_id`: the primary keeps its values and gains the ones it lacks."""
+        """Merge `merged_id` into `primary_id` as HubSpot does since its 2024 change (hubspot-api.md, section 12):
+        a new company with a new id takes the primary's values (gaps filled from the other), both old ids
+        resolve to it, `hs_merged_object_ids` lists the ids merged in, and only the primary's unique values
+        survive. The merge webhook's `newObjectId` is the new id."""
         with self.lock:
             primary = self.find(str(primary_id))
             merged = self.find(str(merged_id))
@@ -611,21 +614,23 @@ class Portal:
             timestamp = now_ms()
             for name in list(self.unique_index):
                 self._unindex(merged, name)
-            moved = {name: value for name, value in merged.values.items()
-                     if name not in SYSTEM_PROPERTIES and not primary.values.get(name)}
-            events: list[WebhookEvent] = []
-            self._apply(primary, moved, source, timestamp, [], force_touch=True)
-            merged_ids = [i for i in primary.values.get("hs_merged_object_ids", "").split(";") if i]
-            merged_ids += [str(merged.id)] + [i for i in merged.values.get("hs_merged_object_ids", "").split(";") if i]
-            primary.values["hs_merged_object_ids"] = ";".join(merged_ids)
-            merged.archived_ms = timestamp
-            merged.merged_into = primary.id
-            events.append(WebhookEvent(
-                "company.merge", primary.id, timestamp, source,
-                extra={"primaryObjectId": primary.id, "mergedObjectIds": [merged.id], "newObjectId": primary.id,
-                       "numberOfPropertiesMoved": len(moved)}))
-            self.on_events(events)
-            return primary
+                self._unindex(primary, name)
+            values = {name: value for name, value in merged.values.items()
+                      if name not in SYSTEM_PROPERTIES and name not in self.unique_index}
+            moved = sum(1 for name in values if not primary.values.get(name))  # gaps the other record filled
+            values.update({name: value for name, value in primary.values.items() if name not in SYSTEM_PROPERTIES})
+            earlier = [i for c in (primary, merged) for i in c.values.get("hs_merged_object_ids", "").split(";") if i]
+            survivor = self._new_company(timestamp, source, [], created_ms=primary.created_ms)
+            self._apply(survivor, {k: v for k, v in values.items() if v}, source, timestamp, [], force_touch=True)
+            survivor.values["hs_merged_object_ids"] = ";".join([*earlier, str(primary.id), str(merged.id)])
+            for old in (primary, merged):
+                old.archived_ms = timestamp
+                old.merged_into = survivor.id
+            self.on_events([WebhookEvent(
+                "company.merge", survivor.id, timestamp, source,
+                extra={"primaryObjectId": primary.id, "mergedObjectIds": [merged.id], "newObjectId": survivor.id,
+                       "numberOfPropertiesMoved": moved})])
+            return survivor
 
     def seed(self, entries: list[Any], source: WriteSource) -> list[str]:
         """Store companies as given: no validation, no uniqueness, no webhooks (test data HubSpot can hold)."""

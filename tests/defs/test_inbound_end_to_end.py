@@ -99,8 +99,13 @@ def test_a_reps_edits_reach_warp_through_signed_webhooks(
     [queued] = queue_rows(engine, acme)
     assert (queued["fields"], queued["reasons"]) == (["status"], ["drift_revert"])
     assert customer_row(engine, doomed)["hubspot_link_status"] == "deleted"
+    # The merge made a new company (HubSpot's merges do): the customer follows it there.
+    [merged_record] = [c for c in sandbox.control.all_companies()
+                       if c["properties"].get("name") == "Initech Holdings" and not c.get("mergedInto")]
+    assert merged_record["id"] not in (survivor.id, merged.id)
     row = customer_row(engine, initech)
-    assert (row["external_ids"], row["hubspot_link_status"]) == ({"hubspot_company_id": survivor.id}, "linked")
+    assert (row["external_ids"], row["hubspot_link_status"]) == ({"hubspot_company_id": merged_record["id"]},
+                                                                 "linked")
     row = customer_row(engine, globex)
     assert (row["external_ids"], row["hubspot_link_status"]) == ({"hubspot_company_id": created["id"]}, "linked")
     # Its properties arrived in the same events as its creation and were applied after the link.

@@ -156,21 +156,34 @@ def test_invalid_json_is_a_400_in_hubspot_shape(api: httpx.Client) -> None:
     assert body["message"].startswith("Invalid input JSON")
 
 
-def test_merge_keeps_primary_values_and_fills_the_gaps(sandbox: SandboxHandle, api: httpx.Client) -> None:
+def test_merge_makes_a_new_company_with_the_primarys_values_that_both_old_ids_resolve_to(
+    sandbox: SandboxHandle, api: httpx.Client,
+) -> None:
     primary = create_company(api, name="Primary", city="Oslo")
     other = create_company(api, name="Other", city="Bergen", phone="+47 555")
     response = api.post(f"{COMPANIES}/merge", json={"primaryObjectId": primary["id"], "objectIdToMerge": other["id"]})
     assert response.status_code == 200
-    assert response.json()["id"] == primary["id"]
-    merged = api.get(f"{COMPANIES}/{primary['id']}?properties=name,city,phone,hs_merged_object_ids").json()
-    assert merged["properties"]["name"] == "Primary" and merged["properties"]["city"] == "Oslo"
-    assert merged["properties"]["phone"] == "+47 555"
-    assert merged["properties"]["hs_merged_object_ids"] == other["id"]
-    # The merged-away id still resolves, to the surviving company.
-    assert api.get(f"{COMPANIES}/{other['id']}").json()["id"] == primary["id"]
-    assert [c["id"] for c in api.get(COMPANIES).json()["results"]] == [primary["id"]]
+    new_id = response.json()["id"]
+    assert new_id not in (primary["id"], other["id"])  # HubSpot's merges make a new record
+    for old_id in (primary["id"], other["id"]):
+        merged = api.get(f"{COMPANIES}/{old_id}?properties=name,city,phone,hs_merged_object_ids").json()
+        assert merged["id"] == new_id  # either old id reads the merged record, under its new id
+        assert merged["properties"]["name"] == "Primary" and merged["properties"]["city"] == "Oslo"
+        assert merged["properties"]["phone"] == "+47 555"
+        assert merged["properties"]["hs_merged_object_ids"] == f"{primary['id']};{other['id']}"
+    assert [c["id"] for c in api.get(COMPANIES).json()["results"]] == [new_id]
     snapshot = {c["id"]: c for c in sandbox.control.all_companies()}
-    assert snapshot[other["id"]]["mergedInto"] == primary["id"]
-    # Archiving the merged-away id does not archive the survivor.
+    assert snapshot[primary["id"]]["mergedInto"] == new_id and snapshot[other["id"]]["mergedInto"] == new_id
+    # Archiving a merged-away id does not archive the merged record.
     assert api.delete(f"{COMPANIES}/{other['id']}").status_code == 204
-    assert api.get(f"{COMPANIES}/{primary['id']}").status_code == 200
+    assert api.get(f"{COMPANIES}/{new_id}").status_code == 200
+
+
+def test_after_a_merge_only_the_primarys_unique_value_survives(warp_api: httpx.Client) -> None:
+    primary = create_company(warp_api, name="Primary", warp_ban="ZT-000000101")
+    other = create_company(warp_api, name="Other", warp_ban="ZT-000000102")
+    new_id = warp_api.post(f"{COMPANIES}/merge", json={"primaryObjectId": primary["id"],
+                                                 "objectIdToMerge": other["id"]}).json()["id"]
+    assert warp_api.get(f"{COMPANIES}/ZT-000000101?idProperty=warp_ban").json()["id"] == new_id
+    assert warp_api.get(f"{COMPANIES}/ZT-000000102?idProperty=warp_ban").status_code == 404
+    create_company(warp_api, name="Takes the freed BAN", warp_ban="ZT-000000102")

@@ -100,7 +100,9 @@ def test_rep_edit_delete_and_merge_come_from_the_crm_ui(
                                                                                      "SUSPENDED")
     merge = by_type["company.merge"]
     assert merge["primaryObjectId"] == int(ids[0]) and merge["mergedObjectIds"] == [int(ids[1])]
-    assert merge["newObjectId"] == int(ids[0]) and merge["objectId"] == int(ids[0])
+    # The merge made a new company: the event names it as newObjectId (and objectId).
+    survivor = next(c for c in sandbox.control.all_companies() if c["id"] not in ids)
+    assert merge["newObjectId"] == int(survivor["id"]) and merge["objectId"] == int(survivor["id"])
     assert merge["numberOfPropertiesMoved"] == 0
     assert by_type["company.deletion"]["objectId"] == int(ids[2])
 

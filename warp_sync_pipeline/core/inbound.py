@@ -70,6 +70,7 @@ from warp_sync_pipeline.core.leases import (
     release_customers,
 )
 from warp_sync_pipeline.core.ledger import bind_company, match_echo
+from warp_sync_pipeline.core.links import follow_merge, set_link
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot
 from warp_sync_pipeline.core.outbound import enqueue_fields
 from warp_sync_pipeline.core.pauses import (
@@ -81,7 +82,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_for,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
-from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
+from warp_sync_pipeline.core.sync_tables import NO_ECHO_MARKER, customer_company_id, customers
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,6 @@ HUBSPOT_NOT_CONFIGURED = "HUBSPOT_NOT_CONFIGURED"
 APPLY_FAILED = "APPLY_FAILED"
 ATTEMPTS_EXHAUSTED = "ATTEMPTS_EXHAUSTED"
 
-NO_ECHO_MARKER = ("warp_sync.origin", "hubspot")
 DETECTED_BY = "webhook"
 ERROR_TEXT_LIMIT = 1000
 # Serialises claims, so "this company has no live lease" cannot change under a claim. Any number ours alone.
@@ -876,7 +876,8 @@ class _Processor:
             self._set_link(conn, customer.id, company_id=event.object_id, status=LINKED)
             # Writes recorded under the BAN before HubSpot gave the id belong to this company now.
             bind_company(conn, ban, event.object_id)
-            self._log_link(conn, event, customer, "LINK_COMPANY", old=customer.link_status, new=LINKED)
+            self._log_link(conn, event, customer.id, customer.ban, "LINK_COMPANY", old=customer.link_status,
+                           new=LINKED)
             return self._finish(conn, event, _processed(action="LINK_COMPANY", customer_id=str(customer.id)))
 
     # company.deletion
@@ -892,60 +893,43 @@ class _Processor:
             if changed:
                 # The customer stays: a person decides what a company deleted in HubSpot means for WARP.
                 self._set_link(conn, customer.id, status=LINK_DELETED)
-                self._log_link(conn, event, customer, "LINK_DELETED", old=customer.link_status, new=LINK_DELETED)
+                self._log_link(conn, event, customer.id, customer.ban, "LINK_DELETED", old=customer.link_status,
+                               new=LINK_DELETED)
             return self._finish(conn, event, _processed(
                 action="LINK_DELETED", customer_id=str(customer.id), changed=changed))
 
     # company.merge
     def _merge(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         survivor = event.new_object_id or event.primary_object_id or event.object_id
-        gone = sorted(({*event.merged_object_ids, event.primary_object_id or survivor} - {survivor}), key=int)
+        merged = [*event.merged_object_ids, event.primary_object_id or survivor]
         with self.engine.begin() as conn:
-            rows = conn.execute(_select_customers(_by_company([survivor, *gone]))).all()
-            involved = [_customer(r) for r in rows]
-            holder = next((c for c in involved if c.company_id == survivor), None)
-            movers = [c for c in involved if c.company_id != survivor]
-            base = {"survivor": survivor, "merged": gone}
-            if not involved:
+            followed = follow_merge(conn, survivor, merged, hold=leases.hold)
+            base = {"survivor": followed.survivor, "merged": followed.merged}
+            if followed.action == "NO_CUSTOMER":
                 return self._finish(conn, event, _ignored(
-                    UNKNOWN_COMPANY, f"no WARP customer is linked to companies {', '.join([survivor, *gone])}",
-                    **base))
-            leases.hold([c.id for c in involved])
-            if not movers:
-                return self._finish(conn, event, _processed(
-                    action="MERGE_NOTHING_TO_MOVE", customer_id=str(holder.id) if holder else None, **base))
-            if holder is None and len(movers) == 1:
-                mover = movers[0]
-                new_status = LINK_DELETED if mover.link_status == LINK_DELETED else LINKED
-                self._set_link(conn, mover.id, company_id=survivor, status=new_status)
-                self._log_link(conn, event, mover, "LINK_REPOINTED", old=mover.company_id, new=survivor)
-                return self._finish(conn, event, _processed(
-                    action="LINK_REPOINTED", customer_id=str(mover.id), **base))
-            # Another customer holds the survivor, or several would take it: a person decides.
-            review = [c for c in ([holder] if holder else []) + movers if c.link_status != LINK_REVIEW]
-            for customer in review:
-                self._set_link(conn, customer.id, status=LINK_REVIEW)
-                self._log_link(conn, event, customer, "LINK_REVIEW", old=customer.link_status, new=LINK_REVIEW,
-                               details={"survivor": survivor, "merged": gone,
-                                        "customers": [str(c.id) for c in involved]})
-            return self._finish(conn, event, _processed(
-                action="LINK_REVIEW", customer_ids=[str(c.id) for c in involved], **base))
+                    UNKNOWN_COMPANY, f"no WARP customer is linked to companies "
+                    f"{', '.join([survivor, *followed.merged])}", **base))
+            for change in followed.changes:
+                details = ({"survivor": survivor, "merged": followed.merged, "customers": followed.customer_ids}
+                           if change.action == "LINK_REVIEW" else None)
+                self._log_link(conn, event, change.customer_id, change.ban, change.action, old=change.old,
+                               new=change.new, details=details)
+            if followed.action == "LINK_REVIEW":
+                return self._finish(conn, event, _processed(action="LINK_REVIEW", customer_ids=followed.customer_ids,
+                                                            **base))
+            customer_id = followed.customer_ids[0] if followed.customer_ids else None
+            return self._finish(conn, event, _processed(action=followed.action, customer_id=customer_id, **base))
 
     def _set_link(self, conn: sa.Connection, customer_id: UUID, *, status: str, company_id: str | None = None) -> None:
-        values: dict[str, Any] = {"hubspot_link_status": status}
-        if company_id is not None:
-            values["external_ids"] = customers.c.external_ids.op("||")(
-                sa.func.jsonb_build_object("hubspot_company_id", sa.cast(company_id, sa.Text))
-            )
-        self._update_customer(conn, customer_id, values)
+        set_link(conn, customer_id, status=status, company_id=company_id)
 
-    def _log_link(self, conn: sa.Connection, event: ClaimedEvent, customer: _Customer, action: str, *,
+    def _log_link(self, conn: sa.Connection, event: ClaimedEvent, customer_id: UUID, ban: str, action: str, *,
                   old: str | None, new: str | None, details: Mapping[str, Any] | None = None) -> None:
         self._log(conn, SyncLogEntry(
             trigger=Trigger.WEBHOOK,
             outcome=Outcome.APPLIED,
-            customer_id=customer.id,
-            ban=customer.ban,
+            customer_id=customer_id,
+            ban=ban,
             old_value=old,
             new_value=new,
             action=action,

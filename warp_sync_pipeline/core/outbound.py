@@ -56,6 +56,7 @@ from warp_sync_pipeline.core.field_state import (
 )
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import (
+    MERGED_IDS_PROPERTY,
     AuthFailed,
     BudgetExhausted,
     Company,
@@ -79,6 +80,7 @@ from warp_sync_pipeline.core.leases import (
     release_customers,
 )
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.links import follow_merge
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
 from warp_sync_pipeline.core.pauses import (
     PauseCause,
@@ -376,6 +378,7 @@ class _Drain:
         self.actor = actor
         self.spend_attempts = spend_attempts
         self._probe_answered = False  # a probe of this claim found HubSpot up: later 5xx are the records' own
+        self._merge_leases: list[Any] = []  # leases taken to follow a merge (other customers of the companies)
 
     @property
     def lease_holder(self) -> str:
@@ -408,6 +411,9 @@ class _Drain:
                 self._pause([p for p in plans if not p.finished], PauseCause.TOKEN_REFUSED, exc)
         finally:
             release_customers(self.engine, lease.acquired, lease.token)
+            for extra in self._merge_leases:
+                release_customers(self.engine, extra.acquired, extra.token)
+            self._merge_leases.clear()
         return plans
 
     def _plan(self, rows: list[ClaimedRow]) -> list[_Plan]:
@@ -469,12 +475,15 @@ class _Drain:
         properties = sorted({self.rules[f].hubspot_property for p in readers for f in self._two_way(p)})
         failed: list[tuple[_Plan, HubSpotError]] = []
         missing: list[_Plan] = []
+        merged: list[_Plan] = []
         for chunk in _chunks(readers, BATCH_SIZE):
             self.report.batch_reads += 1
             outcomes = self.client.batch_read_companies([p.company_id for p in chunk], properties=properties)
             for plan, outcome in zip(chunk, outcomes, strict=True):
                 if outcome.ok:
                     plan.company = outcome.company
+                    if outcome.company is not None and outcome.company.id != plan.company_id:
+                        merged.append(plan)  # HubSpot answered with the company this one was merged into
                 elif isinstance(outcome.error, NotFound):
                     missing.append(plan)
                 else:
@@ -483,6 +492,7 @@ class _Drain:
             self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
                          f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "
                          "the nightly report lists it") for p in missing], plans=missing)
+        self._follow_merges(merged)
         self._fail_or_pause(failed)
         live = [p for p in plans if not p.finished]
         needs_history: list[tuple[_Plan, str]] = []
@@ -496,6 +506,49 @@ class _Drain:
                 plan.decisions[name] = decision
         if needs_history:
             self._read_history(needs_history)
+
+    def _follow_merges(self, plans: list[_Plan], *, sent: bool = False) -> None:
+        """Customers whose company HubSpot merged into another (a read or write answered with the merged record):
+        they follow the merge as the merge webhook would have moved them (core.links), so a lost webhook heals
+        here. A customer moved on is written to under the merged company's id; one that needs review is parked
+        (unless its values were `sent` already, to the merged record)."""
+        review: list[_Plan] = []
+        for plan in plans:
+            assert plan.company is not None
+            survivor, old = plan.company.id, plan.company_id
+            # Every company merged into it, so two customers can never end up on one company.
+            merged = [old, *(plan.company.properties.get(MERGED_IDS_PROPERTY) or "").split(";")]
+            try:
+                with self.engine.begin() as conn:
+                    followed = follow_merge(conn, survivor, [m for m in merged if m.strip().isdigit()],
+                                            hold=self._hold_for_merge)
+                    log_sync_many(conn, [SyncLogEntry(
+                        trigger=self.trigger, outcome=Outcome.APPLIED, customer_id=change.customer_id, ban=change.ban,
+                        old_value=change.old, new_value=change.new, action=change.action, reason="company.merge",
+                        run_id=self.run_id, actor=self.actor,
+                        details={"survivor": survivor, "merged": followed.merged, "found_by": "batch_read",
+                                 "queue_row": plan.row.id}) for change in followed.changes])
+            except CustomerBusy as busy:
+                if not sent:
+                    self._put_back([plan.row], "customer_busy", "CUSTOMER_BUSY",
+                                   f"another writer holds customer {busy.customer_id}", self.settings.busy_retry_s)
+                    plan.finished = True
+                continue
+            log.warning("company %s was merged into %s: customer %s %s", old, survivor, plan.row.customer_id,
+                        followed.action)
+            if followed.action == "LINK_REPOINTED":
+                plan.company_id = survivor
+            elif not sent:
+                review.append(plan)
+        if review:
+            self._park([(p.row, p.ban, *PARK_REASONS["review"]) for p in review], plans=review)
+
+    def _hold_for_merge(self, customer_ids: list[UUID]) -> None:
+        lease = acquire_customers(self.engine, customer_ids, self.lease_holder,
+                                  ttl=timedelta(seconds=self.settings.lease_s))
+        self._merge_leases.append(lease)
+        if lease.busy:
+            raise CustomerBusy(lease.busy[0], None, None)
 
     def _warp_at(self, plan: _Plan, name: str) -> datetime | None:
         state = plan.state.get(name)
@@ -668,6 +721,11 @@ class _Drain:
             void_writes(self.engine, definitely_not_applied, "the batch update definitely failed for this record")
         if succeeded:
             self._finish([p for p, _ in succeeded], succeeded)
+            moved = [p for p, company in succeeded if company.id != p.company_id]
+            for plan, company in succeeded:
+                plan.company = plan.company or company
+            self._follow_merges([p for p in moved if p.company is not None and p.company.id != p.company_id],
+                                sent=True)
         if missing:
             self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
                          f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "

@@ -34,6 +34,8 @@ customers = sa.Table(
 )
 # The HubSpot company a customer links to (unique across customers, see sql/001).
 customer_company_id = customers.c.external_ids["hubspot_company_id"].astext
+# Set in a transaction that writes HubSpot's values to WARP: the outbox trigger then queues nothing back.
+NO_ECHO_MARKER = ("warp_sync.origin", "hubspot")
 
 field_state = sa.Table(
     "hubspot_field_state",

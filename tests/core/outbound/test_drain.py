@@ -399,3 +399,46 @@ def test_one_company_of_a_hundred_deleted_without_a_webhook_parks_one_and_writes
     live = {c["id"]: c for c in sandbox.control.all_companies() if not c.get("archived")}
     assert len(live) == 99
     assert all(Decimal(c["properties"]["warp_current_balance"]) == 7 for c in live.values())
+
+
+@pytest.mark.parametrize("field_sql", ["current_balance = 12", "contact_email = 'books@acme.example'"])
+def test_a_merge_whose_webhook_was_lost_is_followed_by_the_next_drain(
+    engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable, field_sql: str,  # noqa: ANN001
+) -> None:
+    # A rep merged the customer's company into another; HubSpot made a new company, and its webhook never came.
+    ((customer, company),) = make_linked(1)
+    other = warp_hubspot.create_company({"name": "Acquirer Ltd"})
+    merged_into = sandbox.control.rep_merge(other.id, company)["id"]
+    _update(engine, customer, field_sql)  # one-way (written, answered by the merged record) or two-way (read first)
+
+    report = drain_queue(engine, warp_hubspot, settings=fast_drain())
+
+    # Before: the read keyed the merged record by its new id, the old one came back "not found", and the row
+    # was parked COMPANY_NOT_FOUND with the link never healed.
+    assert (report.succeeded, report.parked) == (1, 0)
+    row = _customer(engine, customer)
+    assert (row["external_ids"]["hubspot_company_id"], row["hubspot_link_status"]) == (merged_into, "linked")
+    with engine.connect() as conn:
+        [audit] = conn.execute(sa.text(
+            "SELECT action, old_value, new_value, details FROM hubspot_sync_log WHERE action = 'LINK_REPOINTED'"
+        )).mappings().all()
+    assert (audit["old_value"], audit["new_value"]) == (company, merged_into)
+    assert audit["details"]["survivor"] == merged_into
+    values = company_values(sandbox, merged_into)
+    assert Decimal(values.get("warp_current_balance") or 0) == 12 or values.get("warp_contact_email") == \
+        "books@acme.example"
+
+
+def test_two_customers_whose_companies_were_merged_go_to_review_and_are_parked(
+    engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable,  # noqa: ANN001
+) -> None:
+    ((first, first_company), (second, second_company)) = make_linked(2)
+    sandbox.control.rep_merge(first_company, second_company)
+    _update(engine, first, "contact_email = 'a@first.example'")  # two-way: read, so the merge is seen
+
+    report = drain_queue(engine, warp_hubspot, settings=fast_drain())
+
+    assert (report.succeeded, report.parked) == (0, 1)
+    assert {_customer(engine, c)["hubspot_link_status"] for c in (first, second)} == {"review"}
+    (parked,) = queue_rows(engine)
+    assert (parked["status"], parked["last_error_code"]) == ("parked", "LINK_NEEDS_REVIEW")

@@ -6,6 +6,7 @@ Plain Python (httpx, SQLAlchemy Core, tenacity); Dagster and Flask wrap it, neve
 from warp_sync_pipeline.core.hubspot.budget import Bucket, BudgetSettings, Priority, RequestBudget
 from warp_sync_pipeline.core.hubspot.client import (
     DEFAULT_BASE_URL,
+    MERGED_IDS_PROPERTY,
     HubSpotClient,
     HubSpotSettings,
     PropertySchemaMismatch,
@@ -51,6 +52,7 @@ from warp_sync_pipeline.core.hubspot.properties import (
 )
 
 __all__ = [
+    "MERGED_IDS_PROPERTY",
     "COMPANY_PROPERTIES",
     "DEFAULT_BASE_URL",
     "PROPERTIES_BY_NAME",

@@ -67,6 +67,8 @@ DEFAULT_BASE_URL = "https://api.hubapi.com"
 COMPANIES = "/crm/v3/objects/companies"
 COMPANY_PROPERTIES_PATH = "/crm/v3/properties/companies"
 ACCOUNT_INFO = "/account-info/v3"
+# The ids merged into a company ("Merged Company IDs", ;-separated), read with every batch read.
+MERGED_IDS_PROPERTY = "hs_merged_object_ids"
 BATCH_SIZE = 100  # HubSpot's limit of inputs per batch call
 PAGE_MAX = 100  # list `limit` cap
 PAGE_MAX_WITH_HISTORY = 50  # list `limit` cap when propertiesWithHistory is asked for
@@ -418,10 +420,16 @@ class HubSpotClient:
         id_property: str | None = None,
         archived: bool = False,
     ) -> list[RecordOutcome]:
-        """Read companies 100 a call (50 with history); a missing one's outcome carries NotFound."""
+        """Read companies 100 a call (50 with history); a missing one's outcome carries NotFound.
+
+        A merged-away id is answered with the merged record under its new id (HubSpot's merges make a new
+        company): `hs_merged_object_ids` is always read, and maps such a record back to every id asked for. The
+        outcome's company then has another id than the input: the caller follows the merge (core.links)."""
         wanted = list(properties or [])
         if id_property and id_property not in wanted:
             wanted.append(id_property)  # to match results back to inputs
+        if not id_property and MERGED_IDS_PROPERTY not in wanted:
+            wanted.append(MERGED_IDS_PROPERTY)
         unique_ids = list(dict.fromkeys(str(i) for i in ids))
         found: dict[str, RecordOutcome] = {}
         # Like list pages, a batch read with history takes at most 50 inputs.
@@ -446,6 +454,11 @@ class HubSpotClient:
                 key = company.properties.get(id_property) if id_property else company.id
                 if key is not None:
                     found[key] = RecordOutcome(index=-1, key=key, company=company)
+                if not id_property:
+                    for merged_id in (company.properties.get(MERGED_IDS_PROPERTY) or "").split(";"):
+                        if merged_id.strip() in chunk:
+                            found.setdefault(merged_id.strip(),
+                                             RecordOutcome(index=-1, key=merged_id.strip(), company=company))
             for entry in data.get("errors", []):
                 error = self._record_error(entry)
                 for key in _context(entry, "ids") or _context(entry, "id"):

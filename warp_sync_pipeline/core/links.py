@@ -1,0 +1,107 @@
+"""Following a HubSpot merge to the company it made: one function for the merge webhook (core.inbound) and for a
+merge found any other way (a batch read that answers a merged-away id with the merged record, in core.outbound).
+
+HubSpot's merges make a new company with a new id, and both old ids resolve to it (hubspot-api.md, section 12). The
+customers linked to any of the merged ids follow it:
+- none linked: nothing to do;
+- one customer linked to a merged-away id, and nobody to the survivor: that customer's link moves to the survivor
+  (`LINK_REPOINTED`);
+- already linked to the survivor, and nobody else: nothing moves;
+- otherwise (two customers would share one company): every one of them is marked `review` for a person
+  (`LINK_REVIEW`). A customer is never put on a company another customer holds.
+Link writes carry the no-echo marker, so the outbox does not queue them back to HubSpot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.sync_tables import NO_ECHO_MARKER, customer_company_id, customers
+
+LINKED = "linked"
+LINK_DELETED = "deleted"
+LINK_REVIEW = "review"
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """One customer's link as a merge changed it, for the audit log."""
+
+    customer_id: UUID
+    ban: str
+    action: str  # LINK_REPOINTED or LINK_REVIEW
+    old: str | None
+    new: str | None
+
+
+@dataclass(frozen=True)
+class MergeFollowed:
+    # NO_CUSTOMER, MERGE_NOTHING_TO_MOVE, LINK_REPOINTED or LINK_REVIEW
+    action: str
+    survivor: str
+    merged: list[str]
+    customer_ids: list[str] = field(default_factory=list)
+    changes: list[LinkChange] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Linked:
+    id: UUID
+    ban: str
+    company_id: str | None
+    link_status: str
+
+
+def linked_to(conn: sa.Connection, company_ids: Iterable[str], *, lock: bool = True) -> list[_Linked]:
+    """The customers linked to these companies, locked in one order (id) when `lock`."""
+    # `external_ids ? ...` lets PostgreSQL use the partial unique index on the company id.
+    query = (sa.select(customers.c.id, customers.c.ban, customers.c.external_ids, customers.c.hubspot_link_status)
+             .where(customers.c.external_ids.has_key("hubspot_company_id"),
+                    customer_company_id.in_([str(c) for c in company_ids]))
+             .order_by(customers.c.id))
+    if lock:
+        query = query.with_for_update(of=customers)
+    return [_Linked(UUID(str(r.id)), r.ban, (r.external_ids or {}).get("hubspot_company_id"), r.hubspot_link_status)
+            for r in conn.execute(query)]
+
+
+def set_link(conn: sa.Connection, customer_id: UUID, *, status: str, company_id: str | None = None) -> None:
+    """A customer's HubSpot link, written as HubSpot's (the outbox trigger skips it)."""
+    values: dict[str, object] = {"hubspot_link_status": status}
+    if company_id is not None:
+        values["external_ids"] = customers.c.external_ids.op("||")(
+            sa.func.jsonb_build_object("hubspot_company_id", sa.cast(company_id, sa.Text)))
+    conn.execute(sa.text("SELECT set_config(:name, :value, true)"),
+                 {"name": NO_ECHO_MARKER[0], "value": NO_ECHO_MARKER[1]})
+    conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(values))
+
+
+def follow_merge(conn: sa.Connection, survivor: str, merged: Sequence[str], *,
+                 hold: Callable[[list[UUID]], None]) -> MergeFollowed:
+    """Move the links of companies merged into `survivor` (see the module docstring). `hold` takes the involved
+    customers' leases (raising if another writer holds one) before anything is written."""
+    gone = sorted({str(m) for m in merged} - {str(survivor)}, key=int)
+    involved = linked_to(conn, [survivor, *gone])
+    if not involved:
+        return MergeFollowed("NO_CUSTOMER", survivor, gone)
+    hold([c.id for c in involved])
+    holder = next((c for c in involved if c.company_id == survivor), None)
+    movers = [c for c in involved if c.company_id != survivor]
+    if not movers:
+        return MergeFollowed("MERGE_NOTHING_TO_MOVE", survivor, gone, [str(holder.id)] if holder else [])
+    if holder is None and len(movers) == 1:
+        mover = movers[0]
+        set_link(conn, mover.id, company_id=survivor,
+                 status=LINK_DELETED if mover.link_status == LINK_DELETED else LINKED)
+        return MergeFollowed("LINK_REPOINTED", survivor, gone, [str(mover.id)],
+                             [LinkChange(mover.id, mover.ban, "LINK_REPOINTED", mover.company_id, survivor)])
+    changes = []
+    for customer in ([holder] if holder else []) + movers:
+        if customer.link_status != LINK_REVIEW:
+            set_link(conn, customer.id, status=LINK_REVIEW)
+            changes.append(LinkChange(customer.id, customer.ban, "LINK_REVIEW", customer.link_status, LINK_REVIEW))
+    return MergeFollowed("LINK_REVIEW", survivor, gone, [str(c.id) for c in involved], changes)
