@@ -50,6 +50,8 @@ class SandboxConfig:
     webhook_batch_window_ms: int = 25
     # Properties whose changes are sent as propertyChange events; None means every property.
     webhook_subscribed_properties: list[str] | None = None
+    # Give every delivered event the same eventId (HubSpot warns eventIds are not unique across events).
+    webhook_repeat_event_ids: bool = False
     # The user a rep edit is attributed to when the switch names none.
     default_rep_user_id: int = 7_001_234
     # How a duplicate value of a unique property is refused (see UNIQUE_CONFLICT_FORMS): by default HubSpot's
@@ -92,6 +94,10 @@ def _checked(key: str, value: Any) -> Any:
     if key == "webhook_target_url":
         if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
             raise bad_request("webhook_target_url must be an http(s) URL or null.")
+        return value
+    if key == "webhook_repeat_event_ids":
+        if not isinstance(value, bool):
+            raise bad_request("webhook_repeat_event_ids must be true or false.")
         return value
     if key == "time_zone":
         try:

@@ -113,7 +113,9 @@ class WebhookDispatcher:
             "attemptNumber": 0,
             "objectId": event.object_id,
         }
-        self._next_event_id += 1
+        if not config.webhook_repeat_event_ids:
+            # HubSpot warns that eventId is not guaranteed unique: by switch, every event shares one id.
+            self._next_event_id += 1
         if event.property_name is not None:
             payload["propertyName"] = event.property_name
             payload["propertyValue"] = event.property_value

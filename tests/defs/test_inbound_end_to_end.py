@@ -63,10 +63,13 @@ def _run_job(database_url: str, sandbox: Any) -> dict[str, Any]:
     return result.output_for_node("apply_hubspot_webhook_events")
 
 
+@pytest.mark.parametrize("repeat_event_ids", [False, True], ids=["unique_event_ids", "one_event_id_for_all"])
 def test_a_reps_edits_reach_warp_through_signed_webhooks(
     engine: sa.Engine, database_url: str, sandbox: Any, warp_hubspot: HubSpotClient, receiver_url: str,
-    make_customer: Callable,
+    make_customer: Callable, repeat_event_ids: bool,
 ) -> None:
+    # HubSpot warns eventId is not unique: with every event under one id, none may be taken for another's repeat.
+    sandbox.control.configure(webhook_repeat_event_ids=repeat_event_ids)
     # Companies made before the webhook target is set: their own creation events are not delivered.
     edited = warp_hubspot.create_company({"name": "Acme Telecom", "warp_ban": "ZT-500000001", "warp_status": "ACTIVE",
                                      "warp_credit_limit": "5000", "warp_payment_terms": "NET30"})
@@ -87,8 +90,10 @@ def test_a_reps_edits_reach_warp_through_signed_webhooks(
     sandbox.control.rep_delete(deleted.id)
     sandbox.control.rep_merge(survivor.id, merged.id)
     created = sandbox.control.rep_create({"name": "Globex Corporation", "warp_ban": "ZT-500000003"})
-    _deliver(sandbox)
+    deliveries = _deliver(sandbox)
     assert {e["status"] for e in event_rows(engine)} == {"pending"}
+    if repeat_event_ids:
+        assert len({event_id for d in deliveries for event_id in d["event_ids"]}) == 1
 
     summary = _run_job(database_url, sandbox)
 
