@@ -9,6 +9,8 @@ Set with POST /_sandbox/faults, e.g.
     {"rate_limit": {"calls": 2}}                  next 2 calls answer HubSpot's ten-secondly 429
     {"validation": {"property": "warp_credit_limit", "calls": 1, "code": "INVALID_INTEGER"}}
                                                   the next write carrying that property is refused
+    {"omit_result": {"calls": 1}}                 perform the next batch write, and leave its last input
+                                                  out of the answer: neither a result nor an error
     {"after_success": {"calls": 1, "mode": "drop"}}   perform the next write, then drop the
                                                   connection ("timeout" mode holds it first)
 Each fault but latency and validation takes "endpoint": "POST /crm/v3/objects/companies" (or a
@@ -70,7 +72,7 @@ class ValidationFault:
 
 
 class Faults:
-    KINDS = ("outage", "latency_ms", "timeout", "rate_limit", "validation", "after_success")
+    KINDS = ("outage", "latency_ms", "timeout", "rate_limit", "validation", "after_success", "omit_result")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -86,6 +88,7 @@ class Faults:
             self._rate_limit: CountedFault | None = None
             self._validation: list[ValidationFault] = []
             self._after_success: CountedFault | None = None
+            self._omit_result: CountedFault | None = None
             self._release.set()
             self._release = threading.Event()
 
@@ -124,6 +127,7 @@ class Faults:
                 "rate_limit": self._rate_limit.describe() if self._rate_limit else None,
                 "validation": [asdict(v) for v in self._validation if v.calls > 0],
                 "after_success": self._after_success.describe() if self._after_success else None,
+                "omit_result": self._omit_result.describe() if self._omit_result else None,
             }
 
     # --- taken by the request pipeline --------------------------------------------------------

@@ -264,3 +264,21 @@ def test_a_deadline_view_shares_one_deadline(warp_hubspot: HubSpotClient) -> Non
     with pytest.raises(BudgetExhausted):
         view.list_companies(limit=1)
     warp_hubspot.list_companies(limit=1)  # the original keeps its own per-call budget
+
+
+def test_an_input_the_answer_leaves_out_is_read_back_never_assumed_written(
+    warp_hubspot: HubSpotClient, sandbox,  # noqa: ANN001
+) -> None:
+    ids = [o.company.id for o in warp_hubspot.batch_create_companies([company_values(n) for n in (41, 42, 43)])]
+    # HubSpot writes all three and names only two in its answer.
+    sandbox.control.set_faults(omit_result={"calls": 1, "endpoint": "POST /crm/v3/objects/companies/batch/update"})
+    sandbox.control.reset_counters()
+    outcomes = warp_hubspot.batch_update_companies(
+        [CompanyUpdate(i, {"warp_current_balance": "12.50", "warp_status": "SUSPENDED"}) for i in ids])
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    # The left-out one was read back (numbers compared as numbers): one batch read, no resend.
+    by_endpoint = sandbox.control.counters()["by_endpoint"]
+    assert by_endpoint["POST /crm/v3/objects/companies/batch/read"] == 1
+    assert by_endpoint["POST /crm/v3/objects/companies/batch/update"] == 1
+    assert outcomes[2].company is not None and outcomes[2].company.id == ids[2]
+

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from enum import Enum
 from typing import Any
 from urllib.parse import quote
@@ -722,8 +723,31 @@ class HubSpotClient:
             item.trace = f"{call_tag}-{item.index}"
         for chunk in _chunks(items, BATCH_SIZE):
             self._write_chunk(operation, chunk, outcomes, effect=effect, id_property=id_property)
+        unnamed = [item for item in items if outcomes[item.index] is None]
+        if unnamed and operation != "create":
+            self._read_back(unnamed, outcomes, id_property=id_property)
         return [o if o is not None else RecordOutcome(index=i, key=items[i].key, error=OutcomeUnknown(
             "HubSpot's answer named this input neither as a result nor as an error")) for i, o in enumerate(outcomes)]
+
+    def _read_back(self, items: list[_Item], outcomes: list[RecordOutcome | None], *,
+                   id_property: str | None) -> None:
+        """Inputs HubSpot's answer named neither as a result nor as an error are read back, never assumed written:
+        one whose every sent value reads back as sent counts as written; any other stays an unknown outcome."""
+        sent = {item.key: dict(item.body.get("properties") or {}) for item in items if item.key is not None}
+        names = sorted({name for values in sent.values() for name in values})
+        try:
+            read = self.batch_read_companies(list(sent), properties=names, id_property=id_property)
+        except HubSpotError as exc:
+            log.warning("could not read back %d unanswered batch inputs: %s", len(items), type(exc).__name__)
+            return
+        by_key = {outcome.key: outcome for outcome in read}
+        for item in items:
+            found = by_key.get(item.key)
+            if found is None or found.company is None:
+                continue
+            values = sent.get(item.key, {})
+            if all(_same_value(found.company.properties.get(name), value) for name, value in values.items()):
+                outcomes[item.index] = RecordOutcome(index=item.index, key=item.key, company=found.company)
 
     def _write_chunk(
         self,
@@ -868,6 +892,16 @@ def _segment(value: str) -> str:
 def _next_after(data: Mapping[str, Any]) -> str | None:
     after = ((data.get("paging") or {}).get("next") or {}).get("after")
     return None if after in (None, "") else str(after)
+
+
+def _same_value(held: str | None, sent: str | None) -> bool:
+    """HubSpot keeps numbers canonically ("1500.50" reads back "1500.5"): equal as text, or as numbers."""
+    if (held or "") == (sent or ""):
+        return True
+    try:
+        return Decimal(str(held)) == Decimal(str(sent))
+    except (InvalidOperation, ValueError):
+        return False
 
 
 def _context(entry: Mapping[str, Any], key: str) -> list[str]:
