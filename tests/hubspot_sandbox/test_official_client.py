@@ -107,3 +107,32 @@ def test_400_raises_api_exception_with_the_body(client: hubspot.Client) -> None:
 def test_properties_api(client: hubspot.Client) -> None:
     names = {p.name for p in client.crm.properties.core_api.get_all("companies", archived=False).results}
     assert {"name", "domain", "warp_ban"} <= names
+
+
+def test_the_hardest_default_forms_reach_the_official_client_intact(
+    sandbox: SandboxHandle, client: hubspot.Client,
+) -> None:
+    basic, batch = client.crm.companies.basic_api, client.crm.companies.batch_api
+    held = basic.create(SimplePublicObjectInputForCreate(properties={"name": "Held", "warp_ban": "ZT-000000009"}))
+    # A duplicate unique value: HubSpot's 400 naming the holder in its message.
+    with pytest.raises(ApiException) as duplicate:
+        basic.create(SimplePublicObjectInputForCreate(properties={"name": "Again", "warp_ban": "ZT-000000009"}))
+    assert duplicate.value.status == 400
+    assert json.loads(duplicate.value.body)["message"].endswith(f"{held.id} already has that value.")
+    # A batch update with a missing company fails whole: a 404 naming it, nothing written.
+    with pytest.raises(ApiException) as missing:
+        batch.update(BatchInputSimplePublicObjectBatchInput(inputs=[
+            SimplePublicObjectBatchInput(id=held.id, properties={"warp_status": "CLOSED"}),
+            SimplePublicObjectBatchInput(id="404", properties={"warp_status": "CLOSED"})]))
+    assert missing.value.status == 404 and json.loads(missing.value.body)["context"] == {"ids": ["404"]}
+    # A merge makes a new company, which the old id reads under its new id.
+    other = basic.create(SimplePublicObjectInputForCreate(properties={"name": "Other"}))
+    merged = sandbox.control.rep_merge(held.id, other.id)
+    read = basic.get_by_id(other.id, properties=["name", "hs_merged_object_ids"])
+    assert read.id == merged["id"] and read.properties["hs_merged_object_ids"] == f"{held.id};{other.id}"
+    # A spent daily quota: HubSpot's DAILY 429.
+    usage = sandbox.control.spend_daily_quota(0)
+    sandbox.control.spend_daily_quota(usage["usageLimit"] - usage["currentUsage"])
+    with pytest.raises(ApiException) as spent:
+        basic.get_page(limit=1)
+    assert spent.value.status == 429 and json.loads(spent.value.body)["policyName"] == "DAILY"
