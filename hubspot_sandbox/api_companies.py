@@ -123,7 +123,9 @@ def _batch_body(results: list[dict[str, Any]], errors: list[dict[str, Any]], sta
         body["errors"] = errors
     body["startedAt"] = iso_ms(started_ms)
     body["completedAt"] = iso_ms(now_ms())
-    return json_response(body, 207 if errors else success_status)
+    # The 2026-09 API answers partial failures with a 200 (errors[] and numErrors in the body).
+    partial_status = 200 if sandbox_state().config.batch_write_errors == "multi_status_200" else 207
+    return json_response(body, partial_status if errors else success_status)
 
 
 def _write_batch(kind: str, writes: list[WriteInput], partial: bool, success_status: int,
@@ -173,7 +175,7 @@ def _targeted_writes(inputs: list[dict[str, Any]], traces: list[str | None], ver
 def batch_update(object_type: str) -> Response:
     inputs = _batch_inputs(read_json_object())
     traces, partial = _trace_ids(inputs)
-    partial = partial and sandbox_state().config.batch_write_errors == "multi_status"
+    partial = partial and sandbox_state().config.batch_write_errors != "whole_batch"
     writes = _targeted_writes(inputs, traces, "update")
     return _write_batch("update", writes, partial, 200, sandbox_state().portal.render_written)
 
@@ -182,7 +184,7 @@ def batch_update(object_type: str) -> Response:
 def batch_upsert(object_type: str) -> Response:
     inputs = _batch_inputs(read_json_object())
     traces, partial = _trace_ids(inputs)
-    partial = partial and sandbox_state().config.batch_write_errors == "multi_status"
+    partial = partial and sandbox_state().config.batch_write_errors != "whole_batch"
     writes = _targeted_writes(inputs, traces, "upsert")
     portal = sandbox_state().portal
 

@@ -137,15 +137,16 @@ def test_batch_update_missing_companies_fail_the_whole_batch_by_default_trace_id
         assert warp_api.get(f"{COMPANIES}/{company['id']}?properties=city").json()["properties"]["city"] is None
 
 
+@pytest.mark.parametrize(("form", "status"), [("multi_status", 207), ("multi_status_200", 200)])
 def test_batch_update_reports_missing_companies_per_input_by_switch(
-    warp_api: httpx.Client, sandbox: SandboxHandle,
+    warp_api: httpx.Client, sandbox: SandboxHandle, form: str, status: int,
 ) -> None:
-    sandbox.control.configure(batch_write_errors="multi_status")
+    sandbox.control.configure(batch_write_errors=form)
     company = create_company(warp_api, name="one")
     partial = warp_api.post(f"{COMPANIES}/batch/update", json={"inputs": [
         {"id": company["id"], "properties": {"city": "Oslo"}, "objectWriteTraceId": "a"},
         {"id": "77", "properties": {"city": "Oslo"}, "objectWriteTraceId": "b"}]})
-    assert partial.status_code == 207
+    assert partial.status_code == status and partial.json()["numErrors"] == 1
     [error] = partial.json()["errors"]
     assert error["category"] == "OBJECT_NOT_FOUND"
     assert error["context"] == {"ids": ["77"], "objectWriteTraceId": ["b"]}

@@ -375,7 +375,7 @@ def test_done_rows_are_purged_after_the_retention(
     assert queue_rows(engine) == []
 
 
-@pytest.mark.parametrize("form", ["whole_batch", "multi_status"])
+@pytest.mark.parametrize("form", ["whole_batch", "multi_status", "multi_status_200"])
 def test_one_company_of_a_hundred_deleted_without_a_webhook_parks_one_and_writes_the_other_99(
     engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable, form: str,  # noqa: ANN001
 ) -> None:
