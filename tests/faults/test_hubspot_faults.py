@@ -20,10 +20,12 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from tests.core.hubspot.conftest import FAST_RETRY
 from tests.plugins.inbound import event_rows
 from tests.plugins.outbound import api_calls, company_values, fast_drain, queue_rows
 from tests.plugins.signing import object_event
-from warp_sync_pipeline.core.hubspot import HubSpotClient
+from warp_sync_pipeline.core.customers import create_customer, validate_customer
+from warp_sync_pipeline.core.hubspot import BudgetSettings, HubSpotClient, RequestBudget
 from warp_sync_pipeline.core.inbound import InboundSettings, process_events
 from warp_sync_pipeline.core.outbound import drain_queue
 from warp_sync_pipeline.core.pauses import PauseSettings, open_pauses
@@ -212,3 +214,32 @@ def test_another_app_spending_the_daily_quota_mid_run_pauses_the_flows_until_it_
     flows.run_until(_all_done(engine), within_s=RESUME_WITHIN_S + 5, check=lambda: None)
     _nothing_spent(engine)
     _everything_arrived(engine, sandbox, work)
+
+
+def test_the_share_of_the_daily_quota_kept_for_creates_pauses_bulk_flows_and_leaves_creates_working(
+    engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable, rules,  # noqa: ANN001
+) -> None:
+    budget = RequestBudget(engine, BudgetSettings(daily_reserved_share=0.1))
+    bulk = HubSpotClient(sandbox.base_url, sandbox.access_token, budget=budget, time_budget_s=5,
+                         request_timeout_s=3, retry=FAST_RETRY)
+    try:
+        linked = make_linked(2)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE customers SET current_balance = 31"))
+        # Other apps of the account have used all but the last 10% (the share kept for creates) and one call.
+        usage = sandbox.control.spend_daily_quota(0)
+        sandbox.control.spend_daily_quota(int(usage["usageLimit"] * 0.9) - usage["currentUsage"] - 1)
+        bulk.list_companies(limit=1)  # a bulk call still passes, and HubSpot's answer says what is left
+
+        report = drain_queue(engine, bulk, settings=fast_drain(pause=PAUSE))
+
+        assert report.paused and report.pause_cause == "daily_quota" and report.claimed == len(linked)
+        (pause,) = open_pauses(engine)
+        assert "kept for creates" in pause.reason and not pause.probe_due  # until HubSpot's reset
+        _nothing_spent(engine)
+        # A create (sync priority) still goes through on the same budget.
+        created = create_customer(engine, bulk, validate_customer({"company_name": "Still Open Ltd"}, rules,
+                                                                  for_update=False))
+        assert created.hubspot_company_id
+    finally:
+        bulk.close()

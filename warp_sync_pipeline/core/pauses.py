@@ -31,6 +31,7 @@ from warp_sync_pipeline.core.hubspot import (
     HubSpotClient,
     HubSpotError,
     OutcomeUnknown,
+    Priority,
     RateLimited,
     ServiceUnavailable,
 )
@@ -146,13 +147,13 @@ def pause_for(engine: sa.Engine, hubspot: HubSpotClient, cause: PauseCause, seen
     """Open the pause `cause` calls for, having seen `seen`. The daily quota's lasts until HubSpot resets it."""
     if cause is PauseCause.DAILY_QUOTA:
         try:
-            quota = hubspot.with_deadline(settings.probe_timeout_s).daily_quota()
+            quota = _prober(hubspot, settings).daily_quota()
         except HubSpotError:
             quota = None
         if quota is not None:
             usage = f", {quota.used:,} of {quota.limit:,} calls used" if quota.limit and quota.used else ""
             return open_pause(
-                engine, cause, f"HubSpot's daily request quota is spent (the account's, shared by every app of it"
+                engine, cause, f"{seen} (HubSpot's daily request quota: the account's, shared by every app of it"
                 f"{usage}); it resets at {quota.resets_at.isoformat(timespec='seconds')}",
                 opened_by=opened_by, settings=settings, resume_at=quota.resets_at)
     return open_pause(engine, cause, seen, opened_by=opened_by, settings=settings)
@@ -175,7 +176,7 @@ def admit(engine: sa.Engine, hubspot: HubSpotClient, *, flow: str, settings: Pau
     if not _claim_probe(engine, settings):
         return pauses[0]
     try:
-        hubspot.with_deadline(settings.probe_timeout_s).list_companies(limit=1)
+        _prober(hubspot, settings).list_companies(limit=1)
     except HubSpotError as exc:
         cause = pause_cause(exc) or PauseCause.OUTAGE
         log.warning("HubSpot probe by %s failed: %s", flow, type(exc).__name__)
@@ -192,10 +193,16 @@ def confirmed_cause(error: HubSpotError, hubspot: HubSpotClient, settings: Pause
     if cause is None or isinstance(error, RateLimited | AuthFailed):
         return cause
     try:
-        hubspot.with_deadline(settings.probe_timeout_s).list_companies(limit=1)
+        _prober(hubspot, settings).list_companies(limit=1)
     except HubSpotError as probe_error:
         return pause_cause(probe_error) or PauseCause.OUTAGE
     return None
+
+
+def _prober(hubspot: HubSpotClient, settings: PauseSettings) -> HubSpotClient:
+    """The client a probe asks with: its own short deadline, and at sync priority, so the share of the daily
+    quota kept for creates never stops the one call that learns whether the day has turned."""
+    return hubspot.with_priority(Priority.SYNC).with_deadline(settings.probe_timeout_s)
 
 
 def _claim_probe(engine: sa.Engine, settings: PauseSettings) -> bool:

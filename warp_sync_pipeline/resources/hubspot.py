@@ -36,6 +36,9 @@ class HubSpotResource(dg.ConfigurableResource):
     reserved_share: float = Field(
         default=0.2, description="Share of each window that only synchronous callers may use."
     )
+    daily_reserved_share: float = Field(
+        default=0.05, description="Share of the account's daily quota kept for creates: bulk callers stop there."
+    )
     budget_margin_ms: int = Field(default=250, description="Added to each budget window (ms).")
     priority: str = Field(default=Priority.BULK.value, description="'bulk' for runs, 'sync' for a waiting caller.")
     time_budget_seconds: float = Field(default=60.0, description="Longest one call may take, retries included.")
@@ -56,6 +59,8 @@ class HubSpotResource(dg.ConfigurableResource):
             requests_per_10s=get_int("HUBSPOT_REQUESTS_PER_10S", 100, minimum=1, environ=env),
             search_per_second=get_int("HUBSPOT_SEARCH_PER_SECOND", 5, minimum=1, environ=env),
             reserved_share=get_float("HUBSPOT_RESERVED_SHARE", 0.2, minimum=0.0, maximum=0.9, environ=env),
+            daily_reserved_share=get_float("HUBSPOT_DAILY_RESERVED_SHARE", 0.05, minimum=0.0, maximum=0.5,
+                                           environ=env),
             budget_margin_ms=get_int("HUBSPOT_BUDGET_MARGIN_MS", 250, minimum=0, environ=env),
             time_budget_seconds=get_float("HUBSPOT_TIME_BUDGET_SECONDS", 60.0, minimum=0.1, environ=env),
             request_timeout_seconds=get_float("HUBSPOT_REQUEST_TIMEOUT_SECONDS", 30.0, minimum=0.1, environ=env),
@@ -71,6 +76,7 @@ class HubSpotResource(dg.ConfigurableResource):
                     requests_per_window=self.requests_per_10s,
                     search_per_second=self.search_per_second,
                     reserved_share=self.reserved_share,
+                    daily_reserved_share=self.daily_reserved_share,
                     margin_ms=self.budget_margin_ms,
                 ),
             )

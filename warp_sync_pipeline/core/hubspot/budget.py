@@ -31,13 +31,15 @@ import sqlalchemy as sa
 import tenacity
 
 from warp_sync_pipeline.core.db import database_unreachable, make_engine
-from warp_sync_pipeline.core.hubspot.errors import BudgetExhausted
+from warp_sync_pipeline.core.hubspot.errors import BudgetExhausted, DailyShareReserved
 from warp_sync_pipeline.core.settings import get_float, get_int
 
 log = logging.getLogger("warp_sync.hubspot.budget")
 
 # At most one warning this often while requests go out unmetered.
 UNMETERED_WARNING_INTERVAL_S = 60.0
+# How often a process shares, and re-reads, the daily quota it saw (sooner when little is left).
+DAILY_SHARE_INTERVAL_S = 5.0
 
 TAKE = sa.text("SELECT hubspot_rate_budget_take(:bucket, :capacity, :window_ms, :priority)")
 
@@ -63,6 +65,9 @@ class BudgetSettings:
     reserved_share: float = 0.2
     # Added to each window: a token is taken a moment before HubSpot sees the request.
     margin_ms: int = 250
+    # Share of the account's daily quota kept for synchronous callers (creates): bulk callers stop once no more
+    # than this is left. The quota is the account's, shared with every other app of it.
+    daily_reserved_share: float = 0.05
 
     def __post_init__(self) -> None:
         if self.requests_per_window < 1 or self.search_per_second < 1:
@@ -79,6 +84,8 @@ class BudgetSettings:
             search_per_second=get_int("HUBSPOT_SEARCH_PER_SECOND", 5, minimum=1, environ=environ),
             reserved_share=get_float("HUBSPOT_RESERVED_SHARE", 0.2, minimum=0.0, maximum=0.9, environ=environ),
             margin_ms=get_int("HUBSPOT_BUDGET_MARGIN_MS", 250, minimum=0, environ=environ),
+            daily_reserved_share=get_float("HUBSPOT_DAILY_RESERVED_SHARE", 0.05, minimum=0.0, maximum=0.5,
+                                           environ=environ),
         )
 
     def capacity(self, bucket: Bucket, priority: Priority) -> int:
@@ -103,6 +110,10 @@ class RequestBudget:
         else:
             self._engine = make_engine(engine_or_url, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=4)
         self._last_unmetered_warning = -math.inf
+        # The daily quota as last seen (limit, remaining, when read or written here), refreshed every few seconds.
+        self._daily: tuple[int, int] | None = None
+        self._daily_checked = -math.inf
+        self._daily_written = -math.inf
 
     @property
     def engine(self) -> sa.Engine:
@@ -151,6 +162,8 @@ class RequestBudget:
         )
         if time.monotonic() >= deadline:
             raise BudgetExhausted("the time budget ran out before a HubSpot request could be sent")
+        if priority is Priority.BULK:
+            self._keep_daily_reserve()
         try:
             retrying(self.try_take, bucket, priority)
         except sa.exc.DBAPIError as exc:
@@ -166,6 +179,50 @@ class RequestBudget:
         if waited > 0.5:
             log.info("waited %.2fs for a HubSpot %s token (%s)", waited, bucket.value, priority.value)
         return waited
+
+    def note_daily(self, limit: int, remaining: int) -> None:
+        """What HubSpot's last answer said of the account's daily quota; shared (throttled) through PostgreSQL."""
+        self._daily = (limit, remaining)
+        now = time.monotonic()
+        reserve = limit * self.settings.daily_reserved_share
+        if now - self._daily_written < DAILY_SHARE_INTERVAL_S and remaining > 2 * reserve:
+            return
+        self._daily_written = self._daily_checked = now
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(sa.text(
+                    "INSERT INTO hubspot_daily_quota (daily_limit, remaining) VALUES (:limit, :remaining) "
+                    "ON CONFLICT (singleton) DO UPDATE SET daily_limit = EXCLUDED.daily_limit, "
+                    "remaining = EXCLUDED.remaining, observed_at = clock_timestamp()"),
+                    {"limit": limit, "remaining": remaining})
+        except sa.exc.DBAPIError as exc:
+            if database_unreachable(exc) is None:
+                raise
+
+    def _keep_daily_reserve(self) -> None:
+        """Bulk callers stop while the account's daily quota left is within the creates' share."""
+        now = time.monotonic()
+        if now - self._daily_checked >= DAILY_SHARE_INTERVAL_S:
+            self._daily_checked = now
+            try:
+                with self._engine.connect() as conn:
+                    row = conn.execute(sa.text(
+                        "SELECT daily_limit, remaining FROM hubspot_daily_quota "
+                        "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
+                if row is not None:
+                    self._daily = (row.daily_limit, row.remaining)
+            except sa.exc.DBAPIError as exc:
+                if database_unreachable(exc) is None:
+                    raise
+        if self._daily is None:
+            return
+        limit, remaining = self._daily
+        reserve = int(limit * self.settings.daily_reserved_share)
+        if limit and remaining <= reserve:
+            raise DailyShareReserved(
+                f"HubSpot's daily quota has {remaining:,} of {limit:,} calls left, within the "
+                f"{self.settings.daily_reserved_share:.0%} kept for creates (HUBSPOT_DAILY_RESERVED_SHARE)",
+                daily=True)
 
     def _warn_unmetered(self, cause: str) -> None:
         now = time.monotonic()

@@ -679,6 +679,10 @@ class HubSpotClient:
             ) from exc
         log.debug("HubSpot %s %s -> %d in %.0f ms", method, path, response.status_code,
                   (time.monotonic() - started) * 1000)
+        daily = _int_header(response.headers.get("X-HubSpot-RateLimit-Daily"))
+        left = _int_header(response.headers.get("X-HubSpot-RateLimit-Daily-Remaining"))
+        if self._budget is not None and daily is not None and left is not None:
+            self._budget.note_daily(daily, left)
         if response.is_success:
             return response
         error = self._response_error(response)
@@ -892,6 +896,13 @@ def _segment(value: str) -> str:
 def _next_after(data: Mapping[str, Any]) -> str | None:
     after = ((data.get("paging") or {}).get("next") or {}).get("after")
     return None if after in (None, "") else str(after)
+
+
+def _int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _same_value(held: str | None, sent: str | None) -> bool:

@@ -120,6 +120,11 @@ class RateLimited(RequestFailed):
         self.daily = daily
 
 
+class DailyShareReserved(RateLimited):
+    """Nothing sent: what is left of the account's daily quota is kept for synchronous creates. A daily
+    limit for bulk callers (never retried; the flows pause until HubSpot's reset)."""
+
+
 class BudgetExhausted(RequestFailed):
     """No request token (or no time) left within the caller's time budget: nothing was sent."""
 
