@@ -46,6 +46,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     rules_from_attr,
     rules_to_attr,
 )
+from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom
 from warp_sync_pipeline.core.reconciliation_runs import (
     DRY_RUN_TAG,
     FLOW_TAG,
@@ -230,6 +231,10 @@ def hubspot_companies(
     page by page (progress in the run log)."""
     _begin(context, db, reconciliation)
     rules = _rules(db)
+    try:
+        check_daily_headroom(db.engine, hubspot.client.budget)
+    except DailyQuotaTooLow as exc:
+        raise dg.Failure(description=str(exc)) from exc
     frame = pull_hubspot_companies(hubspot.client, hubspot_properties(rules), progress=_log(context))
     frame.attrs[ATTR_RULES] = rules_to_attr(rules)
     duplicated = duplicate_bans(frame)

@@ -199,7 +199,17 @@ class RequestBudget:
             if database_unreachable(exc) is None:
                 raise
 
-    def _keep_daily_reserve(self) -> None:
+    def daily_left(self) -> tuple[int, int] | None:
+        """(limit, remaining) of the account's daily quota as last seen by any process today, if seen."""
+        self._daily_checked = -math.inf  # read it now
+        self._keep_daily_reserve(enforce=False)
+        return self._daily
+
+    def daily_reserve(self, limit: int) -> int:
+        """Calls of the daily quota kept for synchronous creates."""
+        return int(limit * self.settings.daily_reserved_share)
+
+    def _keep_daily_reserve(self, *, enforce: bool = True) -> None:
         """Bulk callers stop while the account's daily quota left is within the creates' share."""
         now = time.monotonic()
         if now - self._daily_checked >= DAILY_SHARE_INTERVAL_S:
@@ -214,10 +224,10 @@ class RequestBudget:
             except sa.exc.DBAPIError as exc:
                 if database_unreachable(exc) is None:
                     raise
-        if self._daily is None:
+        if self._daily is None or not enforce:
             return
         limit, remaining = self._daily
-        reserve = int(limit * self.settings.daily_reserved_share)
+        reserve = self.daily_reserve(limit)
         if limit and remaining <= reserve:
             raise DailyShareReserved(
                 f"HubSpot's daily quota has {remaining:,} of {limit:,} calls left, within the "

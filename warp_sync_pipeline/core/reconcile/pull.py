@@ -7,6 +7,7 @@ sent), and normalised later, in one vectorized pass.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,8 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.decision import AGREED
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
-from warp_sync_pipeline.core.hubspot import HubSpotClient, PageProgress
+from warp_sync_pipeline.core.hubspot import HubSpotClient, PageProgress, RequestBudget
+from warp_sync_pipeline.core.hubspot.client import PAGE_MAX
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_PULLED_AT,
     ATTR_RULES,
@@ -222,3 +224,31 @@ def pull_hubspot_companies(
 
 def pulled_at(frame: pd.DataFrame) -> datetime:
     return parse_iso(frame.attrs[ATTR_PULLED_AT])
+
+
+# Calls a pull makes beyond its pages (the properties check, retries); a pull's pages are 100 companies each.
+PULL_MARGIN_CALLS = 20
+
+
+class DailyQuotaTooLow(RuntimeError):
+    """The pull would eat into the share of HubSpot's daily quota kept for creates: not started."""
+
+
+def check_daily_headroom(engine: sa.Engine, budget: RequestBudget | None) -> None:
+    """Refuse to start a pull whose calls would leave less of the account's daily quota than the share kept for
+    creates (HUBSPOT_DAILY_RESERVED_SHARE). The companies are estimated by WARP's customers (one page per 100)."""
+    if budget is None:
+        return
+    quota = budget.daily_left()
+    if quota is None:
+        return  # not seen today: the budget stops bulk calls at the share as answers report it
+    limit, remaining = quota
+    with engine.connect() as conn:
+        customers_count = conn.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
+    needed = math.ceil(customers_count / PAGE_MAX) + PULL_MARGIN_CALLS
+    reserve = budget.daily_reserve(limit)
+    if remaining - needed <= reserve:
+        raise DailyQuotaTooLow(
+            f"The nightly pull needs about {needed:,} HubSpot calls; the account's daily quota has {remaining:,} of "
+            f"{limit:,} left, and {reserve:,} are kept for creates (HUBSPOT_DAILY_RESERVED_SHARE). Not started: run "
+            "it after HubSpot's daily reset.")
