@@ -20,9 +20,8 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from tests.core.hubspot.conftest import FAST_RETRY
 from tests.plugins.inbound import event_rows
-from tests.plugins.outbound import api_calls, company_values, fast_drain, queue_rows
+from tests.plugins.outbound import FAST_RETRY, api_calls, company_values, fast_drain, queue_rows
 from tests.plugins.signing import object_event
 from warp_sync_pipeline.core.customers import create_customer, validate_customer
 from warp_sync_pipeline.core.hubspot import BudgetSettings, HubSpotClient, RequestBudget
