@@ -70,7 +70,15 @@ from warp_sync_pipeline.core.leases import (
     release_customers,
 )
 from warp_sync_pipeline.core.ledger import bind_company, match_echo
-from warp_sync_pipeline.core.links import follow_merge, set_link
+from warp_sync_pipeline.core.links import (
+    LINK_DELETED,
+    LINK_REVIEW,
+    LINKED,
+    follow_merge,
+    linked_to_companies,
+    set_link,
+    update_from_hubspot,
+)
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot
 from warp_sync_pipeline.core.outbound import enqueue_fields
 from warp_sync_pipeline.core.pauses import (
@@ -82,7 +90,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_for,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
-from warp_sync_pipeline.core.sync_tables import NO_ECHO_MARKER, customer_company_id, customers
+from warp_sync_pipeline.core.sync_tables import customers
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +101,6 @@ FAILED = "failed"
 # Not a status: the event went back to waiting (its customer was busy), attempt not spent.
 DEFERRED = "deferred"
 
-# Link statuses (sql/001).
-LINKED = "linked"
-LINK_DELETED = "deleted"
-LINK_REVIEW = "review"
 INACTIVE_LINKS = frozenset({LINK_DELETED, LINK_REVIEW})
 
 # Stable reason codes. Ignored events:
@@ -409,12 +413,6 @@ def _select_customers(where: sa.ColumnElement[bool]) -> sa.Select:
     )
 
 
-def _by_company(company_ids: Iterable[str]) -> sa.ColumnElement[bool]:
-    # `external_ids ? ...` lets PostgreSQL use the partial unique index on the company id.
-    has_company = customers.c.external_ids.has_key("hubspot_company_id")
-    return sa.and_(has_company, customer_company_id.in_(list(company_ids)))
-
-
 def _customer(row: sa.Row) -> _Customer:
     mapping = row._mapping
     return _Customer(
@@ -683,12 +681,6 @@ class _Processor:
                 return self._finish(conn, event, _ignored(UNHANDLED_EVENT, f"{event.subscription_type} is not applied"))
         return handler(event, leases)
 
-    def _update_customer(self, conn: sa.Connection, customer_id: UUID, values: Mapping[str, Any]) -> None:
-        # The marker makes the outbox trigger skip this transaction: these values came from HubSpot.
-        conn.execute(sa.text("SELECT set_config(:name, :value, true)"),
-                     {"name": NO_ECHO_MARKER[0], "value": NO_ECHO_MARKER[1]})
-        conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(dict(values)))
-
     def _log(self, conn: sa.Connection, entry: SyncLogEntry) -> None:
         log_sync(conn, entry)
 
@@ -712,7 +704,7 @@ class _Processor:
             if rule is None:
                 return self._finish(conn, event, _ignored(
                     UNMAPPED_PROPERTY, f"HubSpot property {event.property_name!r} is not mapped to a WARP field"))
-            row = conn.execute(_select_customers(_by_company([event.object_id]))).first()
+            row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
             if row is None:
                 return self._finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"no WARP customer is linked to company {event.object_id}"))
@@ -761,7 +753,7 @@ class _Processor:
         result = {**base, "action": decision.action.value, "reason": decision.reason.value}
 
         if decision.action is Action.WRITE_TO_WARP:
-            self._update_customer(conn, customer.id, {field_name: from_hubspot(rule.spec, hubspot_value)})
+            update_from_hubspot(conn, customer.id, {field_name: from_hubspot(rule.spec, hubspot_value)})
             applied = StateValue(decision.value, customer.now)
             self._record_state(conn, customer.id, field_name, agreed=applied, warp=applied, hubspot=hubspot_part)
             close_open_conflict(conn, customer.id, field_name, status=SUPERSEDED, closed_by=DETECTED_BY,
@@ -836,7 +828,7 @@ class _Processor:
     # company.creation
     def _creation(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         with self.engine.connect() as conn:
-            linked = conn.execute(sa.select(customers.c.id).where(_by_company([event.object_id]))).first()
+            linked = conn.execute(sa.select(customers.c.id).where(linked_to_companies([event.object_id]))).first()
         if linked is not None:
             with self.engine.begin() as conn:
                 return self._finish(conn, event, _ignored(
@@ -857,7 +849,7 @@ class _Processor:
                 return self._finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"company {event.object_id} has no warp_ban: not a WARP customer"))
             # Re-checked under the row locks: another writer may have linked it since.
-            holder_row = conn.execute(_select_customers(_by_company([event.object_id]))).first()
+            holder_row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
             if holder_row is not None:
                 return self._finish(conn, event, _ignored(
                     ALREADY_LINKED, f"company {event.object_id} is already linked to customer {holder_row.id}",
@@ -873,7 +865,7 @@ class _Processor:
                     f"customer {customer.id} ({ban}) is linked to company {customer.company_id}",
                     customer_id=str(customer.id)))
             leases.hold([customer.id])
-            self._set_link(conn, customer.id, company_id=event.object_id, status=LINKED)
+            set_link(conn, customer.id, company_id=event.object_id, status=LINKED)
             # Writes recorded under the BAN before HubSpot gave the id belong to this company now.
             bind_company(conn, ban, event.object_id)
             self._log_link(conn, event, customer.id, customer.ban, "LINK_COMPANY", old=customer.link_status,
@@ -883,7 +875,7 @@ class _Processor:
     # company.deletion
     def _deletion(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         with self.engine.begin() as conn:
-            row = conn.execute(_select_customers(_by_company([event.object_id]))).first()
+            row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
             if row is None:
                 return self._finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"no WARP customer is linked to company {event.object_id}"))
@@ -892,7 +884,7 @@ class _Processor:
             changed = customer.link_status != LINK_DELETED
             if changed:
                 # The customer stays: a person decides what a company deleted in HubSpot means for WARP.
-                self._set_link(conn, customer.id, status=LINK_DELETED)
+                set_link(conn, customer.id, status=LINK_DELETED)
                 self._log_link(conn, event, customer.id, customer.ban, "LINK_DELETED", old=customer.link_status,
                                new=LINK_DELETED)
             return self._finish(conn, event, _processed(
@@ -919,9 +911,6 @@ class _Processor:
                                                             **base))
             customer_id = followed.customer_ids[0] if followed.customer_ids else None
             return self._finish(conn, event, _processed(action=followed.action, customer_id=customer_id, **base))
-
-    def _set_link(self, conn: sa.Connection, customer_id: UUID, *, status: str, company_id: str | None = None) -> None:
-        set_link(conn, customer_id, status=status, company_id=company_id)
 
     def _log_link(self, conn: sa.Connection, event: ClaimedEvent, customer_id: UUID, ban: str, action: str, *,
                   old: str | None, new: str | None, details: Mapping[str, Any] | None = None) -> None:

@@ -14,7 +14,7 @@ Link writes carry the no-echo marker, so the outbox does not queue them back to 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.sync_tables import NO_ECHO_MARKER, customer_company_id, customers
 
+# Link statuses (sql/001).
 LINKED = "linked"
 LINK_DELETED = "deleted"
 LINK_REVIEW = "review"
@@ -56,17 +57,29 @@ class _Linked:
     link_status: str
 
 
+def linked_to_companies(company_ids: Iterable[str]) -> sa.ColumnElement[bool]:
+    """Customers linked to any of these companies."""
+    # `external_ids ? ...` lets PostgreSQL use the partial unique index on the company id.
+    return sa.and_(customers.c.external_ids.has_key("hubspot_company_id"),
+                   customer_company_id.in_([str(c) for c in company_ids]))
+
+
 def linked_to(conn: sa.Connection, company_ids: Iterable[str], *, lock: bool = True) -> list[_Linked]:
     """The customers linked to these companies, locked in one order (id) when `lock`."""
-    # `external_ids ? ...` lets PostgreSQL use the partial unique index on the company id.
     query = (sa.select(customers.c.id, customers.c.ban, customers.c.external_ids, customers.c.hubspot_link_status)
-             .where(customers.c.external_ids.has_key("hubspot_company_id"),
-                    customer_company_id.in_([str(c) for c in company_ids]))
+             .where(linked_to_companies(company_ids))
              .order_by(customers.c.id))
     if lock:
         query = query.with_for_update(of=customers)
     return [_Linked(UUID(str(r.id)), r.ban, (r.external_ids or {}).get("hubspot_company_id"), r.hubspot_link_status)
             for r in conn.execute(query)]
+
+
+def update_from_hubspot(conn: sa.Connection, customer_id: UUID, values: Mapping[str, object]) -> None:
+    """Write values that came from HubSpot: the transaction's no-echo marker makes the outbox trigger skip them."""
+    conn.execute(sa.text("SELECT set_config(:name, :value, true)"),
+                 {"name": NO_ECHO_MARKER[0], "value": NO_ECHO_MARKER[1]})
+    conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(dict(values)))
 
 
 def set_link(conn: sa.Connection, customer_id: UUID, *, status: str, company_id: str | None = None) -> None:
@@ -75,9 +88,7 @@ def set_link(conn: sa.Connection, customer_id: UUID, *, status: str, company_id:
     if company_id is not None:
         values["external_ids"] = customers.c.external_ids.op("||")(
             sa.func.jsonb_build_object("hubspot_company_id", sa.cast(company_id, sa.Text)))
-    conn.execute(sa.text("SELECT set_config(:name, :value, true)"),
-                 {"name": NO_ECHO_MARKER[0], "value": NO_ECHO_MARKER[1]})
-    conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(values))
+    update_from_hubspot(conn, customer_id, values)
 
 
 def follow_merge(conn: sa.Connection, survivor: str, merged: Sequence[str], *,

@@ -721,11 +721,12 @@ class _Drain:
             void_writes(self.engine, definitely_not_applied, "the batch update definitely failed for this record")
         if succeeded:
             self._finish([p for p, _ in succeeded], succeeded)
-            moved = [p for p, company in succeeded if company.id != p.company_id]
+            moved = []
             for plan, company in succeeded:
-                plan.company = plan.company or company
-            self._follow_merges([p for p in moved if p.company is not None and p.company.id != p.company_id],
-                                sent=True)
+                if company.id != plan.company_id:
+                    plan.company = company  # the merged record the write landed on
+                    moved.append(plan)
+            self._follow_merges(moved, sent=True)
         if missing:
             self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
                          f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "

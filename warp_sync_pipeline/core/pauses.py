@@ -110,9 +110,8 @@ def open_pauses(bind: sa.Engine | sa.Connection) -> list[Pause]:
     return [_pause(r) for r in bind.execute(query)]
 
 
-def sensor_skip(bind: sa.Engine | sa.Connection) -> Pause | None:
-    """The pause a sensor skips for: one is open and no probe is due yet (a due probe needs a run to make it)."""
-    pauses = open_pauses(bind)
+def sensor_skip(pauses: list[Pause]) -> Pause | None:
+    """Of the open pauses, the one a sensor skips for: none has its probe due yet (a due probe needs a run)."""
     if not pauses or any(p.probe_due for p in pauses):
         return None
     return pauses[0]

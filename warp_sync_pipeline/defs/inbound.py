@@ -22,7 +22,7 @@ from warp_sync_pipeline.core.inbound import (
     count_due_events,
     process_events,
 )
-from warp_sync_pipeline.core.pauses import PauseSettings, sensor_skip
+from warp_sync_pipeline.core.pauses import PauseSettings, open_pauses, sensor_skip
 from warp_sync_pipeline.core.settings import get_int
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
@@ -124,7 +124,7 @@ def hubspot_webhook_events_sensor(
             f"A run of {hubspot_webhook_events_job.name} is already queued or running; it takes the waiting events."
         )
     with db.engine.connect() as conn:
-        pause = sensor_skip(conn)
+        pause = sensor_skip(open_pauses(conn))
         if pause is not None:
             return dg.SkipReason(pause.describe())
         due = count_due_events(conn)

@@ -133,11 +133,12 @@ def hubspot_sync_queue_sensor(context: dg.SensorEvaluationContext, db: DatabaseR
     if active:
         return dg.SkipReason(f"A drain run is already queued or running ({active}); it takes the due rows.")
     with db.engine.connect() as conn:
-        pause = sensor_skip(conn)
+        pauses = open_pauses(conn)
+        pause = sensor_skip(pauses)
         if pause is not None:
             return dg.SkipReason(pause.describe())
         due = count_due(conn)
-        probe = bool(open_pauses(conn))  # open, and its probe is due: a run makes it
+        probe = bool(pauses)  # open, and its probe is due: a run makes it
     if not due and not probe:
         return dg.SkipReason("No hubspot_sync_queue rows are due.")
     return dg.RunRequest(tags={**DRAIN_TAGS, "warp/due-rows": str(due), **({"warp/probe": "true"} if probe else {})})

@@ -201,30 +201,33 @@ class RequestBudget:
 
     def daily_left(self) -> tuple[int, int] | None:
         """(limit, remaining) of the account's daily quota as last seen by any process today, if seen."""
-        self._daily_checked = -math.inf  # read it now
-        self._keep_daily_reserve(enforce=False)
+        self._read_daily()
         return self._daily
 
     def daily_reserve(self, limit: int) -> int:
         """Calls of the daily quota kept for synchronous creates."""
         return int(limit * self.settings.daily_reserved_share)
 
-    def _keep_daily_reserve(self, *, enforce: bool = True) -> None:
+    def _read_daily(self) -> None:
+        """What any process last saw of the daily quota today (shared through PostgreSQL by note_daily)."""
+        self._daily_checked = time.monotonic()
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(sa.text(
+                    "SELECT daily_limit, remaining FROM hubspot_daily_quota "
+                    "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
+        except sa.exc.DBAPIError as exc:
+            if database_unreachable(exc) is None:
+                raise
+            return
+        if row is not None:
+            self._daily = (row.daily_limit, row.remaining)
+
+    def _keep_daily_reserve(self) -> None:
         """Bulk callers stop while the account's daily quota left is within the creates' share."""
-        now = time.monotonic()
-        if now - self._daily_checked >= DAILY_SHARE_INTERVAL_S:
-            self._daily_checked = now
-            try:
-                with self._engine.connect() as conn:
-                    row = conn.execute(sa.text(
-                        "SELECT daily_limit, remaining FROM hubspot_daily_quota "
-                        "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
-                if row is not None:
-                    self._daily = (row.daily_limit, row.remaining)
-            except sa.exc.DBAPIError as exc:
-                if database_unreachable(exc) is None:
-                    raise
-        if self._daily is None or not enforce:
+        if time.monotonic() - self._daily_checked >= DAILY_SHARE_INTERVAL_S:
+            self._read_daily()
+        if self._daily is None:
             return
         limit, remaining = self._daily
         reserve = self.daily_reserve(limit)
