@@ -10,6 +10,7 @@ from flask import Blueprint, Response, g, request
 from hubspot_sandbox import search
 from hubspot_sandbox.app import (
     json_response,
+    partial_status,
     query_bool,
     query_int,
     query_list,
@@ -123,9 +124,7 @@ def _batch_body(results: list[dict[str, Any]], errors: list[dict[str, Any]], sta
         body["errors"] = errors
     body["startedAt"] = iso_ms(started_ms)
     body["completedAt"] = iso_ms(now_ms())
-    # The 2026-09 API answers partial failures with a 200 (errors[] and numErrors in the body).
-    partial_status = 200 if sandbox_state().config.batch_write_errors == "multi_status_200" else 207
-    return json_response(body, partial_status if errors else success_status)
+    return json_response(body, partial_status() if errors else success_status)
 
 
 def _write_batch(kind: str, writes: list[WriteInput], partial: bool, success_status: int,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from hubspot_sandbox.app import json_response, query_bool, read_json_object, sandbox_state
+from hubspot_sandbox.app import json_response, partial_status, query_bool, read_json_object, sandbox_state
 from hubspot_sandbox.wire import bad_request, iso_ms, no_content, now_ms
 
 BASE = "/crm/v3/properties/<company_type:object_type>"
@@ -58,7 +58,7 @@ def batch_create(object_type: str) -> Response:
         body["errors"] = [f.standard_error() for f in failures]
     body["startedAt"] = iso_ms(started)
     body["completedAt"] = iso_ms(now_ms())
-    return json_response(body, 207 if failures else 201)
+    return json_response(body, partial_status() if failures else 201)
 
 
 @properties.post(f"{BASE}/batch/read")
@@ -86,7 +86,7 @@ def batch_read(object_type: str) -> Response:
                              "message": "Could not find some properties.", "context": {"names": missing}}]
     answer["startedAt"] = iso_ms(started)
     answer["completedAt"] = iso_ms(now_ms())
-    return json_response(answer, 207 if missing else 200)
+    return json_response(answer, partial_status() if missing else 200)
 
 
 @properties.post(f"{BASE}/batch/archive")

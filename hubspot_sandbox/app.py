@@ -28,6 +28,13 @@ from hubspot_sandbox.wire import JSON_CONTENT_TYPE, ApiFailure, bad_request, new
 
 log = logging.getLogger(__name__)
 
+# HubSpot's date versions (hubspot-api.md, section 12) and how each answers a batch's partial failures: 207
+# (like v3), or 200 with errors[] from 2026-09. /crm/objects/{version}/... and /crm/properties/{version}/...
+# serve the same views as /crm/v3/...; an unknown version is a 404, as on HubSpot.
+DATE_VERSIONS = {"2026-03": 207, "2026-09": 200}
+LEGACY_VERSION = "v3"
+_API_VERSION_KEY = "hubspot_sandbox.api_version"
+_DATED_PATH = re.compile(r"^/crm/(objects|properties)/(\d{4}-\d{2})(/.*)?$")
 SEARCH_ENDPOINT = "POST /crm/v3/objects/companies/search"
 WRITE_ENDPOINTS = frozenset({
     "POST /crm/v3/objects/companies",
@@ -79,7 +86,34 @@ def create_sandbox_app(state: SandboxState) -> Flask:
     app.register_error_handler(ApiFailure, _render_failure)
     app.register_error_handler(HTTPException, _render_http_exception)
     app.register_error_handler(Exception, _render_unexpected)
+    app.wsgi_app = _DatedPaths(app.wsgi_app)  # type: ignore[method-assign]
     return app
+
+
+class _DatedPaths:
+    """Routes /crm/{objects|properties}/{date version}/... to the v3 views, noting the version for them."""
+
+    def __init__(self, wsgi_app: Any) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        match = _DATED_PATH.match(environ.get("PATH_INFO", ""))
+        if match and match.group(2) in DATE_VERSIONS:
+            environ["PATH_INFO"] = f"/crm/v3/{match.group(1)}{match.group(3) or ''}"
+            environ[_API_VERSION_KEY] = match.group(2)
+        return self.wsgi_app(environ, start_response)
+
+
+def api_version() -> str:
+    """The API version of the path this request called: "v3" or a date version."""
+    return request.environ.get(_API_VERSION_KEY, LEGACY_VERSION)
+
+
+def partial_status() -> int:
+    """The status of a batch answer carrying errors[]: 207, or 200 in the 2026-09 API (or when switched so)."""
+    if sandbox_state().config.batch_write_errors == "multi_status_200":
+        return 200
+    return DATE_VERSIONS.get(api_version(), 207)
 
 
 def sandbox_state() -> SandboxState:
@@ -150,7 +184,7 @@ def _api_gate() -> None:
     state = sandbox_state()
     g.correlation_id = new_correlation_id()
     endpoint = g.endpoint = endpoint_key()
-    state.counters.add(endpoint)
+    state.counters.add(endpoint, api_version())
     faults = state.faults
     latency = faults.latency_seconds()
     if latency:

@@ -80,20 +80,25 @@ def next_midnight(time_zone: str) -> datetime:
 
 
 class RequestCounters:
-    """API requests by endpoint ("POST /crm/v3/objects/companies/batch/update"), for benchmarks."""
+    """API requests by endpoint ("POST /crm/v3/objects/companies/batch/update", whichever version's path was
+    called) and by API version ("v3", "2026-09"), for benchmarks and tests."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
+        self._versions: Counter[str] = Counter()
 
-    def add(self, endpoint: str) -> None:
+    def add(self, endpoint: str, version: str) -> None:
         with self._lock:
             self._counts[endpoint] += 1
+            self._versions[version] += 1
 
     def snapshot(self) -> dict[str, object]:
         with self._lock:
-            return {"total": sum(self._counts.values()), "by_endpoint": dict(sorted(self._counts.items()))}
+            return {"total": sum(self._counts.values()), "by_endpoint": dict(sorted(self._counts.items())),
+                    "by_version": dict(sorted(self._versions.items()))}
 
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._versions.clear()

@@ -27,7 +27,7 @@ from flask import Flask, current_app
 
 from warp_sync_pipeline.core.customers import CreateSettings, PropertiesGate
 from warp_sync_pipeline.core.db import make_engine
-from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, client_from_env
+from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, api_version_from_env, client_from_env
 from warp_sync_pipeline.core.settings import get_int, get_optional, overlaid_environ
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class ReceiverResources:
     def build(cls, app_config: Mapping[str, Any], *, create_settings: CreateSettings,
               webhooks: WebhookConfig) -> ReceiverResources:
         url = str(app_config["DATABASE_URL"])
+        hubspot_environ = hubspot_settings(app_config)
+        api_version_from_env(hubspot_environ)  # a version the client cannot speak stops the worker from starting
         pool_size = get_int("WARP_DB_POOL_SIZE", 10, minimum=2,
                             environ=overlaid_environ(app_config, ["WARP_DB_POOL_SIZE"]))
         return cls(
@@ -75,7 +77,7 @@ class ReceiverResources:
             ),
             create_settings=create_settings,
             webhooks=webhooks,
-            hubspot_environ=hubspot_settings(app_config),
+            hubspot_environ=hubspot_environ,
             create_slots=threading.BoundedSemaphore(pool_size),
         )
 

@@ -128,9 +128,9 @@ def test_counters_by_endpoint_and_reset(sandbox: SandboxHandle, api: httpx.Clien
         "PATCH /crm/v3/objects/companies/{companyId}": 1,
         "POST /crm/v3/objects/companies": 1,
         "POST /crm/v3/objects/companies/batch/update": 2,
-    }}
+    }, "by_version": {"v3": 5}}
     sandbox.control.reset_counters()
-    assert sandbox.control.counters() == {"total": 0, "by_endpoint": {}}
+    assert sandbox.control.counters() == {"total": 0, "by_endpoint": {}, "by_version": {}}
 
 
 def test_seed_rejects_unknown_properties(sandbox: SandboxHandle) -> None:

@@ -10,15 +10,18 @@ import os
 from collections.abc import Mapping
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator
 
 from warp_sync_pipeline.core.hubspot import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
     BudgetSettings,
     HubSpotClient,
     Priority,
     RequestBudget,
     RetryPolicy,
+    api_version_from_env,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int
 
@@ -44,6 +47,17 @@ class HubSpotResource(dg.ConfigurableResource):
     time_budget_seconds: float = Field(default=60.0, description="Longest one call may take, retries included.")
     request_timeout_seconds: float = Field(default=30.0, description="Network timeout of one HTTP request.")
     max_attempts: int = Field(default=5, description="Attempts per call for retryable failures.")
+    api_version: str = Field(
+        default=DEFAULT_API_VERSION,
+        description=f"HubSpot API version whose paths are called (HUBSPOT_API_VERSION): {', '.join(API_VERSIONS)}.",
+    )
+
+    @field_validator("api_version")
+    @classmethod
+    def _known_version(cls, value: str) -> str:
+        if value not in API_VERSIONS:
+            raise ValueError(f"HubSpot API version {value!r} is not supported; use one of {', '.join(API_VERSIONS)}")
+        return value
 
     _client: HubSpotClient | None = PrivateAttr(default=None)
 
@@ -65,6 +79,7 @@ class HubSpotResource(dg.ConfigurableResource):
             time_budget_seconds=get_float("HUBSPOT_TIME_BUDGET_SECONDS", 60.0, minimum=0.1, environ=env),
             request_timeout_seconds=get_float("HUBSPOT_REQUEST_TIMEOUT_SECONDS", 30.0, minimum=0.1, environ=env),
             max_attempts=get_int("HUBSPOT_MAX_ATTEMPTS", 5, minimum=1, environ=env),
+            api_version=api_version_from_env(env),
         )
 
     def build_client(self) -> HubSpotClient:
@@ -88,6 +103,7 @@ class HubSpotResource(dg.ConfigurableResource):
             time_budget_s=self.time_budget_seconds,
             request_timeout_s=self.request_timeout_seconds,
             retry=RetryPolicy(max_attempts=self.max_attempts),
+            version=self.api_version,
         )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

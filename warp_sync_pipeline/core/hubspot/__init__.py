@@ -51,8 +51,18 @@ from warp_sync_pipeline.core.hubspot.properties import (
     PropertyDefinition,
     PropertyOption,
 )
+from warp_sync_pipeline.core.hubspot.versions import (
+    API_VERSIONS,
+    DEFAULT_API_VERSION,
+    ApiVersion,
+    api_version_from_env,
+)
 
 __all__ = [
+    "API_VERSIONS",
+    "DEFAULT_API_VERSION",
+    "ApiVersion",
+    "api_version_from_env",
     "MERGED_IDS_PROPERTY",
     "COMPANY_PROPERTIES",
     "DEFAULT_BASE_URL",

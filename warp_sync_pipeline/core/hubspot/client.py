@@ -1,4 +1,4 @@
-"""The HubSpot CRM v3 client (httpx): companies and company properties.
+"""The HubSpot CRM client (httpx): companies and company properties, in any API version of versions.py.
 
 It owns everything about HubSpot's wire: the bearer token, the shared request budget, retries of
 429s, 5xx answers, timeouts and connection errors within the caller's time budget, batching to
@@ -60,13 +60,12 @@ from warp_sync_pipeline.core.hubspot.properties import (
     EnsureResult,
     PropertyDefinition,
 )
+from warp_sync_pipeline.core.hubspot.versions import DEFAULT_API_VERSION, api_version, api_version_from_env
 from warp_sync_pipeline.core.settings import get_float, get_int, get_str, get_url
 
 log = logging.getLogger("warp_sync.hubspot")
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
-COMPANIES = "/crm/v3/objects/companies"
-COMPANY_PROPERTIES_PATH = "/crm/v3/properties/companies"
 ACCOUNT_INFO = "/account-info/v3"
 # The ids merged into a company ("Merged Company IDs", ;-separated), read with every batch read.
 MERGED_IDS_PROPERTY = "hs_merged_object_ids"
@@ -106,6 +105,7 @@ class HubSpotSettings:
     request_timeout_s: float = 30.0
     max_attempts: int = 5
     budget: BudgetSettings = field(default_factory=BudgetSettings)
+    api_version: str = DEFAULT_API_VERSION
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSpotSettings:
@@ -116,6 +116,7 @@ class HubSpotSettings:
             request_timeout_s=get_float("HUBSPOT_REQUEST_TIMEOUT_SECONDS", 30.0, minimum=0.1, environ=environ),
             max_attempts=get_int("HUBSPOT_MAX_ATTEMPTS", 5, minimum=1, environ=environ),
             budget=BudgetSettings.from_env(environ),
+            api_version=api_version_from_env(environ),
         )
 
 
@@ -166,9 +167,11 @@ class HubSpotClient:
         retry: RetryPolicy | None = None,
         unique_properties: frozenset[str] = UNIQUE_PROPERTIES,
         multi_status: bool = True,
+        version: str = DEFAULT_API_VERSION,
     ) -> None:
         if not access_token:
             raise ValueError("a HubSpot access token is required")
+        self.paths = api_version(version)
         self.base_url = base_url.rstrip("/")
         self.priority = Priority(priority)
         self.time_budget_s = time_budget_s
@@ -191,7 +194,8 @@ class HubSpotClient:
         )
 
     def __repr__(self) -> str:
-        return f"HubSpotClient({self.base_url!r}, priority={self.priority.value}, budget={self._budget is not None})"
+        return (f"HubSpotClient({self.base_url!r}, version={self.paths.name}, priority={self.priority.value}, "
+                f"budget={self._budget is not None})")
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -228,7 +232,7 @@ class HubSpotClient:
 
     def create_company(self, properties: PropertyValues) -> Company:
         """`POST /crm/v3/objects/companies`. Never resent after a lost answer (OutcomeUnknown)."""
-        data = self._call("POST", COMPANIES, json={"properties": _values(properties)}, effect=Effect.WRITE)
+        data = self._call("POST", self.paths.companies, json={"properties": _values(properties)}, effect=Effect.WRITE)
         return Company.from_api(data)
 
     def get_company(
@@ -244,7 +248,7 @@ class HubSpotClient:
         params = _read_params(properties, properties_with_history, archived)
         if id_property:
             params["idProperty"] = id_property
-        return Company.from_api(self._call("GET", f"{COMPANIES}/{_segment(company_id)}", params=params))
+        return Company.from_api(self._call("GET", f"{self.paths.companies}/{_segment(company_id)}", params=params))
 
     def daily_quota(self) -> DailyQuota | None:
         """The account's daily quota and its reset (`resetsAt` of the private-apps usage); failing that, the next
@@ -285,14 +289,14 @@ class HubSpotClient:
         """`PATCH .../companies/{id}`: the given values overwrite; "" or None clears one."""
         params = {"idProperty": id_property} if id_property else None
         data = self._call(
-            "PATCH", f"{COMPANIES}/{_segment(company_id)}", params=params,
+            "PATCH", f"{self.paths.companies}/{_segment(company_id)}", params=params,
             json={"properties": _values(properties)}, effect=Effect.IDEMPOTENT_WRITE,
         )
         return Company.from_api(data)
 
     def archive_company(self, company_id: str) -> None:
         """`DELETE .../companies/{id}` (HubSpot keeps it restorable for 90 days)."""
-        self._call("DELETE", f"{COMPANIES}/{_segment(company_id)}", effect=Effect.IDEMPOTENT_WRITE)
+        self._call("DELETE", f"{self.paths.companies}/{_segment(company_id)}", effect=Effect.IDEMPOTENT_WRITE)
 
     # --- companies: reading many -----------------------------------------------------------------
 
@@ -313,7 +317,7 @@ class HubSpotClient:
         params["limit"] = str(limit)
         if after:
             params["after"] = after
-        data = self._call("GET", COMPANIES, params=params)
+        data = self._call("GET", self.paths.companies, params=params)
         return CompanyPage([Company.from_api(r) for r in data.get("results", [])], _next_after(data))
 
     def iter_companies(
@@ -375,7 +379,7 @@ class HubSpotClient:
             body["query"] = query
         if after is not None:
             body["after"] = after
-        data = self._call("POST", f"{COMPANIES}/search", json=body, bucket=Bucket.SEARCH)
+        data = self._call("POST", f"{self.paths.companies}/search", json=body, bucket=Bucket.SEARCH)
         return SearchPage(
             total=int(data.get("total", 0)),
             results=[Company.from_api(r) for r in data.get("results", [])],
@@ -443,7 +447,7 @@ class HubSpotClient:
                 body["idProperty"] = id_property
             try:
                 data = self._call(
-                    "POST", f"{COMPANIES}/batch/read", params={"archived": _bool(archived)}, json=body,
+                    "POST", f"{self.paths.companies}/batch/read", params={"archived": _bool(archived)}, json=body,
                 )
             except AuthFailed:
                 raise
@@ -502,7 +506,7 @@ class HubSpotClient:
         """Archive companies 100 a call (HubSpot answers 204 with no per-record detail)."""
         for chunk in _chunks(list(dict.fromkeys(str(i) for i in ids)), BATCH_SIZE):
             self._call(
-                "POST", f"{COMPANIES}/batch/archive", json={"inputs": [{"id": i} for i in chunk]},
+                "POST", f"{self.paths.companies}/batch/archive", json={"inputs": [{"id": i} for i in chunk]},
                 effect=Effect.IDEMPOTENT_WRITE,
             )
 
@@ -510,24 +514,24 @@ class HubSpotClient:
 
     def list_properties(self, *, archived: bool = False) -> list[dict[str, Any]]:
         """Every company property, as HubSpot's `Property` objects."""
-        data = self._call("GET", COMPANY_PROPERTIES_PATH, params={"archived": _bool(archived)})
+        data = self._call("GET", self.paths.company_properties, params={"archived": _bool(archived)})
         return list(data.get("results", []))
 
     def get_property(self, name: str) -> dict[str, Any]:
-        return self._call("GET", f"{COMPANY_PROPERTIES_PATH}/{_segment(name)}")
+        return self._call("GET", f"{self.paths.company_properties}/{_segment(name)}")
 
     def create_property(self, definition: PropertyDefinition | Mapping[str, Any]) -> dict[str, Any]:
         body = definition.to_api() if isinstance(definition, PropertyDefinition) else dict(definition)
-        return self._call("POST", COMPANY_PROPERTIES_PATH, json=body, effect=Effect.WRITE)
+        return self._call("POST", self.paths.company_properties, json=body, effect=Effect.WRITE)
 
     def update_property(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
         return self._call(
-            "PATCH", f"{COMPANY_PROPERTIES_PATH}/{_segment(name)}", json=dict(changes),
+            "PATCH", f"{self.paths.company_properties}/{_segment(name)}", json=dict(changes),
             effect=Effect.IDEMPOTENT_WRITE,
         )
 
     def archive_property(self, name: str) -> None:
-        self._call("DELETE", f"{COMPANY_PROPERTIES_PATH}/{_segment(name)}", effect=Effect.IDEMPOTENT_WRITE)
+        self._call("DELETE", f"{self.paths.company_properties}/{_segment(name)}", effect=Effect.IDEMPOTENT_WRITE)
 
     def ensure_properties(self, definitions: Sequence[PropertyDefinition] = COMPANY_PROPERTIES) -> EnsureResult:
         """Create each missing property; add missing enumeration options; create nothing twice.
@@ -766,7 +770,7 @@ class HubSpotClient:
         body = {"inputs": [{**item.body, "objectWriteTraceId": item.trace} if with_trace else item.body
                            for item in chunk]}
         try:
-            data = self._call("POST", f"{COMPANIES}/batch/{operation}", json=body, effect=effect)
+            data = self._call("POST", f"{self.paths.companies}/batch/{operation}", json=body, effect=effect)
         except AuthFailed:
             raise  # nothing else will work either; the caller pauses
         except NotFound as exc:
@@ -855,6 +859,7 @@ def client_from_env(
         time_budget_s=settings.time_budget_s,
         request_timeout_s=settings.request_timeout_s,
         retry=RetryPolicy(max_attempts=settings.max_attempts),
+        version=settings.api_version,
     )
 
 
