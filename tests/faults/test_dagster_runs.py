@@ -171,8 +171,8 @@ def test_a_run_whose_whole_dagster_stack_restarts_is_failed_by_its_maximum_runti
     stack_sandbox.control.clear_faults()
     dagster_stack.start_everything()
     # The restarted stack knows nothing of the dead run but its STARTED record; the new daemon's run monitoring
-    # fails it past its maximum runtime, and the flow's sensor starts the next run.
-    assert dagster_stack.run_status(run_id) == "STARTED"
+    # fails it past its maximum runtime (its message says so: nobody reported the death), and the flow's sensor
+    # starts the next run. No STARTED check here: on a slow start the new daemon may already have failed it.
     assert dagster_stack.wait_for_run(run_id, timeout_s=40) == "FAILURE"
     assert [m for m in dagster_stack.run_messages(run_id) if "maximum runtime" in m], dagster_stack.run_messages(run_id)
     _wait_for(lambda: flow.done(stack_engine, stack_sandbox, company), 60,
