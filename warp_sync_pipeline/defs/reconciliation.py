@@ -191,7 +191,7 @@ def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _errors_check(spec: dg.AssetCheckSpec, summary: dict[str, Any]) -> dg.AssetCheckResult:
     failures = [r for r in summary["records"] if r["outcome"] == "failed"]
-    for part in ("conflicts", "links"):
+    for part in ("conflicts", "links", "merges"):
         failures += [r for r in summary.get(part, {}).get("records", []) if r["outcome"] == "failed"]
     codes: dict[str, int] = {}
     for record in failures:
@@ -357,6 +357,7 @@ def warp_writeback(
     metadata = _summary_metadata(summary)
     metadata.update(conflicts_opened=summary["conflicts"]["opened"], conflicts_updated=summary["conflicts"]["updated"],
                     customers_linked=summary["links"].get("applied", 0),
+                    customers_following_merges=summary["merges"].get("applied", 0),
                     agreements_recorded=summary["agreements"]["recorded"])
     return dg.MaterializeResult(value=summary, metadata=metadata,
                                 check_results=[_errors_check(WARP_WRITEBACK_WITHOUT_ERRORS, summary)])

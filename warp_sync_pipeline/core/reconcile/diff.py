@@ -1,7 +1,9 @@
 """The diff: both sides joined, every mapped field normalised and compared, with vectorized operations only.
 
 Join: a customer's explicit link (`external_ids.hubspot_company_id`) first; an unlinked customer falls back to
-the company holding its BAN in `warp_ban` (only when exactly one unclaimed company holds it). What joins
+the company holding its BAN in `warp_ban` (only when exactly one unclaimed company holds it). A customer linked
+to a company HubSpot merged away is not compared tonight: its row says which company the merge made (found by
+the old id in that company's `hs_merged_object_ids`), and the write-back moves the link there. What joins
 nothing is an orphan; one `warp_ban` on two companies is a duplicate.
 
 Normalising a million values per field is most of the cost, and most values need none: a value whose raw text
@@ -24,6 +26,7 @@ import pyarrow.compute as pc
 
 from warp_sync_pipeline.core.decision import AGREED, HUBSPOT, HUBSPOT_CHANGED_AT, WARP, WARP_CHANGED_AT
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules
+from warp_sync_pipeline.core.hubspot import MERGED_IDS_PROPERTY
 from warp_sync_pipeline.core.normalize import BAN_PATTERN, FieldType, comparable_series, spec_for
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_COUNTS,
@@ -32,6 +35,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     BAN,
     BAN_PROPERTY,
     COMPANY_ID,
+    COMPANY_MERGED,
     COMPANY_MISSING,
     COMPANY_NAME,
     COMPANY_NOT_LINKED,
@@ -49,6 +53,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     MATCH,
     MATCH_BAN,
     MATCH_LINKED,
+    MERGED_FROM,
     ORPHAN_KINDS,
     PAIR,
     STATE_WARP,
@@ -75,7 +80,7 @@ def field_columns(field: str) -> list[str]:
 
 def difference_columns(rules: FieldRules) -> list[str]:
     head = [KIND, CUSTOMER_ID, BAN, COMPANY_ID, MATCH, LINK_STATUS, CUSTOMER_UPDATED_AT, COMPANY_UPDATED_AT,
-            COMPANY_NAME, DETAIL]
+            COMPANY_NAME, DETAIL, MERGED_FROM]
     return head + [name for field in rules for name in field_columns(field)]
 
 
@@ -211,9 +216,12 @@ def compute_differences(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldR
 
     linked = has_company & (hub_pos >= 0)
     missing = has_company & (hub_pos < 0)
+    merged, survivors = _merged_away(warp, hubspot, np.flatnonzero(missing))
+    missing[merged] = False
 
     claimed = np.zeros(n_hub, dtype=bool)
     claimed[hub_pos[linked]] = True
+    claimed[survivors] = True  # the merge's company is taken by the customers following it
     # The BAN fallback: unlinked customers, matched to an unclaimed company that alone holds their BAN.
     unlinked = np.flatnonzero(~has_id & ~needs_person)
     candidates = np.flatnonzero(ban_ok & ~duplicate & ~claimed)
@@ -243,7 +251,9 @@ def compute_differences(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldR
         missing=np.flatnonzero(missing), needs_person=np.flatnonzero(needs_person),
         without_company=without_company,
     )
-    for kind in (*ORPHAN_KINDS, DUPLICATE_BAN):
+    if len(merged):
+        extra = pd.concat([extra, _merge_rows(warp, hubspot, rules, merged, survivors)], ignore_index=True)
+    for kind in (*ORPHAN_KINDS, DUPLICATE_BAN, COMPANY_MERGED):
         counts[kind] = int((extra[KIND] == kind).sum()) if len(extra) else 0
     counts["duplicate_bans"] = int(hub_ban[duplicate].nunique()) if duplicate.any() else 0
     counts["companies_without_ban"] = int((~claimed & ban_missing).sum())
@@ -400,6 +410,45 @@ def _shown_names(
     if NAME_PROPERTY in hubspot.columns:
         return _take(hubspot[NAME_PROPERTY], hubs)
     return pd.Series([None] * len(rows), dtype="str")
+
+
+def _merged_away(warp: pd.DataFrame, hubspot: pd.DataFrame, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of the customers whose linked company was not pulled, those whose company id HubSpot lists in a pulled
+    company's `hs_merged_object_ids`: their rows, and the merged company's row for each."""
+    nothing = np.empty(0, dtype=np.int64)
+    if not len(missing) or MERGED_IDS_PROPERTY not in hubspot.columns:
+        return nothing, nothing
+    merged_ids = hubspot[MERGED_IDS_PROPERTY].astype("str")
+    holders = np.flatnonzero(merged_ids.notna().to_numpy(dtype=bool) & (merged_ids.str.strip() != "").to_numpy(
+        dtype=bool, na_value=False))
+    if not len(holders):
+        return nothing, nothing
+    # One row per (old id, company it went into); ids are few (merges are rare), so plain pandas is enough.
+    old_ids = pd.Series(merged_ids.take(holders).to_numpy(dtype=object), index=holders).str.split(";").explode()
+    old_ids = old_ids.str.strip()
+    old_ids = old_ids[old_ids.notna() & (old_ids != "")]
+    old_ids = old_ids[~old_ids.duplicated(keep="first")]
+    found = pd.Index(old_ids.to_numpy(dtype=object)).get_indexer(
+        warp[COMPANY_ID].take(missing).astype("str").to_numpy(dtype=object))
+    return missing[found >= 0], old_ids.index.to_numpy(dtype=np.int64)[found[found >= 0]]
+
+
+def _merge_rows(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules, rows: np.ndarray,
+                survivors: np.ndarray) -> pd.DataFrame:
+    old, new = _take(warp[COMPANY_ID], rows), _take(hubspot[COMPANY_ID], survivors)
+    return pd.DataFrame({
+        KIND: COMPANY_MERGED,
+        CUSTOMER_ID: _take(warp[CUSTOMER_ID], rows),
+        BAN: _take(warp[BAN], rows),
+        COMPANY_ID: new,
+        LINK_STATUS: _take(warp[LINK_STATUS], rows),
+        CUSTOMER_UPDATED_AT: _take(warp[CUSTOMER_UPDATED_AT], rows),
+        COMPANY_UPDATED_AT: _take(hubspot[COMPANY_UPDATED_AT], survivors),
+        COMPANY_NAME: _shown_names(warp, hubspot, rules, rows, survivors),
+        MERGED_FROM: _take(hubspot[MERGED_IDS_PROPERTY], survivors),
+        DETAIL: [f"HubSpot merged its company {o} into company {n}: the link follows the merge"
+                 for o, n in zip(old, new, strict=True)],
+    })
 
 
 def _orphans_and_duplicates(

@@ -37,6 +37,7 @@ COMPANY_NAME = "company_name_shown"  # a name to show in reports (WARP's, else H
 KIND = "kind"
 MATCH = "match"
 DETAIL = "detail"
+MERGED_FROM = "merged_from"  # company_merged rows: the ids HubSpot merged into the company (hs_merged_object_ids)
 
 # The HubSpot property holding the BAN (a unique property; the ban fallback joins on it).
 BAN_PROPERTY = "warp_ban"
@@ -57,6 +58,9 @@ PAIR = "pair"  # a customer and its company, compared field by field
 CUSTOMER_WITHOUT_COMPANY = "customer_without_company"
 COMPANY_MISSING = "company_missing"  # linked to a company HubSpot no longer lists (deleted or merged)
 LINK_NEEDS_REVIEW = "link_needs_review"  # hubspot_link_status deleted or review: a person decides
+# Linked to a company HubSpot merged into another (a new company, the old ids in its hs_merged_object_ids): the link
+# follows the merge as the merge webhook would have moved it (core.links), so a lost webhook heals at night.
+COMPANY_MERGED = "company_merged"
 COMPANY_UNKNOWN_BAN = "company_unknown_ban"  # a company whose warp_ban WARP does not know
 COMPANY_NOT_LINKED = "company_not_linked"  # its warp_ban's customer is linked to another company
 DUPLICATE_BAN = "duplicate_ban"  # one warp_ban on two or more companies (one row per company)

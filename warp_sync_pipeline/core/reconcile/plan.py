@@ -45,6 +45,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     LINK,
     MATCH,
     MATCH_BAN,
+    MERGED_FROM,
     PAIR,
     WARP_RAW,
     col,
@@ -73,7 +74,7 @@ ERROR = "error"
 PLAN_COLUMNS = [
     KIND, CUSTOMER_ID, BAN, COMPANY_ID, MATCH, COMPANY_NAME, FIELD, HUBSPOT_PROPERTY, ACTION, REASON,
     WARP_RAW_VALUE, HUBSPOT_RAW_VALUE, WARP_VALUE, HUBSPOT_VALUE, AGREED_VALUE, WARP_TIME, HUBSPOT_TIME, VALUE,
-    ERROR_CODE, ERROR, DETAIL,
+    ERROR_CODE, ERROR, DETAIL, MERGED_FROM,
 ]
 _TIMES = (WARP_TIME, HUBSPOT_TIME)
 WRITE_ACTIONS = (Action.WRITE_TO_HUBSPOT.value, Action.WRITE_TO_WARP.value)
@@ -146,7 +147,8 @@ def build_plan(
         }))
     others = source[~is_pair]
     if len(others):
-        parts.append(others[[KIND, CUSTOMER_ID, BAN, COMPANY_ID, COMPANY_NAME, DETAIL]].reset_index(drop=True))
+        parts.append(others[[KIND, CUSTOMER_ID, BAN, COMPANY_ID, COMPANY_NAME, DETAIL, MERGED_FROM]]
+                     .reset_index(drop=True))
     plan = _conform(pd.concat([_conform(p) for p in parts], ignore_index=True) if parts else _conform(pd.DataFrame()))
     plan.attrs = _plan_attrs(plan, differences, planned_at or now_utc())
     return plan

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.decision import AGREED
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
-from warp_sync_pipeline.core.hubspot import HubSpotClient, PageProgress, RequestBudget
+from warp_sync_pipeline.core.hubspot import MERGED_IDS_PROPERTY, HubSpotClient, PageProgress, RequestBudget
 from warp_sync_pipeline.core.hubspot.client import PAGE_MAX
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_PULLED_AT,
@@ -170,8 +170,9 @@ def _typed(frame: pd.DataFrame, *, times: Iterable[str], epoch_us: bool = False)
 
 
 def hubspot_properties(rules: FieldRules) -> list[str]:
-    """The properties the pull reads: the mapped ones, and warp_ban always (the BAN fallback needs it)."""
-    names = list(dict.fromkeys([*rules.hubspot_properties, BAN_PROPERTY]))
+    """The properties the pull reads: the mapped ones, warp_ban always (the BAN fallback needs it), and the ids
+    merged into each company (a customer linked to a merged-away id follows the merge)."""
+    names = list(dict.fromkeys([*rules.hubspot_properties, BAN_PROPERTY, MERGED_IDS_PROPERTY]))
     reserved = {COMPANY_ID, COMPANY_UPDATED_AT} & set(names)
     if reserved:
         raise ReconcileError("INVALID_FIELD_MAPPING", f"HubSpot properties {sorted(reserved)} clash with frame columns")

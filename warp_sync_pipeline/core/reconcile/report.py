@@ -84,6 +84,7 @@ def build_report(
     records = {side: list(summary.get("records", [])) for side, summary in (("HubSpot", hubspot), ("WARP", warp))}
     conflicts = list(warp.get("conflicts", {}).get("records", []))
     links = list(warp.get("links", {}).get("records", []))
+    merges = list(warp.get("merges", {}).get("records", []))
     gated = hubspot.get("status") not in ("written", "nothing_to_write")
 
     def outcome(side: str, *wanted: str) -> list[Mapping[str, Any]]:
@@ -93,7 +94,7 @@ def build_report(
     to_hubspot, to_warp = outcome("HubSpot", *shown), outcome("WARP", *shown)
     skipped = [(side, r) for side in records for r in records[side] if r["outcome"] == SKIPPED]
     failures = [(side, r) for side in records for r in records[side] if r["outcome"] == FAILED]
-    failures += [("WARP", r) for r in conflicts + links if r["outcome"] == FAILED]
+    failures += [("WARP", r) for r in conflicts + links + merges if r["outcome"] == FAILED]
     orphans = plan[plan[KIND].isin(ORPHAN_KINDS)]
     duplicates = plan[plan[KIND] == DUPLICATE_BAN]
     manual = changes[changes[ACTION] == Action.OPEN_CONFLICT.value]
@@ -116,6 +117,7 @@ def build_report(
         "conflicts_opened": warp.get("conflicts", {}).get("opened", 0),
         "invalid_values": plan_counts.get("invalid_values", 0),
         "customers_linked_by_ban": len(linked),
+        "customers_following_merges": sum(1 for r in merges if r["outcome"] == APPLIED),
         "orphans": len(orphans),
         "duplicate_bans": plan_counts.get("duplicate_bans", 0),
         "agreements_recorded": warp.get("agreements", {}).get("recorded", 0),
@@ -140,6 +142,9 @@ def build_report(
     if plan_counts.get("duplicate_bans"):
         notes.append(f"{plan_counts['duplicate_bans']:,} BAN(s) are held by more than one company: merge them in "
                      "HubSpot.")
+    if merges:
+        notes.append(f"{len(merges):,} customer(s) were linked to a company HubSpot merged into another; their "
+                     "links follow the merge (see Merges followed).")
     if len(orphans):
         notes.append(f"{len(orphans):,} orphan(s) need a person (see Orphans).")
 
@@ -167,6 +172,9 @@ def build_report(
                   for r in duplicates.to_dict("records")]),
         _section("Customers linked by BAN", ["BAN", "Customer", "Company"],
                  [[r["ban"], r["customer_id"], r["company_id"]] for r in linked]),
+        _section("Merges followed", ["BAN", "Customer", "Merged company", "Outcome", "Detail"],
+                 [[r["ban"], r["customer_id"], r["company_id"], r["outcome"], r["message"] or r["new"]]
+                  for r in merges]),
         _section("Errors", ["Side", "BAN", "Field", "Code", "Message"],
                  [[side, r["ban"], r["field"], r["code"], r["message"]] for side, r in failures]),
     ]

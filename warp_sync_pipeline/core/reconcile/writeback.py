@@ -9,7 +9,8 @@ The plan can be hours old when it is written, so nothing newer is ever overwritt
 - WARP, in chunked transactions carrying the no-echo marker (`warp_sync.origin = 'hubspot'`, so the outbound
   trigger queues nothing back): a field is updated only where it still holds the text that was pulled. The
   same transactions link customers matched by BAN, open MANUAL conflicts for review, record agreed values and
-  write the audit trail.
+  write the audit trail. Before them, customers linked to a company HubSpot merged away follow the merge
+  (core.links, as the merge webhook would have moved them), one transaction each, under their leases.
 
 Each returns a summary (a JSON-ready dict): status, counts, and one record per planned row with its outcome
 (`applied`, `skipped` with the reason, `failed` with a stable code, `dry_run` or `not_written`). Failures go
@@ -21,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +43,9 @@ from warp_sync_pipeline.core.hubspot import (
     RecordOutcome,
     RequestFailed,
 )
+from warp_sync_pipeline.core.leases import BulkLease, CustomerBusy, acquire_customers, release_customers
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.links import follow_merge
 from warp_sync_pipeline.core.normalize import (
     FieldType,
     InvalidFieldValue,
@@ -57,10 +60,12 @@ from warp_sync_pipeline.core.reconcile.frames import (
     BAN,
     CHANGE,
     COMPANY_ID,
+    COMPANY_MERGED,
     COMPANY_NAME,
     CUSTOMER_ID,
     KIND,
     LINK,
+    MERGED_FROM,
     now_utc,
     parse_iso,
     text_or_none,
@@ -87,6 +92,7 @@ from warp_sync_pipeline.core.reconcile.plan import (
     WARP_TIME,
     brake_stats,
 )
+from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
 
 log = logging.getLogger("warp_sync.reconcile")
 
@@ -105,6 +111,9 @@ WARP_CHANGED = "WARP_CHANGED_SINCE_PULL"
 COMPANY_GONE = "COMPANY_GONE"
 CUSTOMER_GONE = "CUSTOMER_GONE"
 LINK_TAKEN = "LINK_TAKEN"
+LINK_CHANGED = "LINK_CHANGED_SINCE_PULL"
+ALREADY_FOLLOWED = "MERGE_ALREADY_FOLLOWED"
+MERGE_LEASE_TTL = timedelta(seconds=60)
 
 # Statuses of a whole write-back besides the gate's.
 WRITTEN = "written"
@@ -462,12 +471,14 @@ def write_to_warp(
     conflicts = changes[changes[ACTION] == Action.OPEN_CONFLICT.value]
     invalid = changes[changes[ACTION] == Action.SKIP_INVALID.value]
     links = rows_of[rows_of[KIND] == LINK]
+    merges = rows_of[rows_of[KIND] == COMPANY_MERGED]
     agreements = rows_of[rows_of[KIND] == AGREEMENT]
     gate = _gate(plan, options, enabled=enabled, now=now)
     summary: dict[str, Any] = {
         "side": "warp", "status": gate.status, "reason": gate.reason, "planned": len(writes), "records": [],
         "conflicts": {"planned": len(conflicts), "opened": 0, "updated": 0, "records": []},
         "links": {"planned": len(links), "records": []},
+        "merges": {"planned": len(merges), "records": []},
         "agreements": {"planned": len(agreements), "recorded": 0},
         "invalid": {"planned": len(invalid), "logged": 0},
     }
@@ -476,9 +487,12 @@ def write_to_warp(
         summary["records"] = [_record(r, outcome, new=r[VALUE], old_column=WARP_RAW_VALUE) for r in _rows(writes)]
         summary["conflicts"]["records"] = [_record(r, outcome) for r in _rows(conflicts)]
         summary["links"]["records"] = [_record(r, outcome) for r in _rows(links)]
+        summary["merges"]["records"] = [_record(r, outcome, new=r[COMPANY_ID]) for r in _rows(merges)]
         return _finish_warp(summary)
-    summary["status"] = WRITTEN if len(writes) + len(conflicts) + len(links) + len(agreements) + len(invalid) \
-        else NOTHING_TO_WRITE
+    summary["status"] = WRITTEN if len(writes) + len(conflicts) + len(links) + len(merges) + len(agreements) \
+        + len(invalid) else NOTHING_TO_WRITE
+    # First, so that tonight's links by BAN see where the merges put their customers.
+    summary["merges"]["records"] = _follow_merges(engine, _rows(merges), run_id=run_id)
     groups = {
         "writes": _rows(writes), "conflicts": _rows(conflicts), "links": _rows(links),
         "agreements": _rows(agreements), "invalid": _rows(invalid),
@@ -525,9 +539,67 @@ def _pulled_at(plan: pd.DataFrame, now: datetime) -> datetime:
 
 
 def _finish_warp(summary: dict[str, Any]) -> dict[str, Any]:
-    for name in ("conflicts", "links"):
+    for name in ("conflicts", "links", "merges"):
         summary[name].update(_tally(summary[name]["records"]))
-    return _finish(summary, summary["conflicts"]["records"], summary["links"]["records"])
+    return _finish(summary, summary["conflicts"]["records"], summary["links"]["records"],
+                   summary["merges"]["records"])
+
+
+def _follow_merges(engine: sa.Engine, rows: list[dict[str, Any]], *, run_id: str | None) -> list[dict[str, Any]]:
+    """Each customer still linked to a company merged into the row's company follows the merge (core.links:
+    moved there, or marked for review when two customers would share it), audited; one transaction each, under
+    the leases of every customer involved, so the drain and the webhook processor never write across it."""
+    holder = f"{ACTOR}:{run_id or 'local'}"
+    out = []
+    for row in rows:
+        survivor = str(row[COMPANY_ID])
+        merged = [m.strip() for m in str(row[MERGED_FROM] or "").split(";") if m.strip().isdigit()]
+        leases: list[BulkLease] = []
+
+        def hold(ids: list[Any], leases: list[BulkLease] = leases) -> None:
+            lease = acquire_customers(engine, ids, holder, ttl=MERGE_LEASE_TTL)
+            leases.append(lease)
+            if lease.busy:
+                raise CustomerBusy(lease.busy[0], None, None)
+
+        try:
+            with engine.begin() as conn:
+                name_writer(conn, actor=ACTOR, run_id=run_id)
+                current = conn.execute(sa.select(customers.c.id, customer_company_id)
+                                       .where(customers.c.id == str(row[CUSTOMER_ID])).with_for_update()).first()
+                if current is None:
+                    out.append(_record(row, SKIPPED, code=CUSTOMER_GONE, message="the customer is gone from WARP"))
+                    continue
+                if current[1] not in (*merged, survivor):
+                    out.append(_record(row, SKIPPED, code=LINK_CHANGED,
+                                       message=f"the customer's link moved to company {current[1]} since the pull"))
+                    continue
+                followed = follow_merge(conn, survivor, merged, hold=hold)
+                log_sync_many(conn, [SyncLogEntry(
+                    trigger=Trigger.RECONCILIATION, outcome=Outcome.APPLIED, customer_id=change.customer_id,
+                    ban=change.ban, old_value=change.old, new_value=change.new, action=change.action,
+                    reason="company.merge", run_id=run_id,
+                    details={"survivor": survivor, "merged": followed.merged, "found_by": "reconciliation"},
+                ) for change in followed.changes])
+        except CustomerBusy as busy:
+            out.append(_record(row, SKIPPED, code=CustomerBusy.code, message=str(busy)))
+            continue
+        except sa.exc.SQLAlchemyError as exc:
+            code, message = _failure(exc)
+            out.append(_record(row, FAILED, code=code, message=message))
+            continue
+        finally:
+            for lease in leases:
+                release_customers(engine, lease.acquired, lease.token)
+        if followed.action == "LINK_REPOINTED":
+            out.append(_record(row, APPLIED, new=survivor))
+        elif followed.action == "LINK_REVIEW" and followed.changes:
+            out.append(_record(row, APPLIED, new="review", message=(
+                f"another customer is linked to company {survivor} or to a company merged into it: each is marked "
+                "for review")))
+        else:
+            out.append(_record(row, SKIPPED, code=ALREADY_FOLLOWED, message="the link already follows the merge"))
+    return out
 
 
 def _warp_chunk(
