@@ -18,7 +18,7 @@ from hubspot_sandbox.app import (
     sandbox_state,
 )
 from hubspot_sandbox.portal import WriteInput, WriteResult
-from hubspot_sandbox.wire import ApiFailure, bad_request, iso_ms, no_content, not_found, now_ms
+from hubspot_sandbox.wire import ApiFailure, bad_request, iso_ms, no_content, not_found, now_ms, record_id
 
 BATCH_LIMIT = 100
 LIST_DEFAULT_LIMIT = 10
@@ -82,7 +82,7 @@ def list_page(object_type: str) -> Response:
         detail = " when propertiesWithHistory is requested" if history else ""
         raise bad_request(f"limit must be between 1 and {maximum}{detail}; got {limit}.")
     after_raw = request.args.get("after")
-    if after_raw not in (None, "") and not after_raw.isdigit():
+    if after_raw not in (None, "") and record_id(after_raw) is None:
         raise bad_request(f"after {after_raw!r} is not a paging cursor this endpoint returned.")
     after = int(after_raw) if after_raw else None
     page, next_id = state.portal.page(after, limit, archived=query_bool("archived"))
@@ -124,7 +124,7 @@ def _batch_body(results: list[dict[str, Any]], errors: list[dict[str, Any]], sta
         body["errors"] = errors
     body["startedAt"] = iso_ms(started_ms)
     body["completedAt"] = iso_ms(now_ms())
-    return json_response(body, partial_status() if errors else success_status)
+    return json_response(body, partial_status(success_status) if errors else success_status)
 
 
 def _write_batch(kind: str, writes: list[WriteInput], partial: bool, success_status: int,
@@ -193,14 +193,23 @@ def batch_upsert(object_type: str) -> Response:
     return _write_batch("upsert", writes, partial, 200, render)
 
 
+def _property_names(body: dict[str, Any], key: str) -> list[str]:
+    names = body.get(key)
+    if names is None:
+        return []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise bad_request(f"{key} must be a list of property names.")
+    return names
+
+
 @companies.post(f"{BASE}/batch/read")
 def batch_read(object_type: str) -> Response:
     state = sandbox_state()
     started = now_ms()
     body = read_json_object()
-    history = [str(p) for p in body.get("propertiesWithHistory") or []]
+    history = _property_names(body, "propertiesWithHistory")
     inputs = _batch_inputs(body, HISTORY_MAX_LIMIT if history else BATCH_LIMIT)
-    properties = [str(p) for p in body.get("properties") or []]
+    properties = _property_names(body, "properties")
     id_property = state.portal.check_id_property(body.get("idProperty"), verb="read")
     archived = query_bool("archived")
     results, missing, seen = [], [], set()

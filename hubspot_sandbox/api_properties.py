@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from hubspot_sandbox.app import json_response, partial_status, query_bool, read_json_object, sandbox_state
+from hubspot_sandbox.app import (
+    answers_multi_status,
+    json_response,
+    partial_status,
+    query_bool,
+    read_json_object,
+    sandbox_state,
+)
 from hubspot_sandbox.wire import bad_request, iso_ms, no_content, now_ms
 
 BASE = "/crm/v3/properties/<company_type:object_type>"
@@ -58,7 +65,9 @@ def batch_create(object_type: str) -> Response:
         body["errors"] = [f.standard_error() for f in failures]
     body["startedAt"] = iso_ms(started)
     body["completedAt"] = iso_ms(now_ms())
-    return json_response(body, partial_status() if failures else 201)
+    # 201 up to 2026-03; the 2026-09 document declares a 200 (and no 207).
+    success = 201 if answers_multi_status() else 200
+    return json_response(body, partial_status(success) if failures else success)
 
 
 @properties.post(f"{BASE}/batch/read")
@@ -86,7 +95,7 @@ def batch_read(object_type: str) -> Response:
                              "message": "Could not find some properties.", "context": {"names": missing}}]
     answer["startedAt"] = iso_ms(started)
     answer["completedAt"] = iso_ms(now_ms())
-    return json_response(answer, partial_status() if missing else 200)
+    return json_response(answer, partial_status(200) if missing else 200)
 
 
 @properties.post(f"{BASE}/batch/archive")

@@ -28,10 +28,11 @@ from hubspot_sandbox.wire import JSON_CONTENT_TYPE, ApiFailure, bad_request, new
 
 log = logging.getLogger(__name__)
 
-# HubSpot's date versions (hubspot-api.md, section 12) and how each answers a batch's partial failures: 207
-# (like v3), or 200 with errors[] from 2026-09. /crm/objects/{version}/... and /crm/properties/{version}/...
-# serve the same views as /crm/v3/...; an unknown version is a 404, as on HubSpot.
-DATE_VERSIONS = {"2026-03": 207, "2026-09": 200}
+# HubSpot's date versions (hubspot-api.md, section 12) and whether each answers a batch's partial failures with a
+# 207 (like v3) or, from 2026-09, with the operation's own success status (200; 201 for batch create: the 2026-09
+# documents declare no 207) carrying errors[]. /crm/objects/{version}/... and /crm/properties/{version}/... serve
+# the same views as /crm/v3/...; an unknown version is a 404, as on HubSpot.
+DATE_VERSIONS = {"2026-03": True, "2026-09": False}  # version -> partial failures in a 207
 LEGACY_VERSION = "v3"
 _API_VERSION_KEY = "hubspot_sandbox.api_version"
 _DATED_PATH = re.compile(r"^/crm/(objects|properties)/(\d{4}-\d{2})(/.*)?$")
@@ -109,11 +110,17 @@ def api_version() -> str:
     return request.environ.get(_API_VERSION_KEY, LEGACY_VERSION)
 
 
-def partial_status() -> int:
-    """The status of a batch answer carrying errors[]: 207, or 200 in the 2026-09 API (or when switched so)."""
+def answers_multi_status() -> bool:
+    """Whether this request's API version answers a batch's partial failures with a 207 (v3, 2026-03)."""
+    return DATE_VERSIONS.get(api_version(), True)
+
+
+def partial_status(success_status: int) -> int:
+    """The status of a batch answer carrying errors[]: 207, or the success status in the 2026-09 API (or on every
+    path when `batch_write_errors` is multi_status_200)."""
     if sandbox_state().config.batch_write_errors == "multi_status_200":
-        return 200
-    return DATE_VERSIONS.get(api_version(), 207)
+        return success_status
+    return 207 if answers_multi_status() else success_status
 
 
 def sandbox_state() -> SandboxState:

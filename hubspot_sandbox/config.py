@@ -19,8 +19,8 @@ UNIQUE_CONFLICT_FORMS = ("validation_400", "validation_400_unnamed", "error_toke
 # How batch update and upsert report inputs that fail (hubspot-api.md, section 12): whole_batch, one 4xx for the
 # batch and nothing written, even when every input carries an objectWriteTraceId (HubSpot documents the trace-id
 # opt-in for batch create only), the form that exercises a client's fallback; multi_status, a 207 with per-input
-# errors[] when every input carries a trace id (a 200 on 2026-09 paths); multi_status_200, the same errors[] in a
-# 200 on every path (so a client must read errors[] in any 2xx). Batch create always honours the trace ids.
+# errors[] when every input carries a trace id (a 200 on 2026-09 paths); multi_status_200, the same errors[] in the
+# success answer on every path (so a client must read errors[] in any 2xx). Batch create always honours the trace ids.
 BATCH_WRITE_ERROR_FORMS = ("whole_batch", "multi_status", "multi_status_200")
 
 

@@ -35,6 +35,7 @@ from hubspot_sandbox.wire import (
     not_found,
     now_ms,
     parse_time_ms,
+    record_id,
     validation_failure,
 )
 
@@ -319,7 +320,7 @@ class Portal:
     def find(self, id_value: str, id_property: str | None = None, *, archived: bool = False) -> Company | None:
         with self.lock:
             if id_property is None:
-                company = self.companies.get(int(id_value)) if str(id_value).isdigit() else None
+                company = self.companies.get(record_id(id_value))
                 while company is not None and company.merged_into is not None:
                     company = self.companies.get(company.merged_into)
             else:
@@ -585,7 +586,7 @@ class Portal:
             for id_value in ids:
                 # By exact id only: an id merged away does not stand for the survivor here, so
                 # archiving "our" company after a rep merged it can never archive the rep's one.
-                company = self.companies.get(int(id_value)) if str(id_value).isdigit() else None
+                company = self.companies.get(record_id(id_value))
                 if company is None or not company.active or company.id in archived:
                     continue
                 for name in list(self.unique_index):

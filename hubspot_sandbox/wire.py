@@ -25,6 +25,12 @@ def iso_ms(epoch_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
+def record_id(value: Any) -> int | None:
+    """A record id as HubSpot writes them (ASCII digits), else None: "²" is a digit to str.isdigit, not an id."""
+    text = str(value)
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def parse_time_ms(value: Any) -> int:
     """Epoch milliseconds from epoch-ms (int or digit string) or ISO-8601 text; ValueError otherwise."""
     if isinstance(value, bool):

@@ -16,6 +16,25 @@ def test_a_non_string_id_property_on_batch_read_is_a_400(warp_api: httpx.Client,
     assert response.json()["category"] == "VALIDATION_ERROR" and "idProperty" in response.json()["message"]
 
 
+@pytest.mark.parametrize(("key", "value"), [("propertiesWithHistory", True), ("properties", "name"),
+                                            ("properties", [1, 2]), ("propertiesWithHistory", {"a": 1})])
+def test_property_lists_on_batch_read_that_are_not_lists_of_names_are_a_400(
+    warp_api: httpx.Client, key: str, value: object,
+) -> None:
+    # Found by the fuzz run against HubSpot's documents (hubspot_sandbox/README.md): a TypeError, answered 500.
+    response = warp_api.post(f"{COMPANIES}/batch/read", json={"inputs": [{"id": "1"}], key: value})
+    assert response.status_code == 400, response.text
+    assert response.json()["category"] == "VALIDATION_ERROR" and key in response.json()["message"]
+
+
+@pytest.mark.parametrize("company_id", ["\u00b2", "\u0663", "12\u00b3"])
+def test_ids_of_non_ascii_digits_are_no_ids(warp_api: httpx.Client, company_id: str) -> None:
+    # Found by the fuzz run: "²" passes str.isdigit but not int(), and batch archive answered 500.
+    assert warp_api.post(f"{COMPANIES}/batch/archive", json={"inputs": [{"id": company_id}]}).status_code == 204
+    assert warp_api.get(f"{COMPANIES}/{company_id}").status_code == 404
+    assert warp_api.get(COMPANIES, params={"after": company_id}).status_code == 400
+
+
 @pytest.mark.parametrize("order", ["first", 1.5, True, None])
 def test_a_non_integer_display_order_on_a_group_is_a_400(warp_api: httpx.Client, order: object) -> None:
     created = warp_api.post(f"{PROPERTIES}/groups", json={"name": "odd", "label": "Odd", "displayOrder": order})
