@@ -20,6 +20,7 @@ install: $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: install lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30

@@ -1,0 +1,69 @@
+"""Every name the Dagster instance keys state by stays byte-identical (issue 14): sensor cursors and run keys are
+stored per sensor name, run history and backfills per job and asset, run filters per tag. Renaming
+`reconcile_requests_sensor` would replay every past reconciliation request. A refactor that changes one of these
+must change this snapshot on purpose, with a migration of the stored state."""
+
+from __future__ import annotations
+
+from warp_sync_pipeline.core import reconciliation_runs
+from warp_sync_pipeline.definitions import defs
+from warp_sync_pipeline.defs import inbound, outbound
+from warp_sync_pipeline.runs import MAX_RUNTIME_TAG
+
+JOBS = {
+    "hubspot_sync_queue_job": "queue-drain",
+    "hubspot_webhook_events_job": "webhook-apply",
+    "reconciliation_job": "reconciliation",
+    "retention_job": "retention",
+}
+SENSORS = {
+    "hubspot_sync_queue_sensor": "hubspot_sync_queue_job",
+    "hubspot_webhook_events_sensor": "hubspot_webhook_events_job",
+    "reconcile_requests_sensor": "reconciliation_job",
+    "reconciliation_run_canceled_sensor": None,
+    "reconciliation_run_failure_sensor": None,
+}
+SCHEDULES = {
+    "reconciliation_daily_schedule": ("reconciliation_job", "0 2 * * *", "UTC"),
+    "retention_daily_schedule": ("retention_job", "20 3 * * *", "UTC"),
+}
+ASSETS = [
+    "field_differences", "hubspot_companies", "hubspot_property_history", "hubspot_sync_queue",
+    "hubspot_webhook_events", "hubspot_writeback", "reconciliation_plan", "reconciliation_report",
+    "warp_customers", "warp_writeback",
+]
+CHECKS = [
+    "field_differences:drift_below_limit", "field_differences:every_customer_linked",
+    "hubspot_companies:unique_warp_ban", "hubspot_writeback:without_errors", "warp_writeback:without_errors",
+]
+TAGS = {"flow": "warp/flow", "request": "warp/reconcile-request", "dry_run": "warp/dry-run",
+        "max_runtime": "dagster/max_runtime"}
+
+
+def test_job_sensor_schedule_asset_and_check_names_are_unchanged() -> None:
+    repository = defs().get_repository_def()
+    jobs = {job.name: job for job in repository.get_all_jobs() if not job.name.startswith("__")}
+    assert {name: job.tags.get(TAGS["flow"]) for name, job in jobs.items()} == JOBS
+    assert all(MAX_RUNTIME_TAG in job.tags for job in jobs.values())
+    assert {s.name: (s.job_name if s.has_jobs else None) for s in repository.sensor_defs} == SENSORS
+    assert {s.name: (s.job_name, s.cron_schedule, s.execution_timezone) for s in repository.schedule_defs} == SCHEDULES
+    graph = repository.asset_graph
+    assert sorted(key.to_user_string() for key in graph.get_all_asset_keys()) == ASSETS
+    assert sorted(f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys) == CHECKS
+
+
+def test_tag_keys_and_values_are_unchanged() -> None:
+    in_code = {
+        "flow": reconciliation_runs.FLOW_TAG, "request": reconciliation_runs.REQUEST_TAG,
+        "dry_run": reconciliation_runs.DRY_RUN_TAG, "max_runtime": MAX_RUNTIME_TAG,
+    }
+    assert in_code == TAGS
+    names = {
+        "reconciliation": (reconciliation_runs.RECONCILIATION_JOB_NAME, reconciliation_runs.RECONCILIATION_FLOW),
+        "drain": (outbound.DRAIN_JOB_NAME, outbound.DRAIN_TAGS), "webhooks": inbound.FLOW_TAGS,
+    }
+    assert names == {
+        "reconciliation": ("reconciliation_job", "reconciliation"),
+        "drain": ("hubspot_sync_queue_job", {TAGS["flow"]: "queue-drain"}),
+        "webhooks": {TAGS["flow"]: "webhook-apply"},
+    }
