@@ -67,6 +67,7 @@ from warp_sync_pipeline.core.hubspot import (
 )
 from warp_sync_pipeline.core.hubspot.properties import TEXT_VALUE_LIMIT
 from warp_sync_pipeline.core.ledger import LedgerWrite, bind_company, record_writes, void_writes
+from warp_sync_pipeline.core.links import LinkStatus
 from warp_sync_pipeline.core.normalize import (
     FIELD_SPECS,
     FieldType,
@@ -783,7 +784,7 @@ class _CreateAttempt:
                 external_ids=customers.c.external_ids.op("||")(
                     sa.func.jsonb_build_object("hubspot_company_id", company.id)
                 ),
-                hubspot_link_status="linked",
+                hubspot_link_status=LinkStatus.LINKED.value,
             )
             .returning(*customers.c)
         ).mappings().one()

@@ -16,16 +16,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from uuid import UUID
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.sync_tables import NO_ECHO_MARKER, customer_company_id, customers
+from warp_sync_pipeline.core.sync_tables import customer_company_id, customers, mark_from_hubspot
 
-# Link statuses (sql/001).
-LINKED = "linked"
-LINK_DELETED = "deleted"
-LINK_REVIEW = "review"
+
+class LinkStatus(StrEnum):
+    """`customers.hubspot_link_status` (sql/001): the one place its values are spelled."""
+
+    UNLINKED = "unlinked"  # no company yet (a create that failed, or data from before warp-sync)
+    LINKED = "linked"
+    DELETED = "deleted"  # the company was deleted in HubSpot: a person decides; never re-created
+    REVIEW = "review"  # a merge or a duplicate: a person decides
+
+
+LINKED = LinkStatus.LINKED
+LINK_DELETED = LinkStatus.DELETED
+LINK_REVIEW = LinkStatus.REVIEW
 
 
 @dataclass(frozen=True)
@@ -77,8 +87,7 @@ def linked_to(conn: sa.Connection, company_ids: Iterable[str], *, lock: bool = T
 
 def update_from_hubspot(conn: sa.Connection, customer_id: UUID, values: Mapping[str, object]) -> None:
     """Write values that came from HubSpot: the transaction's no-echo marker makes the outbox trigger skip them."""
-    conn.execute(sa.text("SELECT set_config(:name, :value, true)"),
-                 {"name": NO_ECHO_MARKER[0], "value": NO_ECHO_MARKER[1]})
+    mark_from_hubspot(conn)
     conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(dict(values)))
 
 

@@ -80,7 +80,7 @@ from warp_sync_pipeline.core.leases import (
     release_customers,
 )
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
-from warp_sync_pipeline.core.links import follow_merge
+from warp_sync_pipeline.core.links import LinkStatus, follow_merge
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
 from warp_sync_pipeline.core.pauses import (
     PauseCause,
@@ -91,7 +91,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_for,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
-from warp_sync_pipeline.core.sync_tables import customers
+from warp_sync_pipeline.core.sync_tables import customers, mark_from_hubspot
 
 log = logging.getLogger("warp_sync.outbound")
 
@@ -352,10 +352,10 @@ class _Plan:
 
 
 PARK_REASONS = {
-    "deleted": ("COMPANY_DELETED", "the HubSpot company was deleted; it is never re-created, a person decides "
+    LinkStatus.DELETED: ("COMPANY_DELETED", "the HubSpot company was deleted; it is never re-created, a person decides "
                                    "(the nightly report lists it)"),
-    "review": ("LINK_NEEDS_REVIEW", "the company link needs review (a merge or duplicate); a person decides"),
-    "unlinked": ("NOT_LINKED", "the customer has no HubSpot company"),
+    LinkStatus.REVIEW: ("LINK_NEEDS_REVIEW", "the company link needs review (a merge or duplicate); a person decides"),
+    LinkStatus.UNLINKED: ("NOT_LINKED", "the customer has no HubSpot company"),
 }
 
 
@@ -445,8 +445,8 @@ class _Drain:
             if customer is None:
                 continue  # deleted meanwhile: its queue rows went with it
             link = customer["hubspot_link_status"]
-            if link != "linked" or not customer["company_id"]:
-                code, message = PARK_REASONS.get(link, PARK_REASONS["unlinked"])
+            if link != LinkStatus.LINKED or not customer["company_id"]:
+                code, message = PARK_REASONS.get(link, PARK_REASONS[LinkStatus.UNLINKED])
                 parked.append((row, customer["ban"], code, message))
                 continue
             fields = [f for f in row.fields if f in self.rules
@@ -541,7 +541,7 @@ class _Drain:
             elif not sent:
                 review.append(plan)
         if review:
-            self._park([(p.row, p.ban, *PARK_REASONS["review"]) for p in review], plans=review)
+            self._park([(p.row, p.ban, *PARK_REASONS[LinkStatus.REVIEW]) for p in review], plans=review)
 
     def _hold_for_merge(self, customer_ids: list[UUID]) -> None:
         lease = acquire_customers(self.engine, customer_ids, self.lease_holder,
@@ -611,7 +611,7 @@ class _Drain:
         with self.engine.begin() as conn:
             now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
             # Writes of HubSpot's values to WARP must not be queued back (the trigger skips marked transactions).
-            conn.execute(sa.text("SELECT set_config('warp_sync.origin', 'hubspot', true)"))
+            mark_from_hubspot(conn)
             for plan in plans:
                 if plan.finished:
                     continue
@@ -1134,7 +1134,7 @@ def push_customer(
         link = _link_of(engine, cid)  # again, under the lease
         if link is None:
             raise PushRefused(404, "NOT_FOUND", f"No customer {cid}.")
-        if link.status != "linked" or not link.company_id:
+        if link.status != LinkStatus.LINKED or not link.company_id:
             raise PushRefused(
                 409, "CUSTOMER_NOT_LINKED",
                 f"Customer {cid}'s HubSpot link is {link.status!r}: it is never written blindly or re-created; "

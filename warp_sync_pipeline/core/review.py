@@ -65,6 +65,7 @@ from warp_sync_pipeline.core.leases import (
     release_customer,
 )
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.links import LinkStatus
 from warp_sync_pipeline.core.normalize import (
     FIELD_SPECS,
     InvalidFieldValue,
@@ -73,7 +74,7 @@ from warp_sync_pipeline.core.normalize import (
     to_hubspot,
 )
 from warp_sync_pipeline.core.sync_tables import conflicts as conflicts_table
-from warp_sync_pipeline.core.sync_tables import customer_company_id, sync_log
+from warp_sync_pipeline.core.sync_tables import customer_company_id, mark_from_hubspot, sync_log
 from warp_sync_pipeline.core.sync_tables import customers as _customers
 
 # The interactive HubSpot part of one resolution (a read and a write) must end well inside a web
@@ -535,7 +536,7 @@ def _resolve_under_lease(
     if rule.warp_field == "ban":
         raise ResolutionRefused("IMMUTABLE_FIELD", "ban never changes after a customer is created.")
     customer = _read_customer(engine, conflict.customer_id, rule)
-    if customer.hubspot_link_status != "linked" or not customer.company_id:
+    if customer.hubspot_link_status != LinkStatus.LINKED or not customer.company_id:
         raise ResolutionRefused(
             "CUSTOMER_NOT_LINKED",
             f"The customer's HubSpot link is {customer.hubspot_link_status!r}; settle the link first.",
@@ -720,7 +721,7 @@ def _apply_in_warp(
     column = _customers.c[rule.warp_field]
     with engine.begin() as conn:
         # The no-echo marker: the outbound trigger must not queue this back; HubSpot is written already.
-        conn.execute(sa.text("SELECT set_config('warp_sync.origin', 'hubspot', true)"))
+        mark_from_hubspot(conn)
         name_writer(conn, actor=actor)
         current = conn.execute(
             sa.select(conflicts_table.c.status, conflicts_table.c.version)

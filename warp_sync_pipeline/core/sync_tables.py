@@ -34,8 +34,15 @@ customers = sa.Table(
 )
 # The HubSpot company a customer links to (unique across customers, see sql/001).
 customer_company_id = customers.c.external_ids["hubspot_company_id"].astext
-# Set in a transaction that writes HubSpot's values to WARP: the outbox trigger then queues nothing back.
+# Set in a transaction that writes HubSpot's values to WARP: the outbox trigger (sql/) then queues nothing back.
 NO_ECHO_MARKER = ("warp_sync.origin", "hubspot")
+
+
+def mark_from_hubspot(conn: sa.Connection) -> None:
+    """SET LOCAL the no-echo marker for this transaction: what it writes to `customers` came from HubSpot (or is
+    already there), so the outbox trigger must not queue it back."""
+    conn.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": NO_ECHO_MARKER[0],
+                                                                      "value": NO_ECHO_MARKER[1]})
 
 field_state = sa.Table(
     "hubspot_field_state",

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from warp_sync_pipeline.core.decision import AGREED, HUBSPOT, HUBSPOT_CHANGED_AT, WARP, WARP_CHANGED_AT
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import MERGED_IDS_PROPERTY
+from warp_sync_pipeline.core.links import LinkStatus
 from warp_sync_pipeline.core.normalize import BAN_PATTERN, FieldType, comparable_series, spec_for
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_COUNTS,
@@ -68,7 +69,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
 from warp_sync_pipeline.core.reconcile.pull import needs_change_times
 
 # Link states a person must settle (DESIGN.md flow 2): never written, reported.
-NEEDS_PERSON = ("deleted", "review")
+NEEDS_PERSON = (LinkStatus.DELETED.value, LinkStatus.REVIEW.value)
 NAME_FIELD, NAME_PROPERTY = "company_name", "name"
 TIME_DTYPE = "datetime64[us, UTC]"
 

@@ -45,7 +45,7 @@ from warp_sync_pipeline.core.hubspot import (
 )
 from warp_sync_pipeline.core.leases import BulkLease, CustomerBusy, acquire_customers, release_customers
 from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
-from warp_sync_pipeline.core.links import follow_merge
+from warp_sync_pipeline.core.links import LinkStatus, follow_merge
 from warp_sync_pipeline.core.normalize import (
     FieldType,
     InvalidFieldValue,
@@ -92,12 +92,11 @@ from warp_sync_pipeline.core.reconcile.plan import (
     WARP_TIME,
     brake_stats,
 )
-from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
+from warp_sync_pipeline.core.sync_tables import customer_company_id, customers, mark_from_hubspot
 
 log = logging.getLogger("warp_sync.reconcile")
 
 HUBSPOT_CHUNK = 100  # companies per re-read and per batch update (HubSpot's batch limit)
-ORIGIN_MARKER = "hubspot"  # SET LOCAL warp_sync.origin: the outbound trigger skips such transactions
 ACTOR = "reconciliation"
 
 # Outcomes of one record.
@@ -594,7 +593,7 @@ def _follow_merges(engine: sa.Engine, rows: list[dict[str, Any]], *, run_id: str
         if followed.action == "LINK_REPOINTED":
             out.append(_record(row, APPLIED, new=survivor))
         elif followed.action == "LINK_REVIEW" and followed.changes:
-            out.append(_record(row, APPLIED, new="review", message=(
+            out.append(_record(row, APPLIED, new=LinkStatus.REVIEW.value, message=(
                 f"another customer is linked to company {survivor} or to a company merged into it: each is marked "
                 "for review")))
         else:
@@ -612,7 +611,7 @@ def _warp_chunk(
     pulled_at: datetime,
 ) -> dict[str, Any]:
     # The no-echo marker: these values came from HubSpot, so the outbound trigger must not queue them back.
-    conn.execute(sa.text("SELECT set_config('warp_sync.origin', :origin, true)"), {"origin": ORIGIN_MARKER})
+    mark_from_hubspot(conn)
     name_writer(conn, actor=ACTOR, run_id=run_id)
     ids = sorted({str(r[CUSTOMER_ID]) for rows in part.values() for r in rows})
     # Present customers, held against deletion until the chunk commits (FOR KEY SHARE blocks no update).
@@ -689,11 +688,11 @@ def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) ->
         """
         UPDATE customers AS c
         SET external_ids = c.external_ids || jsonb_build_object('hubspot_company_id', v.company_id),
-            hubspot_link_status = 'linked'
+            hubspot_link_status = :linked
         FROM unnest(CAST(:ids AS uuid[]), CAST(:companies AS text[])) AS v(id, company_id)
         WHERE c.id = v.id
           AND NOT (c.external_ids ? 'hubspot_company_id')
-          AND c.hubspot_link_status = 'unlinked'
+          AND c.hubspot_link_status = :unlinked
           AND NOT EXISTS (SELECT 1 FROM customers o WHERE o.external_ids ->> 'hubspot_company_id' = v.company_id)
         RETURNING c.id::text
         """
@@ -702,6 +701,7 @@ def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) ->
         with conn.begin_nested():
             linked = set(conn.execute(statement, {
                 "ids": [str(r[CUSTOMER_ID]) for r in rows], "companies": [str(r[COMPANY_ID]) for r in rows],
+                "linked": LinkStatus.LINKED.value, "unlinked": LinkStatus.UNLINKED.value,
             }).scalars())
     except sa.exc.IntegrityError:
         linked = set()  # another writer linked one of these companies meanwhile: leave them to the next run
