@@ -48,6 +48,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
 from warp_sync_pipeline.core.db import database_unreachable
 from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.failures import refused_fields
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
 from warp_sync_pipeline.core.fields import Direction, FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import (
@@ -896,12 +897,7 @@ class _CreateAttempt:
 
     def _failed_fields(self, exc: HubSpotError) -> list[dict[str, str]]:
         if exc.property_errors:
-            failed = []
-            for error in exc.property_errors:
-                rule = self.rules.for_property(error.name)
-                failed.append({"field": rule.warp_field if rule else error.name,
-                               "reason": error.message or error.code or "Invalid property value"})
-            return failed
+            return [{"field": field, "reason": reason} for field, reason in refused_fields(exc, self.rules).items()]
         if isinstance(exc, UniqueValueConflict):
             return [{"field": "ban", "reason": "HubSpot already holds every BAN drawn"}]
         return [{"field": "hubspot_api", "reason": _api_reason(exc)}]

@@ -47,6 +47,7 @@ from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sy
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
 from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.failures import error_code, refused_fields
 from warp_sync_pipeline.core.field_state import (
     FieldState,
     FieldStateUpdate,
@@ -58,7 +59,6 @@ from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, loa
 from warp_sync_pipeline.core.hubspot import (
     MERGED_IDS_PROPERTY,
     AuthFailed,
-    BudgetExhausted,
     Company,
     CompanyUpdate,
     HubSpotClient,
@@ -68,7 +68,6 @@ from warp_sync_pipeline.core.hubspot import (
     RateLimited,
     RecordOutcome,
     RequestFailed,
-    ServiceUnavailable,
     ValidationFailed,
 )
 from warp_sync_pipeline.core.leases import (
@@ -310,24 +309,6 @@ def count_due(conn: sa.Connection, *, cap: int = 10_000) -> int:
 
 
 # --- the drain -------------------------------------------------------------------------------------------------
-
-
-def _error_code(exc: BaseException) -> str:
-    if isinstance(exc, NotFound):
-        return "COMPANY_NOT_FOUND"
-    if isinstance(exc, AuthFailed):
-        return "HUBSPOT_AUTH_FAILED"
-    if isinstance(exc, RateLimited):
-        return "HUBSPOT_RATE_LIMITED"
-    if isinstance(exc, BudgetExhausted):
-        return "HUBSPOT_TIME_BUDGET_EXHAUSTED"
-    if isinstance(exc, ServiceUnavailable):
-        return "HUBSPOT_UNAVAILABLE"
-    if isinstance(exc, OutcomeUnknown):
-        return "HUBSPOT_OUTCOME_UNKNOWN"
-    if isinstance(exc, ValidationFailed):
-        return "HUBSPOT_REJECTED_VALUES"
-    return "HUBSPOT_ERROR"
 
 
 @dataclass
@@ -835,7 +816,7 @@ class _Drain:
                 attempts = plan.row.attempts + 1 if self.spend_attempts else plan.row.attempts
                 dead = self.spend_attempts and attempts >= self.settings.max_attempts
                 delay_s = self.settings.backoff(attempts) if self.spend_attempts else self.settings.backoff_s
-                code = _error_code(error)
+                code = error_code(error)
                 text = self._error_text(error)
                 if dead:
                     died = conn.execute(
@@ -883,10 +864,7 @@ class _Drain:
 
     def _error_text(self, error: HubSpotError) -> str:
         if error.property_errors:
-            named = "; ".join(
-                f"{(self.rules.for_property(e.name).warp_field if self.rules.for_property(e.name) else e.name)}: "
-                f"{e.message or e.code}" for e in error.property_errors
-            )
+            named = "; ".join(f"{field}: {reason}" for field, reason in refused_fields(error, self.rules).items())
             return f"HubSpot refused values: {named}"[:ERROR_TEXT_LIMIT]
         return f"{type(error).__name__}: {error}"[:ERROR_TEXT_LIMIT]
 
@@ -918,9 +896,9 @@ class _Drain:
                     "(revoked or rotated?)")
             void_writes(self.engine, [i for p in plans for i in p.ledger_ids], "HubSpot refused the credentials")
         else:
-            seen = f"{_error_code(exc)}: {_describe(exc)}"
+            seen = f"{error_code(exc)}: {_describe(exc)}"
         pause = pause_for(self.engine, self.client, cause, seen, opened_by=self.holder, settings=self.settings.pause)
-        code, text = _error_code(exc), seen[:ERROR_TEXT_LIMIT]
+        code, text = error_code(exc), seen[:ERROR_TEXT_LIMIT]
         self._put_back([p.row for p in plans], f"paused_{cause.value}", code, text, 0.0)
         entries = []
         for plan in plans:
@@ -1178,10 +1156,9 @@ def _push_result(customer_id: UUID, company_id: str, rules: FieldRules, report: 
         return PushResult(customer_id, company_id, fields)
     error = plan.error or OutcomeUnknown("the push was taken back before it finished")
     failed = [f for f in fields if f.outcome is FieldPushOutcome.FAILED]
-    refused = {(rules.for_property(e.name).warp_field if rules.for_property(e.name) else e.name):
-               e.message or e.code or "invalid value" for e in error.property_errors}
+    refused = refused_fields(error, rules)
     rejected = isinstance(error, ValidationFailed) or bool(refused)
-    reason = f"{_error_code(error)}: {_describe(error)}"
+    reason = f"{error_code(error)}: {_describe(error)}"
     raise PushFailed(
         422 if rejected else 502,
         f"HubSpot did not take the push ({reason}). The fields are queued; the queue drain retries them.",

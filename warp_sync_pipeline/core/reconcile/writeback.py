@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Observed
+from warp_sync_pipeline.core.failures import error_code
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import (
@@ -170,20 +171,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _same_text(current: object, pulled: object) -> bool:
     return text_or_none(current) == text_or_none(pulled)
-
-
-def error_code(exc: BaseException) -> str:
-    """A stable code for a failure: HubSpot's per-property code, its category, or the error type."""
-    property_errors = getattr(exc, "property_errors", ())
-    if property_errors and property_errors[0].code:
-        return str(property_errors[0].code)
-    if isinstance(exc, InvalidFieldValue):
-        return exc.code
-    category = getattr(exc, "category", None)
-    if category:
-        return str(category)
-    name = type(exc).__name__
-    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(name)).upper()
 
 
 def _failure(exc: BaseException) -> tuple[str, str]:
@@ -370,7 +357,7 @@ def _send_updates(
             records.append(_record(row, APPLIED, new=value))
             continue
         error = result.error
-        records.append(_record(row, FAILED, new=value, code=error_code(error) if error else "UNKNOWN",
+        records.append(_record(row, FAILED, new=value, code=error_code(error, hubspot_property=row[HUBSPOT_PROPERTY]) if error else "UNKNOWN",
                                message=str(error) if error else "no answer for this company"))
         if isinstance(error, RequestFailed):  # definitely not applied: no echo will come
             void.append(ledger_id)
