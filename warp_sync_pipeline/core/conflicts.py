@@ -29,8 +29,9 @@ class ConflictRef:
     version: int
 
 
-def _review_text(rule: FieldRule, value: object) -> str | None:
-    """Comparable text where the value is valid (stable across detections), else the value as given."""
+def review_text(rule: FieldRule, value: object) -> str | None:
+    """The text a conflict row stores and shows for a side's value: comparable text where the value is valid (stable
+    across detections), else the value as given. The resolution's compare-and-set compares against it."""
     try:
         return comparable(rule.spec, value)
     except InvalidFieldValue:
@@ -83,9 +84,9 @@ def open_or_update_conflict(
             "hubspot_property": rule.hubspot_property,
             "reason": reason,
             "agreed_value": agreed,
-            "warp_value": _review_text(rule, warp.value),
+            "warp_value": review_text(rule, warp.value),
             "warp_changed_at": warp.changed_at,
-            "hubspot_value": _review_text(rule, hubspot.value),
+            "hubspot_value": review_text(rule, hubspot.value),
             "hubspot_changed_at": hubspot.changed_at,
             "detected_by": detected_by,
             "run_id": run_id,

@@ -34,13 +34,14 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, as_log_text, log_sync, name_writer
+from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync, name_writer
 from warp_sync_pipeline.core.auth import BOOTSTRAP_NAME, Principal, Role, authenticate, credentials
 from warp_sync_pipeline.core.conflicts import (
     RESOLVED,
     SUPERSEDED,
     close_open_conflict,
     open_or_update_conflict,
+    review_text,
 )
 from warp_sync_pipeline.core.decision import Observed
 from warp_sync_pipeline.core.field_state import (
@@ -400,14 +401,6 @@ class _Target:
     hubspot_text: str  # what HubSpot is sent
 
 
-def _review_text(rule: FieldRule, value: object) -> str | None:
-    """The text a conflict row shows for a side's value (as open_or_update_conflict stores it)."""
-    try:
-        return comparable(rule.spec, value)
-    except InvalidFieldValue:
-        return as_log_text(value)
-
-
 def _target(rule: FieldRule, choice: Choice, value: object, warp_raw: object, hubspot_raw: str | None) -> _Target:
     """The chosen value in each side's form, validated like a PATCH (and like HubSpot would take it)."""
     if choice is Choice.WARP:
@@ -559,7 +552,7 @@ def _resolve_under_lease(
 
     prior = state.get((conflict.customer_id, rule.warp_field))
     warp_raw, hubspot_raw = customer.value, company.get(prop)
-    warp_seen, hubspot_seen = _review_text(rule, warp_raw), _review_text(rule, hubspot_raw)
+    warp_seen, hubspot_seen = review_text(rule, warp_raw), review_text(rule, hubspot_raw)
     warp_at = prior.warp.at if prior and prior.warp else conflict.warp_changed_at
     hubspot_version = company.last_change(prop)
     hubspot_at = hubspot_version.timestamp if hubspot_version else conflict.hubspot_changed_at
@@ -627,7 +620,7 @@ def _refresh_conflict(
 ) -> ConflictChanged:
     """A side moved since the conflict was recorded: store the values as they are now (the version moves)
     and return the error that shows them to the person."""
-    warp_text, hubspot_text = _review_text(rule, warp.value), _review_text(rule, hubspot.value)
+    warp_text, hubspot_text = review_text(rule, warp.value), review_text(rule, hubspot.value)
     with engine.begin() as conn:
         name_writer(conn, actor=actor)
         if warp_text == hubspot_text:
@@ -735,7 +728,7 @@ def _apply_in_warp(
         ).first()
         if holds is None:
             raise _ConflictMoved()
-        if _review_text(rule, holds[0]) != warp_seen:
+        if review_text(rule, holds[0]) != warp_seen:
             raise _WarpMoved(holds[0])
         moment: datetime = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
         if write_warp:
