@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from warp_sync_pipeline.core.decision import AGREED, Action, Observed, decide  # noqa: E402
+from warp_sync_pipeline.core.field_state import StateValue, warp_changed_at  # noqa: E402
 from warp_sync_pipeline.core.fields import SEEDED_RULES, FieldRules  # noqa: E402
 from warp_sync_pipeline.core.reconcile import build_plan, compute_differences, history_needed  # noqa: E402
 from warp_sync_pipeline.core.reconcile.frames import (  # noqa: E402
@@ -48,6 +49,7 @@ from warp_sync_pipeline.core.reconcile.frames import (  # noqa: E402
     BAN,
     COMPANY_ID,
     COMPANY_UPDATED_AT,
+    CUSTOMER_CREATED_AT,
     CUSTOMER_ID,
     CUSTOMER_UPDATED_AT,
     KIND,
@@ -148,6 +150,7 @@ def build_pulls(n: int, seed: int = 11, drift: float = 0.052, aligned: bool = Tr
         COMPANY_ID: company_ids,
         LINK_STATUS: _s(np.full(n, "linked", dtype=object)),
         CUSTOMER_UPDATED_AT: times(86_400_000),
+        CUSTOMER_CREATED_AT: times(3_600_000),
     }
     hubspot: dict[str, pd.Series] = {COMPANY_ID: company_ids, COMPANY_UPDATED_AT: times(86_400_000)}
     for field, rule in RULES.items():
@@ -221,10 +224,12 @@ def scalar_plan(warp: pd.DataFrame, hubspot: pd.DataFrame, rows: int, history: p
             if needs_change_times(rule):
                 state, state_at = row[col(field, STATE_WARP)], row[col(field, STATE_WARP_CHANGED_AT)]
                 try:
-                    same = comparable(field, w) == state
+                    current = comparable(field, w)
                 except InvalidFieldValue:
-                    same = False
-                w_at = (state_at if same and state_at == state_at else row[CUSTOMER_UPDATED_AT]).to_pydatetime()
+                    current = None
+                recorded = None if pd.isna(state) else StateValue(state, None if pd.isna(state_at) else state_at)
+                w_at = warp_changed_at(recorded, current, created_at=row[CUSTOMER_CREATED_AT],
+                                       updated_at=row[CUSTOMER_UPDATED_AT])
                 h_at = changed.get((row[COMPANY_ID], rule.hubspot_property))
             d = decide(rule, None if a is None else Observed(a), Observed(w, w_at), Observed(h, h_at))
             if d.action is not Action.IN_SYNC or a != d.value:

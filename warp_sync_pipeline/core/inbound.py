@@ -53,11 +53,11 @@ from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sy
 from warp_sync_pipeline.core.conflicts import SUPERSEDED, close_open_conflict, open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
 from warp_sync_pipeline.core.field_state import (
-    FieldState,
     FieldStateUpdate,
     StateValue,
     read_field_state,
     upsert_field_state,
+    warp_changed_at,
 )
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import HubSpotClient
@@ -744,7 +744,8 @@ class _Processor:
 
         warp_value = customer.values[field_name]
         warp_text = _valid_text(rule, warp_value)
-        warp = Observed(warp_value, _warp_changed_at(state, warp_text, customer))
+        warp = Observed(warp_value, warp_changed_at(state.warp if state is not None else None, warp_text,
+                                                    created_at=customer.created_at, updated_at=customer.updated_at))
         hubspot = Observed(hubspot_value, event.occurred_at)
         agreed = state.agreed if state else None
         decision = decide(rule, None if agreed is None else Observed(agreed.value, agreed.at), warp, hubspot)
@@ -933,22 +934,6 @@ def _valid_text(rule: FieldRule, value: object) -> str | None:
         return comparable(rule.spec, value)
     except InvalidFieldValue:
         return None
-
-
-def _warp_changed_at(state: FieldState | None, warp_text: str | None, customer: _Customer) -> datetime:
-    """When WARP's value changed.
-
-    The outbox trigger (sql/007) records WARP's value and change time for every change of a mapped column, so:
-    the state's time when it holds this value; the customer's creation when it holds no WARP change at all
-    (the value is the one the row was inserted with); else (a change it did not see) the row's last change,
-    an upper bound. Not `updated_at` alone: link changes touch it too.
-    """
-    known = state.warp if state is not None else None
-    if known is None:
-        return customer.created_at
-    if known.at is not None and warp_text == known.value:
-        return known.at
-    return customer.updated_at
 
 
 # Why the outbox row exists (hubspot_sync_queue.reasons).

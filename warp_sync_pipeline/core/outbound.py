@@ -54,6 +54,7 @@ from warp_sync_pipeline.core.field_state import (
     StateValue,
     read_field_state,
     upsert_field_state,
+    warp_changed_at,
 )
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import (
@@ -321,6 +322,8 @@ class _Plan:
     values: dict[str, Any]  # the customer's current WARP values
     state: dict[str, FieldState]
     fields: list[str]  # queued fields that flow to HubSpot
+    created_at: datetime  # the customer row's, for when WARP's values changed (field_state.warp_changed_at)
+    updated_at: datetime
     company: Company | None = None  # as read (two-way fields only)
     decisions: dict[str, Decision] = field(default_factory=dict)
     hubspot_at: dict[str, datetime | None] = field(default_factory=dict)
@@ -408,6 +411,7 @@ class _Drain:
                 for c in conn.execute(
                     sa.text(
                         "SELECT id, ban, hubspot_link_status, external_ids ->> 'hubspot_company_id' AS company_id, "
+                        "created_at, updated_at, "
                         + ", ".join(f'"{name}"' for name in columns)
                         + " FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))"
                     ),
@@ -436,7 +440,7 @@ class _Drain:
                 row=row, ban=customer["ban"], company_id=str(customer["company_id"]),
                 values={name: customer[name] for name in columns},
                 state=states.get(row.customer_id, {}),
-                fields=fields,
+                fields=fields, created_at=customer["created_at"], updated_at=customer["updated_at"],
             )
             (plans if fields else done).append(plan)
         if parked:
@@ -482,7 +486,7 @@ class _Drain:
                 decision = self._decide(plan, name)
                 if (decision.reason in (Reason.CONFLICT_LATEST_WINS_TIME_UNKNOWN,
                                         Reason.NO_AGREED_VALUE_LATEST_WINS_TIME_UNKNOWN)
-                        and plan.hubspot_at.get(name) is None and self._warp_at(plan, name) is not None):
+                        and plan.hubspot_at.get(name) is None):
                     needs_history.append((plan, name))
                 plan.decisions[name] = decision
         if needs_history:
@@ -531,9 +535,14 @@ class _Drain:
         if lease.busy:
             raise CustomerBusy(lease.busy[0], None, None)
 
-    def _warp_at(self, plan: _Plan, name: str) -> datetime | None:
+    def _warp_at(self, plan: _Plan, name: str) -> datetime:
         state = plan.state.get(name)
-        return state.warp.at if state is not None and state.warp is not None else None
+        try:
+            current: str | None = comparable(self.rules[name].spec, plan.values.get(name))
+        except InvalidFieldValue:
+            current = None
+        return warp_changed_at(state.warp if state is not None else None, current, created_at=plan.created_at,
+                               updated_at=plan.updated_at)
 
     def _decide(self, plan: _Plan, name: str) -> Decision:
         rule = self.rules[name]

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from warp_sync_pipeline.core.decision import AGREED, Action, Observed, decide
+from warp_sync_pipeline.core.field_state import StateValue, warp_changed_at
 from warp_sync_pipeline.core.fields import SEEDED_RULES, FieldRules, Strategy
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
 from warp_sync_pipeline.core.reconcile import build_plan, compute_differences
@@ -22,6 +23,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     BAN,
     COMPANY_ID,
     COMPANY_UPDATED_AT,
+    CUSTOMER_CREATED_AT,
     CUSTOMER_ID,
     CUSTOMER_UPDATED_AT,
     KIND,
@@ -60,7 +62,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def _frames(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = random.Random(seed)
     warp: dict[str, list[object]] = {name: [] for name in (CUSTOMER_ID, BAN, COMPANY_ID, LINK_STATUS,
-                                                           CUSTOMER_UPDATED_AT)}
+                                                           CUSTOMER_UPDATED_AT, CUSTOMER_CREATED_AT)}
     hub: dict[str, list[object]] = {COMPANY_ID: [], COMPANY_UPDATED_AT: [], **{r.hubspot_property: [] for r in RULES.values()}}
     for field, rule in RULES.items():
         warp[col(field, WARP_RAW)] = []
@@ -75,6 +77,7 @@ def _frames(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         warp[COMPANY_ID].append(str(40_000_000_000 + i))
         warp[LINK_STATUS].append("linked")
         warp[CUSTOMER_UPDATED_AT].append(T0 + timedelta(minutes=rng.randrange(10_000)))
+        warp[CUSTOMER_CREATED_AT].append(T0 - timedelta(minutes=rng.randrange(10_000)))
         hub[COMPANY_ID].append(str(40_000_000_000 + i))
         hub[COMPANY_UPDATED_AT].append(T0)
         warp[col("ban", WARP_RAW)].append(ban)
@@ -91,7 +94,7 @@ def _frames(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
             if needs_change_times(rule):
                 warp[col(field, STATE_WARP)].append(rng.choice([agreed, w, None]))
                 warp[col(field, STATE_WARP_CHANGED_AT)].append(rng.choice([None, T0 + timedelta(minutes=rng.randrange(10_000))]))
-    times = {CUSTOMER_UPDATED_AT, COMPANY_UPDATED_AT} | {c for c in warp if c.endswith(STATE_WARP_CHANGED_AT)}
+    times = {CUSTOMER_UPDATED_AT, CUSTOMER_CREATED_AT, COMPANY_UPDATED_AT} | {c for c in warp if c.endswith(STATE_WARP_CHANGED_AT)}
     warp_df = pd.DataFrame({k: pd.to_datetime(v, utc=True) if k in times else pd.Series(v, dtype="str")
                             for k, v in warp.items()})
     hub_df = pd.DataFrame({k: pd.to_datetime(v, utc=True) if k in times else pd.Series(v, dtype="str")
@@ -120,8 +123,10 @@ def _expected(warp: pd.DataFrame, hub: pd.DataFrame) -> set[tuple[str, str, str,
             warp_time = None
             if needs_change_times(rule):
                 state, state_at = w_row[col(field, STATE_WARP)], w_row[col(field, STATE_WARP_CHANGED_AT)]
-                known = not pd.isna(state) and _scalar(w_raw, field) == state and not pd.isna(state_at)
-                warp_time = (state_at if known else w_row[CUSTOMER_UPDATED_AT]).to_pydatetime()
+                recorded = None if pd.isna(state) else StateValue(state, None if pd.isna(state_at) else state_at)
+                # The one scalar rule every flow uses; the vectorized diff must agree with it.
+                warp_time = warp_changed_at(recorded, _scalar(w_raw, field), created_at=w_row[CUSTOMER_CREATED_AT],
+                                            updated_at=w_row[CUSTOMER_UPDATED_AT])
             decision = decide(rule, None if agreed is None else Observed(agreed), Observed(w_raw, warp_time),
                               Observed(h_raw, None))
             if decision.action is not Action.IN_SYNC:

@@ -166,6 +166,8 @@ class _Builder:
         if name in customer.state:
             agreed, agreed_at, _, _, hubspot, hubspot_at = customer.state[name]
             customer.state[name] = (agreed, agreed_at, value, at, hubspot, hubspot_at)
+        else:  # nothing agreed yet: the trigger still records WARP's change
+            customer.state[name] = (None, None, value, at, None, None)
 
     def hubspot_edit(self, company: SeedCompany, name: str, text: str, at: datetime) -> None:
         company.properties[DEMO_PROPERTIES[name]] = text
@@ -452,9 +454,9 @@ def seed_demo(
             customer_ids.update({ban: str(cid) for cid, ban in result})
         updates = [
             FieldStateUpdate(customer_ids[c.values["ban"]], name,
-                             agreed=StateValue(comparable(name, agreed), agreed_at),
+                             agreed=None if agreed_at is None else StateValue(comparable(name, agreed), agreed_at),
                              warp=StateValue(comparable(name, warp), warp_at),
-                             hubspot=StateValue(comparable(name, hubspot), hubspot_at))
+                             hubspot=None if hubspot_at is None else StateValue(comparable(name, hubspot), hubspot_at))
             for c in data.customers for name, (agreed, agreed_at, warp, warp_at, hubspot, hubspot_at) in c.state.items()
         ]
         for start in range(0, len(updates), chunk * 8):

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from warp_sync_pipeline.core.decision import AGREED, HUBSPOT, HUBSPOT_CHANGED_AT, WARP, WARP_CHANGED_AT
+from warp_sync_pipeline.core.field_state import warp_changed_at_series
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import MERGED_IDS_PROPERTY
 from warp_sync_pipeline.core.links import LinkStatus
@@ -42,6 +43,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     COMPANY_NOT_LINKED,
     COMPANY_UNKNOWN_BAN,
     COMPANY_UPDATED_AT,
+    CUSTOMER_CREATED_AT,
     CUSTOMER_ID,
     CUSTOMER_UPDATED_AT,
     CUSTOMER_WITHOUT_COMPANY,
@@ -393,14 +395,12 @@ def _overlay(base: pd.Series, values: pd.Series, slot: np.ndarray) -> pd.Series:
 def _warp_changed_at(
     warp: pd.DataFrame, field: str, rule: FieldRule, rows: np.ndarray, current: pd.Series, updated: pd.Series
 ) -> pd.Series:
-    """When WARP's value changed: the field state's time when it still records the current value, else the
-    row's updated_at (the change happened at or before it, after the state was recorded)."""
+    """When WARP's value changed (LATEST_WINS fields only): field_state's one rule, vectorized."""
     if not needs_change_times(rule):
         return pd.Series(pd.NaT, index=range(len(rows)), dtype=TIME_DTYPE)
-    state = _take(warp[col(field, STATE_WARP)], rows)
-    state_at = _take(warp[col(field, STATE_WARP_CHANGED_AT)], rows).astype(TIME_DTYPE)
-    known = equal(state, current) & state_at.notna().to_numpy(dtype=bool)
-    return state_at.where(known, updated.astype(TIME_DTYPE).reset_index(drop=True))
+    return warp_changed_at_series(
+        _take(warp[col(field, STATE_WARP)], rows), _take(warp[col(field, STATE_WARP_CHANGED_AT)], rows), current,
+        created_at=_take(warp[CUSTOMER_CREATED_AT], rows), updated_at=updated.astype(TIME_DTYPE))
 
 
 def _shown_names(

@@ -32,6 +32,7 @@ BAN = "ban"
 COMPANY_ID = "company_id"
 LINK_STATUS = "link_status"
 CUSTOMER_UPDATED_AT = "customer_updated_at"
+CUSTOMER_CREATED_AT = "customer_created_at"
 COMPANY_UPDATED_AT = "company_updated_at"
 COMPANY_NAME = "company_name_shown"  # a name to show in reports (WARP's, else HubSpot's)
 KIND = "kind"

@@ -27,6 +27,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     BAN_PROPERTY,
     COMPANY_ID,
     COMPANY_UPDATED_AT,
+    CUSTOMER_CREATED_AT,
     CUSTOMER_ID,
     CUSTOMER_UPDATED_AT,
     LINK_STATUS,
@@ -52,7 +53,7 @@ def needs_change_times(rule: FieldRule) -> bool:
 
 
 def warp_columns(rules: FieldRules) -> list[str]:
-    names = [CUSTOMER_ID, BAN, COMPANY_ID, LINK_STATUS, CUSTOMER_UPDATED_AT]
+    names = [CUSTOMER_ID, BAN, COMPANY_ID, LINK_STATUS, CUSTOMER_UPDATED_AT, CUSTOMER_CREATED_AT]
     for field, rule in rules.items():
         names += [col(field, WARP_RAW), col(field, AGREED)]
         if needs_change_times(rule):
@@ -80,6 +81,7 @@ def _page_sql(rules: FieldRules, quote: Callable[[str], str], params: dict[str, 
     return f"""
         SELECT c.id::text AS customer_id, c.ban, c.external_ids ->> 'hubspot_company_id' AS company_id,
                c.hubspot_link_status AS link_status, {_epoch_us("c.updated_at")} AS customer_updated_at,
+               {_epoch_us("c.created_at")} AS customer_created_at,
                {raw}, s.*
         FROM customers AS c
         LEFT JOIN LATERAL (SELECT {", ".join(state)} FROM hubspot_field_state WHERE customer_id = c.id) AS s
@@ -129,7 +131,7 @@ def pull_warp_customers(
                     progress(f"WARP pull: {total:,} customers")
                 if len(rows) < page_size:
                     break
-    times = [CUSTOMER_UPDATED_AT] + [name for name in names if name.endswith(STATE_WARP_CHANGED_AT)]
+    times = [CUSTOMER_UPDATED_AT, CUSTOMER_CREATED_AT] + [name for name in names if name.endswith(STATE_WARP_CHANGED_AT)]
     frame = in_company_order(_typed(pd.DataFrame(columns, columns=names), times=times, epoch_us=True))
     frame.attrs = {ATTR_PULLED_AT: iso(pulled_at), ATTR_RULES: rules_to_attr(rules)}
     return frame
