@@ -20,6 +20,8 @@ from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
 OPEN = "open"
 RESOLVED = "resolved"
 SUPERSEDED = "superseded"
+# The resolution of a conflict closed because the sides came to hold the same value (core.agreements, review).
+SIDES_AGREE = "sides_agree"
 
 
 @dataclass(frozen=True)

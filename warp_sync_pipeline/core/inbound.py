@@ -49,14 +49,14 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from warp_sync_pipeline.core.agreements import Settled, close_settled_conflicts, record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync
-from warp_sync_pipeline.core.conflicts import SUPERSEDED, close_open_conflict, open_or_update_conflict
+from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
 from warp_sync_pipeline.core.field_state import (
     FieldStateUpdate,
     StateValue,
     read_field_state,
-    upsert_field_state,
     warp_changed_at,
 )
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules, load_rules
@@ -757,8 +757,6 @@ class _Processor:
             update_from_hubspot(conn, customer.id, {field_name: from_hubspot(rule.spec, hubspot_value)})
             applied = StateValue(decision.value, customer.now)
             self._record_state(conn, customer.id, field_name, agreed=applied, warp=applied, hubspot=hubspot_part)
-            close_open_conflict(conn, customer.id, field_name, status=SUPERSEDED, closed_by=DETECTED_BY,
-                                resolution=decision.reason.value, resolved_value=decision.value)
             self._log(conn, self._entry(rule, decision, customer, Outcome.APPLIED, old_value=old_text,
                                         details=details))
             return _processed(**result)
@@ -795,12 +793,11 @@ class _Processor:
 
         if decision.action is Action.IN_SYNC:
             new_agreement = agreed is None or agreed.value != decision.value
-            self._record_state(
-                conn, customer.id, field_name, hubspot=hubspot_part,
-                agreed=StateValue(decision.value, customer.now) if new_agreement else None,
-            )
-            close_open_conflict(conn, customer.id, field_name, status=SUPERSEDED, closed_by=DETECTED_BY,
-                                resolution=decision.reason.value, resolved_value=decision.value)
+            self._record_state(conn, customer.id, field_name, hubspot=hubspot_part,
+                               agreed=StateValue(decision.value, customer.now) if new_agreement else None)
+            if not new_agreement:  # agreed before, and again now: that still settles a conflict opened since
+                close_settled_conflicts(conn, [Settled(customer.id, field_name, decision.value, customer.now)],
+                                        closed_by=DETECTED_BY)
             self._log(conn, self._entry(rule, decision, customer, Outcome.IN_SYNC, old_value=old_text,
                                         details=details))
             return _processed(**result)
@@ -824,7 +821,8 @@ class _Processor:
                       hubspot: StateValue | None = None) -> None:
         if agreed is None and warp is None and hubspot is None:
             return
-        upsert_field_state(conn, [FieldStateUpdate(customer_id, field_name, agreed=agreed, warp=warp, hubspot=hubspot)])
+        record_field_state(conn, [FieldStateUpdate(customer_id, field_name, agreed=agreed, warp=warp, hubspot=hubspot)],
+                           closed_by=DETECTED_BY)
 
     # company.creation
     def _creation(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:

@@ -43,6 +43,7 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
+from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
@@ -53,7 +54,6 @@ from warp_sync_pipeline.core.field_state import (
     FieldStateUpdate,
     StateValue,
     read_field_state,
-    upsert_field_state,
     warp_changed_at,
 )
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, load_rules
@@ -615,7 +615,7 @@ class _Drain:
                     entries.append(self._settle_one(conn, plan, rule, decision, now, updates))
                 if not plan.send:
                     finished.append(plan)
-            upsert_field_state(conn, updates, values_are_comparable=True)
+            record_field_state(conn, updates, closed_by=self.trigger.value, values_are_comparable=True)
             log_sync_many(conn, entries)
         if finished:
             self._finish(finished, [])
@@ -757,7 +757,7 @@ class _Drain:
                 ),
                 {"ids": [p.row.id for p in plans], "token": str(self.token)},
             ).rowcount
-            upsert_field_state(conn, updates, values_are_comparable=True)
+            record_field_state(conn, updates, closed_by=self.trigger.value, values_are_comparable=True)
             log_sync_many(conn, entries)
         if done < len(plans):
             log.warning("%d queue rows were taken back before this drain finished them", len(plans) - done)

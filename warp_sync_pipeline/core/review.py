@@ -38,6 +38,7 @@ from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sy
 from warp_sync_pipeline.core.auth import BOOTSTRAP_NAME, Principal, Role, authenticate, credentials
 from warp_sync_pipeline.core.conflicts import (
     RESOLVED,
+    SIDES_AGREE,
     SUPERSEDED,
     close_open_conflict,
     open_or_update_conflict,
@@ -627,7 +628,7 @@ def _refresh_conflict(
             # The sides agree by now: nothing is left to review.
             closed = close_open_conflict(
                 conn, conflict.customer_id, rule.warp_field, status=SUPERSEDED, closed_by=actor,
-                resolution="sides_agree", resolved_value=warp_text,
+                resolution=SIDES_AGREE, resolved_value=warp_text,
             )
             if closed is not None and warp_text is not None:
                 moment = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()

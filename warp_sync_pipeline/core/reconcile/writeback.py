@@ -29,11 +29,12 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
+from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Observed
 from warp_sync_pipeline.core.failures import error_code
-from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
+from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import (
     AuthFailed,
@@ -388,7 +389,7 @@ def _record_hubspot_outcomes(
     with engine.begin() as conn:
         name_writer(conn, actor=ACTOR, run_id=run_id)
         if states:
-            upsert_field_state(conn, _existing(conn, states), values_are_comparable=True)
+            record_field_state(conn, _existing(conn, states), closed_by=ACTOR, values_are_comparable=True)
         log_sync_many(conn, entries)
 
 
@@ -661,7 +662,8 @@ def _warp_chunk(
     states += [FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(text_or_none(row[VALUE]), pulled_at))
                for row in agreements]
     if states:
-        upsert_field_state(conn, [s for s in states if str(s.customer_id) in present], values_are_comparable=True)
+        record_field_state(conn, [s for s in states if str(s.customer_id) in present], closed_by=ACTOR,
+                           values_are_comparable=True)
     log_sync_many(conn, entries)
     return {"records": records, "conflicts": conflicts, "links": links, "opened": opened, "updated": updated,
             "agreements": len(agreements), "invalid": len(part["invalid"])}
