@@ -37,10 +37,10 @@ from warp_sync_pipeline.core.field_state import (  # noqa: E402
     upsert_field_state,
 )
 from warp_sync_pipeline.core.fields import SEEDED_RULES  # noqa: E402
-from warp_sync_pipeline.core.localpg import ensure_database, throwaway_server  # noqa: E402
 from warp_sync_pipeline.core.migrations import upgrade  # noqa: E402
 from warp_sync_pipeline.core.normalize import comparable  # noqa: E402
 from warp_sync_pipeline.core.sync_tables import field_state  # noqa: E402
+from warp_sync_pipeline.devstack.localpg import ensure_database, throwaway_server  # noqa: E402
 
 TIME_COLUMN = {"agreed": "agreed_at", "warp": "warp_changed_at", "hubspot": "hubspot_changed_at"}
 BASELINE_ROWS_PER_STATEMENT = 1000

@@ -49,10 +49,10 @@ from warp_sync_pipeline.core.db import make_engine, with_database  # noqa: E402
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state  # noqa: E402
 from warp_sync_pipeline.core.fields import load_rules  # noqa: E402
 from warp_sync_pipeline.core.hubspot import BudgetSettings, HubSpotClient, RequestBudget  # noqa: E402
-from warp_sync_pipeline.core.localpg import _raw_connect, free_port, throwaway_server  # noqa: E402
 from warp_sync_pipeline.core.migrations import upgrade  # noqa: E402
 from warp_sync_pipeline.core.normalize import to_hubspot, to_hubspot_iso  # noqa: E402
 from warp_sync_pipeline.core.outbound import DrainSettings, drain_queue  # noqa: E402
+from warp_sync_pipeline.devstack.localpg import _raw_connect, free_port, throwaway_server  # noqa: E402
 
 TOKEN = "pat-bench-token"
 API_TOKEN = "bench-admin-token"

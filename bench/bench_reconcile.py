@@ -315,10 +315,10 @@ def bench_e2e(args: argparse.Namespace) -> None:
     from hubspot_sandbox.control import SandboxControl
     from warp_sync_pipeline.core.db import make_engine, with_database
     from warp_sync_pipeline.core.hubspot import HubSpotClient
-    from warp_sync_pipeline.core.localpg import ensure_database, throwaway_server
     from warp_sync_pipeline.core.migrations import upgrade
-    from warp_sync_pipeline.core.reconcile.demo_seed import seed_demo
     from warp_sync_pipeline.defs.reconciliation import RECONCILIATION_ASSETS, ReconciliationSettings
+    from warp_sync_pipeline.devstack.demo_seed import seed_demo
+    from warp_sync_pipeline.devstack.localpg import ensure_database, throwaway_server
     from warp_sync_pipeline.resources.database import DatabaseResource
     from warp_sync_pipeline.resources.email import EmailResource
     from warp_sync_pipeline.resources.hubspot import HubSpotResource

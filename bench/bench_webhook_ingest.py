@@ -46,8 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from warp_sync_pipeline.core.db import make_engine, with_database  # noqa: E402
-from warp_sync_pipeline.core.localpg import _raw_connect, free_port, throwaway_server  # noqa: E402
 from warp_sync_pipeline.core.migrations import upgrade  # noqa: E402
+from warp_sync_pipeline.devstack.localpg import _raw_connect, free_port, throwaway_server  # noqa: E402
 
 ROUTE = "/v1/webhooks/hubspot/company"
 EVENTS_PER_BATCH = 100

@@ -48,7 +48,7 @@ def db() -> None:
 def db_start() -> None:
     """Start (or reuse) the database and print where it is."""
     from warp_sync_pipeline.core.db import redacted
-    from warp_sync_pipeline.core.runtime import ensure_runtime
+    from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     try:
         runtime = ensure_runtime()
@@ -64,7 +64,7 @@ def db_upgrade() -> None:
     """Apply pending sql/NNN_*.sql files in order (safe to run concurrently and repeatedly)."""
     from warp_sync_pipeline.core.db import make_engine
     from warp_sync_pipeline.core.migrations import MigrationError, upgrade
-    from warp_sync_pipeline.core.runtime import ensure_runtime
+    from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     try:
         runtime = ensure_runtime(with_dagster=False)
@@ -82,14 +82,14 @@ def db_upgrade() -> None:
 @db.command("stop")
 def db_stop() -> None:
     """Stop the private cluster (nothing happens when WARP_DATABASE_URL points elsewhere)."""
-    from warp_sync_pipeline.core.runtime import local_cluster
+    from warp_sync_pipeline.devstack.runtime import local_cluster
 
     click.echo("stopped private PostgreSQL" if local_cluster().stop() else "private PostgreSQL was not running")
 
 
 @db.command("status")
 def db_status() -> None:
-    from warp_sync_pipeline.core.runtime import local_cluster
+    from warp_sync_pipeline.devstack.runtime import local_cluster
 
     click.echo(json.dumps(local_cluster().status(), indent=2))
 
@@ -97,7 +97,7 @@ def db_status() -> None:
 @main.command("env")
 def env() -> None:
     """Print shell exports for the running stack (`eval "$(warp-sync env)"`)."""
-    from warp_sync_pipeline.core.runtime import ensure_runtime
+    from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     for key, value in ensure_runtime().environment().items():
         click.echo(f"export {key}='{value}'")
@@ -107,7 +107,7 @@ def env() -> None:
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
 def exec_(argv: tuple[str, ...]) -> None:
     """Run a command with the stack's environment (WARP_DATABASE_URL, DAGSTER_HOME, ...)."""
-    from warp_sync_pipeline.core.runtime import ensure_runtime
+    from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     ensure_runtime()
     os.execvp(argv[0], list(argv))

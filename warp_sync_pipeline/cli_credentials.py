@@ -9,7 +9,7 @@ import click
 
 def _engine():  # noqa: ANN202
     from warp_sync_pipeline.core.db import make_engine
-    from warp_sync_pipeline.core.runtime import ensure_runtime
+    from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     return make_engine(ensure_runtime(with_dagster=False).database_url)
 

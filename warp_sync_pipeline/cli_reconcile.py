@@ -50,7 +50,7 @@ def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
         get_run,
         mark_failed,
     )
-    from warp_sync_pipeline.core.runtime import ensure_runtime
+    from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     try:
         runtime = ensure_runtime()
@@ -132,9 +132,9 @@ def demo_seed(customers: int, replace: bool, manual_field: str) -> None:
     from warp_sync_pipeline.core.db import make_engine
     from warp_sync_pipeline.core.hubspot import DEFAULT_BASE_URL, HubSpotError, client_from_env
     from warp_sync_pipeline.core.migrations import upgrade
-    from warp_sync_pipeline.core.reconcile.demo_seed import DemoSeedError, seed_demo
-    from warp_sync_pipeline.core.runtime import ensure_runtime
     from warp_sync_pipeline.core.settings import get_url
+    from warp_sync_pipeline.devstack.demo_seed import DemoSeedError, seed_demo
+    from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     try:
         runtime = ensure_runtime(with_dagster=False)

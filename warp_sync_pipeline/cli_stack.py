@@ -12,12 +12,12 @@ from pathlib import Path
 
 import click
 
-from warp_sync_pipeline.core import stack
 from warp_sync_pipeline.core.db import make_engine, redacted
-from warp_sync_pipeline.core.localpg import free_port
 from warp_sync_pipeline.core.migrations import upgrade
-from warp_sync_pipeline.core.runtime import Runtime, ensure_runtime, local_cluster
 from warp_sync_pipeline.core.settings import state_dir
+from warp_sync_pipeline.devstack import stack
+from warp_sync_pipeline.devstack.localpg import free_port
+from warp_sync_pipeline.devstack.runtime import Runtime, ensure_runtime, local_cluster
 
 DEMO_RECIPIENTS = "warp-admins@example.com"
 
@@ -208,7 +208,7 @@ def dev() -> None:
               help="Where messages are saved (default: <state folder>/mail).")
 def mailcatcher(host: str, port: int, folder: Path | None) -> None:
     """A local SMTP server that saves every message as an .eml file (the demo's mail server)."""
-    from warp_sync_pipeline.core.mailcatcher import serve
+    from warp_sync_pipeline.devstack.mailcatcher import serve
 
     target = folder or state_dir() / "mail"
     click.echo(f"saving mail to {target}, listening on {host}:{port}")

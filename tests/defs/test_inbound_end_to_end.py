@@ -16,9 +16,9 @@ from werkzeug.serving import make_server
 from tests.plugins.inbound import at, customer_row, event_rows, queue_rows, set_agreed
 from tests.plugins.signing import ROUTE
 from warp_sync_pipeline.core.hubspot import HubSpotClient
-from warp_sync_pipeline.core.localpg import free_port
 from warp_sync_pipeline.core.outbound import drain_queue
 from warp_sync_pipeline.defs.inbound import hubspot_webhook_events_job
+from warp_sync_pipeline.devstack.localpg import free_port
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from webhook_receiver.app import close_app, create_app

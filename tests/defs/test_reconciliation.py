@@ -16,11 +16,11 @@ from tests.plugins.reconcile import DEMO_CUSTOMERS
 from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline.core import reconciliation_runs as runs
 from warp_sync_pipeline.core.hubspot import HubSpotClient
-from warp_sync_pipeline.core.reconcile.demo_seed import SCRIPT_NAME, SeededDemo, seed_demo
 from warp_sync_pipeline.defs.reconciliation import (
     RECONCILIATION_ASSETS,
     ReconciliationSettings,
 )
+from warp_sync_pipeline.devstack.demo_seed import SCRIPT_NAME, SeededDemo, seed_demo
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource

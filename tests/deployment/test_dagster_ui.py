@@ -15,8 +15,8 @@ from tests.plugins.sandbox import SandboxHandle
 from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.hubspot import HubSpotClient
-from warp_sync_pipeline.core.reconcile.demo_seed import seed_demo
 from warp_sync_pipeline.defs.reconciliation import RECONCILIATION_JOB_NAME
+from warp_sync_pipeline.devstack.demo_seed import seed_demo
 
 CHROMIUM = find_chromium()
 

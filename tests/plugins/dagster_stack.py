@@ -53,7 +53,7 @@ from tests.plugins.sandbox import (
     new_sandbox_server,
 )
 from tests.plugins.smtp import LOOPBACK, SmtpCatcher, start_catcher
-from warp_sync_pipeline.core.localpg import _raw_connect, free_port
+from warp_sync_pipeline.devstack.localpg import _raw_connect, free_port
 
 BIN = Path(sys.executable).parent
 LOCATION = "warp_sync_pipeline"

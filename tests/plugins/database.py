@@ -27,9 +27,9 @@ import pytest
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.db import make_engine, with_database
-from warp_sync_pipeline.core.localpg import LocalCluster, _raw_connect, throwaway_server
 from warp_sync_pipeline.core.migrations import upgrade
 from warp_sync_pipeline.core.settings import state_dir
+from warp_sync_pipeline.devstack.localpg import LocalCluster, _raw_connect, throwaway_server
 
 RUN_TAG = uuid.uuid4().hex[:8]
 _ADMIN_URL_KEY = "warp_pg_admin_url"

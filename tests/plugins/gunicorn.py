@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tests import REPO
 from tests.plugins.signing import SECRET
-from warp_sync_pipeline.core.localpg import free_port
+from warp_sync_pipeline.devstack.localpg import free_port
 
 
 @dataclass

@@ -25,7 +25,7 @@ from warp_sync_pipeline.core.reconcile import (
     write_to_hubspot,
     write_to_warp,
 )
-from warp_sync_pipeline.core.reconcile.demo_seed import SeededDemo, seed_demo
+from warp_sync_pipeline.devstack.demo_seed import SeededDemo, seed_demo
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial_s=0.05, backoff_max_s=0.2, jitter_s=0.02,
                          rate_limit_wait_s=0.1)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from warp_sync_pipeline.core.localpg import free_port
+from warp_sync_pipeline.devstack.localpg import free_port
 from webhook_receiver import create_app
 
 

@@ -6,7 +6,6 @@ import sqlalchemy as sa
 
 from tests.plugins.reconcile import plan_only
 from warp_sync_pipeline.core.hubspot import HubSpotClient
-from warp_sync_pipeline.core.reconcile.demo_seed import ExpectedRow, SeededDemo
 from warp_sync_pipeline.core.reconcile.frames import (
     AGREEMENT,
     BAN,
@@ -17,6 +16,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     ORPHAN_KINDS,
 )
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
+from warp_sync_pipeline.devstack.demo_seed import ExpectedRow, SeededDemo
 
 
 def test_the_seeded_differences_give_exactly_the_expected_plan(

@@ -13,10 +13,10 @@ from warp_sync_pipeline.core.decision import Action
 from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
 from warp_sync_pipeline.core.reconcile import ReconcileOptions, write_to_hubspot, write_to_warp
-from warp_sync_pipeline.core.reconcile.demo_seed import SCRIPT_NAME, SeededDemo
 from warp_sync_pipeline.core.reconcile.frames import BAN, CHANGE, KIND
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD
 from warp_sync_pipeline.core.reconcile.writeback import APPLIED, HUBSPOT_CHANGED, SKIPPED, WARP_CHANGED
+from warp_sync_pipeline.devstack.demo_seed import SCRIPT_NAME, SeededDemo
 
 
 def _comparable(field: str, value: object) -> str | None:

@@ -197,7 +197,7 @@ def test_other_methods_answer_405_in_the_json_shape(client: FlaskClient) -> None
 
 
 def test_with_the_database_down_the_batch_is_refused_with_503() -> None:
-    from warp_sync_pipeline.core.localpg import free_port
+    from warp_sync_pipeline.devstack.localpg import free_port
 
     url = f"postgresql+psycopg2://postgres@127.0.0.1:{free_port()}/nowhere"
     client = create_app({"DATABASE_URL": url, "TESTING": True, "HUBSPOT_CLIENT_SECRET": SECRET}).test_client()

@@ -6,7 +6,6 @@ history    per-property change times for the companies whose LATEST_WINS values 
 plan       each difference decided by decide_frame, plus links, orphans and duplicates
 writeback  compare-and-set writes to HubSpot (ledger first) and WARP (no-echo marker), per-record outcomes
 report     the report dict the email templates and the run row take
-demo_seed  demo data with every kind of difference, and the plan it must give
 options    the run's settings and the gate (dry run, global switch, stale plan, brake)
 """
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from warp_sync_pipeline.core.db import normalize_url, with_database
-from warp_sync_pipeline.core.localpg import LocalCluster, ensure_database
 from warp_sync_pipeline.core.settings import get_optional, project_root, state_dir
+from warp_sync_pipeline.devstack.localpg import LocalCluster, ensure_database
 
 APP_DATABASE = "warp"
 DAGSTER_DATABASE = "warp_dagster"
