@@ -9,7 +9,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from warp_sync_pipeline.core.db import database_unreachable
-from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.errors import Failure, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +31,38 @@ HTTP_CODES = {
 }
 
 
-# The receiver's own refusals and every core service's errors are one type: routes raise it, or let a
-# core error (AuthError, CreateFailed, PushRefused, ...) pass, and the handler below answers it.
-ApiError = ServiceError
+# The HTTP answer of each kind of core failure (core/errors.py): the core says what went wrong, the receiver
+# which status says it.
+HTTP_STATUS: dict[Failure, int] = {
+    Failure.INVALID: 400,
+    Failure.UNAUTHENTICATED: 401,
+    Failure.FORBIDDEN: 403,
+    Failure.NOT_FOUND: 404,
+    Failure.CONFLICT: 409,
+    Failure.CONTRADICTS_EARLIER: 422,
+    Failure.REJECTED_BY_HUBSPOT: 422,
+    Failure.HUBSPOT_FAILED: 502,
+    Failure.UNAVAILABLE: 503,
+    Failure.INTERNAL: 500,
+}
+
+
+class ApiError(Exception):
+    """A refusal of the receiver's own (a bad header, a missing body), with its HTTP status. Core services raise
+    ServiceError instead; both are answered in the one JSON error shape."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def answer_of(exc: ApiError | ServiceError) -> tuple[int, str, str, dict[str, Any]]:
+    """(HTTP status, code, message, extra) of a refusal, the receiver's own or a core service's."""
+    status = exc.status if isinstance(exc, ApiError) else HTTP_STATUS[exc.kind]
+    return status, exc.code, exc.message, exc.extra
 
 
 def error_response(status: int, code: str, message: str, **extra: Any):  # noqa: ANN201 - Flask response
@@ -45,8 +74,10 @@ def error_response(status: int, code: str, message: str, **extra: Any):  # noqa:
 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):  # noqa: ANN202
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+    @app.errorhandler(ServiceError)
+    def _api_error(exc: ApiError | ServiceError):  # noqa: ANN202
+        status, code, message, extra = answer_of(exc)
+        return error_response(status, code, message, **extra)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # noqa: ANN202

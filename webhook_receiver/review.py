@@ -36,6 +36,7 @@ from werkzeug.wrappers import Response
 from wtforms import ValidationError
 
 from warp_sync_pipeline.core.auth import Principal, Role
+from warp_sync_pipeline.core.errors import ServiceError
 from warp_sync_pipeline.core.review import (
     HISTORY_LIMIT_DEFAULT,
     ConflictChanged,
@@ -51,7 +52,7 @@ from warp_sync_pipeline.core.review import (
     session_principal,
 )
 from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_settings
-from webhook_receiver.errors import ApiError
+from webhook_receiver.errors import ApiError, answer_of
 from webhook_receiver.resources import receiver_resources
 
 log = logging.getLogger(__name__)
@@ -151,8 +152,10 @@ def _headers(response: Response) -> Response:
 
 
 @bp.errorhandler(ApiError)
-def _api_error(exc: ApiError) -> tuple[str, int]:
-    return error_page(exc.status, exc.code, exc.message)
+@bp.errorhandler(ServiceError)
+def _api_error(exc: ApiError | ServiceError) -> tuple[str, int]:
+    status, code, message, _ = answer_of(exc)
+    return error_page(status, code, message)
 
 
 @bp.context_processor

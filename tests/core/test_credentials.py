@@ -18,6 +18,7 @@ from warp_sync_pipeline.core.auth import (
     list_active,
     revoke,
 )
+from warp_sync_pipeline.core.errors import Failure
 from webhook_receiver import create_app
 from webhook_receiver.auth import require
 
@@ -51,17 +52,17 @@ def test_roles_map_to_permissions(engine: sa.Engine) -> None:
     assert authorize(engine, f"Bearer {resolver.token}", "conflicts:read", bootstrap_token="").name == "alice"
     with pytest.raises(AuthError) as info:
         authorize(engine, f"Bearer {resolver.token}", "customers:create", bootstrap_token="")
-    assert info.value.status == 403
+    assert info.value.kind is Failure.FORBIDDEN
     with pytest.raises(AuthError) as info:
         authorize(engine, f"Bearer {admin.token}", "conflicts:resolve", bootstrap_token="")
-    assert info.value.status == 403
+    assert info.value.kind is Failure.FORBIDDEN
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Basic abc", "Bearer wrong-token"])
 def test_missing_or_wrong_tokens_are_401(engine: sa.Engine, header: str | None) -> None:
     with pytest.raises(AuthError) as info:
         authorize(engine, header, "customers:read", bootstrap_token="bootstrap-secret")
-    assert info.value.status == 401
+    assert info.value.kind is Failure.UNAUTHENTICATED
 
 
 def test_the_bootstrap_token_has_every_role(engine: sa.Engine) -> None:

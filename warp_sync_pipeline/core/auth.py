@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.errors import Failure, ServiceError
 from warp_sync_pipeline.core.settings import get_optional
 
 TOKEN_PREFIX = "wsk_"
@@ -161,10 +161,10 @@ def authorize(engine: sa.Engine, authorization: str | None, permission: str,
     """Check an Authorization header for a permission; raises AuthError 401/403."""
     token = bearer_token(authorization)
     if token is None:
-        raise AuthError(401, "UNAUTHORIZED", "A bearer token is required in the Authorization header.")
+        raise AuthError(Failure.UNAUTHENTICATED, "UNAUTHORIZED", "A bearer token is required in the Authorization header.")
     principal = authenticate(engine, token, bootstrap_token=bootstrap_token)
     if principal is None:
-        raise AuthError(401, "UNAUTHORIZED", "The bearer token is not valid.")
+        raise AuthError(Failure.UNAUTHENTICATED, "UNAUTHORIZED", "The bearer token is not valid.")
     if not principal.may(permission):
-        raise AuthError(403, "FORBIDDEN", f"Credential {principal.name!r} may not {permission.replace(':', ' ')}.")
+        raise AuthError(Failure.FORBIDDEN, "FORBIDDEN", f"Credential {principal.name!r} may not {permission.replace(':', ' ')}.")
     return principal

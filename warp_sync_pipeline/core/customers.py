@@ -47,7 +47,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
 from warp_sync_pipeline.core.db import database_unreachable
-from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.errors import Failure, ServiceError
 from warp_sync_pipeline.core.failures import refused_fields
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
 from warp_sync_pipeline.core.fields import Direction, FieldRules, load_rules
@@ -128,7 +128,7 @@ class CustomerValidationError(ServiceError, ValueError):
     def __init__(self, problems: list[FieldProblem]) -> None:
         self.problems = problems
         listed = "; ".join(f"{p.field}: {p.message}" for p in problems)
-        super().__init__(400, "VALIDATION_ERROR", f"Invalid customer: {listed}",
+        super().__init__(Failure.INVALID, "VALIDATION_ERROR", f"Invalid customer: {listed}",
                          fields=[p.as_dict() for p in problems])
 
 
@@ -241,7 +241,7 @@ def customer_json(row: Mapping[str, Any]) -> dict[str, Any]:
 
 class CustomerNotFound(ServiceError, LookupError):
     def __init__(self, customer_id: object) -> None:
-        super().__init__(404, "CUSTOMER_NOT_FOUND", f"No customer {customer_id}")
+        super().__init__(Failure.NOT_FOUND, "CUSTOMER_NOT_FOUND", f"No customer {customer_id}")
 
 
 def _customer_uuid(customer_id: UUID | str) -> UUID:
@@ -364,11 +364,12 @@ class CreateSettings:
 
 
 class CreateFailed(ServiceError):
-    """The create rolled back. `status`/`code`/`message` and `extra` (failed_fields, ...) form the answer."""
+    """The create rolled back. `kind`/`code`/`message` and `extra` (failed_fields, ...) form the answer."""
 
 
 class IdempotencyRejected(ServiceError):
-    """409 (the key's first request is still running) or 422 (the key was used with another body)."""
+    """CONFLICT (the key's first request is still running) or CONTRADICTS_EARLIER (the key was used with another
+    body)."""
 
 
 @dataclass(frozen=True)
@@ -430,7 +431,7 @@ def claim_idempotency_key(
     """Commit the key before the create starts. Returns the claim, or the first answer for a retry;
     raises IdempotencyRejected for a key in use (409) or one used with another body (422)."""
     if not key or len(key) > 255 or not key.isprintable():
-        raise IdempotencyRejected(400, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 printable characters.")
+        raise IdempotencyRejected(Failure.INVALID, "INVALID_IDEMPOTENCY_KEY", "Idempotency-Key must be 1 to 255 printable characters.")
     token = uuid4()
     with engine.begin() as conn:
         # Retention, a little at a time (every create pays for a few rows at most).
@@ -469,12 +470,12 @@ def claim_idempotency_key(
         ).one()
     if row.request_hash != body_hash:
         raise IdempotencyRejected(
-            422, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used with a different request body."
+            Failure.CONTRADICTS_EARLIER, "IDEMPOTENCY_KEY_REUSED", "This Idempotency-Key was used with a different request body."
         )
     if row.status == "succeeded":
         return StoredAnswer(row.response_status, row.response)
     raise IdempotencyRejected(
-        409, "IDEMPOTENCY_KEY_IN_USE", "A request with this Idempotency-Key is still being processed; retry later."
+        Failure.CONFLICT, "IDEMPOTENCY_KEY_IN_USE", "A request with this Idempotency-Key is still being processed; retry later."
     )
 
 
@@ -501,7 +502,7 @@ def _record_attempt_ban(engine: sa.Engine, claim: IdempotencyClaim, ban: str, st
         ).rowcount
     if held != 1:
         # Another attempt took the key over (this one outlived its lock): it owns the create now.
-        raise CreateFailed(409, "IDEMPOTENCY_KEY_IN_USE",
+        raise CreateFailed(Failure.CONFLICT, "IDEMPOTENCY_KEY_IN_USE",
                            "A later request with this Idempotency-Key took it over; retry later for its answer.")
 
 
@@ -660,7 +661,7 @@ class _CreateAttempt:
         log.error("the COMMIT of customer %s (%s) raised %s and PostgreSQL could not be asked what became of it",
                   self.customer_id, self.ban, type(exc).__name__)
         failure = CreateFailed(
-            503, "CREATE_OUTCOME_UNKNOWN",
+            Failure.UNAVAILABLE, "CREATE_OUTCOME_UNKNOWN",
             "WARP's database connection was lost while the customer was being committed, and whether it was "
             "stored is not known yet. Retry with the same Idempotency-Key, or read the customer, to learn the "
             "outcome; nothing is created twice.",
@@ -698,7 +699,7 @@ class _CreateAttempt:
                       if to_hubspot(self.rules[name].spec, value) != ""]
             self.ledger_ids = record_writes(self.side, writes)
             return
-        raise CreateFailed(503, "BAN_UNAVAILABLE", "No free BAN could be drawn; retry the request.")
+        raise CreateFailed(Failure.UNAVAILABLE, "BAN_UNAVAILABLE", "No free BAN could be drawn; retry the request.")
 
     def _prior_ban(self) -> str | None:
         return self.idempotency.prior_ban if self.idempotency is not None else None
@@ -773,7 +774,7 @@ class _CreateAttempt:
             except RequestFailed as exc:
                 void_writes(self.side, self.ledger_ids, f"create failed: {type(exc).__name__}")
                 raise
-        raise CreateFailed(502, "HUBSPOT_SYNC_FAILED", "Customer creation rolled back: HubSpot kept refusing the create.")
+        raise CreateFailed(Failure.HUBSPOT_FAILED, "HUBSPOT_SYNC_FAILED", "Customer creation rolled back: HubSpot kept refusing the create.")
 
     # --- linking ---------------------------------------------------------------------------------------------
 
@@ -868,24 +869,25 @@ class _CreateAttempt:
             return exc
         prefix = "Customer creation rolled back due to HubSpot sync failure: Failed to create HubSpot company."
         if isinstance(exc, PropertySchemaMismatch):
-            return CreateFailed(502, "HUBSPOT_SYNC_FAILED",
+            return CreateFailed(Failure.HUBSPOT_FAILED, "HUBSPOT_SYNC_FAILED",
                                 f"{prefix} HubSpot's properties do not match warp-sync's schema: {exc}",
                                 failed_fields=[{"field": "hubspot_properties", "reason": str(exc)}])
         if isinstance(exc, HubSpotError):
             failed = self._failed_fields(exc)
             listed = ", ".join(f"{f['field']}: {f['reason']}" for f in failed)
-            status = 422 if self._rejected_values(exc) and not isinstance(exc, UniqueValueConflict) else 502
+            kind = (Failure.REJECTED_BY_HUBSPOT if self._rejected_values(exc) and not isinstance(exc, UniqueValueConflict)
+                    else Failure.HUBSPOT_FAILED)
             if isinstance(exc, AuthFailed):
                 log.error("HubSpot refused warp-sync's credentials (%s): check HUBSPOT_ACCESS_TOKEN", exc.status)
-            return CreateFailed(status, "HUBSPOT_SYNC_FAILED", f"{prefix} Failed fields: [{listed}]",
+            return CreateFailed(kind, "HUBSPOT_SYNC_FAILED", f"{prefix} Failed fields: [{listed}]",
                                 failed_fields=failed)
         cause = database_unreachable(exc)
         if cause is not None:
             log.error("create of %s rolled back: PostgreSQL could not be reached (%s)", self.ban, cause)
-            return CreateFailed(503, "DATABASE_UNAVAILABLE",
+            return CreateFailed(Failure.UNAVAILABLE, "DATABASE_UNAVAILABLE",
                                 "Customer creation rolled back: WARP's database could not be reached. Retry later.")
         log.error("create of %s rolled back after a WARP-side failure: %s", self.ban, type(exc).__name__)
-        return CreateFailed(500, "CUSTOMER_CREATE_FAILED",
+        return CreateFailed(Failure.INTERNAL, "CUSTOMER_CREATE_FAILED",
                             "Customer creation rolled back: the customer could not be stored in WARP.")
 
     @staticmethod
@@ -903,7 +905,7 @@ class _CreateAttempt:
         return [{"field": "hubspot_api", "reason": _api_reason(exc)}]
 
     def _audit_failure(self, failure: CreateFailed, exc: Exception) -> None:
-        details = {"status": failure.status, "attempted_customer_id": str(self.customer_id),
+        details = {"kind": failure.kind.value, "attempted_customer_id": str(self.customer_id),
                    "failed_fields": failure.extra.get("failed_fields", []),
                    "hubspot_company_archived": failure.extra.get("hubspot_company_archived"),
                    "orphan": failure.extra.get("orphan"), "exception": type(exc).__name__}

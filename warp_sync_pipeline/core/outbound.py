@@ -47,7 +47,7 @@ from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
-from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.errors import Failure, ServiceError
 from warp_sync_pipeline.core.failures import error_code, refused_fields
 from warp_sync_pipeline.core.field_state import (
     FieldState,
@@ -1010,15 +1010,17 @@ class PushResult:
 
 
 class PushRefused(ServiceError):
-    """Nothing was sent: no such customer (404), or 409 CUSTOMER_BUSY / CUSTOMER_NOT_LINKED / COMPANY_NOT_FOUND."""
+    """Nothing was sent: no such customer (NOT_FOUND), or CONFLICT: CUSTOMER_BUSY / CUSTOMER_NOT_LINKED /
+    COMPANY_NOT_FOUND."""
 
 
 class PushFailed(ServiceError):
-    """HubSpot did not take the push (502 unreachable / refused us, 422 rejected values); the fields are queued
-    for the drain (`extra["queued"]`), and `extra` carries failed_fields and every field's outcome."""
+    """HubSpot did not take the push (HUBSPOT_FAILED: unreachable or refused us; REJECTED_BY_HUBSPOT: the values);
+    the fields are queued for the drain (`extra["queued"]`), and `extra` carries failed_fields and every field's
+    outcome."""
 
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(status, "HUBSPOT_SYNC_FAILED", message, **extra)
+    def __init__(self, kind: Failure, message: str, **extra: Any) -> None:
+        super().__init__(kind, "HUBSPOT_SYNC_FAILED", message, **extra)
 
 
 @dataclass(frozen=True)
@@ -1059,7 +1061,7 @@ def _take_push_lease(engine: sa.Engine, customer_id: UUID, holder: str, ttl: tim
     try:
         return acquire_customer_waiting(engine, customer_id, holder, ttl, wait_s=wait_s)
     except CustomerBusy as busy:
-        raise PushRefused(409, CustomerBusy.code,
+        raise PushRefused(Failure.CONFLICT, CustomerBusy.code,
                           f"Another writer is working on customer {customer_id} "
                           f"({busy.holder or 'unknown'}); try again shortly.") from None
 
@@ -1104,9 +1106,9 @@ def push_customer(
     try:
         cid = UUID(str(customer_id))
     except ValueError:
-        raise PushRefused(404, "NOT_FOUND", f"No customer {customer_id}.") from None
+        raise PushRefused(Failure.NOT_FOUND, "NOT_FOUND", f"No customer {customer_id}.") from None
     if _link_of(engine, cid) is None:
-        raise PushRefused(404, "NOT_FOUND", f"No customer {cid}.")
+        raise PushRefused(Failure.NOT_FOUND, "NOT_FOUND", f"No customer {cid}.")
     if rules is None:
         with engine.connect() as conn:
             rules = load_rules(conn)
@@ -1120,10 +1122,10 @@ def push_customer(
     try:
         link = _link_of(engine, cid)  # again, under the lease
         if link is None:
-            raise PushRefused(404, "NOT_FOUND", f"No customer {cid}.")
+            raise PushRefused(Failure.NOT_FOUND, "NOT_FOUND", f"No customer {cid}.")
         if link.status != LinkStatus.LINKED or not link.company_id:
             raise PushRefused(
-                409, "CUSTOMER_NOT_LINKED",
+                Failure.CONFLICT, "CUSTOMER_NOT_LINKED",
                 f"Customer {cid}'s HubSpot link is {link.status!r}: it is never written blindly or re-created; "
                 "a person settles the link first.", link_status=link.status,
             )
@@ -1143,12 +1145,12 @@ def _push_result(customer_id: UUID, company_id: str, rules: FieldRules, report: 
     if report.parked or not plans:
         stopped = report.stopped[0] if report.stopped else None
         if stopped is not None and stopped.code == "COMPANY_NOT_FOUND":
-            raise PushRefused(409, "COMPANY_NOT_FOUND",
+            raise PushRefused(Failure.CONFLICT, "COMPANY_NOT_FOUND",
                               f"HubSpot has no company {company_id} (deleted or merged); it is never re-created. "
                               "The fields are parked for a person to decide.", parked=True)
         if stopped is not None:
-            raise PushRefused(409, "CUSTOMER_NOT_LINKED", stopped.error, parked=True)
-        raise PushRefused(404, "NOT_FOUND", f"No customer {customer_id}.")  # deleted while the push ran
+            raise PushRefused(Failure.CONFLICT, "CUSTOMER_NOT_LINKED", stopped.error, parked=True)
+        raise PushRefused(Failure.NOT_FOUND, "NOT_FOUND", f"No customer {customer_id}.")  # deleted while the push ran
     (plan,) = plans
     fields: list[FieldPush] = []
     for name in rules:
@@ -1169,7 +1171,7 @@ def _push_result(customer_id: UUID, company_id: str, rules: FieldRules, report: 
     rejected = isinstance(error, ValidationFailed) or bool(refused)
     reason = f"{error_code(error)}: {_describe(error)}"
     raise PushFailed(
-        422 if rejected else 502,
+        Failure.REJECTED_BY_HUBSPOT if rejected else Failure.HUBSPOT_FAILED,
         f"HubSpot did not take the push ({reason}). The fields are queued; the queue drain retries them.",
         queued=True,
         customer_id=str(customer_id),

@@ -17,6 +17,7 @@ from tests.plugins.outbound import (
     running_receiver,
 )
 from warp_sync_pipeline.core.customers import CreateFailed, CreateSettings, create_customer, validate_customer
+from warp_sync_pipeline.core.errors import Failure
 from warp_sync_pipeline.core.field_state import read_field_state
 from warp_sync_pipeline.core.fields import FieldRules
 from webhook_receiver.resources import receiver_resources
@@ -178,7 +179,7 @@ def test_an_outage_rolls_back_with_502_and_is_audited(receiver: Receiver, engine
     _assert_nothing_created(engine, sandbox)
     (entry,) = _audit(engine)
     assert entry["outcome"] == "rolled_back" and entry["error_code"] == "HUBSPOT_SYNC_FAILED"
-    assert entry["ban"] and entry["customer_id"] is None and entry["details"]["status"] == 502
+    assert entry["ban"] and entry["customer_id"] is None and entry["details"]["kind"] == "hubspot_failed"
     with engine.connect() as conn:
         statuses = conn.execute(sa.text("SELECT DISTINCT status FROM hubspot_write_ledger")).scalars().all()
     assert statuses == ["voided"]
@@ -323,7 +324,7 @@ def test_a_ban_hubspot_keeps_refusing_gives_up_without_archiving(
             engine, warp_hubspot, validate_customer({"company_name": "Acme"}, rules, for_update=False),
             settings=CreateSettings(time_budget_s=5, max_hubspot_ban_conflicts=3), ban_source=lambda: next(drawn),
         )
-    assert caught.value.status == 502 and caught.value.extra["failed_fields"][0]["field"] == "ban"
+    assert caught.value.kind is Failure.HUBSPOT_FAILED and caught.value.extra["failed_fields"][0]["field"] == "ban"
     assert all(not c["archived"] for c in sandbox.control.all_companies())
     assert customer_rows(engine) == []
 
