@@ -44,13 +44,9 @@ def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from warp_sync_pipeline.core.db import make_engine
-    from warp_sync_pipeline.core.reconciliation_runs import (
-        DRY_RUN_TAG,
-        RECONCILIATION_JOB_NAME,
-        get_run,
-        mark_failed,
-    )
+    from warp_sync_pipeline.core.reconciliation_runs import get_run, mark_failed
     from warp_sync_pipeline.devstack.runtime import ensure_runtime
+    from warp_sync_pipeline.runs import DRY_RUN_TAG, RECONCILIATION_JOB_NAME
 
     try:
         runtime = ensure_runtime()

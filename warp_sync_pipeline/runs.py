@@ -1,8 +1,34 @@
-"""Dagster-side helpers shared by the jobs and sensors: a run's maximum runtime, and the one-run-at-a-time check."""
+"""Dagster-side names and helpers shared by the jobs, sensors and the CLI: run tags, a run's maximum runtime, and the
+one-run-at-a-time check. The names are pinned by tests/defs/test_definitions_snapshot.py (stored runs filter by
+them)."""
 
 import math
+from collections.abc import Mapping
 
 import dagster as dg
+
+FLOW_TAG = "warp/flow"
+RECONCILIATION_FLOW = "reconciliation"
+RECONCILIATION_JOB_NAME = "reconciliation_job"
+# The id of the reconciliation request that asked for the run (set by the request sensor).
+REQUEST_TAG = "warp/reconcile-request"
+# "true" when the run is a dry run (mirrors the run's dry_run resource, for filtering).
+DRY_RUN_TAG = "warp/dry-run"
+
+def is_reconciliation_run(job_name: str | None, tags: Mapping[str, str]) -> bool:
+    """A run of the reconciliation job: tagged `warp/flow=reconciliation`, or the job by name."""
+    return tags.get(FLOW_TAG) == RECONCILIATION_FLOW or job_name == RECONCILIATION_JOB_NAME
+
+
+def request_id_from_tags(tags: Mapping[str, str]) -> str | None:
+    value = (tags.get(REQUEST_TAG) or "").strip()
+    return value or None
+
+
+def dry_run_from_tags(tags: Mapping[str, str]) -> bool:
+    return (tags.get(DRY_RUN_TAG) or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 
 # Run monitoring (dagster.yaml) fails a run that is still STARTED this many seconds after it began. With the
 # default run launcher it cannot see a run's process die together with its code server: this tag is what ends

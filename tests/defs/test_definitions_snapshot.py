@@ -5,10 +5,9 @@ must change this snapshot on purpose, with a migration of the stored state."""
 
 from __future__ import annotations
 
-from warp_sync_pipeline.core import reconciliation_runs
+from warp_sync_pipeline import runs
 from warp_sync_pipeline.definitions import defs
 from warp_sync_pipeline.defs import inbound, outbound
-from warp_sync_pipeline.runs import MAX_RUNTIME_TAG
 
 JOBS = {
     "hubspot_sync_queue_job": "queue-drain",
@@ -44,7 +43,7 @@ def test_job_sensor_schedule_asset_and_check_names_are_unchanged() -> None:
     repository = defs().get_repository_def()
     jobs = {job.name: job for job in repository.get_all_jobs() if not job.name.startswith("__")}
     assert {name: job.tags.get(TAGS["flow"]) for name, job in jobs.items()} == JOBS
-    assert all(MAX_RUNTIME_TAG in job.tags for job in jobs.values())
+    assert all(runs.MAX_RUNTIME_TAG in job.tags for job in jobs.values())
     assert {s.name: (s.job_name if s.has_jobs else None) for s in repository.sensor_defs} == SENSORS
     assert {s.name: (s.job_name, s.cron_schedule, s.execution_timezone) for s in repository.schedule_defs} == SCHEDULES
     graph = repository.asset_graph
@@ -54,12 +53,12 @@ def test_job_sensor_schedule_asset_and_check_names_are_unchanged() -> None:
 
 def test_tag_keys_and_values_are_unchanged() -> None:
     in_code = {
-        "flow": reconciliation_runs.FLOW_TAG, "request": reconciliation_runs.REQUEST_TAG,
-        "dry_run": reconciliation_runs.DRY_RUN_TAG, "max_runtime": MAX_RUNTIME_TAG,
+        "flow": runs.FLOW_TAG, "request": runs.REQUEST_TAG, "dry_run": runs.DRY_RUN_TAG,
+        "max_runtime": runs.MAX_RUNTIME_TAG,
     }
     assert in_code == TAGS
     names = {
-        "reconciliation": (reconciliation_runs.RECONCILIATION_JOB_NAME, reconciliation_runs.RECONCILIATION_FLOW),
+        "reconciliation": (runs.RECONCILIATION_JOB_NAME, runs.RECONCILIATION_FLOW),
         "drain": (outbound.DRAIN_JOB_NAME, outbound.DRAIN_TAGS), "webhooks": inbound.FLOW_TAGS,
     }
     assert names == {
@@ -67,3 +66,13 @@ def test_tag_keys_and_values_are_unchanged() -> None:
         "drain": ("hubspot_sync_queue_job", {TAGS["flow"]: "queue-drain"}),
         "webhooks": {TAGS["flow"]: "webhook-apply"},
     }
+
+
+def test_tags_identify_reconciliation_runs() -> None:
+    assert runs.is_reconciliation_run("anything", {"warp/flow": "reconciliation"})
+    assert runs.is_reconciliation_run("reconciliation_job", {})
+    assert not runs.is_reconciliation_run("queue_drain_job", {"warp/flow": "queue-drain"})
+    assert runs.request_id_from_tags({"warp/reconcile-request": " 17 "}) == "17"
+    assert runs.request_id_from_tags({}) is None
+    assert runs.dry_run_from_tags({"warp/dry-run": "true"}) is True
+    assert runs.dry_run_from_tags({"warp/dry-run": "false"}) is False

@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.plugins.smtp import SmtpCatcher
+from warp_sync_pipeline import runs as run_tags
 from warp_sync_pipeline.core import reconciliation_runs as runs
 from warp_sync_pipeline.defs.run_status_sensors import (
     reconciliation_run_canceled_sensor,
@@ -19,7 +20,7 @@ from warp_sync_pipeline.resources.email import EmailResource, email_resource_fro
 def record_start(context: dg.OpExecutionContext, db: DatabaseResource) -> str:
     tags = context.run.tags
     record = runs.start_run(
-        db.engine, context.run.run_id, runs.request_id_from_tags(tags), runs.dry_run_from_tags(tags)
+        db.engine, context.run.run_id, run_tags.request_id_from_tags(tags), run_tags.dry_run_from_tags(tags)
     )
     return record.run_id
 

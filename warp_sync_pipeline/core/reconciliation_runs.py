@@ -29,15 +29,6 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.email import FailureAlert, render_markdown
 
-# --- run tags ---------------------------------------------------------------------------------
-FLOW_TAG = "warp/flow"
-RECONCILIATION_FLOW = "reconciliation"
-RECONCILIATION_JOB_NAME = "reconciliation_job"
-# The id of the reconciliation request that asked for the run (set by the request sensor).
-REQUEST_TAG = "warp/reconcile-request"
-# "true" when the run is a dry run (mirrors the run's dry_run resource, for filtering).
-DRY_RUN_TAG = "warp/dry-run"
-
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
@@ -75,21 +66,6 @@ class RunRecord:
     @property
     def finished(self) -> bool:
         return self.status in FINISHED_STATUSES
-
-
-# --- tag helpers ------------------------------------------------------------------------------
-def is_reconciliation_run(job_name: str | None, tags: Mapping[str, str]) -> bool:
-    """A run of the reconciliation job: tagged `warp/flow=reconciliation`, or the job by name."""
-    return tags.get(FLOW_TAG) == RECONCILIATION_FLOW or job_name == RECONCILIATION_JOB_NAME
-
-
-def request_id_from_tags(tags: Mapping[str, str]) -> str | None:
-    value = (tags.get(REQUEST_TAG) or "").strip()
-    return value or None
-
-
-def dry_run_from_tags(tags: Mapping[str, str]) -> bool:
-    return (tags.get(DRY_RUN_TAG) or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 # --- JSON -------------------------------------------------------------------------------------
@@ -360,7 +336,8 @@ def handle_failed_run(
     *,
     run_id: str,
     job_name: str,
-    tags: Mapping[str, str],
+    request_id: str | None,
+    dry_run: bool,
     cancelled: bool,
     reason: str,
     send_alert: Callable[[FailureAlert], object] | None,
@@ -375,7 +352,7 @@ def handle_failed_run(
     full_reason = ("Run cancelled: " if cancelled else "Run failed: ") + (reason or "no reason given")
     try:
         outcome.record = mark_failed(
-            engine, run_id, full_reason, request_id=request_id_from_tags(tags), dry_run=dry_run_from_tags(tags)
+            engine, run_id, full_reason, request_id=request_id, dry_run=dry_run
         )
     except Exception as exc:  # noqa: BLE001 - reported after the alert is tried
         outcome.problems.append(f"marking the run failed: {exc.__class__.__name__}: {exc}")
@@ -385,8 +362,8 @@ def handle_failed_run(
             run_id=run_id,
             status="cancelled" if cancelled else "failed",
             reason=full_reason,
-            dry_run=dry_run_from_tags(tags),
-            request_id=request_id_from_tags(tags),
+            dry_run=dry_run,
+            request_id=request_id,
         )
         try:
             send_alert(alert)

@@ -26,7 +26,7 @@ from warp_sync_pipeline.core.pauses import PauseSettings, open_pauses, sensor_sk
 from warp_sync_pipeline.core.settings import get_int
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import active_runs, max_runtime_tags
+from warp_sync_pipeline.runs import FLOW_TAG, active_runs, max_runtime_tags
 
 hubspot_webhook_events = dg.AssetSpec(
     "hubspot_webhook_events",
@@ -39,7 +39,7 @@ hubspot_webhook_events = dg.AssetSpec(
     kinds={"postgres"},
 )
 
-FLOW_TAGS = {"warp/flow": "webhook-apply"}
+FLOW_TAGS = {FLOW_TAG: "webhook-apply"}
 SENSOR_INTERVAL_SECONDS = get_int("WARP_WEBHOOK_SENSOR_INTERVAL_SECONDS", 15, minimum=5)
 
 

@@ -7,14 +7,9 @@ request id as a run tag, which the first asset records in the run row the API re
 import dagster as dg
 
 from warp_sync_pipeline.core.reconcile_requests import mark_submitted, requests_after
-from warp_sync_pipeline.core.reconciliation_runs import (
-    DRY_RUN_TAG,
-    FLOW_TAG,
-    RECONCILIATION_FLOW,
-    REQUEST_TAG,
-)
 from warp_sync_pipeline.defs.reconciliation import reconciliation_job
 from warp_sync_pipeline.resources.database import DatabaseResource
+from warp_sync_pipeline.runs import DRY_RUN_TAG, FLOW_TAG, RECONCILIATION_FLOW, REQUEST_TAG
 
 
 @dg.sensor(

@@ -47,22 +47,20 @@ from warp_sync_pipeline.core.reconcile.frames import (
     rules_to_attr,
 )
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom
-from warp_sync_pipeline.core.reconciliation_runs import (
+from warp_sync_pipeline.core.reconciliation_runs import finish_run, get_run, start_run
+from warp_sync_pipeline.core.settings import SettingsError, get_float, get_timezone
+from warp_sync_pipeline.resources.database import DatabaseResource
+from warp_sync_pipeline.resources.email import EmailResource
+from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.runs import (
     DRY_RUN_TAG,
     FLOW_TAG,
     RECONCILIATION_FLOW,
     RECONCILIATION_JOB_NAME,
     dry_run_from_tags,
-    finish_run,
-    get_run,
+    max_runtime_tags,
     request_id_from_tags,
-    start_run,
 )
-from warp_sync_pipeline.core.settings import SettingsError, get_float, get_timezone
-from warp_sync_pipeline.resources.database import DatabaseResource
-from warp_sync_pipeline.resources.email import EmailResource
-from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import max_runtime_tags
 
 GROUP = "reconciliation"
 IO_MANAGER = "parquet_io_manager"

@@ -15,10 +15,11 @@ from collections.abc import Callable
 import dagster as dg
 
 from warp_sync_pipeline.core.email import FailureAlert
-from warp_sync_pipeline.core.reconciliation_runs import handle_failed_run, is_reconciliation_run
+from warp_sync_pipeline.core.reconciliation_runs import handle_failed_run
 from warp_sync_pipeline.core.settings import SettingsError
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
+from warp_sync_pipeline.runs import dry_run_from_tags, is_reconciliation_run, request_id_from_tags
 
 # Per SMTP operation; a handful of them (connect, EHLO, STARTTLS, login, send) stay well under 60 s.
 SENSOR_SMTP_TIMEOUT_SECONDS = 5.0
@@ -64,7 +65,8 @@ def _handle(
         db.engine,
         run_id=run.run_id,
         job_name=run.job_name,
-        tags=run.tags,
+        request_id=request_id_from_tags(run.tags),
+        dry_run=dry_run_from_tags(run.tags),
         cancelled=cancelled,
         reason=reason,
         send_alert=_alert_sender(email, context.log),

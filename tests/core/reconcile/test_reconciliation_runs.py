@@ -135,13 +135,3 @@ def test_bad_input_gets_a_clear_code(engine: sa.Engine) -> None:
     assert err.value.code == "INVALID_COUNTS"
     # Nothing was lost by the refused calls: the run is still open.
     assert runs.get_run(engine, "run-1").status == "running"
-
-
-def test_tags_identify_reconciliation_runs() -> None:
-    assert runs.is_reconciliation_run("anything", {"warp/flow": "reconciliation"})
-    assert runs.is_reconciliation_run("reconciliation_job", {})
-    assert not runs.is_reconciliation_run("queue_drain_job", {"warp/flow": "queue-drain"})
-    assert runs.request_id_from_tags({"warp/reconcile-request": " 17 "}) == "17"
-    assert runs.request_id_from_tags({}) is None
-    assert runs.dry_run_from_tags({"warp/dry-run": "true"}) is True
-    assert runs.dry_run_from_tags({"warp/dry-run": "false"}) is False
