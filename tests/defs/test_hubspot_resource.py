@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, client_from_env
+from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotSettings, Priority, client_from_env
 from warp_sync_pipeline.core.settings import SettingsError
 from warp_sync_pipeline.definitions import defs
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
@@ -23,6 +23,20 @@ def test_from_env_reads_limits_and_names_a_bad_variable() -> None:
     assert resource.base_url == "https://api.hubapi.com"
     with pytest.raises(SettingsError, match="HUBSPOT_REQUESTS_PER_10S"):
         HubSpotResource.from_env({"HUBSPOT_REQUESTS_PER_10S": "lots"})
+
+
+def test_the_resource_and_the_core_parse_the_same_settings_with_the_same_defaults() -> None:
+    # One parser (issue 14): what the code location binds is what HubSpotSettings reads, for every limit.
+    environ = {"HUBSPOT_SEARCH_PER_SECOND": "4", "HUBSPOT_DAILY_RESERVED_SHARE": "0.1", "HUBSPOT_MAX_ATTEMPTS": "7",
+               "HUBSPOT_TIME_BUDGET_SECONDS": "30", "HUBSPOT_API_VERSION": "2026-03"}
+    core = HubSpotSettings.from_env({**environ, "HUBSPOT_ACCESS_TOKEN": "pat-x"})
+    bound = HubSpotResource.from_env(environ)
+    assert (bound.search_per_second, bound.daily_reserved_share, bound.max_attempts, bound.time_budget_seconds,
+            bound.api_version) == (core.budget.search_per_second, core.budget.daily_reserved_share,
+                                   core.max_attempts, core.time_budget_s, core.api_version)
+    unset, default = HubSpotResource.from_env({}), HubSpotResource(access_token="pat-x")
+    assert unset.model_dump(exclude={"access_token", "database_url"}) == default.model_dump(
+        exclude={"access_token", "database_url"})
 
 
 def test_an_op_calls_hubspot_through_the_resource_and_its_budget(sandbox, engine: sa.Engine) -> None:  # noqa: ANN001

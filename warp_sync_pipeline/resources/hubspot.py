@@ -14,16 +14,17 @@ from pydantic import Field, PrivateAttr, field_validator
 
 from warp_sync_pipeline.core.hubspot import (
     API_VERSIONS,
-    DEFAULT_API_VERSION,
     DEFAULT_BASE_URL,
     BudgetSettings,
     HubSpotClient,
+    HubSpotSettings,
     Priority,
     RequestBudget,
     RetryPolicy,
-    api_version_from_env,
 )
-from warp_sync_pipeline.core.settings import get_float, get_int
+
+# The core's defaults, shown in the Dagster UI as the fields' defaults.
+_DEFAULTS = HubSpotSettings(base_url=DEFAULT_BASE_URL, access_token="")
 
 
 class HubSpotResource(dg.ConfigurableResource):
@@ -34,21 +35,26 @@ class HubSpotResource(dg.ConfigurableResource):
     database_url: str | None = Field(
         default=None, description="Database holding the shared request budget; None: no shared budget."
     )
-    requests_per_10s: int = Field(default=100, description="HubSpot's rolling 10-second request limit.")
-    search_per_second: int = Field(default=5, description="HubSpot's search requests per second.")
+    requests_per_10s: int = Field(default=_DEFAULTS.budget.requests_per_window,
+                                  description="HubSpot's rolling 10-second request limit.")
+    search_per_second: int = Field(default=_DEFAULTS.budget.search_per_second,
+                                   description="HubSpot's search requests per second.")
     reserved_share: float = Field(
-        default=0.2, description="Share of each window that only synchronous callers may use."
+        default=_DEFAULTS.budget.reserved_share, description="Share of each window that only synchronous callers may use."
     )
     daily_reserved_share: float = Field(
-        default=0.05, description="Share of the account's daily quota kept for creates: bulk callers stop there."
+        default=_DEFAULTS.budget.daily_reserved_share,
+        description="Share of the account's daily quota kept for creates: bulk callers stop there.",
     )
-    budget_margin_ms: int = Field(default=250, description="Added to each budget window (ms).")
+    budget_margin_ms: int = Field(default=_DEFAULTS.budget.margin_ms, description="Added to each budget window (ms).")
     priority: str = Field(default=Priority.BULK.value, description="'bulk' for runs, 'sync' for a waiting caller.")
-    time_budget_seconds: float = Field(default=60.0, description="Longest one call may take, retries included.")
-    request_timeout_seconds: float = Field(default=30.0, description="Network timeout of one HTTP request.")
-    max_attempts: int = Field(default=5, description="Attempts per call for retryable failures.")
+    time_budget_seconds: float = Field(default=_DEFAULTS.time_budget_s,
+                                       description="Longest one call may take, retries included.")
+    request_timeout_seconds: float = Field(default=_DEFAULTS.request_timeout_s,
+                                           description="Network timeout of one HTTP request.")
+    max_attempts: int = Field(default=_DEFAULTS.max_attempts, description="Attempts per call for retryable failures.")
     api_version: str = Field(
-        default=DEFAULT_API_VERSION,
+        default=_DEFAULTS.api_version,
         description=f"HubSpot API version whose paths are called (HUBSPOT_API_VERSION): {', '.join(API_VERSIONS)}.",
     )
 
@@ -63,23 +69,24 @@ class HubSpotResource(dg.ConfigurableResource):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSpotResource:
-        """The binding used by the code location: URLs and the token as EnvVars, limits parsed now."""
+        """The binding used by the code location: URLs and the token as EnvVars, limits parsed now by the core's
+        HubSpotSettings (one parser, one set of defaults), so a bad value stops the code location from loading."""
         env = os.environ if environ is None else environ
+        parsed = HubSpotSettings.from_env(env, require_token=False)
         return cls(
             # HUBSPOT_BASE_URL is optional: unset means HubSpot's real API.
             base_url=dg.EnvVar("HUBSPOT_BASE_URL") if env.get("HUBSPOT_BASE_URL") else DEFAULT_BASE_URL,
             access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
             database_url=dg.EnvVar("WARP_DATABASE_URL"),
-            requests_per_10s=get_int("HUBSPOT_REQUESTS_PER_10S", 100, minimum=1, environ=env),
-            search_per_second=get_int("HUBSPOT_SEARCH_PER_SECOND", 5, minimum=1, environ=env),
-            reserved_share=get_float("HUBSPOT_RESERVED_SHARE", 0.2, minimum=0.0, maximum=0.9, environ=env),
-            daily_reserved_share=get_float("HUBSPOT_DAILY_RESERVED_SHARE", 0.05, minimum=0.0, maximum=0.5,
-                                           environ=env),
-            budget_margin_ms=get_int("HUBSPOT_BUDGET_MARGIN_MS", 250, minimum=0, environ=env),
-            time_budget_seconds=get_float("HUBSPOT_TIME_BUDGET_SECONDS", 60.0, minimum=0.1, environ=env),
-            request_timeout_seconds=get_float("HUBSPOT_REQUEST_TIMEOUT_SECONDS", 30.0, minimum=0.1, environ=env),
-            max_attempts=get_int("HUBSPOT_MAX_ATTEMPTS", 5, minimum=1, environ=env),
-            api_version=api_version_from_env(env),
+            requests_per_10s=parsed.budget.requests_per_window,
+            search_per_second=parsed.budget.search_per_second,
+            reserved_share=parsed.budget.reserved_share,
+            daily_reserved_share=parsed.budget.daily_reserved_share,
+            budget_margin_ms=parsed.budget.margin_ms,
+            time_budget_seconds=parsed.time_budget_s,
+            request_timeout_seconds=parsed.request_timeout_s,
+            max_attempts=parsed.max_attempts,
+            api_version=parsed.api_version,
         )
 
     def build_client(self) -> HubSpotClient:
