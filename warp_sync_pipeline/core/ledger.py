@@ -9,17 +9,29 @@ Sequence for every write to HubSpot:
    clock skew), and the change came from an integration where HubSpot says where it came from. An entry
    absorbs at most one echo, atomically, so a person who sets X, then Z, then X again is never taken for it.
 Entries expire after three days (HubSpot retries a delivery for up to a day); `purge_expired` deletes them.
+
+`update_companies_ledger_first` and `update_company_ledger_first` are steps 1 and 2 for updates, the way the drain,
+the nightly and the conflict resolution write; `definitely_not_applied` is the one test of "a definite failure"
+(the create, keyed by BAN, uses it too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.fields import FieldRule
+from warp_sync_pipeline.core.fields import FieldRule, FieldRules
+from warp_sync_pipeline.core.hubspot import (
+    Company,
+    CompanyUpdate,
+    HubSpotClient,
+    HubSpotError,
+    RecordOutcome,
+    RequestFailed,
+)
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
 from warp_sync_pipeline.core.sync_tables import in_transaction, write_ledger
 
@@ -112,6 +124,58 @@ def void_writes(bind: sa.Engine | sa.Connection, entry_ids: Iterable[int], reaso
             ),
             {"ids": ids, "reason": reason[:500]},
         ).rowcount
+
+
+def definitely_not_applied(error: BaseException | None) -> bool:
+    """Whether HubSpot proved it did not apply a write: it answered with a refusal (RequestFailed). A lost answer,
+    a timeout after sending, or a batch answer naming the record neither way may have applied it: its ledger
+    entry stays, to absorb the echo if one comes."""
+    return isinstance(error, RequestFailed)
+
+
+@dataclass(frozen=True)
+class LedgeredUpdate:
+    """One company's values about to be sent: warp field -> the string HubSpot is sent."""
+
+    company_id: str
+    values: Mapping[str, str]
+
+
+def update_companies_ledger_first(
+    engine: sa.Engine, client: HubSpotClient, rules: FieldRules, updates: Sequence[LedgeredUpdate], *, reason: str,
+) -> list[tuple[RecordOutcome, list[int]]]:
+    """Batch-update companies the one safe way: every value recorded in the ledger (committed) before the call,
+    then the entries of each record HubSpot definitely did not apply voided (every entry when the whole call was
+    refused, before the error is raised again). Each update's outcome comes back with its ledger entry ids."""
+    writes = [LedgerWrite(rules[name], value, company_id=update.company_id)
+              for update in updates for name, value in update.values.items()]
+    ids = iter(record_writes(engine, writes))
+    entries = [[next(ids) for _ in update.values] for update in updates]
+    try:
+        outcomes = client.batch_update_companies([
+            CompanyUpdate(update.company_id, {rules.hubspot_property(name): value for name, value in update.values.items()})
+            for update in updates
+        ])
+    except HubSpotError as exc:
+        if definitely_not_applied(exc):
+            void_writes(engine, [i for group in entries for i in group], f"{reason}: {type(exc).__name__}")
+        raise
+    void = [i for outcome, group in zip(outcomes, entries, strict=True)
+            if not outcome.ok and definitely_not_applied(outcome.error) for i in group]
+    void_writes(engine, void, f"{reason}: definitely not applied")
+    return list(zip(outcomes, entries, strict=True))
+
+
+def update_company_ledger_first(engine: sa.Engine, client: HubSpotClient, rule: FieldRule, company_id: str,
+                                value: str, *, reason: str) -> Company:
+    """`PATCH` one property of one company, ledger first; the entry is voided when HubSpot definitely refused."""
+    [entry] = record_writes(engine, [LedgerWrite(rule, value, company_id=company_id)])
+    try:
+        return client.update_company(company_id, {rule.hubspot_property: value})
+    except HubSpotError as exc:
+        if definitely_not_applied(exc):
+            void_writes(engine, [entry], f"{reason}: {type(exc).__name__}")
+        raise
 
 
 def match_echo(

@@ -61,14 +61,12 @@ from warp_sync_pipeline.core.hubspot import (
     MERGED_IDS_PROPERTY,
     AuthFailed,
     Company,
-    CompanyUpdate,
     HubSpotClient,
     HubSpotError,
     NotFound,
     OutcomeUnknown,
     RateLimited,
     RecordOutcome,
-    RequestFailed,
     ValidationFailed,
 )
 from warp_sync_pipeline.core.leases import (
@@ -79,7 +77,7 @@ from warp_sync_pipeline.core.leases import (
     release_customer,
     release_customers,
 )
-from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.ledger import LedgeredUpdate, update_companies_ledger_first
 from warp_sync_pipeline.core.links import LinkStatus, follow_merge
 from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
 from warp_sync_pipeline.core.pauses import (
@@ -328,7 +326,6 @@ class _Plan:
     decisions: dict[str, Decision] = field(default_factory=dict)
     hubspot_at: dict[str, datetime | None] = field(default_factory=dict)
     send: dict[str, str] = field(default_factory=dict)  # warp field -> value sent
-    ledger_ids: list[int] = field(default_factory=list)
     finished: bool = False
     error: HubSpotError | None = None  # why HubSpot did not take this row's values
     # warp field -> what became of it (audit outcome, reason or error code): a manual push reports these.
@@ -672,43 +669,30 @@ class _Drain:
         senders = [p for p in plans if p.send and not p.finished]
         for position in range(0, len(senders), BATCH_SIZE):
             chunk = senders[position:position + BATCH_SIZE]
-            writes: list[LedgerWrite] = []
-            for plan in chunk:
-                for name, value in plan.send.items():
-                    writes.append(LedgerWrite(self.rules[name], value, company_id=plan.company_id))
-            ids = iter(record_writes(self.engine, writes))
-            for plan in chunk:
-                plan.ledger_ids = [next(ids) for _ in plan.send]
             self.report.batch_updates += 1
             self.report.sent += len(chunk)
-            self.report.fields_sent += len(writes)
+            self.report.fields_sent += sum(len(plan.send) for plan in chunk)
             try:
-                outcomes = self.client.batch_update_companies([
-                    CompanyUpdate(plan.company_id, {self.rules.hubspot_property(n): v for n, v in plan.send.items()})
-                    for plan in chunk
-                ])
+                sent = update_companies_ledger_first(
+                    self.engine, self.client, self.rules,
+                    [LedgeredUpdate(plan.company_id, plan.send) for plan in chunk], reason="queue drain")
             except AuthFailed as exc:
                 raise _Paused(PauseCause.TOKEN_REFUSED, exc) from exc
-            self._record_outcomes(chunk, outcomes)
+            self._record_outcomes(chunk, [outcome for outcome, _ in sent])
 
     def _record_outcomes(self, chunk: list[_Plan], outcomes: list[RecordOutcome]) -> None:
         succeeded: list[tuple[_Plan, Company]] = []
         failed: list[tuple[_Plan, HubSpotError]] = []
         missing: list[_Plan] = []
-        definitely_not_applied: list[int] = []
         for plan, outcome in zip(chunk, outcomes, strict=True):
             if outcome.ok and outcome.company is not None:
                 succeeded.append((plan, outcome.company))
                 continue
             error = outcome.error or OutcomeUnknown("no answer for this record")
-            if isinstance(error, RequestFailed):
-                definitely_not_applied.extend(plan.ledger_ids)
             if isinstance(error, NotFound):
                 missing.append(plan)
             else:
                 failed.append((plan, error))
-        if definitely_not_applied:
-            void_writes(self.engine, definitely_not_applied, "the batch update definitely failed for this record")
         if succeeded:
             self._finish([p for p, _ in succeeded], succeeded)
             moved = []
@@ -901,9 +885,9 @@ class _Drain:
     def _pause(self, plans: list[_Plan], cause: PauseCause, exc: HubSpotError) -> None:
         """Every unfinished row back as it was (no attempt spent; due at once, the pause holds the flows back)."""
         if isinstance(exc, AuthFailed):
+            # Nothing sent was applied: update_companies_ledger_first voided the entries already.
             seen = (f"HubSpot refused warp-sync's credentials ({exc.status or 'auth'}); fix HUBSPOT_ACCESS_TOKEN "
                     "(revoked or rotated?)")
-            void_writes(self.engine, [i for p in plans for i in p.ledger_ids], "HubSpot refused the credentials")
         else:
             seen = f"{error_code(exc)}: {_describe(exc)}"
         pause = pause_for(self.engine, self.client, cause, seen, opened_by=self.holder, settings=self.settings.pause)

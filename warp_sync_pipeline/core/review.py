@@ -58,7 +58,6 @@ from warp_sync_pipeline.core.hubspot import (
     HubSpotError,
     NotFound,
     Priority,
-    RequestFailed,
 )
 from warp_sync_pipeline.core.leases import (
     CustomerBusy,
@@ -66,7 +65,7 @@ from warp_sync_pipeline.core.leases import (
     acquire_customer_waiting,
     release_customer,
 )
-from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.ledger import definitely_not_applied, update_company_ledger_first
 from warp_sync_pipeline.core.links import LinkStatus
 from warp_sync_pipeline.core.normalize import (
     FIELD_SPECS,
@@ -660,14 +659,12 @@ def _write_hubspot(
     actor: str,
 ) -> datetime | None:
     """Ledger entry first (committed), then the write; a failure is audited and leaves the conflict open."""
-    [entry] = record_writes(engine, [LedgerWrite(rule, target.hubspot_text, company_id=company_id)])
     try:
-        company: Company = hubspot.update_company(company_id, {rule.hubspot_property: target.hubspot_text})
+        company: Company = update_company_ledger_first(engine, hubspot, rule, company_id, target.hubspot_text,
+                                                       reason="resolution failed")
     except HubSpotError as exc:
-        # Only a RequestFailed proves HubSpot did not apply it; otherwise the entry stays for the echo.
-        applied: bool | None = False if isinstance(exc, RequestFailed) else None
-        if applied is False:
-            void_writes(engine, [entry], f"resolution failed: {exc.__class__.__name__}")
+        # Only a definite refusal proves HubSpot did not apply it (its entry was voided); else it may have.
+        applied: bool | None = False if definitely_not_applied(exc) else None
         outcome_text = "was not applied" if applied is False else "may have been applied"
         with engine.begin() as conn:
             log_sync(conn, _entry(

@@ -10,13 +10,16 @@ import pytest
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.fields import FieldRules
+from warp_sync_pipeline.core.hubspot import AuthFailed, HubSpotClient
 from warp_sync_pipeline.core.ledger import (
+    LedgeredUpdate,
     LedgerWrite,
     bind_company,
     match_echo,
     purge_expired,
     record_write,
     record_writes,
+    update_companies_ledger_first,
     void_writes,
 )
 
@@ -158,3 +161,29 @@ def test_two_concurrent_matchers_cannot_both_absorb_one_entry(engine: sa.Engine,
     holder.join(10)
     assert sorted(results, key=lambda r: r is None) == [entry, None]
     assert _status(engine) == [(entry, "matched")]
+
+
+def _ledger(engine: sa.Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {r.company_id: r.status for r in conn.execute(sa.text("SELECT company_id, status FROM hubspot_write_ledger"))}
+
+
+def test_ledger_first_updates_void_exactly_what_hubspot_definitely_did_not_apply(
+    engine: sa.Engine, sandbox, warp_hubspot, rules: FieldRules,  # noqa: ANN001
+) -> None:
+    # The one ledger-first write of the drain, the nightly and the resolution (issue 14).
+    kept, gone = (warp_hubspot.create_company({"name": f"Ledger {n}"}).id for n in range(2))
+    warp_hubspot.archive_company(gone)
+    sent = update_companies_ledger_first(engine, warp_hubspot, rules, [
+        LedgeredUpdate(kept, {"credit_limit": "10"}), LedgeredUpdate(gone, {"credit_limit": "20"})], reason="test")
+    assert [outcome.ok for outcome, _ in sent] == [True, False]
+    # The written value waits for its echo; the missing company's was definitely not applied.
+    assert _ledger(engine) == {kept: "pending", gone: "voided"}
+
+    refused = HubSpotClient(sandbox.base_url, "pat-wrong", time_budget_s=5)
+    with pytest.raises(AuthFailed):
+        update_companies_ledger_first(engine, refused, rules, [LedgeredUpdate(kept, {"credit_limit": "30"})],
+                                      reason="test")
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status FROM hubspot_write_ledger WHERE value = '30.00'")).scalar_one() \
+            == "voided"

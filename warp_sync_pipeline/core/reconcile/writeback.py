@@ -38,15 +38,13 @@ from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import (
     AuthFailed,
-    CompanyUpdate,
     HubSpotClient,
     HubSpotError,
     NotFound,
     RecordOutcome,
-    RequestFailed,
 )
 from warp_sync_pipeline.core.leases import BulkLease, CustomerBusy, acquire_customers, release_customers
-from warp_sync_pipeline.core.ledger import LedgerWrite, record_writes, void_writes
+from warp_sync_pipeline.core.ledger import LedgeredUpdate, update_companies_ledger_first
 from warp_sync_pipeline.core.links import LinkStatus, follow_merge
 from warp_sync_pipeline.core.normalize import (
     FieldType,
@@ -298,7 +296,6 @@ def _hubspot_chunk(
         company_ids, properties=sorted({rules[f].hubspot_property for f in fields}))}
     records: list[dict[str, Any]] = []
     pending: list[tuple[dict[str, Any], str]] = []
-    sends: dict[str, dict[str, str]] = {}
     for row in rows:
         rule = rules[row[FIELD]]
         seen: RecordOutcome = read[str(row[COMPANY_ID])]
@@ -323,47 +320,38 @@ def _hubspot_chunk(
         elif value is None:
             records.append(_record(row, FAILED, code="WARP_VALUE_INVALID", message="WARP's value cannot be sent"))
         else:
-            sends.setdefault(str(row[COMPANY_ID]), {})[rule.hubspot_property] = value
             pending.append((row, value))
     if pending:
-        records += _send_updates(pending, sends, client=client, engine=engine, rules=rules, now=now)
+        records += _send_updates(pending, client=client, engine=engine, rules=rules)
     _record_hubspot_outcomes(engine, rows, records, rules=rules, run_id=run_id, now=now)
     return records
 
 
 def _send_updates(
     pending: list[tuple[dict[str, Any], str]],
-    sends: dict[str, dict[str, str]],
     *,
     client: HubSpotClient,
     engine: sa.Engine,
     rules: FieldRules,
-    now: datetime,
 ) -> list[dict[str, Any]]:
-    # The ledger first, committed: the echo of a write that lands must never pass for a person's edit.
-    ledger_ids = record_writes(
-        engine, [LedgerWrite(rules[row[FIELD]], value, company_id=str(row[COMPANY_ID])) for row, value in pending]
-    )
-    updates = [CompanyUpdate(company_id, properties) for company_id, properties in sends.items()]
-    try:
-        results = client.batch_update_companies(updates)
-    except AuthFailed:
-        void_writes(engine, ledger_ids, "batch update refused: credentials")
-        raise
-    by_company = {str(update.id): result for update, result in zip(updates, results, strict=True)}
-    records, void = [], []
-    for (row, value), ledger_id in zip(pending, ledger_ids, strict=True):
-        result = by_company[str(row[COMPANY_ID])]
+    """Send each company's values in one batch update, ledger first (core.ledger), and record each row's outcome."""
+    by_company: dict[str, dict[str, str]] = {}
+    for row, value in pending:
+        by_company.setdefault(str(row[COMPANY_ID]), {})[row[FIELD]] = value
+    sent = update_companies_ledger_first(
+        engine, client, rules, [LedgeredUpdate(company_id, values) for company_id, values in by_company.items()],
+        reason="reconciliation write")
+    outcomes = {company_id: outcome for company_id, (outcome, _) in zip(by_company, sent, strict=True)}
+    records = []
+    for row, value in pending:
+        result = outcomes[str(row[COMPANY_ID])]
         if result.ok:
             records.append(_record(row, APPLIED, new=value))
             continue
         error = result.error
-        records.append(_record(row, FAILED, new=value, code=error_code(error, hubspot_property=row[HUBSPOT_PROPERTY]) if error else "UNKNOWN",
+        records.append(_record(row, FAILED, new=value,
+                               code=error_code(error, hubspot_property=row[HUBSPOT_PROPERTY]) if error else "UNKNOWN",
                                message=str(error) if error else "no answer for this company"))
-        if isinstance(error, RequestFailed):  # definitely not applied: no echo will come
-            void.append(ledger_id)
-    if void:
-        void_writes(engine, void, "reconciliation write failed")
     return records
 
 
