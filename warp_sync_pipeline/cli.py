@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from warp_sync_pipeline.core.settings import SettingsError
+from warp_sync_pipeline.core.settings import SettingsError, load_dotenv
 
 
 def _fail(message: str) -> None:
@@ -35,7 +35,8 @@ class _Commands(click.Group):
 @click.group(cls=_Commands)
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 def main(debug: bool) -> None:
-    """warp-sync: keep WARP customers and HubSpot companies in step."""
+    """warp-sync: keep WARP customers and HubSpot companies in step. Reads ./.env first, as Dagster's commands do."""
+    load_dotenv()
 
 
 # --- database -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from warp_sync_pipeline.core.db import database_url_from_env
-from warp_sync_pipeline.core.settings import get_int, get_optional
+from warp_sync_pipeline.core.settings import get_int, get_optional, load_dotenv
 from webhook_receiver import conflicts_api, customers, health, openapi, review, sync, webhooks
 from webhook_receiver.errors import register_error_handlers
 from webhook_receiver.resources import EXTENSION, ReceiverResources
@@ -23,7 +23,11 @@ DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """The receiver; `close_app()` releases what it holds (a server process just exits)."""
+    """The receiver; `close_app()` releases what it holds (a server process just exits). Reads ./.env first, as
+    Dagster's commands and the CLI do."""
+    loaded = load_dotenv()
+    if loaded:
+        log.info("loaded from ./.env: %s", ", ".join(loaded))
     app = Flask(__name__)
     app.config.from_mapping(
         MAX_CONTENT_LENGTH=get_int("WARP_MAX_REQUEST_BYTES", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024),

@@ -15,6 +15,20 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off"}
 
 
+def load_dotenv(directory: Path | None = None) -> list[str]:
+    """Load `./.env` (of `directory`, the working directory by default) into the process environment the way
+    Dagster's `dg`/`dagster dev` load it: its values win over variables already set. The CLI and the receiver call
+    this at start, so one checkout runs every process with one configuration. Returns the names loaded."""
+    from dotenv import dotenv_values
+
+    path = (directory or Path.cwd()) / ".env"
+    if not path.is_file():
+        return []
+    values = {name: value for name, value in dotenv_values(path).items() if value is not None}
+    os.environ.update(values)
+    return sorted(values)
+
+
 class SettingsError(ValueError):
     """A missing or malformed setting; the message names the environment variable."""
 
