@@ -38,6 +38,7 @@ from typing import Any
 
 import httpx
 import psycopg2
+import psycopg2.errors
 import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
@@ -212,16 +213,26 @@ class DagsterStack:
                     self._tables[table] = buffer.getvalue()
 
     def empty_database(self) -> None:
-        """Every table back to what the migrations left: TRUNCATE, then the seeded rows copied back in."""
-        with _connect(self.database_url) as conn, conn.cursor() as cur:
-            cur.execute("SET lock_timeout = '10s'")
-            tables = [t for t in _tables(cur) if t != "warp_schema_migrations"]
-            cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
-            # As the migrations left them: no trigger (the mapping audit) records the copy as an edit.
-            cur.execute("SET LOCAL session_replication_role = replica")
-            for table, rows in self._tables.items():
-                if table in tables:
-                    cur.copy_expert(f'COPY "{table}" FROM STDIN', io.BytesIO(rows))
+        """Every table back to what the migrations left: TRUNCATE, then the seeded rows copied back in.
+
+        The stack keeps running meanwhile (a sensor tick, the run a previous test's flow started), and TRUNCATE
+        takes its locks table by table: PostgreSQL may end it as one side of a deadlock. Then it tries again."""
+        for attempt in range(5):
+            try:
+                with _connect(self.database_url) as conn, conn.cursor() as cur:
+                    cur.execute("SET lock_timeout = '10s'")
+                    tables = [t for t in _tables(cur) if t != "warp_schema_migrations"]
+                    cur.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+                    # As the migrations left them: no trigger (the mapping audit) records the copy as an edit.
+                    cur.execute("SET LOCAL session_replication_role = replica")
+                    for table, rows in self._tables.items():
+                        if table in tables:
+                            cur.copy_expert(f'COPY "{table}" FROM STDIN', io.BytesIO(rows))
+                return
+            except psycopg2.errors.DeadlockDetected:
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 @contextmanager
