@@ -68,7 +68,7 @@ from warp_sync_pipeline.core.hubspot import (
 )
 from warp_sync_pipeline.core.hubspot.properties import TEXT_VALUE_LIMIT
 from warp_sync_pipeline.core.ledger import LedgerWrite, bind_company, record_writes, void_writes
-from warp_sync_pipeline.core.links import LinkStatus
+from warp_sync_pipeline.core.links import link_created
 from warp_sync_pipeline.core.normalize import (
     FIELD_SPECS,
     FieldType,
@@ -779,17 +779,7 @@ class _CreateAttempt:
     # --- linking ---------------------------------------------------------------------------------------------
 
     def _link(self, conn: sa.Connection, company: Company) -> CreatedCustomer:
-        row = conn.execute(
-            sa.update(customers)
-            .where(customers.c.id == self.customer_id)
-            .values(
-                external_ids=customers.c.external_ids.op("||")(
-                    sa.func.jsonb_build_object("hubspot_company_id", company.id)
-                ),
-                hubspot_link_status=LinkStatus.LINKED.value,
-            )
-            .returning(*customers.c)
-        ).mappings().one()
+        row = link_created(conn, self.customer_id, company.id)
         now, self.xid = conn.execute(sa.text("SELECT clock_timestamp(), CAST(pg_current_xact_id() AS text)")).one()
         hubspot_at = company.created_at or now
         updates: list[FieldStateUpdate] = []

@@ -91,13 +91,55 @@ def update_from_hubspot(conn: sa.Connection, customer_id: UUID, values: Mapping[
     conn.execute(sa.update(customers).where(customers.c.id == customer_id).values(dict(values)))
 
 
-def set_link(conn: sa.Connection, customer_id: UUID, *, status: str, company_id: str | None = None) -> None:
-    """A customer's HubSpot link, written as HubSpot's (the outbox trigger skips it)."""
-    values: dict[str, object] = {"hubspot_link_status": status}
+def _link_values(status: str, company_id: str | None) -> dict[str, object]:
+    values: dict[str, object] = {"hubspot_link_status": str(status)}
     if company_id is not None:
         values["external_ids"] = customers.c.external_ids.op("||")(
-            sa.func.jsonb_build_object("hubspot_company_id", sa.cast(company_id, sa.Text)))
-    update_from_hubspot(conn, customer_id, values)
+            sa.func.jsonb_build_object("hubspot_company_id", sa.cast(str(company_id), sa.Text)))
+    return values
+
+
+def set_link(conn: sa.Connection, customer_id: UUID, *, status: str, company_id: str | None = None) -> None:
+    """A customer's HubSpot link (re-linked after a merge, marked deleted or for review), written as HubSpot's (the
+    outbox trigger skips it)."""
+    update_from_hubspot(conn, customer_id, _link_values(status, company_id))
+
+
+def link_created(conn: sa.Connection, customer_id: UUID, company_id: str) -> sa.RowMapping:
+    """Link a customer to the company its create just made, in the create's transaction; returns the row."""
+    return conn.execute(
+        sa.update(customers).where(customers.c.id == customer_id)
+        .values(_link_values(LinkStatus.LINKED, company_id)).returning(*customers.c)
+    ).mappings().one()
+
+
+_LINK_BY_BAN = sa.text(
+    """
+    UPDATE customers AS c
+    SET external_ids = c.external_ids || jsonb_build_object('hubspot_company_id', v.company_id),
+        hubspot_link_status = :linked
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:companies AS text[])) AS v(id, company_id)
+    WHERE c.id = v.id
+      AND NOT (c.external_ids ? 'hubspot_company_id')
+      AND c.hubspot_link_status = :unlinked
+      -- The predicate of the partial unique index, repeated, so this probe uses it instead of scanning customers.
+      AND NOT EXISTS (SELECT 1 FROM customers o
+                      WHERE o.external_ids ? 'hubspot_company_id' AND o.external_ids ->> 'hubspot_company_id' = v.company_id)
+    RETURNING c.id::text
+    """
+)
+
+
+def link_unlinked(conn: sa.Connection, pairs: Sequence[tuple[str, str]]) -> set[str]:
+    """Link customers to companies found for them (customer id, company id), only where the customer is still
+    unlinked and no customer holds the company; returns the ids linked. Raises IntegrityError when another writer
+    linked one of the companies meanwhile (the caller's savepoint then undoes the statement whole)."""
+    if not pairs:
+        return set()
+    return set(conn.execute(_LINK_BY_BAN, {
+        "ids": [str(customer) for customer, _ in pairs], "companies": [str(company) for _, company in pairs],
+        "linked": LinkStatus.LINKED.value, "unlinked": LinkStatus.UNLINKED.value,
+    }).scalars())
 
 
 def follow_merge(conn: sa.Connection, survivor: str, merged: Sequence[str], *,

@@ -45,7 +45,7 @@ from warp_sync_pipeline.core.hubspot import (
 )
 from warp_sync_pipeline.core.leases import BulkLease, CustomerBusy, acquire_customers, release_customers
 from warp_sync_pipeline.core.ledger import LedgeredUpdate, update_companies_ledger_first
-from warp_sync_pipeline.core.links import LinkStatus, follow_merge
+from warp_sync_pipeline.core.links import LinkStatus, follow_merge, link_unlinked
 from warp_sync_pipeline.core.normalize import (
     FieldType,
     InvalidFieldValue,
@@ -661,25 +661,9 @@ def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) ->
     """Store the company id of customers matched by BAN, only where still unlinked and the company unclaimed."""
     if not rows:
         return []
-    statement = sa.text(
-        """
-        UPDATE customers AS c
-        SET external_ids = c.external_ids || jsonb_build_object('hubspot_company_id', v.company_id),
-            hubspot_link_status = :linked
-        FROM unnest(CAST(:ids AS uuid[]), CAST(:companies AS text[])) AS v(id, company_id)
-        WHERE c.id = v.id
-          AND NOT (c.external_ids ? 'hubspot_company_id')
-          AND c.hubspot_link_status = :unlinked
-          AND NOT EXISTS (SELECT 1 FROM customers o WHERE o.external_ids ->> 'hubspot_company_id' = v.company_id)
-        RETURNING c.id::text
-        """
-    )
     try:
         with conn.begin_nested():
-            linked = set(conn.execute(statement, {
-                "ids": [str(r[CUSTOMER_ID]) for r in rows], "companies": [str(r[COMPANY_ID]) for r in rows],
-                "linked": LinkStatus.LINKED.value, "unlinked": LinkStatus.UNLINKED.value,
-            }).scalars())
+            linked = link_unlinked(conn, [(str(r[CUSTOMER_ID]), str(r[COMPANY_ID])) for r in rows])
     except sa.exc.IntegrityError:
         linked = set()  # another writer linked one of these companies meanwhile: leave them to the next run
     out = []
