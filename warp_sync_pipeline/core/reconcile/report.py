@@ -7,6 +7,7 @@ duplicates and errors. Values are passed as they are; the renderers treat every 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -67,6 +68,141 @@ def _cell(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and value != value) or value is pd.NA else value
 
 
+@dataclass(frozen=True)
+class _Outcomes:
+    """What the plan and the two write-back summaries say, sorted once for counts, warnings and sections."""
+
+    plan_counts: Mapping[str, Any]
+    gated: bool  # nothing was written (a dry run or a gate): sections show what was planned
+    to_hubspot: list[Mapping[str, Any]]
+    to_warp: list[Mapping[str, Any]]
+    skipped: list[tuple[str, Mapping[str, Any]]]
+    failures: list[tuple[str, Mapping[str, Any]]]
+    linked: list[Mapping[str, Any]]
+    merges: list[Mapping[str, Any]]
+    orphans: pd.DataFrame
+    duplicates: pd.DataFrame
+    manual: pd.DataFrame
+    invalid: pd.DataFrame
+
+    @classmethod
+    def read(cls, plan: pd.DataFrame, hubspot: Mapping[str, Any], warp: Mapping[str, Any]) -> _Outcomes:
+        plan_counts = dict(plan.attrs.get(ATTR_COUNTS, {}))  # read before the attrs are dropped below
+        plan = bare(plan)
+        changes = plan[plan[KIND] == CHANGE]
+        records = {side: list(summary.get("records", [])) for side, summary in (("HubSpot", hubspot), ("WARP", warp))}
+        conflicts = list(warp.get("conflicts", {}).get("records", []))
+        links = list(warp.get("links", {}).get("records", []))
+        merges = list(warp.get("merges", {}).get("records", []))
+        gated = hubspot.get("status") not in ("written", "nothing_to_write")
+        shown = (APPLIED,) if not gated else (DRY_RUN, NOT_WRITTEN)
+        failures = [(side, r) for side in records for r in records[side] if r["outcome"] == FAILED]
+        failures += [("WARP", r) for r in conflicts + links + merges if r["outcome"] == FAILED]
+        return cls(
+            plan_counts=plan_counts,
+            gated=gated,
+            to_hubspot=[r for r in records["HubSpot"] if r["outcome"] in shown],
+            to_warp=[r for r in records["WARP"] if r["outcome"] in shown],
+            skipped=[(side, r) for side in records for r in records[side] if r["outcome"] == SKIPPED],
+            failures=failures,
+            linked=[r for r in links if r["outcome"] == APPLIED],
+            merges=merges,
+            orphans=plan[plan[KIND].isin(ORPHAN_KINDS)],
+            duplicates=plan[plan[KIND] == DUPLICATE_BAN],
+            manual=changes[changes[ACTION] == Action.OPEN_CONFLICT.value],
+            invalid=changes[changes[ACTION] == Action.SKIP_INVALID.value],
+        )
+
+
+def report_counts(seen: _Outcomes, hubspot: Mapping[str, Any], warp: Mapping[str, Any]) -> dict[str, int | float]:
+    counts = seen.plan_counts
+    return {
+        "customers_pulled": counts.get("customers", 0),
+        "companies_pulled": counts.get("companies", 0),
+        "pairs_compared": counts.get("pairs", 0),
+        "pairs_in_sync": counts.get("pairs_in_sync", 0),
+        "pairs_with_differences": counts.get("pairs_differing", 0),
+        "fields_differing": counts.get("fields_differing", 0),
+        "changes_planned_to_hubspot": counts.get("planned_to_hubspot", 0),
+        "changes_written_to_hubspot": hubspot.get(APPLIED, 0),
+        "changes_planned_to_warp": counts.get("planned_to_warp", 0),
+        "changes_written_to_warp": warp.get(APPLIED, 0),
+        "skipped_changed_since_pull": len(seen.skipped),
+        "manual_conflicts": counts.get("manual_conflicts", 0),
+        "conflicts_opened": warp.get("conflicts", {}).get("opened", 0),
+        "invalid_values": counts.get("invalid_values", 0),
+        "customers_linked_by_ban": len(seen.linked),
+        "customers_following_merges": sum(1 for r in seen.merges if r["outcome"] == APPLIED),
+        "orphans": len(seen.orphans),
+        "duplicate_bans": counts.get("duplicate_bans", 0),
+        "agreements_recorded": warp.get("agreements", {}).get("recorded", 0),
+        "write_errors": len(seen.failures),
+    }
+
+
+def report_warnings(seen: _Outcomes, hubspot: Mapping[str, Any], warp: Mapping[str, Any],
+                    dry_run: bool) -> tuple[list[str], list[str]]:
+    """(alerts, notes): alerts need someone to act (a gate that stopped the writes, failed writes); notes say
+    what the run left for people or the live flows."""
+    alerts: list[str] = []
+    for summary in (hubspot, warp):
+        reason = summary.get("reason")
+        if reason and summary.get("status") != DRY_RUN and reason not in alerts:
+            alerts.append(reason)
+    if seen.failures:
+        alerts.append(f"{len(seen.failures):,} write(s) failed; see Errors.")
+    notes: list[str] = []
+    if dry_run:
+        notes.append(hubspot.get("reason") or "Dry run: nothing was written to either side.")
+    if seen.skipped:
+        notes.append(f"{len(seen.skipped):,} change(s) were skipped because a side changed after the pull; the live "
+                     "flows or the next run settle them.")
+    if len(seen.manual):
+        notes.append(f"{len(seen.manual):,} MANUAL conflict(s) wait for review.")
+    if seen.plan_counts.get("duplicate_bans"):
+        notes.append(f"{seen.plan_counts['duplicate_bans']:,} BAN(s) are held by more than one company: merge them "
+                     "in HubSpot.")
+    if seen.merges:
+        notes.append(f"{len(seen.merges):,} customer(s) were linked to a company HubSpot merged into another; their "
+                     "links follow the merge (see Merges followed).")
+    if len(seen.orphans):
+        notes.append(f"{len(seen.orphans):,} orphan(s) need a person (see Orphans).")
+    return alerts, notes
+
+
+def report_sections(seen: _Outcomes, dry_run: bool) -> list[dict[str, Any]]:
+    verb = "written" if not seen.gated else ("that would be written" if dry_run else "planned (not written)")
+    return [
+        _section(f"Changes {verb} to HubSpot", ["BAN", "Company", "Field", "HubSpot value before", "New value", "Reason"],
+                 [[r["ban"], r["company_name"], r["field"], r["old"], r["new"], r["reason"]] for r in seen.to_hubspot]),
+        _section(f"Changes {verb} to WARP", ["BAN", "Customer", "Field", "WARP value before", "New value", "Reason"],
+                 [[r["ban"], r["company_name"], r["field"], r["old"], r["new"], r["reason"]] for r in seen.to_warp]),
+        _section("Skipped: changed after the pull", ["Side", "BAN", "Field", "Why"],
+                 [[side, r["ban"], r["field"], r["message"]] for side, r in seen.skipped],
+                 note="Nothing newer is ever overwritten."),
+        _section("MANUAL conflicts for review", ["BAN", "Field", "WARP value", "HubSpot value", "Reason"],
+                 [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
+                   _cell(r[REASON])] for r in seen.manual.to_dict("records")]),
+        _section("Invalid values (not written)", ["BAN", "Field", "WARP value", "HubSpot value", "Error"],
+                 [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
+                   f"{_cell(r[ERROR_CODE]) or ''}: {_cell(r[ERROR]) or ''}".strip(": ")]
+                  for r in seen.invalid.to_dict("records")]),
+        _section("Orphans", ["Kind", "BAN", "Customer", "Company", "Name", "Detail"],
+                 [[ORPHAN_LABELS.get(r[KIND], r[KIND]), _cell(r[BAN]), _cell(r[CUSTOMER_ID]), _cell(r[COMPANY_ID]),
+                   _cell(r[COMPANY_NAME]), _cell(r[DETAIL])] for r in seen.orphans.to_dict("records")]),
+        _section("Duplicates: one warp_ban on several companies", ["BAN", "Company", "Name", "Detail"],
+                 [[_cell(r[BAN]), _cell(r[COMPANY_ID]), _cell(r[COMPANY_NAME]), _cell(r[DETAIL])]
+                  for r in seen.duplicates.to_dict("records")]),
+        _section("Customers linked by BAN", ["BAN", "Customer", "Company"],
+                 [[r["ban"], r["customer_id"], r["company_id"]] for r in seen.linked]),
+        _section("Merges followed", ["BAN", "Customer", "Merged company", "Outcome", "Detail"],
+                 [[r["ban"], r["customer_id"], r["company_id"], r["outcome"], r["message"] or r["new"]]
+                  for r in seen.merges]),
+        _section("Errors", ["Side", "BAN", "Field", "Code", "Message"],
+                 [[side, r["ban"], r["field"], r["code"], r["message"]] for side, r in seen.failures]),
+    ]
+
+
 def build_report(
     *,
     run_id: str,
@@ -77,115 +213,18 @@ def build_report(
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The report dict (shape in core/email.py) from the plan and the two write-back summaries."""
-    plan_counts = dict(plan.attrs.get(ATTR_COUNTS, {}))  # read before the attrs are dropped below
-    plan = bare(plan)
-    changes = plan[plan[KIND] == CHANGE]
-    records = {side: list(summary.get("records", [])) for side, summary in (("HubSpot", hubspot), ("WARP", warp))}
-    conflicts = list(warp.get("conflicts", {}).get("records", []))
-    links = list(warp.get("links", {}).get("records", []))
-    merges = list(warp.get("merges", {}).get("records", []))
-    gated = hubspot.get("status") not in ("written", "nothing_to_write")
-
-    def outcome(side: str, *wanted: str) -> list[Mapping[str, Any]]:
-        return [r for r in records[side] if r["outcome"] in wanted]
-
-    shown = (APPLIED,) if not gated else (DRY_RUN, NOT_WRITTEN)
-    to_hubspot, to_warp = outcome("HubSpot", *shown), outcome("WARP", *shown)
-    skipped = [(side, r) for side in records for r in records[side] if r["outcome"] == SKIPPED]
-    failures = [(side, r) for side in records for r in records[side] if r["outcome"] == FAILED]
-    failures += [("WARP", r) for r in conflicts + links + merges if r["outcome"] == FAILED]
-    orphans = plan[plan[KIND].isin(ORPHAN_KINDS)]
-    duplicates = plan[plan[KIND] == DUPLICATE_BAN]
-    manual = changes[changes[ACTION] == Action.OPEN_CONFLICT.value]
-    invalid = changes[changes[ACTION] == Action.SKIP_INVALID.value]
-    linked = [r for r in links if r["outcome"] == APPLIED]
-
-    counts: dict[str, int | float] = {
-        "customers_pulled": plan_counts.get("customers", 0),
-        "companies_pulled": plan_counts.get("companies", 0),
-        "pairs_compared": plan_counts.get("pairs", 0),
-        "pairs_in_sync": plan_counts.get("pairs_in_sync", 0),
-        "pairs_with_differences": plan_counts.get("pairs_differing", 0),
-        "fields_differing": plan_counts.get("fields_differing", 0),
-        "changes_planned_to_hubspot": plan_counts.get("planned_to_hubspot", 0),
-        "changes_written_to_hubspot": hubspot.get(APPLIED, 0),
-        "changes_planned_to_warp": plan_counts.get("planned_to_warp", 0),
-        "changes_written_to_warp": warp.get(APPLIED, 0),
-        "skipped_changed_since_pull": len(skipped),
-        "manual_conflicts": plan_counts.get("manual_conflicts", 0),
-        "conflicts_opened": warp.get("conflicts", {}).get("opened", 0),
-        "invalid_values": plan_counts.get("invalid_values", 0),
-        "customers_linked_by_ban": len(linked),
-        "customers_following_merges": sum(1 for r in merges if r["outcome"] == APPLIED),
-        "orphans": len(orphans),
-        "duplicate_bans": plan_counts.get("duplicate_bans", 0),
-        "agreements_recorded": warp.get("agreements", {}).get("recorded", 0),
-        "write_errors": len(failures),
-    }
-
-    alerts: list[str] = []
-    for summary in (hubspot, warp):
-        reason = summary.get("reason")
-        if reason and summary.get("status") != DRY_RUN and reason not in alerts:
-            alerts.append(reason)
-    if failures:
-        alerts.append(f"{len(failures):,} write(s) failed; see Errors.")
-    notes: list[str] = []
-    if dry_run:
-        notes.append(hubspot.get("reason") or "Dry run: nothing was written to either side.")
-    if skipped:
-        notes.append(f"{len(skipped):,} change(s) were skipped because a side changed after the pull; the live "
-                     "flows or the next run settle them.")
-    if len(manual):
-        notes.append(f"{len(manual):,} MANUAL conflict(s) wait for review.")
-    if plan_counts.get("duplicate_bans"):
-        notes.append(f"{plan_counts['duplicate_bans']:,} BAN(s) are held by more than one company: merge them in "
-                     "HubSpot.")
-    if merges:
-        notes.append(f"{len(merges):,} customer(s) were linked to a company HubSpot merged into another; their "
-                     "links follow the merge (see Merges followed).")
-    if len(orphans):
-        notes.append(f"{len(orphans):,} orphan(s) need a person (see Orphans).")
-
-    verb = "written" if not gated else ("that would be written" if dry_run else "planned (not written)")
-    sections = [
-        _section(f"Changes {verb} to HubSpot", ["BAN", "Company", "Field", "HubSpot value before", "New value", "Reason"],
-                 [[r["ban"], r["company_name"], r["field"], r["old"], r["new"], r["reason"]] for r in to_hubspot]),
-        _section(f"Changes {verb} to WARP", ["BAN", "Customer", "Field", "WARP value before", "New value", "Reason"],
-                 [[r["ban"], r["company_name"], r["field"], r["old"], r["new"], r["reason"]] for r in to_warp]),
-        _section("Skipped: changed after the pull", ["Side", "BAN", "Field", "Why"],
-                 [[side, r["ban"], r["field"], r["message"]] for side, r in skipped],
-                 note="Nothing newer is ever overwritten."),
-        _section("MANUAL conflicts for review", ["BAN", "Field", "WARP value", "HubSpot value", "Reason"],
-                 [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
-                   _cell(r[REASON])] for r in manual.to_dict("records")]),
-        _section("Invalid values (not written)", ["BAN", "Field", "WARP value", "HubSpot value", "Error"],
-                 [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
-                   f"{_cell(r[ERROR_CODE]) or ''}: {_cell(r[ERROR]) or ''}".strip(": ")]
-                  for r in invalid.to_dict("records")]),
-        _section("Orphans", ["Kind", "BAN", "Customer", "Company", "Name", "Detail"],
-                 [[ORPHAN_LABELS.get(r[KIND], r[KIND]), _cell(r[BAN]), _cell(r[CUSTOMER_ID]), _cell(r[COMPANY_ID]),
-                   _cell(r[COMPANY_NAME]), _cell(r[DETAIL])] for r in orphans.to_dict("records")]),
-        _section("Duplicates: one warp_ban on several companies", ["BAN", "Company", "Name", "Detail"],
-                 [[_cell(r[BAN]), _cell(r[COMPANY_ID]), _cell(r[COMPANY_NAME]), _cell(r[DETAIL])]
-                  for r in duplicates.to_dict("records")]),
-        _section("Customers linked by BAN", ["BAN", "Customer", "Company"],
-                 [[r["ban"], r["customer_id"], r["company_id"]] for r in linked]),
-        _section("Merges followed", ["BAN", "Customer", "Merged company", "Outcome", "Detail"],
-                 [[r["ban"], r["customer_id"], r["company_id"], r["outcome"], r["message"] or r["new"]]
-                  for r in merges]),
-        _section("Errors", ["Side", "BAN", "Field", "Code", "Message"],
-                 [[side, r["ban"], r["field"], r["code"], r["message"]] for side, r in failures]),
-    ]
+    """The report dict (shape in core/email.py) from the plan and the two write-back summaries: counts, warnings
+    (alerts and notes) and sections, each built by a function of its own from one reading of the outcomes."""
+    seen = _Outcomes.read(plan, hubspot, warp)
+    alerts, notes = report_warnings(seen, hubspot, warp, dry_run)
     report: dict[str, Any] = {
         "run_id": run_id,
         "dry_run": dry_run,
         "status": "succeeded",
-        "counts": counts,
+        "counts": report_counts(seen, hubspot, warp),
         "alerts": alerts,
         "notes": notes,
-        "sections": sections,
+        "sections": report_sections(seen, dry_run),
     }
     if started_at is not None:
         report["started_at"] = started_at
