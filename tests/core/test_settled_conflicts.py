@@ -90,3 +90,20 @@ def test_a_conflict_detected_after_the_nightlys_pull_stays_open(
 def _now(engine: sa.Engine) -> Any:
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+
+
+def test_the_nightly_records_every_part_of_the_field_state_as_the_live_flows_do(
+    engine: sa.Engine, sandbox: Any, warp_hubspot: HubSpotClient, rules: FieldRules, make_linked: Callable,
+) -> None:
+    # HubSpot's value moved: the nightly writes it to WARP, and the field state says so on all three parts (it left
+    # HubSpot's part at the old value, unlike the webhook path and the drain).
+    ((customer, company),) = make_linked(1)
+    sandbox.control.rep_edit(company, {rules["credit_limit"].hubspot_property: "2500"})
+
+    run_flow(engine, warp_hubspot, ReconcileOptions(allow_mass_write=True))  # one of one customer trips the brake
+
+    with engine.connect() as conn:
+        state = conn.execute(sa.text(
+            "SELECT agreed_value, warp_value, hubspot_value FROM hubspot_field_state "
+            "WHERE customer_id = :id AND warp_field = 'credit_limit'"), {"id": customer}).one()
+    assert tuple(state) == ("2500.00", "2500.00", "2500.00")

@@ -372,7 +372,11 @@ def _record_hubspot_outcomes(
                               new_value=row[VALUE], code=record["code"], message=record["message"]))
         if record["outcome"] == APPLIED:
             value = text_or_none(row[VALUE])
+            # As the drain records a write to HubSpot: agreed, HubSpot's part as written now, and WARP's part with
+            # its change time where the plan knows it (a part without a time would overwrite a known one).
+            warp_at = time_or_none(row[WARP_TIME])
             states.append(FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(value, now),
+                                           warp=StateValue(value, warp_at) if warp_at is not None else None,
                                            hubspot=StateValue(value, now)))
     with engine.begin() as conn:
         name_writer(conn, actor=ACTOR, run_id=run_id)
@@ -615,8 +619,11 @@ def _warp_chunk(
                               new_value=row[VALUE], code=record["code"], message=record["message"]))
         if record["outcome"] == APPLIED:
             value = text_or_none(row[VALUE])
+            # As the drain and the webhook path record a write to WARP: HubSpot's part too, with its change time
+            # where history gave one.
             states.append(FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(value, now),
-                                           warp=StateValue(value, now)))
+                                           warp=StateValue(value, now),
+                                           hubspot=StateValue(value, time_or_none(row[HUBSPOT_TIME]))))
 
     conflicts, opened, updated = [], 0, 0
     for row in part["conflicts"]:
