@@ -160,11 +160,6 @@ def _rules(db: DatabaseResource) -> FieldRules:
         return load_rules(conn)
 
 
-def _frame_rules(frame: pd.DataFrame, db: DatabaseResource) -> FieldRules:
-    """The rules the run's pull was made under (a mapping edited mid-run waits for the next run)."""
-    return rules_from_attr(frame) or _rules(db)
-
-
 def _numbers(counts: dict[str, Any]) -> dict[str, Any]:
     return {name: int(value) if float(value).is_integer() else float(value) for name, value in counts.items()}
 
@@ -258,7 +253,7 @@ def field_differences(
     customers), every mapped field normalised and compared with vectorized operations. Keeps the pairs that
     differ (or whose agreed value must be recorded), the orphans and the duplicates."""
     options = reconciliation.options(dict(context.run.tags))
-    rules = _frame_rules(warp_customers, db)
+    rules = rules_from_attr(warp_customers)
     frame = compute_differences(warp_customers, hubspot_companies, rules)
     counts = frame.attrs[ATTR_COUNTS]
     unlinked = frame[frame[KIND].isin(CUSTOMER_SIDE_ORPHANS)]
@@ -294,7 +289,7 @@ def hubspot_property_history(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """When each LATEST_WINS property last changed in HubSpot, read from property history (50 companies a
     call) only for the companies whose values moved on both sides: only there do change times decide."""
-    rules = _frame_rules(field_differences, db)
+    rules = rules_from_attr(field_differences)
     ids, properties = history_needed(field_differences, rules)
     context.log.info(f"Property history of {len(ids):,} companies ({', '.join(properties) or 'no properties'})")
     frame = fetch_property_history(hubspot.client, ids, properties)
@@ -310,7 +305,7 @@ def reconciliation_plan(
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """Each difference decided by the one decision function (vectorized): to WARP, to HubSpot, a MANUAL
     conflict, an invalid value; plus customers to link by BAN, orphans on both sides and duplicates."""
-    rules = _frame_rules(field_differences, db)
+    rules = rules_from_attr(field_differences)
     plan = build_plan(field_differences, hubspot_property_history, rules)
     plan.attrs[ATTR_RULES] = rules_to_attr(rules)
     counts = plan.attrs[ATTR_COUNTS]
@@ -331,7 +326,7 @@ def hubspot_writeback(
     recorded in the write ledger first, batch updates of 100. The value is the per-record summary."""
     options = reconciliation.options(dict(context.run.tags))
     summary = write_to_hubspot(
-        reconciliation_plan, client=hubspot.client, engine=db.engine, rules=_frame_rules(reconciliation_plan, db),
+        reconciliation_plan, client=hubspot.client, engine=db.engine, rules=rules_from_attr(reconciliation_plan),
         options=options, run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
     )
     if summary["reason"]:
@@ -349,7 +344,7 @@ def warp_writeback(
     updates, links by BAN, MANUAL conflicts into the review queue, agreed values, the audit trail."""
     options = reconciliation.options(dict(context.run.tags))
     summary = write_to_warp(
-        reconciliation_plan, engine=db.engine, rules=_frame_rules(reconciliation_plan, db), options=options,
+        reconciliation_plan, engine=db.engine, rules=rules_from_attr(reconciliation_plan), options=options,
         run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
     )
     metadata = _summary_metadata(summary)

@@ -147,9 +147,14 @@ def rules_to_attr(rules: FieldRules) -> list[list[str]]:
     return [[r.warp_field, r.hubspot_property, r.direction.value, r.strategy.value] for r in rules.values()]
 
 
-def rules_from_attr(frame: pd.DataFrame) -> FieldRules | None:
-    """The rules a frame was made under (None when it carries none)."""
+def rules_from_attr(frame: pd.DataFrame) -> FieldRules:
+    """The rules a frame was made under. Every step of a run follows the rules its pull started with; a frame that
+    lost them (a pandas operation that drops attrs, a frame made elsewhere) is refused, never decided under
+    whatever the live rules are by now."""
+    from warp_sync_pipeline.core.reconcile.options import ReconcileError
+
     raw = frame.attrs.get(ATTR_RULES)
     if not raw:
-        return None
+        raise ReconcileError("RULES_MISSING", "the frame does not carry the field rules its run started with "
+                                              f"(attrs: {sorted(frame.attrs)})")
     return FieldRules(FieldRule(f, p, Direction(d), Strategy(s)) for f, p, d, s in raw)
