@@ -36,14 +36,22 @@ def _audit(engine: sa.Engine) -> list[dict[str, Any]]:
             "WHERE reason = 'company.merge' ORDER BY id")).mappings()]
 
 
+def _linked_then_merged(sandbox: Any, hubspot: HubSpotClient, make_customer: Callable[..., Any], name: str,
+                        ban: str) -> tuple[Any, Any, Any, str]:
+    """(customer, its company, the other company, the company the merge made): a rep merged the customer's
+    company with one no customer holds, and the merge webhook never arrived."""
+    hubspot.ensure_properties()
+    company = hubspot.create_company({"name": name, "warp_ban": ban})
+    customer = make_customer(name, ban=ban, company_id=company.id)
+    other = hubspot.create_company({"name": f"{name} Rival"})
+    return customer, company, other, sandbox.control.rep_merge(company.id, other.id)["id"]
+
+
 def test_the_nightly_moves_a_customer_to_the_company_its_merge_made_and_reports_it(
     engine: sa.Engine, sandbox: Any, hubspot_client: HubSpotClient, make_customer: Callable[..., Any],
 ) -> None:
-    hubspot_client.ensure_properties()
-    company = hubspot_client.create_company({"name": "Initech", "warp_ban": "ZT-500000101"})
-    customer = make_customer("Initech", ban="ZT-500000101", company_id=company.id)
-    bystander = hubspot_client.create_company({"name": "Initrode"})
-    merged_into = sandbox.control.rep_merge(company.id, bystander.id)["id"]  # the webhook never arrives
+    customer, company, bystander, merged_into = _linked_then_merged(sandbox, hubspot_client, make_customer,
+                                                                    "Initech", "ZT-500000101")
 
     dry = plan_only(engine, hubspot_client)
     [row] = dry.plan[dry.plan[KIND] == COMPANY_MERGED].to_dict("records")
@@ -94,11 +102,7 @@ def test_two_customers_whose_companies_were_merged_both_go_to_review(
 def test_a_dry_run_only_plans_it_and_a_link_moved_since_the_pull_is_left_alone(
     engine: sa.Engine, sandbox: Any, hubspot_client: HubSpotClient, make_customer: Callable[..., Any],
 ) -> None:
-    hubspot_client.ensure_properties()
-    company = hubspot_client.create_company({"name": "Gamma", "warp_ban": "ZT-500000104"})
-    customer = make_customer("Gamma", ban="ZT-500000104", company_id=company.id)
-    other = hubspot_client.create_company({"name": "Delta"})
-    sandbox.control.rep_merge(company.id, other.id)
+    customer, company, _, _ = _linked_then_merged(sandbox, hubspot_client, make_customer, "Gamma", "ZT-500000104")
 
     dry = run_flow(engine, hubspot_client, ReconcileOptions(dry_run=True))
     assert [r["outcome"] for r in dry.warp_summary["merges"]["records"]] == [DRY_RUN]
