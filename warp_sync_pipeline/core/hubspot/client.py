@@ -588,13 +588,22 @@ class HubSpotClient:
         """Send with retries within the time budget; return the JSON body (None for 204)."""
         deadline = self._deadline if self._deadline is not None else time.monotonic() + self.time_budget_s
         lost_answer = False  # did any attempt of this write go unanswered?
+        last_failure: HubSpotError | None = None
 
         def attempt() -> httpx.Response:
-            nonlocal lost_answer
+            nonlocal lost_answer, last_failure
             try:
                 return self._send_once(method, path, params, json, effect, bucket, deadline)
-            except OutcomeUnknown:
-                lost_answer = True
+            except BudgetExhausted:
+                # The time ran out while waiting to retry: the failure that made us wait is the caller's answer.
+                if last_failure is not None:
+                    raise last_failure from None
+                raise
+            except OutcomeUnknown as exc:
+                lost_answer, last_failure = True, exc
+                raise
+            except HubSpotError as exc:
+                last_failure = exc
                 raise
 
         def retryable(exc: BaseException) -> bool:
