@@ -229,7 +229,7 @@ def scalar_plan(warp: pd.DataFrame, hubspot: pd.DataFrame, rows: int, history: p
                     current = None
                 recorded = None if pd.isna(state) else StateValue(state, None if pd.isna(state_at) else state_at)
                 w_at = warp_changed_at(recorded, current, created_at=row[CUSTOMER_CREATED_AT],
-                                       updated_at=row[CUSTOMER_UPDATED_AT])
+                                       updated_at=row[CUSTOMER_UPDATED_AT], watched_since=rule.watched_since)
                 h_at = changed.get((row[COMPANY_ID], rule.hubspot_property))
             d = decide(rule, None if a is None else Observed(a), Observed(w, w_at), Observed(h, h_at))
             if d.action is not Action.IN_SYNC or a != d.value:

@@ -1,10 +1,12 @@
 """One rule for when WARP's value changed, whichever flow decides (issue 14).
 
 The same situation goes through the webhook processor, the drain (a manual push) and the nightly: a LATEST_WINS
-field with no agreed value, WARP's value unchanged since the row was inserted (no change recorded), the row touched
-later by a link change, and HubSpot's value changed in between. WARP's value dates from the row's creation, so
-HubSpot's is newer, and every path must say so. Before, the nightly took the row's `updated_at` (WARP newer) and the
-drain knew no time at all (time unknown), so the same inputs were decided three ways.
+field with no agreed value and no WARP change recorded, the row touched later by a link change, and HubSpot's value
+changed in between. When the outbox trigger has watched the field since before the row was inserted, WARP's value
+dates from the row's creation, so HubSpot's is newer; when the row is older than the watching (data from before
+warp-sync), a change may have gone unseen, so WARP's time is the row's last change and WARP's is newer. Every path
+must say the same. Before, the nightly always took `updated_at`, the webhook path always the creation, and the drain
+knew no time at all (time unknown): the same inputs were decided three ways.
 """
 
 from __future__ import annotations
@@ -26,16 +28,24 @@ from warp_sync_pipeline.core.outbound import push_customer
 from warp_sync_pipeline.core.reconcile.frames import BAN, CHANGE, KIND
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
 
-EXPECTED = (Action.WRITE_TO_WARP.value, Reason.NO_AGREED_VALUE_LATEST_WINS_HUBSPOT_NEWER_OR_TIE.value)
+HUBSPOT_NEWER = (Action.WRITE_TO_WARP.value, Reason.NO_AGREED_VALUE_LATEST_WINS_HUBSPOT_NEWER_OR_TIE.value)
+WARP_NEWER = (Action.WRITE_TO_HUBSPOT.value, Reason.NO_AGREED_VALUE_LATEST_WINS_WARP_NEWER.value)
 FLOWS = ("webhook", "drain", "nightly")
 
 
-def _situation(engine: sa.Engine, sandbox: Any, hubspot: HubSpotClient,
-               make_customer: Callable[..., UUID]) -> tuple[UUID, str, str, datetime]:
+def _situation(engine: sa.Engine, sandbox: Any, hubspot: HubSpotClient, make_customer: Callable[..., UUID],
+               *, watched_since_insert: bool) -> tuple[UUID, str, str, datetime]:
     """(customer, BAN, company id, when HubSpot's name changed)."""
     hubspot.ensure_properties()
+    with engine.connect() as conn:
+        watching = conn.execute(sa.text(
+            "SELECT applied_at FROM warp_schema_migrations WHERE version = '007'")).scalar_one()
     now = datetime.now(UTC)
-    inserted, renamed_in_hubspot = now - timedelta(days=3), now - timedelta(days=1)
+    if watched_since_insert:  # inserted after the trigger came, renamed in HubSpot since, linked now
+        inserted = watching + (now - watching) / 3
+        renamed_in_hubspot = watching + 2 * (now - watching) / 3
+    else:  # inserted before warp-sync was installed
+        inserted, renamed_in_hubspot = watching - timedelta(days=3), watching - timedelta(days=1)
     customer = make_customer("Acme Rockets", created_at=inserted, hubspot_link_status="unlinked")
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT * FROM customers WHERE id = :id"), {"id": customer}).mappings().one()
@@ -60,11 +70,14 @@ def _audited(engine: sa.Engine, customer: UUID) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("flow", FLOWS)
-def test_every_flow_dates_an_unrecorded_warp_value_from_the_rows_creation(
-    flow: str, engine: sa.Engine, sandbox: Any, warp_hubspot: HubSpotClient, make_customer: Callable[..., UUID],
-    store: Callable, process: Callable,
+@pytest.mark.parametrize(("watched_since_insert", "expected"), [(True, HUBSPOT_NEWER), (False, WARP_NEWER)],
+                         ids=["watched-since-insert", "older-than-warp-sync"])
+def test_every_flow_dates_an_unrecorded_warp_value_by_the_same_rule(
+    flow: str, watched_since_insert: bool, expected: tuple[str, str], engine: sa.Engine, sandbox: Any,
+    warp_hubspot: HubSpotClient, make_customer: Callable[..., UUID], store: Callable, process: Callable,
 ) -> None:
-    customer, ban, company, renamed = _situation(engine, sandbox, warp_hubspot, make_customer)
+    customer, ban, company, renamed = _situation(engine, sandbox, warp_hubspot, make_customer,
+                                                 watched_since_insert=watched_since_insert)
 
     if flow == "webhook":
         store([property_change(int(company), "name", "Acme Rocket Holdings", occurredAt=ms(renamed))])
@@ -78,8 +91,8 @@ def test_every_flow_dates_an_unrecorded_warp_value_from_the_rows_creation(
         [row] = plan[(plan[KIND] == CHANGE) & (plan[BAN] == ban) & (plan[FIELD] == "company_name")].to_dict("records")
         decided = (row[ACTION], row[REASON])
 
-    assert decided == EXPECTED
-    if flow != "nightly":  # the nightly only plans here; the other two carried the decision out
+    assert decided == expected
+    if flow != "nightly" and expected == HUBSPOT_NEWER:  # the nightly only plans here; the others carried it out
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT company_name FROM customers WHERE id = :id"),
                                 {"id": customer}).scalar_one() == "Acme Rocket Holdings"

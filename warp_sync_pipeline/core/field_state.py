@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -42,25 +43,26 @@ class FieldState:
 
 
 def warp_changed_at(recorded: StateValue | None, current: str | None, *, created_at: datetime,
-                    updated_at: datetime) -> datetime:
+                    updated_at: datetime, watched_since: datetime | None) -> datetime:
     """When WARP's current value took effect: what LATEST_WINS compares, the one rule of every flow (webhook
     processor, drain, push, nightly; `warp_changed_at_series` is the nightly's vectorized form of it).
 
     The outbox trigger (sql/007) records WARP's value and time for every change of a mapped column, so: the
     recorded time when the record still holds the current value (`current`: its comparable text, None when
-    invalid); the row's creation when no change was ever recorded (the value is the one the row was inserted
-    with); else the row's last change, an upper bound (a change the trigger did not see). Not `updated_at` alone:
-    link changes touch it too.
+    invalid); the row's creation when no change was ever recorded and the trigger has watched the field since
+    before the row existed (`watched_since`, FieldRule's: the value is the one the row was inserted with); else the
+    row's last change, an upper bound (a change the trigger did not see: data older than the trigger or than the
+    mapping). Not `updated_at` where the record tells more: link changes touch it too.
     """
     if recorded is None:
-        return created_at
+        return created_at if watched_since is not None and created_at >= watched_since else updated_at
     if recorded.at is not None and current is not None and current == recorded.value:
         return recorded.at
     return updated_at
 
 
 def warp_changed_at_series(recorded: pd.Series, recorded_at: pd.Series, current: pd.Series, *,
-                           created_at: pd.Series, updated_at: pd.Series) -> pd.Series:
+                           created_at: pd.Series, updated_at: pd.Series, watched_since: datetime | None) -> pd.Series:
     """`warp_changed_at` for whole columns, aligned by position: `recorded` is NA where no change was recorded,
     `current` NA where WARP's value is invalid. The result has `updated_at`'s dtype and a fresh RangeIndex."""
     index = pd.RangeIndex(len(current))
@@ -69,9 +71,12 @@ def warp_changed_at_series(recorded: pd.Series, recorded_at: pd.Series, current:
         return pd.Series(column.array, index=index).astype(updated_at.dtype)
 
     never = recorded.isna().to_numpy(dtype=bool)
+    created = aligned(created_at)
+    since_creation = never & (created >= watched_since).to_numpy(dtype=bool, na_value=False) \
+        if watched_since is not None else np.zeros(len(never), dtype=bool)
     same = ~never & recorded_at.notna().to_numpy(dtype=bool) & current.notna().to_numpy(dtype=bool)
     same[same] = (recorded.to_numpy(dtype=object)[same] == current.to_numpy(dtype=object)[same])
-    return aligned(updated_at).where(~same, aligned(recorded_at)).where(~never, aligned(created_at))
+    return aligned(updated_at).where(~same, aligned(recorded_at)).where(~since_creation, created)
 
 
 @dataclass(frozen=True)

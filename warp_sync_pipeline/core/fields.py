@@ -8,7 +8,8 @@ one warp-sync has no type for). Callers report failures in WARP's names: `FieldR
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
 
@@ -36,6 +37,9 @@ class FieldRule:
     hubspot_property: str
     direction: Direction
     strategy: Strategy
+    # Since when the outbox trigger (sql/007) has recorded every WARP change of this field: the later of the
+    # trigger's migration and the mapping row's creation. None when not known (rules made in code).
+    watched_since: datetime | None = field(default=None, compare=False)
 
     @property
     def spec(self) -> FieldSpec:
@@ -137,13 +141,14 @@ def load_rules(conn: sa.Connection) -> FieldRules:
     )
     rows = conn.execute(
         sa.text(
-            "SELECT warp_field, hubspot_property, direction, strategy "
+            "SELECT warp_field, hubspot_property, direction, strategy, "
+            "greatest(created_at, (SELECT applied_at FROM warp_schema_migrations WHERE version = '007')) "
             "FROM hubspot_field_mappings ORDER BY warp_field"
         )
     ).all()
     problems: list[str] = []
     rules: list[FieldRule] = []
-    for warp_field, hubspot_property, direction, strategy in rows:
+    for warp_field, hubspot_property, direction, strategy, watched_since in rows:
         if warp_field not in columns:
             problems.append(f"{warp_field!r} is not a column of customers")
             continue
@@ -151,7 +156,7 @@ def load_rules(conn: sa.Connection) -> FieldRules:
             problems.append(f"{warp_field!r} is not a field warp-sync can sync")
             continue
         try:
-            rule = FieldRule(warp_field, hubspot_property, Direction(direction), Strategy(strategy))
+            rule = FieldRule(warp_field, hubspot_property, Direction(direction), Strategy(strategy), watched_since)
         except ValueError as exc:
             problems.append(f"{warp_field!r}: {exc}")
             continue

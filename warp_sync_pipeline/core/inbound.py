@@ -745,7 +745,8 @@ class _Processor:
         warp_value = customer.values[field_name]
         warp_text = _valid_text(rule, warp_value)
         warp = Observed(warp_value, warp_changed_at(state.warp if state is not None else None, warp_text,
-                                                    created_at=customer.created_at, updated_at=customer.updated_at))
+                                                    created_at=customer.created_at, updated_at=customer.updated_at,
+                                                    watched_since=rule.watched_since))
         hubspot = Observed(hubspot_value, event.occurred_at)
         agreed = state.agreed if state else None
         decision = decide(rule, None if agreed is None else Observed(agreed.value, agreed.at), warp, hubspot)

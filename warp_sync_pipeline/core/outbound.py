@@ -539,7 +539,7 @@ class _Drain:
         except InvalidFieldValue:
             current = None
         return warp_changed_at(state.warp if state is not None else None, current, created_at=plan.created_at,
-                               updated_at=plan.updated_at)
+                               updated_at=plan.updated_at, watched_since=self.rules[name].watched_since)
 
     def _decide(self, plan: _Plan, name: str) -> Decision:
         rule = self.rules[name]

@@ -254,6 +254,10 @@ def field_differences(
     differ (or whose agreed value must be recorded), the orphans and the duplicates."""
     options = reconciliation.options(dict(context.run.tags))
     rules = rules_from_attr(warp_customers)
+    if rules_from_attr(hubspot_companies) != rules:
+        # The mapping changed between the two pulls: the frames do not describe the same fields.
+        raise dg.Failure(description="The field mapping changed between the WARP and the HubSpot pull "
+                                     "(RULES_CHANGED_MID_RUN); run the reconciliation again.")
     frame = compute_differences(warp_customers, hubspot_companies, rules)
     counts = frame.attrs[ATTR_COUNTS]
     unlinked = frame[frame[KIND].isin(CUSTOMER_SIDE_ORPHANS)]

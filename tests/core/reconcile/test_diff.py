@@ -37,9 +37,12 @@ from warp_sync_pipeline.core.reconcile.history import empty_history
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
 from warp_sync_pipeline.core.reconcile.pull import needs_change_times
 
-# The seeded rules with contact_email under MANUAL review, so the plan has conflicts too.
+# The seeded rules with contact_email under MANUAL review, so the plan has conflicts too; the outbox trigger has
+# watched every field since 2026-01-01 (customers created before it fall back to updated_at, after it to created_at).
+WATCHED_SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 RULES = FieldRules(
-    replace(rule, strategy=Strategy.MANUAL) if rule.warp_field == "contact_email" else rule for rule in SEEDED_RULES
+    replace(rule, strategy=Strategy.MANUAL if rule.warp_field == "contact_email" else rule.strategy,
+            watched_since=WATCHED_SINCE) for rule in SEEDED_RULES
 )
 
 # Per field: WARP texts (as `column::text` gives them), HubSpot strings, and agreed values (comparable text).
@@ -77,7 +80,7 @@ def _frames(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         warp[COMPANY_ID].append(str(40_000_000_000 + i))
         warp[LINK_STATUS].append("linked")
         warp[CUSTOMER_UPDATED_AT].append(T0 + timedelta(minutes=rng.randrange(10_000)))
-        warp[CUSTOMER_CREATED_AT].append(T0 - timedelta(minutes=rng.randrange(10_000)))
+        warp[CUSTOMER_CREATED_AT].append(T0 + timedelta(minutes=rng.randrange(-5_000, 5_000)))
         hub[COMPANY_ID].append(str(40_000_000_000 + i))
         hub[COMPANY_UPDATED_AT].append(T0)
         warp[col("ban", WARP_RAW)].append(ban)
@@ -126,7 +129,7 @@ def _expected(warp: pd.DataFrame, hub: pd.DataFrame) -> set[tuple[str, str, str,
                 recorded = None if pd.isna(state) else StateValue(state, None if pd.isna(state_at) else state_at)
                 # The one scalar rule every flow uses; the vectorized diff must agree with it.
                 warp_time = warp_changed_at(recorded, _scalar(w_raw, field), created_at=w_row[CUSTOMER_CREATED_AT],
-                                            updated_at=w_row[CUSTOMER_UPDATED_AT])
+                                            updated_at=w_row[CUSTOMER_UPDATED_AT], watched_since=rule.watched_since)
             decision = decide(rule, None if agreed is None else Observed(agreed), Observed(w_raw, warp_time),
                               Observed(h_raw, None))
             if decision.action is not Action.IN_SYNC:

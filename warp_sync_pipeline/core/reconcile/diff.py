@@ -400,7 +400,8 @@ def _warp_changed_at(
         return pd.Series(pd.NaT, index=range(len(rows)), dtype=TIME_DTYPE)
     return warp_changed_at_series(
         _take(warp[col(field, STATE_WARP)], rows), _take(warp[col(field, STATE_WARP_CHANGED_AT)], rows), current,
-        created_at=_take(warp[CUSTOMER_CREATED_AT], rows), updated_at=updated.astype(TIME_DTYPE))
+        created_at=_take(warp[CUSTOMER_CREATED_AT], rows), updated_at=updated.astype(TIME_DTYPE),
+        watched_since=rule.watched_since)
 
 
 def _shown_names(

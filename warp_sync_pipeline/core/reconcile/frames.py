@@ -143,8 +143,9 @@ def jsonable_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(attrs, default=str))
 
 
-def rules_to_attr(rules: FieldRules) -> list[list[str]]:
-    return [[r.warp_field, r.hubspot_property, r.direction.value, r.strategy.value] for r in rules.values()]
+def rules_to_attr(rules: FieldRules) -> list[list[str | None]]:
+    return [[r.warp_field, r.hubspot_property, r.direction.value, r.strategy.value,
+             None if r.watched_since is None else iso(r.watched_since)] for r in rules.values()]
 
 
 def rules_from_attr(frame: pd.DataFrame) -> FieldRules:
@@ -157,4 +158,5 @@ def rules_from_attr(frame: pd.DataFrame) -> FieldRules:
     if not raw:
         raise ReconcileError("RULES_MISSING", "the frame does not carry the field rules its run started with "
                                               f"(attrs: {sorted(frame.attrs)})")
-    return FieldRules(FieldRule(f, p, Direction(d), Strategy(s)) for f, p, d, s in raw)
+    return FieldRules(FieldRule(f, p, Direction(d), Strategy(s), parse_iso(w) if w else None)
+                      for f, p, d, s, *rest in raw for w in [rest[0] if rest else None])

@@ -544,8 +544,9 @@ def _follow_merges(engine: sa.Engine, rows: list[dict[str, Any]], *, run_id: str
         try:
             with engine.begin() as conn:
                 name_writer(conn, actor=ACTOR, run_id=run_id)
+                # A plain read: follow_merge locks every customer involved, in id order (as the webhook path does).
                 current = conn.execute(sa.select(customers.c.id, customer_company_id)
-                                       .where(customers.c.id == str(row[CUSTOMER_ID])).with_for_update()).first()
+                                       .where(customers.c.id == str(row[CUSTOMER_ID]))).first()
                 if current is None:
                     out.append(_record(row, SKIPPED, code=CUSTOMER_GONE, message="the customer is gone from WARP"))
                     continue
@@ -576,6 +577,9 @@ def _follow_merges(engine: sa.Engine, rows: list[dict[str, Any]], *, run_id: str
             out.append(_record(row, APPLIED, new=LinkStatus.REVIEW.value, message=(
                 f"another customer is linked to company {survivor} or to a company merged into it: each is marked "
                 "for review")))
+        elif followed.action == "LINK_REVIEW":
+            out.append(_record(row, SKIPPED, code=ALREADY_FOLLOWED, message=(
+                "already marked for review with the other customers of this merge")))
         else:
             out.append(_record(row, SKIPPED, code=ALREADY_FOLLOWED, message="the link already follows the merge"))
     return out
@@ -620,10 +624,11 @@ def _warp_chunk(
         if record["outcome"] == APPLIED:
             value = text_or_none(row[VALUE])
             # As the drain and the webhook path record a write to WARP: HubSpot's part too, with its change time
-            # where history gave one.
+            # where history gave one, else the pull's (HubSpot held the value then; a part without a time would
+            # erase a known one).
             states.append(FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(value, now),
                                            warp=StateValue(value, now),
-                                           hubspot=StateValue(value, time_or_none(row[HUBSPOT_TIME]))))
+                                           hubspot=StateValue(value, time_or_none(row[HUBSPOT_TIME]) or pulled_at)))
 
     conflicts, opened, updated = [], 0, 0
     for row in part["conflicts"]:
