@@ -193,3 +193,24 @@ def test_the_brake_alerts_in_the_report_and_the_email(
     [message] = smtp_server.wait_for(1)
     assert message["Subject"].endswith("- 1 alert")
     assert "brake stopped the write-back" in message.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_a_mapping_changed_between_the_two_pulls_stops_the_diff(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, demo: SeededDemo,
+    tmp_path: Path,
+) -> None:
+    # The WARP pull runs under one mapping, the HubSpot pull under another: the frames describe different fields,
+    # and the diff refuses them rather than compare them (issue 14).
+    resources = _resources(database_url, sandbox, None, tmp_path)
+    first = dg.materialize(RECONCILIATION_ASSETS, selection=["warp_customers"], resources=resources,
+                           instance=instance, tags={"warp/flow": "reconciliation"}, raise_on_error=False)
+    assert first.success
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_field_mappings SET strategy = 'HUBSPOT_WINS' "
+                             "WHERE warp_field = 'company_name'"))
+    second = dg.materialize(RECONCILIATION_ASSETS, selection=["hubspot_companies", "field_differences"],
+                            resources=resources, instance=instance, tags={"warp/flow": "reconciliation"},
+                            raise_on_error=False)
+    assert not second.success
+    [failure] = [e for e in second.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "RULES_CHANGED_MID_RUN" in failure.step_failure_data.error.message
