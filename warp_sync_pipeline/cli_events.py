@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from warp_sync_pipeline.cli_queue import database_engine, echo_pauses
+from warp_sync_pipeline.cli_queue import database_engine, echo_counts_and_pauses
 
 
 @click.group("events")
@@ -22,8 +22,7 @@ def status(limit: int) -> None:
 
     engine = database_engine()
     snapshot = events_status(engine, limit=limit)
-    click.echo("  ".join(f"{name}={count}" for name, count in snapshot.counts.items()) + f"  due={snapshot.due}")
-    echo_pauses(engine)
+    echo_counts_and_pauses(engine, snapshot.counts, snapshot.due)
     for event in snapshot.failed:
         retry = f"next try {event.next_attempt_at.isoformat()}" if event.next_attempt_at else "no attempts left"
         click.echo(f"failed  event {event.id} {event.subscription_type or '?'} company {event.object_id or '?'}: "

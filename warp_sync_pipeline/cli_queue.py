@@ -14,10 +14,11 @@ def database_engine():  # noqa: ANN202
     return make_engine(ensure_runtime(with_dagster=False, apply_env=False).database_url)
 
 
-def echo_pauses(engine) -> None:  # noqa: ANN001 - an sa.Engine (imported lazily, like everything here)
-    """One line per open pause of the HubSpot flows (core.pauses)."""
+def echo_counts_and_pauses(engine, counts: dict[str, int], due: int) -> None:  # noqa: ANN001 - an sa.Engine
+    """The status line of a queue (counts by status, due now), then one line per open pause of the HubSpot flows."""
     from warp_sync_pipeline.core.pauses import open_pauses
 
+    click.echo("  ".join(f"{name}={count}" for name, count in counts.items()) + f"  due={due}")
     for pause in open_pauses(engine):
         click.echo(f"paused  {pause.describe()}")
 
@@ -35,8 +36,7 @@ def status(limit: int) -> None:
 
     engine = database_engine()
     snapshot = queue_status(engine, limit=limit)
-    click.echo("  ".join(f"{name}={count}" for name, count in snapshot.counts.items()) + f"  due={snapshot.due}")
-    echo_pauses(engine)
+    echo_counts_and_pauses(engine, snapshot.counts, snapshot.due)
     if snapshot.oldest_due_at is not None:
         click.echo(f"oldest due since {snapshot.oldest_due_at.isoformat()}")
     for row in snapshot.stopped:

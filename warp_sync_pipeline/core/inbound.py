@@ -71,9 +71,7 @@ from warp_sync_pipeline.core.leases import (
 )
 from warp_sync_pipeline.core.ledger import bind_company, match_echo
 from warp_sync_pipeline.core.links import (
-    LINK_DELETED,
-    LINK_REVIEW,
-    LINKED,
+    LinkStatus,
     follow_merge,
     linked_to_companies,
     set_link,
@@ -101,7 +99,7 @@ FAILED = "failed"
 # Not a status: the event went back to waiting (its customer was busy), attempt not spent.
 DEFERRED = "deferred"
 
-INACTIVE_LINKS = frozenset({LINK_DELETED, LINK_REVIEW})
+INACTIVE_LINKS = frozenset({LinkStatus.DELETED, LinkStatus.REVIEW})
 
 # Stable reason codes. Ignored events:
 UNMAPPED_PROPERTY = "UNMAPPED_PROPERTY"
@@ -865,11 +863,11 @@ class _Processor:
                     f"customer {customer.id} ({ban}) is linked to company {customer.company_id}",
                     customer_id=str(customer.id)))
             leases.hold([customer.id])
-            set_link(conn, customer.id, company_id=event.object_id, status=LINKED)
+            set_link(conn, customer.id, company_id=event.object_id, status=LinkStatus.LINKED)
             # Writes recorded under the BAN before HubSpot gave the id belong to this company now.
             bind_company(conn, ban, event.object_id)
             self._log_link(conn, event, customer.id, customer.ban, "LINK_COMPANY", old=customer.link_status,
-                           new=LINKED)
+                           new=LinkStatus.LINKED)
             return self._finish(conn, event, _processed(action="LINK_COMPANY", customer_id=str(customer.id)))
 
     # company.deletion
@@ -881,12 +879,12 @@ class _Processor:
                     UNKNOWN_COMPANY, f"no WARP customer is linked to company {event.object_id}"))
             customer = _customer(row)
             leases.hold([customer.id])
-            changed = customer.link_status != LINK_DELETED
+            changed = customer.link_status != LinkStatus.DELETED
             if changed:
                 # The customer stays: a person decides what a company deleted in HubSpot means for WARP.
-                set_link(conn, customer.id, status=LINK_DELETED)
+                set_link(conn, customer.id, status=LinkStatus.DELETED)
                 self._log_link(conn, event, customer.id, customer.ban, "LINK_DELETED", old=customer.link_status,
-                               new=LINK_DELETED)
+                               new=LinkStatus.DELETED)
             return self._finish(conn, event, _processed(
                 action="LINK_DELETED", customer_id=str(customer.id), changed=changed))
 

@@ -33,10 +33,6 @@ class LinkStatus(StrEnum):
     REVIEW = "review"  # a merge or a duplicate: a person decides
 
 
-LINKED = LinkStatus.LINKED
-LINK_DELETED = LinkStatus.DELETED
-LINK_REVIEW = LinkStatus.REVIEW
-
 
 @dataclass(frozen=True)
 class LinkChange:
@@ -158,12 +154,13 @@ def follow_merge(conn: sa.Connection, survivor: str, merged: Sequence[str], *,
     if holder is None and len(movers) == 1:
         mover = movers[0]
         set_link(conn, mover.id, company_id=survivor,
-                 status=LINK_DELETED if mover.link_status == LINK_DELETED else LINKED)
+                 status=LinkStatus.DELETED if mover.link_status == LinkStatus.DELETED else LinkStatus.LINKED)
         return MergeFollowed("LINK_REPOINTED", survivor, gone, [str(mover.id)],
                              [LinkChange(mover.id, mover.ban, "LINK_REPOINTED", mover.company_id, survivor)])
     changes = []
     for customer in ([holder] if holder else []) + movers:
-        if customer.link_status != LINK_REVIEW:
-            set_link(conn, customer.id, status=LINK_REVIEW)
-            changes.append(LinkChange(customer.id, customer.ban, "LINK_REVIEW", customer.link_status, LINK_REVIEW))
+        if customer.link_status != LinkStatus.REVIEW:
+            set_link(conn, customer.id, status=LinkStatus.REVIEW)
+            changes.append(LinkChange(customer.id, customer.ban, "LINK_REVIEW", customer.link_status,
+                                      LinkStatus.REVIEW))
     return MergeFollowed("LINK_REVIEW", survivor, gone, [str(c.id) for c in involved], changes)

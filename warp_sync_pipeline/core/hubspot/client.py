@@ -113,8 +113,7 @@ class HubSpotSettings:
         later (the Dagster resource, as an EnvVar read when a run starts): the token is then left empty."""
         return cls(
             base_url=get_url("HUBSPOT_BASE_URL", schemes=("http", "https"), environ=environ) or DEFAULT_BASE_URL,
-            access_token=(get_str("HUBSPOT_ACCESS_TOKEN", environ=environ) if require_token
-                          else get_str("HUBSPOT_ACCESS_TOKEN", "", environ=environ)),
+            access_token=get_str("HUBSPOT_ACCESS_TOKEN", None if require_token else "", environ=environ),
             time_budget_s=get_float("HUBSPOT_TIME_BUDGET_SECONDS", 60.0, minimum=0.1, environ=environ),
             request_timeout_s=get_float("HUBSPOT_REQUEST_TIMEOUT_SECONDS", 30.0, minimum=0.1, environ=environ),
             max_attempts=get_int("HUBSPOT_MAX_ATTEMPTS", 5, minimum=1, environ=environ),

@@ -158,5 +158,10 @@ def rules_from_attr(frame: pd.DataFrame) -> FieldRules:
     if not raw:
         raise ReconcileError("RULES_MISSING", "the frame does not carry the field rules its run started with "
                                               f"(attrs: {sorted(frame.attrs)})")
-    return FieldRules(FieldRule(f, p, Direction(d), Strategy(s), parse_iso(w) if w else None)
-                      for f, p, d, s, *rest in raw for w in [rest[0] if rest else None])
+    return FieldRules(_rule_from_attr(*item) for item in raw)
+
+
+def _rule_from_attr(field: str, prop: str, direction: str, strategy: str, watched_since: str | None = None) -> FieldRule:
+    # Frames stored before watched_since was carried have four items.
+    return FieldRule(field, prop, Direction(direction), Strategy(strategy),
+                     parse_iso(watched_since) if watched_since else None)
