@@ -11,8 +11,8 @@ Sequence for every write to HubSpot:
 Entries expire after three days (HubSpot retries a delivery for up to a day); `purge_expired` deletes them.
 
 `update_companies_ledger_first` and `update_company_ledger_first` are steps 1 and 2 for updates, the way the drain,
-the nightly and the conflict resolution write; `definitely_not_applied` is the one test of "a definite failure"
-(the create, keyed by BAN, uses it too).
+the nightly and the conflict resolution write; `definitely_not_applied` is their test of "a definite failure" (the
+create, keyed by BAN, records and voids its entries itself, on the same RequestFailed test).
 """
 
 from __future__ import annotations
@@ -143,10 +143,10 @@ class LedgeredUpdate:
 
 def update_companies_ledger_first(
     engine: sa.Engine, client: HubSpotClient, rules: FieldRules, updates: Sequence[LedgeredUpdate], *, reason: str,
-) -> list[tuple[RecordOutcome, list[int]]]:
+) -> list[RecordOutcome]:
     """Batch-update companies the one safe way: every value recorded in the ledger (committed) before the call,
     then the entries of each record HubSpot definitely did not apply voided (every entry when the whole call was
-    refused, before the error is raised again). Each update's outcome comes back with its ledger entry ids."""
+    refused, before the error is raised again). Returns each update's outcome, in input order."""
     writes = [LedgerWrite(rules[name], value, company_id=update.company_id)
               for update in updates for name, value in update.values.items()]
     ids = iter(record_writes(engine, writes))
@@ -163,7 +163,7 @@ def update_companies_ledger_first(
     void = [i for outcome, group in zip(outcomes, entries, strict=True)
             if not outcome.ok and definitely_not_applied(outcome.error) for i in group]
     void_writes(engine, void, f"{reason}: definitely not applied")
-    return list(zip(outcomes, entries, strict=True))
+    return outcomes
 
 
 def update_company_ledger_first(engine: sa.Engine, client: HubSpotClient, rule: FieldRule, company_id: str,

@@ -673,12 +673,12 @@ class _Drain:
             self.report.sent += len(chunk)
             self.report.fields_sent += sum(len(plan.send) for plan in chunk)
             try:
-                sent = update_companies_ledger_first(
+                outcomes = update_companies_ledger_first(
                     self.engine, self.client, self.rules,
                     [LedgeredUpdate(plan.company_id, plan.send) for plan in chunk], reason="queue drain")
             except AuthFailed as exc:
                 raise _Paused(PauseCause.TOKEN_REFUSED, exc) from exc
-            self._record_outcomes(chunk, [outcome for outcome, _ in sent])
+            self._record_outcomes(chunk, outcomes)
 
     def _record_outcomes(self, chunk: list[_Plan], outcomes: list[RecordOutcome]) -> None:
         succeeded: list[tuple[_Plan, Company]] = []

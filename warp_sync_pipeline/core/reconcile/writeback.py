@@ -341,7 +341,7 @@ def _send_updates(
     sent = update_companies_ledger_first(
         engine, client, rules, [LedgeredUpdate(company_id, values) for company_id, values in by_company.items()],
         reason="reconciliation write")
-    outcomes = {company_id: outcome for company_id, (outcome, _) in zip(by_company, sent, strict=True)}
+    outcomes = dict(zip(by_company, sent, strict=True))
     records = []
     for row, value in pending:
         result = outcomes[str(row[COMPANY_ID])]
