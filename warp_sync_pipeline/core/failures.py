@@ -7,6 +7,8 @@ nightly and a create: a rate limit is HUBSPOT_RATE_LIMITED everywhere.
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from warp_sync_pipeline.core.fields import FieldRules
 from warp_sync_pipeline.core.hubspot.errors import (
     AuthFailed,
@@ -62,3 +64,14 @@ def refused_fields(error: HubSpotError, rules: FieldRules) -> dict[str, str]:
         refused[rule.warp_field if rule else property_error.name] = (
             property_error.message or property_error.code or "Invalid property value")
     return refused
+
+
+def describe_failure(exc: BaseException) -> tuple[str, str]:
+    """(code, message) of a failure, fit for a report or an audit row: a database error gives its SQLSTATE and the
+    first line of its message only (the lines after it, and SQLAlchemy's text, can quote row values)."""
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        state = getattr(orig, "pgcode", None)
+        first = str(orig).splitlines()[0] if orig is not None and str(orig) else type(exc).__name__
+        return (f"PG_{state}" if state else "DATABASE_ERROR"), first
+    return error_code(exc), str(exc)

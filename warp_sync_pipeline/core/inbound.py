@@ -49,9 +49,8 @@ from uuid import UUID
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.agreements import Settled, close_settled_conflicts, record_field_state
+from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync
-from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
 from warp_sync_pipeline.core.field_state import (
     FieldStateUpdate,
@@ -75,9 +74,7 @@ from warp_sync_pipeline.core.links import (
     follow_merge,
     linked_to_companies,
     set_link,
-    update_from_hubspot,
 )
-from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot
 from warp_sync_pipeline.core.outbound import enqueue_fields
 from warp_sync_pipeline.core.pauses import (
     Pause,
@@ -89,6 +86,7 @@ from warp_sync_pipeline.core.pauses import (
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customers
+from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions, valid_text
 
 log = logging.getLogger(__name__)
 
@@ -399,12 +397,11 @@ class _Customer:
     created_at: datetime
     updated_at: datetime
     values: Mapping[str, Any]
-    now: datetime  # the transaction's clock
 
 
 def _select_customers(where: sa.ColumnElement[bool]) -> sa.Select:
     return (
-        sa.select(customers, sa.func.now().label("db_now"))
+        sa.select(customers)
         .where(where)
         .order_by(customers.c.id)  # one lock order for statements locking several customers
         .with_for_update(of=customers)
@@ -421,7 +418,6 @@ def _customer(row: sa.Row) -> _Customer:
         created_at=mapping["created_at"],
         updated_at=mapping["updated_at"],
         values=dict(mapping),
-        now=mapping["db_now"],
     )
 
 
@@ -719,7 +715,7 @@ class _Processor:
     ) -> EventOutcome:
         field_name = rule.warp_field
         hubspot_value = event.property_value
-        hubspot_text = _valid_text(rule, hubspot_value)
+        hubspot_text = valid_text(rule, hubspot_value)
         hubspot_part = None if hubspot_text is None else StateValue(hubspot_text, event.occurred_at)
         base = {"customer_id": str(customer.id), "warp_field": field_name}
 
@@ -741,24 +737,15 @@ class _Processor:
             )
 
         warp_value = customer.values[field_name]
-        warp_text = _valid_text(rule, warp_value)
+        warp_text = valid_text(rule, warp_value)
         warp = Observed(warp_value, warp_changed_at(state.warp if state is not None else None, warp_text,
                                                     created_at=customer.created_at, updated_at=customer.updated_at,
                                                     watched_since=rule.watched_since))
         hubspot = Observed(hubspot_value, event.occurred_at)
         agreed = state.agreed if state else None
         decision = decide(rule, None if agreed is None else Observed(agreed.value, agreed.at), warp, hubspot)
-        old_text = warp_text if warp_text is not None else warp_value
         details = self._details(event)
         result = {**base, "action": decision.action.value, "reason": decision.reason.value}
-
-        if decision.action is Action.WRITE_TO_WARP:
-            update_from_hubspot(conn, customer.id, {field_name: from_hubspot(rule.spec, hubspot_value)})
-            applied = StateValue(decision.value, customer.now)
-            self._record_state(conn, customer.id, field_name, agreed=applied, warp=applied, hubspot=hubspot_part)
-            self._log(conn, self._entry(rule, decision, customer, Outcome.APPLIED, old_value=old_text,
-                                        details=details))
-            return _processed(**result)
 
         if decision.action is Action.WRITE_TO_HUBSPOT:
             # HubSpot moved a value WARP owns (drift), or WARP's change is the newer one: WARP's value goes
@@ -772,43 +759,25 @@ class _Processor:
                      customer.id, rule.hubspot_property, decision.reason.value)
             return _processed(**result, queued=True)
 
-        if decision.action is Action.OPEN_CONFLICT:
-            ref = open_or_update_conflict(
-                conn,
-                customer_id=customer.id,
-                rule=rule,
-                reason=decision.reason.value,
-                agreed=None if agreed is None else str(agreed.value),
-                warp=warp,
-                hubspot=hubspot,
-                detected_by=DETECTED_BY,
-                run_id=self.run_id,
-            )
-            self._record_state(conn, customer.id, field_name, hubspot=hubspot_part)
-            self._log(conn, self._entry(rule, decision, customer, Outcome.CONFLICT, old_value=old_text,
-                                        new_value=hubspot_text if hubspot_text is not None else hubspot_value,
-                                        details={**details, "conflict_id": ref.id}))
-            return _processed(**result, conflict_id=ref.id)
-
-        if decision.action is Action.IN_SYNC:
-            new_agreement = agreed is None or agreed.value != decision.value
-            self._record_state(conn, customer.id, field_name, hubspot=hubspot_part,
-                               agreed=StateValue(decision.value, customer.now) if new_agreement else None)
-            if not new_agreement:  # agreed before, and again now: that still settles a conflict opened since
-                close_settled_conflicts(conn, [Settled(customer.id, field_name, decision.value, customer.now)],
-                                        closed_by=DETECTED_BY)
-            self._log(conn, self._entry(rule, decision, customer, Outcome.IN_SYNC, old_value=old_text,
-                                        details=details))
+        # Every other decision is carried out on WARP by the one applier (core.warp_apply), as the drain's and
+        # the nightly's are.
+        (applied,) = apply_decisions(conn, [FieldDecision(
+            customer_id=customer.id, rule=rule, decision=decision, warp=warp, hubspot=hubspot, warp_text=warp_text,
+            hubspot_text=hubspot_text, read_at=None, agreed=None if agreed is None else agreed.value,
+            ban=customer.ban, details=details,
+        )], by=Applier(Trigger.WEBHOOK, run_id=self.run_id))
+        if applied.conflict is not None:
+            return _processed(**result, conflict_id=applied.conflict.id)
+        if applied.outcome in (Outcome.APPLIED, Outcome.IN_SYNC):
             return _processed(**result)
-
-        # SKIP_INVALID: the winning value cannot be written; a person fixes it (the audit row says what).
-        self._record_state(conn, customer.id, field_name, hubspot=hubspot_part)
-        self._log(conn, self._entry(rule, decision, customer, Outcome.SKIPPED, old_value=old_text,
-                                    new_value=hubspot_value, details=details))
-        error = decision.error
-        detail = f"{decision.reason.value} ({error.code}): {error}" if error else decision.reason.value
-        return _ignored(INVALID_VALUE, detail,
-                        **result, error_code=error.code if error else None)
+        if applied.outcome is Outcome.FAILED:  # the database refused the value: the event fails (and is retried)
+            raise _EventFailed(APPLY_FAILED, f"{applied.code}: {applied.message}")
+        if decision.action is Action.SKIP_INVALID:
+            # The winning value cannot be written; a person fixes it (the audit row says what).
+            error = decision.error
+            detail = f"{decision.reason.value} ({error.code}): {error}" if error else decision.reason.value
+            return _ignored(INVALID_VALUE, detail, **result, error_code=error.code if error else None)
+        return _ignored(applied.code or decision.reason.value, applied.message or "not applied", **result)
 
     def _entry(self, rule: FieldRule, decision: Decision, customer: _Customer, outcome: Outcome,
                **extra: Any) -> SyncLogEntry:
@@ -924,13 +893,6 @@ class _Processor:
             run_id=self.run_id,
             details=self._details(event, **(details or {})),
         ))
-
-
-def _valid_text(rule: FieldRule, value: object) -> str | None:
-    try:
-        return comparable(rule.spec, value)
-    except InvalidFieldValue:
-        return None
 
 
 # Why the outbox row exists (hubspot_sync_queue.reasons).

@@ -132,6 +132,7 @@ def link_unlinked(conn: sa.Connection, pairs: Sequence[tuple[str, str]]) -> set[
     linked one of the companies meanwhile (the caller's savepoint then undoes the statement whole)."""
     if not pairs:
         return set()
+    mark_from_hubspot(conn)  # the link is HubSpot's news: the outbox trigger must not queue it back
     return set(conn.execute(_LINK_BY_BAN, {
         "ids": [str(customer) for customer, _ in pairs], "companies": [str(company) for _, company in pairs],
         "linked": LinkStatus.LINKED.value, "unlinked": LinkStatus.UNLINKED.value,

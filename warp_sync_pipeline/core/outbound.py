@@ -36,7 +36,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -45,7 +45,6 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
-from warp_sync_pipeline.core.conflicts import open_or_update_conflict
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason, decide
 from warp_sync_pipeline.core.errors import Failure, ServiceError
 from warp_sync_pipeline.core.failures import error_code, refused_fields
@@ -56,7 +55,7 @@ from warp_sync_pipeline.core.field_state import (
     read_field_state,
     warp_changed_at,
 )
-from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, load_rules
+from warp_sync_pipeline.core.fields import Direction, FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import (
     MERGED_IDS_PROPERTY,
     AuthFailed,
@@ -79,7 +78,7 @@ from warp_sync_pipeline.core.leases import (
 )
 from warp_sync_pipeline.core.ledger import LedgeredUpdate, update_companies_ledger_first
 from warp_sync_pipeline.core.links import LinkStatus, follow_merge
-from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, from_hubspot, to_hubspot
+from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, to_hubspot
 from warp_sync_pipeline.core.pauses import (
     PauseCause,
     PauseSettings,
@@ -89,7 +88,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_for,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
-from warp_sync_pipeline.core.sync_tables import customers, mark_from_hubspot
+from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions, valid_text
 
 log = logging.getLogger("warp_sync.outbound")
 
@@ -323,6 +322,7 @@ class _Plan:
     created_at: datetime  # the customer row's, for when WARP's values changed (field_state.warp_changed_at)
     updated_at: datetime
     company: Company | None = None  # as read (two-way fields only)
+    read_at: datetime | None = None  # when the company was read (sent before the read: HubSpot held it since)
     decisions: dict[str, Decision] = field(default_factory=dict)
     hubspot_at: dict[str, datetime | None] = field(default_factory=dict)
     send: dict[str, str] = field(default_factory=dict)  # warp field -> value sent
@@ -460,10 +460,12 @@ class _Drain:
         merged: list[_Plan] = []
         for chunk in _chunks(readers, BATCH_SIZE):
             self.report.batch_reads += 1
+            read_at = datetime.now(UTC)
             outcomes = self.client.batch_read_companies([p.company_id for p in chunk], properties=properties)
             for plan, outcome in zip(chunk, outcomes, strict=True):
                 if outcome.ok:
                     plan.company = outcome.company
+                    plan.read_at = read_at
                     if outcome.company is not None and outcome.company.id != plan.company_id:
                         merged.append(plan)  # HubSpot answered with the company this one was merged into
                 elif isinstance(outcome.error, NotFound):
@@ -591,77 +593,49 @@ class _Drain:
                     plan.decisions[name] = self._decide(plan, name)
 
     def _settle(self, plans: list[_Plan]) -> None:
-        """Carry out every decision that sends nothing, in one transaction; collect the values to send."""
-        entries: list[SyncLogEntry] = []
-        updates: list[FieldStateUpdate] = []
+        """Carry out every decision that sends nothing (core.warp_apply), in one transaction; collect the values
+        to send."""
+        settling: list[tuple[_Plan, FieldDecision]] = []
         finished: list[_Plan] = []
-        with self.engine.begin() as conn:
-            now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
-            # Writes of HubSpot's values to WARP must not be queued back (the trigger skips marked transactions).
-            mark_from_hubspot(conn)
-            for plan in plans:
-                if plan.finished:
-                    continue
-                for name in plan.fields:
-                    decision = plan.decisions[name]
-                    rule = self.rules[name]
-                    if decision.action is Action.WRITE_TO_HUBSPOT:
-                        plan.send[name] = to_hubspot(rule.spec, plan.values.get(name))
-                        continue
-                    self.report.settled += 1
-                    entries.append(self._settle_one(conn, plan, rule, decision, now, updates))
-                if not plan.send:
-                    finished.append(plan)
-            record_field_state(conn, updates, closed_by=self.trigger.value, values_are_comparable=True)
-            log_sync_many(conn, entries)
+        for plan in plans:
+            if plan.finished:
+                continue
+            for name in plan.fields:
+                decision = plan.decisions[name]
+                if decision.action is Action.WRITE_TO_HUBSPOT:
+                    plan.send[name] = to_hubspot(self.rules[name].spec, plan.values.get(name))
+                else:
+                    settling.append((plan, self._field_decision(plan, name)))
+            if not plan.send:
+                finished.append(plan)
+        if settling:
+            with self.engine.begin() as conn:
+                outcomes = apply_decisions(conn, [item for _, item in settling],
+                                           by=Applier(self.trigger, run_id=self.run_id, actor=self.actor))
+            for (plan, item), applied in zip(settling, outcomes, strict=True):
+                self.report.settled += 1
+                self.report.written_to_warp += applied.written
+                self.report.conflicts += applied.outcome is Outcome.CONFLICT
+                failed = applied.outcome in (Outcome.SKIPPED, Outcome.FAILED)
+                plan.outcomes[item.rule.warp_field] = (
+                    applied.outcome, applied.code if failed and applied.code else item.decision.reason.value)
         if finished:
             self._finish(finished, [])
 
-    def _settle_one(self, conn: sa.Connection, plan: _Plan, rule: FieldRule, decision: Decision, now: datetime,
-                    updates: list[FieldStateUpdate]) -> SyncLogEntry:
-        entry = self._settle_entry(conn, plan, rule, decision, now, updates)
-        plan.outcomes[rule.warp_field] = (entry.outcome, entry.error_code or entry.reason)
-        return entry
-
-    def _settle_entry(self, conn: sa.Connection, plan: _Plan, rule: FieldRule, decision: Decision, now: datetime,
-                      updates: list[FieldStateUpdate]) -> SyncLogEntry:
-        name = rule.warp_field
+    def _field_decision(self, plan: _Plan, name: str) -> FieldDecision:
+        rule = self.rules[name]
         hubspot_value = plan.company.properties.get(rule.hubspot_property) if plan.company else None
-        common: dict[str, Any] = {"trigger": self.trigger, "customer_id": plan.row.customer_id, "ban": plan.ban,
-                                  "run_id": self.run_id, "actor": self.actor, "old_value": plan.values.get(name),
-                                  "details": {"hubspot_company_id": plan.company_id, "queue_row": plan.row.id}}
-        if decision.action is Action.IN_SYNC:
-            updates.append(FieldStateUpdate(plan.row.customer_id, name, agreed=StateValue(decision.value, now)))
-            return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.IN_SYNC, **common)
-        if decision.action is Action.WRITE_TO_WARP:
-            column = customers.c[name]
-            # Compare-and-set: only while WARP still holds the value this drain read.
-            applied = conn.execute(
-                sa.update(customers)
-                .where(customers.c.id == plan.row.customer_id, column.is_not_distinct_from(plan.values.get(name)))
-                .values({name: from_hubspot(rule.spec, hubspot_value)})
-            ).rowcount
-            if not applied:
-                return SyncLogEntry.for_decision(
-                    rule, decision, outcome=Outcome.SKIPPED, error_code="WARP_CHANGED",
-                    error="WARP changed this field since it was read; the newer change is queued", **common)
-            self.report.written_to_warp += 1
-            updates.append(FieldStateUpdate(
-                plan.row.customer_id, name, agreed=StateValue(decision.value, now),
-                warp=StateValue(decision.value, now), hubspot=StateValue(decision.value, plan.hubspot_at.get(name)),
-            ))
-            return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.APPLIED, **common)
-        if decision.action is Action.OPEN_CONFLICT:
-            self.report.conflicts += 1
-            state = plan.state.get(name)
-            open_or_update_conflict(
-                conn, customer_id=plan.row.customer_id, rule=rule, reason=decision.reason.value,
-                agreed=state.agreed.value if state is not None and state.agreed is not None else None,
-                warp=Observed(plan.values.get(name), self._warp_at(plan, name)),
-                hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)), detected_by=self.trigger.value, run_id=self.run_id,
-            )
-            return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.CONFLICT, **common)
-        return SyncLogEntry.for_decision(rule, decision, outcome=Outcome.SKIPPED, **common)
+        state = plan.state.get(name)
+        return FieldDecision(
+            customer_id=plan.row.customer_id, rule=rule, decision=plan.decisions[name],
+            warp=Observed(plan.values.get(name), self._warp_at(plan, name)),
+            hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)),
+            warp_text=valid_text(rule, plan.values.get(name)),
+            hubspot_text=valid_text(rule, hubspot_value) if plan.company else None,
+            read_at=plan.read_at,
+            agreed=state.agreed.value if state is not None and state.agreed is not None else None,
+            ban=plan.ban, details={"hubspot_company_id": plan.company_id, "queue_row": plan.row.id},
+        )
 
     # --- sending ---------------------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from warp_sync_pipeline.core.conflicts import (
     open_or_update_conflict,
     review_text,
 )
-from warp_sync_pipeline.core.decision import Observed
+from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason
 from warp_sync_pipeline.core.field_state import (
     FieldStateUpdate,
     StateValue,
@@ -75,8 +75,9 @@ from warp_sync_pipeline.core.normalize import (
     to_hubspot,
 )
 from warp_sync_pipeline.core.sync_tables import conflicts as conflicts_table
-from warp_sync_pipeline.core.sync_tables import customer_company_id, mark_from_hubspot, sync_log
+from warp_sync_pipeline.core.sync_tables import customer_company_id, sync_log
 from warp_sync_pipeline.core.sync_tables import customers as _customers
+from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions
 
 # The interactive HubSpot part of one resolution (a read and a write) must end well inside a web
 # server's request timeout.
@@ -160,6 +161,7 @@ class ResolutionFailed(ReviewError):
 
 HUBSPOT_SYNC_FAILED = "HUBSPOT_SYNC_FAILED"
 WARP_WRITE_FAILED = "WARP_WRITE_FAILED"
+MANUAL_RESOLUTION = "MANUAL_RESOLUTION"  # the audit reason of a person's choice
 
 
 # --- what the pages and the API show ---------------------------------------------------------------------
@@ -589,8 +591,8 @@ def _resolve_under_lease(
             engine, get_conflict(engine, conflict.id) or conflict, rule, actor,
             Observed(moved.value, None), hubspot_now,
         ) from None
-    except sa.exc.SQLAlchemyError as exc:
-        detail = f"the WARP transaction failed ({exc.__class__.__name__})"
+    except (sa.exc.SQLAlchemyError, _WarpRefused) as exc:
+        detail = f"the WARP transaction failed ({exc if isinstance(exc, _WarpRefused) else exc.__class__.__name__})"
         if write_hubspot:
             _record_half_done(engine, conflict, rule, target, actor, hubspot_at, detail)
             raise ResolutionFailed(
@@ -605,6 +607,10 @@ def _resolve_under_lease(
 
 class _ConflictMoved(Exception):
     """Inside the final transaction: the conflict is no longer open at the version checked."""
+
+
+class _WarpRefused(Exception):
+    """Inside the final transaction: the database refused the chosen value (a rule of WARP's own)."""
 
 
 class _WarpMoved(Exception):
@@ -689,7 +695,7 @@ def _entry(conflict: ConflictView, rule: FieldRule, outcome: Outcome, actor: str
     return SyncLogEntry(
         trigger=Trigger.RESOLUTION, outcome=outcome, customer_id=conflict.customer_id, ban=conflict.ban,
         warp_field=rule.warp_field, hubspot_property=rule.hubspot_property, actor=actor,
-        reason="MANUAL_RESOLUTION", details=details, **values,
+        reason=MANUAL_RESOLUTION, details=details, **values,
     )
 
 
@@ -708,11 +714,9 @@ def _apply_in_warp(
     warp_at: datetime | None,
     hubspot_at: datetime | None,
 ) -> Resolution:
-    """WARP's column, the field state, the conflict and the audit rows: one transaction."""
-    column = _customers.c[rule.warp_field]
+    """The conflict closed, then the choice carried out on WARP by the one applier (core.warp_apply: WARP's
+    column, the field state, the audit row), and HubSpot's write audited: one transaction."""
     with engine.begin() as conn:
-        # The no-echo marker: the outbound trigger must not queue this back; HubSpot is written already.
-        mark_from_hubspot(conn)
         name_writer(conn, actor=actor)
         current = conn.execute(
             sa.select(conflicts_table.c.status, conflicts_table.c.version)
@@ -722,25 +726,14 @@ def _apply_in_warp(
         if current is None or current.status != "open" or current.version != conflict.version:
             raise _ConflictMoved()
         holds = conn.execute(
-            sa.select(column).where(_customers.c.id == conflict.customer_id).with_for_update()
+            sa.select(_customers.c[rule.warp_field]).where(_customers.c.id == conflict.customer_id).with_for_update()
         ).first()
         if holds is None:
             raise _ConflictMoved()
         if review_text(rule, holds[0]) != warp_seen:
             raise _WarpMoved(holds[0])
-        moment: datetime = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
-        if write_warp:
-            conn.execute(
-                sa.update(_customers)
-                .where(_customers.c.id == conflict.customer_id)
-                .values({rule.warp_field: target.warp_value})
-            )
-        upsert_field_state(conn, [FieldStateUpdate(
-            conflict.customer_id, rule.warp_field,
-            agreed=StateValue(target.canonical, moment),
-            warp=StateValue(target.canonical, moment if write_warp else warp_at),
-            hubspot=StateValue(target.canonical, hubspot_at),
-        )], values_are_comparable=True)
+        # Closed first, as the person's resolution: the agreement the applier records then finds no open
+        # conflict to supersede.
         closed = close_open_conflict(
             conn, conflict.customer_id, rule.warp_field, status=RESOLVED, closed_by=actor,
             resolution=choice.value, resolved_value=target.canonical, expected_version=conflict.version,
@@ -748,21 +741,22 @@ def _apply_in_warp(
         if closed != conflict.id:  # cannot happen under the row lock; refuse rather than close another
             raise _ConflictMoved()
         action = f"RESOLVE_{choice.name}"
-        detail = {"choice": choice.value}
-        entries = []
+        detail = {"conflict_id": conflict.id, "conflict_version": conflict.version, "choice": choice.value}
+        (applied,) = apply_decisions(conn, [FieldDecision(
+            customer_id=conflict.customer_id, rule=rule,
+            decision=Decision(Action.WRITE_TO_WARP if write_warp else Action.IN_SYNC, Reason.EQUAL, target.canonical),
+            warp=Observed(holds[0], warp_at), hubspot=Observed(target.hubspot_text, hubspot_at),
+            warp_text=warp_seen, hubspot_text=target.canonical, read_at=None, agreed=conflict.agreed_value,
+            ban=conflict.ban, details=detail, audit_as=(action, MANUAL_RESOLUTION),
+            audited=write_warp or not write_hubspot,
+        )], by=Applier(Trigger.RESOLUTION, actor=actor))
+        if applied.outcome is Outcome.FAILED:
+            raise _WarpRefused(applied.code)  # the code only: the database's message can quote values
         if write_hubspot:
-            entries.append(_entry(conflict, rule, Outcome.APPLIED, actor, direction=Direction.WARP_TO_HUBSPOT,
+            log_sync(conn, _entry(conflict, rule, Outcome.APPLIED, actor, direction=Direction.WARP_TO_HUBSPOT,
                                   old_value=hubspot_seen, new_value=target.canonical, action=action,
-                                  details=detail))
-        if write_warp:
-            entries.append(_entry(conflict, rule, Outcome.APPLIED, actor, direction=Direction.HUBSPOT_TO_WARP,
-                                  old_value=warp_seen, new_value=target.canonical, action=action,
-                                  details=detail))
-        if not entries:  # both sides held it already: still record who closed the conflict, and how
-            entries.append(_entry(conflict, rule, Outcome.IN_SYNC, actor, new_value=target.canonical,
-                                  action=action, details=detail))
-        for entry in entries:
-            log_sync(conn, entry)
+                                  details={"choice": choice.value}))
+        moment: datetime = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
         version = conn.execute(
             sa.select(conflicts_table.c.version).where(conflicts_table.c.id == conflict.id)
         ).scalar_one()

@@ -57,6 +57,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     MATCH_BAN,
     MATCH_LINKED,
     MERGED_FROM,
+    OPEN_CONFLICTS,
     ORPHAN_KINDS,
     PAIR,
     STATE_WARP,
@@ -65,6 +66,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     col,
     equal,
     iso,
+    open_conflict_mask,
     parse_iso,
     rules_to_attr,
 )
@@ -83,7 +85,7 @@ def field_columns(field: str) -> list[str]:
 
 def difference_columns(rules: FieldRules) -> list[str]:
     head = [KIND, CUSTOMER_ID, BAN, COMPANY_ID, MATCH, LINK_STATUS, CUSTOMER_UPDATED_AT, COMPANY_UPDATED_AT,
-            COMPANY_NAME, DETAIL, MERGED_FROM]
+            COMPANY_NAME, DETAIL, MERGED_FROM, OPEN_CONFLICTS]
     return head + [name for field in rules for name in field_columns(field)]
 
 
@@ -293,6 +295,10 @@ def _compare_pairs(
     def hub_column(name: str) -> pd.Series:
         return hubspot[name].reset_index(drop=True) if hub_in_order else _take(hubspot[name], hub_rows)
 
+    # Frames pulled before the column existed have none: no field is in review for them.
+    has_reviews = OPEN_CONFLICTS in warp.columns and bool(warp[OPEN_CONFLICTS].notna().any())
+    no_reviews = np.zeros(n, dtype=bool)
+
     def compare(rule: FieldRule) -> tuple[np.ndarray, pd.Series, pd.Series, np.ndarray, np.ndarray]:
         field = rule.warp_field
         w_raw = warp_column(col(field, WARP_RAW))
@@ -303,12 +309,14 @@ def _compare_pairs(
         if rule.spec.type is FieldType.AMOUNT:
             other = np.flatnonzero(~h_fast)
             h_fast[other] = equal(_take(h_raw, other), hubspot_number_form(_take(agreed, other)))
-        # Rows where both raw values are the agreed text are equal and valid: nothing to normalise.
-        todo = np.flatnonzero(~(w_fast & h_fast))
+        in_review = open_conflict_mask(warp_column(OPEN_CONFLICTS), field) if has_reviews else no_reviews
+        # Rows where both raw values are the agreed text are equal and valid: nothing to normalise (unless a
+        # conflict is open there, which their agreement settles).
+        todo = np.flatnonzero(~(w_fast & h_fast) | in_review)
         w_val = _comparable_where(rule, w_raw, agreed, w_fast, todo)
         h_val = _comparable_where(rule, h_raw, agreed, h_fast, todo)
         differs = ~equal(w_val, h_val)
-        stale = ~differs & ~equal(agreed.take(todo).reset_index(drop=True), w_val)
+        stale = ~differs & (~equal(agreed.take(todo).reset_index(drop=True), w_val) | in_review[todo])
         return todo, w_val, h_val, differs, stale
 
     # Fields are independent and their work is mostly in Arrow and numpy kernels, which release the GIL.
@@ -339,6 +347,8 @@ def _compare_pairs(
         CUSTOMER_UPDATED_AT: _take(warp[CUSTOMER_UPDATED_AT], rows),
         COMPANY_UPDATED_AT: _take(hubspot[COMPANY_UPDATED_AT], hubs),
         COMPANY_NAME: _shown_names(warp, hubspot, rules, rows, hubs),
+        OPEN_CONFLICTS: (_take(warp[OPEN_CONFLICTS], rows) if has_reviews
+                         else pd.Series(None, index=range(len(rows)), dtype="str")),
     }
     updated = out[CUSTOMER_UPDATED_AT]
     for field, rule in rules.items():

@@ -38,7 +38,22 @@ COMPANY_NAME = "company_name_shown"  # a name to show in reports (WARP's, else H
 KIND = "kind"
 MATCH = "match"
 DETAIL = "detail"
+# The fields of a customer with an open conflict, as ",field,field," (NA: none). An in-sync field listed here is
+# an agreement to record even when it equals the agreed value: recording it closes the conflict it settles.
+OPEN_CONFLICTS = "open_conflicts"
 MERGED_FROM = "merged_from"  # company_merged rows: the ids HubSpot merged into the company (hs_merged_object_ids)
+
+
+
+def open_conflict_mask(values: pd.Series, field: str) -> np.ndarray:
+    """Rows (of an OPEN_CONFLICTS column) whose customer has an open conflict on this field."""
+    mask = np.zeros(len(values), dtype=bool)
+    listed = np.flatnonzero(values.notna().to_numpy(dtype=bool))
+    if len(listed):
+        token = f",{field},"
+        mask[listed] = [token in text for text in values.to_numpy(dtype=object)[listed]]
+    return mask
+
 
 # The HubSpot property holding the BAN (a unique property; the ban fallback joins on it).
 BAN_PROPERTY = "warp_ban"

@@ -46,12 +46,14 @@ from warp_sync_pipeline.core.reconcile.frames import (
     MATCH,
     MATCH_BAN,
     MERGED_FROM,
+    OPEN_CONFLICTS,
     PAIR,
     WARP_RAW,
     col,
     equal,
     iso,
     now_utc,
+    open_conflict_mask,
 )
 from warp_sync_pipeline.core.reconcile.history import CHANGED_AT, PROPERTY
 from warp_sync_pipeline.core.reconcile.options import BrakeStats
@@ -102,7 +104,10 @@ def build_plan(
         action = decisions[col(field, "action")]
         w, h, a = (pairs[col(field, part)] for part in (WARP, HUBSPOT, AGREED))
         is_change = (action != Action.IN_SYNC.value).to_numpy(dtype=bool)
-        is_agreement = ~is_change & ~equal(a, w)
+        in_review = (open_conflict_mask(pairs[OPEN_CONFLICTS], field) if OPEN_CONFLICTS in pairs.columns
+                     else np.zeros(len(pairs), dtype=bool))
+        # A new agreement, or one that settles an open conflict (recording it closes the conflict).
+        is_agreement = ~is_change & (~equal(a, w) | in_review)
         rows = np.flatnonzero(is_change | is_agreement)
         if not len(rows):
             continue

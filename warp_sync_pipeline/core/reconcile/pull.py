@@ -31,6 +31,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     CUSTOMER_ID,
     CUSTOMER_UPDATED_AT,
     LINK_STATUS,
+    OPEN_CONFLICTS,
     STATE_WARP,
     STATE_WARP_CHANGED_AT,
     WARP_RAW,
@@ -92,6 +93,12 @@ def _page_sql(rules: FieldRules, quote: Callable[[str], str], params: dict[str, 
     """
 
 
+_OPEN_CONFLICTS = sa.text(
+    "SELECT customer_id::text, ',' || string_agg(warp_field, ',') || ',' FROM hubspot_conflicts "
+    "WHERE status = 'open' GROUP BY customer_id"
+)
+
+
 def pull_warp_customers(
     engine: sa.Engine,
     rules: FieldRules,
@@ -131,6 +138,11 @@ def pull_warp_customers(
                     progress(f"WARP pull: {total:,} customers")
                 if len(rows) < page_size:
                     break
+            # In the pages' snapshot: which customers' fields wait in review (few; one statement).
+            listed = dict(conn.execute(_OPEN_CONFLICTS).all())
+    columns[OPEN_CONFLICTS] = [listed.get(customer) for customer in columns[CUSTOMER_ID]] if listed \
+        else [None] * total
+    names = [*names, OPEN_CONFLICTS]
     times = [CUSTOMER_UPDATED_AT, CUSTOMER_CREATED_AT] + [name for name in names if name.endswith(STATE_WARP_CHANGED_AT)]
     frame = in_company_order(_typed(pd.DataFrame(columns, columns=names), times=times, epoch_us=True))
     frame.attrs = {ATTR_PULLED_AT: iso(pulled_at), ATTR_RULES: rules_to_attr(rules)}

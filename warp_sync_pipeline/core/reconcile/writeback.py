@@ -19,11 +19,9 @@ into the summary, not an exception, so the report always runs.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -31,9 +29,8 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
-from warp_sync_pipeline.core.conflicts import open_or_update_conflict
-from warp_sync_pipeline.core.decision import Action, Observed
-from warp_sync_pipeline.core.failures import error_code
+from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason
+from warp_sync_pipeline.core.failures import describe_failure, error_code
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import (
@@ -47,10 +44,8 @@ from warp_sync_pipeline.core.leases import BulkLease, CustomerBusy, acquire_cust
 from warp_sync_pipeline.core.ledger import LedgeredUpdate, update_companies_ledger_first
 from warp_sync_pipeline.core.links import LinkStatus, follow_merge, link_unlinked
 from warp_sync_pipeline.core.normalize import (
-    FieldType,
     InvalidFieldValue,
     comparable,
-    from_hubspot,
     to_hubspot,
 )
 from warp_sync_pipeline.core.reconcile.diff import bare
@@ -86,13 +81,25 @@ from warp_sync_pipeline.core.reconcile.plan import (
     HUBSPOT_PROPERTY,
     HUBSPOT_RAW_VALUE,
     HUBSPOT_TIME,
+    HUBSPOT_VALUE,
     REASON,
     VALUE,
     WARP_RAW_VALUE,
     WARP_TIME,
+    WARP_VALUE,
     brake_stats,
 )
-from warp_sync_pipeline.core.sync_tables import customer_company_id, customers, mark_from_hubspot
+from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
+from warp_sync_pipeline.core.warp_apply import (
+    CONFLICT_OPENED,
+    CONFLICT_UPDATED,
+    CUSTOMER_GONE,
+    WARP_CHANGED,
+    Applied,
+    Applier,
+    FieldDecision,
+    apply_decisions,
+)
 
 log = logging.getLogger("warp_sync.reconcile")
 
@@ -106,9 +113,7 @@ FAILED = "failed"
 NOT_WRITTEN = "not_written"
 # Why a record was skipped.
 HUBSPOT_CHANGED = "HUBSPOT_CHANGED_SINCE_PULL"
-WARP_CHANGED = "WARP_CHANGED_SINCE_PULL"
 COMPANY_GONE = "COMPANY_GONE"
-CUSTOMER_GONE = "CUSTOMER_GONE"
 LINK_TAKEN = "LINK_TAKEN"
 LINK_CHANGED = "LINK_CHANGED_SINCE_PULL"
 ALREADY_FOLLOWED = "MERGE_ALREADY_FOLLOWED"
@@ -118,7 +123,6 @@ MERGE_LEASE_TTL = timedelta(seconds=60)
 WRITTEN = "written"
 NOTHING_TO_WRITE = "nothing_to_write"
 
-_SQL_TYPE = {FieldType.AMOUNT: "numeric", FieldType.SERVICES: "jsonb"}
 _LOG_OUTCOME = {APPLIED: Outcome.APPLIED, SKIPPED: Outcome.SKIPPED, FAILED: Outcome.FAILED}
 
 
@@ -170,17 +174,6 @@ def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 def _same_text(current: object, pulled: object) -> bool:
     return text_or_none(current) == text_or_none(pulled)
-
-
-def _failure(exc: BaseException) -> tuple[str, str]:
-    """(code, message) of a failure, fit for the report: a database error gives its SQLSTATE and the first
-    line of its message only (the lines after it, and SQLAlchemy's text, can quote row values)."""
-    if isinstance(exc, sa.exc.SQLAlchemyError):
-        orig = getattr(exc, "orig", None)
-        state = getattr(orig, "pgcode", None)
-        first = str(orig).splitlines()[0] if orig is not None and str(orig) else type(exc).__name__
-        return (f"PG_{state}" if state else "DATABASE_ERROR"), first
-    return error_code(exc), str(exc)
 
 
 def _audit(row: Mapping[str, Any], outcome: Outcome, *, direction: Direction | None, run_id: str | None,
@@ -255,7 +248,7 @@ def write_to_hubspot(
             summary["reason"] = f"HubSpot refused the credentials ({error_code(exc)}); the write-back stopped."
             break
         except (HubSpotError, sa.exc.SQLAlchemyError) as exc:
-            code, message = _failure(exc)
+            code, message = describe_failure(exc)
             log.warning("HubSpot write-back chunk failed: %s", code)
             summary["records"] += [_record(r, FAILED, new=_hubspot_text(rules, r), code=code, message=message)
                                    for r in chunk_rows]
@@ -490,7 +483,7 @@ def write_to_warp(
                                      pulled_at=_pulled_at(plan, now))
         except sa.exc.SQLAlchemyError as exc:
             # The whole chunk rolled back; its records fail with the database's reason.
-            code, message = _failure(exc)
+            code, message = describe_failure(exc)
             log.warning("WARP write-back chunk failed: %s", code)
             result = {
                 "records": [_record(r, FAILED, new=r[VALUE], code=code, message=message, old_column=WARP_RAW_VALUE)
@@ -565,7 +558,7 @@ def _follow_merges(engine: sa.Engine, rows: list[dict[str, Any]], *, run_id: str
             out.append(_record(row, SKIPPED, code=CustomerBusy.code, message=str(busy)))
             continue
         except sa.exc.SQLAlchemyError as exc:
-            code, message = _failure(exc)
+            code, message = describe_failure(exc)
             out.append(_record(row, FAILED, code=code, message=message))
             continue
         finally:
@@ -594,79 +587,62 @@ def _warp_chunk(
     now: datetime,
     pulled_at: datetime,
 ) -> dict[str, Any]:
-    # The no-echo marker: these values came from HubSpot, so the outbound trigger must not queue them back.
-    mark_from_hubspot(conn)
     name_writer(conn, actor=ACTOR, run_id=run_id)
     ids = sorted({str(r[CUSTOMER_ID]) for rows in part.values() for r in rows})
     # Present customers, held against deletion until the chunk commits (FOR KEY SHARE blocks no update).
     present = set(conn.execute(
         sa.text("SELECT id::text FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) FOR KEY SHARE"), {"ids": ids}
     ).scalars())
-    entries: list[SyncLogEntry] = []
-    states: list[FieldStateUpdate] = []
-
     links = _link(conn, part["links"], present)
-    for row, record in zip(part["links"], links, strict=True):
-        entries.append(_audit(row, _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED), direction=None,
-                              run_id=run_id, code=record["code"], message=record["message"],
-                              details={"link": "by BAN"}))
+    log_sync_many(conn, [
+        _audit(row, _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED), direction=None, run_id=run_id,
+               code=record["code"], message=record["message"], details={"link": "by BAN"})
+        for row, record in zip(part["links"], links, strict=True)])
 
-    records = []
-    by_field: dict[str, list[dict[str, Any]]] = {}
-    for row in part["writes"]:
-        by_field.setdefault(row[FIELD], []).append(row)
-    for field, rows in by_field.items():
-        records += _update_field(conn, rules[field], rows, present)
-    for row, record in zip(_matching(part["writes"], records), records, strict=True):
-        outcome = _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED)
-        entries.append(_audit(row, outcome, direction=Direction.HUBSPOT_TO_WARP, run_id=run_id,
-                              new_value=row[VALUE], code=record["code"], message=record["message"]))
-        if record["outcome"] == APPLIED:
-            value = text_or_none(row[VALUE])
-            # As the drain and the webhook path record a write to WARP: HubSpot's part too, with its change time
-            # where history gave one, else the pull's (HubSpot held the value then; a part without a time would
-            # erase a known one).
-            states.append(FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(value, now),
-                                           warp=StateValue(value, now),
-                                           hubspot=StateValue(value, time_or_none(row[HUBSPOT_TIME]) or pulled_at)))
-
-    conflicts, opened, updated = [], 0, 0
-    for row in part["conflicts"]:
-        if str(row[CUSTOMER_ID]) not in present:
-            conflicts.append(_record(row, SKIPPED, code=CUSTOMER_GONE, message="the customer is gone from WARP"))
-            continue
-        rule = rules[row[FIELD]]
-        ref = open_or_update_conflict(
-            conn,
-            customer_id=row[CUSTOMER_ID],
-            rule=rule,
-            reason=row[REASON],
-            agreed=text_or_none(row[AGREED_VALUE]),
-            warp=Observed(text_or_none(row[WARP_RAW_VALUE]), time_or_none(row[WARP_TIME])),
-            hubspot=Observed(text_or_none(row[HUBSPOT_RAW_VALUE]), time_or_none(row[HUBSPOT_TIME])),
-            detected_by=ACTOR,
-            run_id=run_id,
-        )
-        opened += ref.opened
-        updated += not ref.opened
-        conflicts.append(_record(row, APPLIED, code="CONFLICT_OPENED" if ref.opened else "CONFLICT_UPDATED",
-                                 message=f"review item {ref.id}"))
-        entries.append(_audit(row, Outcome.CONFLICT, direction=None, run_id=run_id,
-                              details={"conflict_id": ref.id, "opened": ref.opened}))
-
-    for row in part["invalid"]:
-        entries.append(_audit(row, Outcome.SKIPPED, direction=None, run_id=run_id,
-                              code=text_or_none(row[ERROR_CODE]), message=text_or_none(row[ERROR])))
-
-    agreements = [row for row in part["agreements"] if str(row[CUSTOMER_ID]) in present]
-    states += [FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(text_or_none(row[VALUE]), pulled_at))
-               for row in agreements]
-    if states:
-        record_field_state(conn, [s for s in states if str(s.customer_id) in present], closed_by=ACTOR,
-                           values_are_comparable=True)
-    log_sync_many(conn, entries)
+    # Every decision over a field goes through the one applier (core.warp_apply), as the live flows' do.
+    decided = [*part["writes"], *part["conflicts"], *part["invalid"], *part["agreements"]]
+    outcomes = apply_decisions(conn, [_field_decision(row, rules, pulled_at) for row in decided],
+                               by=Applier(Trigger.RECONCILIATION, run_id=run_id))
+    applied = dict(zip((id(row) for row in decided), outcomes, strict=True))
+    records = [_write_record(row, applied[id(row)]) for row in part["writes"]]
+    conflicts = [_conflict_record(row, applied[id(row)]) for row in part["conflicts"]]
+    opened = sum(1 for row in part["conflicts"] if applied[id(row)].code == CONFLICT_OPENED)
+    updated = sum(1 for row in part["conflicts"] if applied[id(row)].code == CONFLICT_UPDATED)
+    agreements = sum(1 for row in part["agreements"] if applied[id(row)].outcome is Outcome.IN_SYNC)
     return {"records": records, "conflicts": conflicts, "links": links, "opened": opened, "updated": updated,
-            "agreements": len(agreements), "invalid": len(part["invalid"])}
+            "agreements": agreements, "invalid": len(part["invalid"])}
+
+
+def _field_decision(row: Mapping[str, Any], rules: FieldRules, pulled_at: datetime) -> FieldDecision:
+    """A plan row as the decision the applier carries out (the plan holds decide_frame's choice, spelled out)."""
+    rule = rules[row[FIELD]]
+    code = text_or_none(row.get(ERROR_CODE))
+    error = InvalidFieldValue(rule.warp_field, code, text_or_none(row.get(ERROR)) or code) if code else None
+    return FieldDecision(
+        customer_id=str(row[CUSTOMER_ID]),
+        rule=rule,
+        decision=Decision(Action(row[ACTION]), Reason(row[REASON]), text_or_none(row[VALUE]), error),
+        warp=Observed(text_or_none(row[WARP_RAW_VALUE]), time_or_none(row[WARP_TIME])),
+        hubspot=Observed(text_or_none(row[HUBSPOT_RAW_VALUE]), time_or_none(row[HUBSPOT_TIME])),
+        warp_text=text_or_none(row[WARP_VALUE]),
+        hubspot_text=text_or_none(row[HUBSPOT_VALUE]),
+        read_at=pulled_at,
+        agreed=text_or_none(row[AGREED_VALUE]),
+        ban=text_or_none(row.get(BAN)),
+        details={"company_id": text_or_none(row.get(COMPANY_ID))},
+    )
+
+
+_RECORD_OUTCOME = {Outcome.APPLIED: APPLIED, Outcome.CONFLICT: APPLIED, Outcome.FAILED: FAILED}
+
+
+def _write_record(row: Mapping[str, Any], applied: Applied) -> dict[str, Any]:
+    return _record(row, _RECORD_OUTCOME.get(applied.outcome, SKIPPED), new=row[VALUE], code=applied.code,
+                   message=applied.message, old_column=WARP_RAW_VALUE)
+
+
+def _conflict_record(row: Mapping[str, Any], applied: Applied) -> dict[str, Any]:
+    return _record(row, _RECORD_OUTCOME.get(applied.outcome, SKIPPED), code=applied.code, message=applied.message)
 
 
 def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) -> list[dict[str, Any]]:
@@ -691,73 +667,3 @@ def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) ->
     return out
 
 
-def warp_value_text(rule: FieldRule, hubspot_raw: object) -> str | None:
-    """HubSpot's string as the text WARP's column takes (amounts plain, services as JSON); None clears."""
-    value = from_hubspot(rule.spec, text_or_none(hubspot_raw))
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def _update_field(conn: sa.Connection, rule: FieldRule, rows: list[dict[str, Any]],
-                  present: set[str]) -> list[dict[str, Any]]:
-    """Compare-and-set one column for many customers in one statement; a row the database refuses is then
-    isolated (one savepoint per row) so the others still land and it fails alone with its reason."""
-    quote = conn.dialect.identifier_preparer.quote
-    column = quote(rule.warp_field)  # a validated column of customers (load_rules)
-    sql_type = _SQL_TYPE.get(rule.spec.type, "text")
-    statement = sa.text(
-        f"""
-        UPDATE customers AS c SET {column} = CAST(v.new AS {sql_type})
-        FROM unnest(CAST(:ids AS uuid[]), CAST(:pulled AS text[]), CAST(:new AS text[])) AS v(id, pulled, new)
-        WHERE c.id = v.id AND c.{column}::text IS NOT DISTINCT FROM v.pulled
-        RETURNING c.id::text
-        """
-    )
-    records: list[dict[str, Any]] = []
-    ready: list[tuple[dict[str, Any], str | None]] = []
-    for row in rows:
-        try:
-            ready.append((row, warp_value_text(rule, row[HUBSPOT_RAW_VALUE])))
-        except InvalidFieldValue as exc:
-            records.append(_record(row, FAILED, new=row[VALUE], code=exc.code, message=exc.message,
-                                   old_column=WARP_RAW_VALUE))
-
-    def run(batch: list[tuple[dict[str, Any], str | None]]) -> set[str]:
-        return set(conn.execute(statement, {
-            "ids": [str(r[CUSTOMER_ID]) for r, _ in batch],
-            "pulled": [text_or_none(r[WARP_RAW_VALUE]) for r, _ in batch],
-            "new": [value for _, value in batch],
-        }).scalars())
-
-    failed: dict[str, tuple[str, str]] = {}
-    try:
-        with conn.begin_nested():
-            applied = run(ready)
-    except sa.exc.DBAPIError:
-        applied = set()
-        for item in ready:
-            try:
-                with conn.begin_nested():
-                    applied |= run([item])
-            except sa.exc.DBAPIError as exc:
-                failed[str(item[0][CUSTOMER_ID])] = _failure(exc)
-    for row, _ in ready:
-        customer = str(row[CUSTOMER_ID])
-        if customer in applied:
-            records.append(_record(row, APPLIED, new=row[VALUE], old_column=WARP_RAW_VALUE))
-        elif customer in failed:
-            code, message = failed[customer]
-            records.append(_record(row, FAILED, new=row[VALUE], code=code, message=message, old_column=WARP_RAW_VALUE))
-        elif customer not in present:
-            records.append(_record(row, SKIPPED, new=row[VALUE], code=CUSTOMER_GONE,
-                                   message="the customer is gone from WARP since the pull", old_column=WARP_RAW_VALUE))
-        else:
-            records.append(_record(row, SKIPPED, new=row[VALUE], code=WARP_CHANGED,
-                                   message="WARP's value changed after the pull; left to the live flows",
-                                   old_column=WARP_RAW_VALUE))
-    return records
