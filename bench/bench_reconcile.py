@@ -260,7 +260,7 @@ def bench_diff(args: argparse.Namespace) -> None:
         if resettable:
             peak = (_status_kb("VmHWM") - before) / 1024
     best, median = min(timings), statistics.median(timings)
-    counts = plan.attrs["counts"]
+    counts = plan.attrs.counts
     print(f"diff + plan: best {best:.3f} s, median {median:.3f} s over {args.repeat} ({', '.join(f'{t:.3f}' for t in timings)})")
     print(f"  pairs {counts['pairs']:,}, differing {counts['pairs_differing']:,}, fields differing "
           f"{counts['fields_differing']:,}, history companies {history[COMPANY_ID].nunique():,}, plan rows {len(plan):,}")
@@ -363,7 +363,7 @@ def bench_e2e(args: argparse.Namespace) -> None:
             report = result.output_for_node("reconciliation_report")
             n = len(seeded.data.companies) - sum(1 for c in seeded.data.companies if c.archived)
             d = result.output_for_node("hubspot_property_history")[COMPANY_ID].nunique()
-            w = len({r["company_id"] for r in result.output_for_node("hubspot_writeback")["records"]})
+            w = len({r.company_id for r in result.output_for_node("hubspot_writeback").records})
             budget = math.ceil(n / 100) + math.ceil(d / 50) + 2 * math.ceil(w / 100)
             print(f"wall time {wall:.1f} s for {args.customers:,} customers; peak RSS {peak / 1024:.0f} MiB "
                   f"(+{(peak - rss_before) / 1024:.0f} MiB over the process before the run)")
@@ -374,7 +374,7 @@ def bench_e2e(args: argparse.Namespace) -> None:
                   f"bound ceil(N/100)+ceil(D/50)+2ceil(W/100) = {budget})")
             for endpoint, count in sorted(calls["by_endpoint"].items()):
                 print(f"  {endpoint}: {count}")
-            print("counts:", {k: v for k, v in report["counts"].items() if v})
+            print("counts:", {k: v for k, v in report.counts.items() if v})
             with engine.connect() as conn:
                 print("run row:", conn.execute(sa.text("SELECT status FROM hubspot_reconciliation_runs")).scalar_one())
             engine.dispose()

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from warp_sync_pipeline.core.settings import SettingsError
+
+if TYPE_CHECKING:
+    from warp_sync_pipeline.core.reconcile.results import Report
 
 
 def _dagster_ui() -> str:
@@ -44,6 +47,7 @@ def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from warp_sync_pipeline.core.db import make_engine
+    from warp_sync_pipeline.core.reconcile.results import Report
     from warp_sync_pipeline.core.reconciliation_runs import get_run, mark_failed
     from warp_sync_pipeline.devstack.runtime import ensure_runtime
     from warp_sync_pipeline.runs import DRY_RUN_TAG, RECONCILIATION_JOB_NAME
@@ -81,7 +85,8 @@ def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
     finally:
         engine.dispose()
     # The report as the run made it (the stored JSON keeps its keys in jsonb's order, not the report's).
-    report = result.output_for_node("reconciliation_report") or (record.report if record else None) or {}
+    made = result.output_for_node("reconciliation_report") or (record.report if record else None)
+    report = Report.read(made) if made else None
     email = _email_outcome(result)
     _print_summary(run_id, record.status if record else "unknown", report, email, time.monotonic() - started)
 
@@ -94,16 +99,16 @@ def _email_outcome(result: Any) -> str:
     return "unknown"
 
 
-def _print_summary(run_id: str, status: str, report: dict[str, Any], email: str, seconds: float) -> None:
-    counts = report.get("counts", {})
+def _print_summary(run_id: str, status: str, report: Report | None, email: str, seconds: float) -> None:
+    counts = report.counts if report else {}
     width = max((len(name) for name in counts), default=10)
-    click.echo(f"    run {run_id}: {status}{' (dry run)' if report.get('dry_run') else ''} in {seconds:.1f}s")
+    click.echo(f"    run {run_id}: {status}{' (dry run)' if report and report.dry_run else ''} in {seconds:.1f}s")
     click.echo("")
     for name, value in counts.items():
         click.echo(f"    {name.replace('_', ' '):<{width}}  {value:>10,}")
-    for alert in report.get("alerts", []):
+    for alert in report.alerts if report else []:
         click.echo(f"    ALERT: {alert}")
-    for note in report.get("notes", []):
+    for note in report.notes if report else []:
         click.echo(f"    note: {note}")
     click.echo("")
     click.echo(f"report:    hubspot_reconciliation_runs row {run_id} (columns report, report_markdown)")

@@ -2,6 +2,7 @@
 sandbox and an aiosmtpd server; the run row, the report in the UI and by email, the checks, the dry run."""
 
 # No `from __future__ import annotations`: kept like the other Dagster test modules.
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from tests.plugins.reconcile import DEMO_CUSTOMERS
 from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline.core import reconciliation_runs as runs
 from warp_sync_pipeline.core.hubspot import HubSpotClient
+from warp_sync_pipeline.core.reconcile.results import Report, WriteBackSummary, from_stored
 from warp_sync_pipeline.defs.reconciliation import (
     RECONCILIATION_ASSETS,
     ReconciliationSettings,
@@ -103,6 +105,18 @@ def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
     stored = pd.read_parquet(tmp_path / "reconciliation_plan.parquet")
     assert {"pulled_at", "planned_at", "rules", "counts", "brake"} <= set(stored.attrs)
     assert stored.attrs["brake"]["records_compared"] == record.counts["pairs_compared"]
+    # The typed results too: stored once as JSON, read back (as the report asset's annotated inputs were, which
+    # Dagster type-checked) as the same type, losing nothing.
+    stored_json = {node: json.loads((tmp_path / f"{node}.json").read_text())
+                   for node in ("hubspot_writeback", "warp_writeback", "reconciliation_report")}
+    loaded = {node: from_stored(value) for node, value in stored_json.items()}
+    assert isinstance(loaded["hubspot_writeback"], WriteBackSummary) and loaded["hubspot_writeback"].side == "hubspot"
+    assert isinstance(loaded["warp_writeback"], WriteBackSummary) and loaded["warp_writeback"].side == "warp"
+    assert isinstance(loaded["reconciliation_report"], Report)
+    assert {node: value.to_json() for node, value in loaded.items()} == stored_json
+    assert loaded["reconciliation_report"].counts == record.counts
+    assert loaded["hubspot_writeback"].applied == record.counts["changes_written_to_hubspot"]
+    assert loaded["warp_writeback"].links.applied == record.counts["customers_linked_by_ban"] > 0
 
     checks = _checks(result)
     assert checks == {
@@ -141,12 +155,12 @@ def test_the_checks_fail_on_data_made_to_fail_them(
     assert result.success  # failed writes are in the summaries, not exceptions
     assert set(_checks(result).values()) == {False}
     warp = result.output_for_node("warp_writeback")
-    [failed] = [r for r in warp["records"] if r["outcome"] == "failed"]
-    assert failed["field"] == "payment_terms" and failed["code"] == "PG_23514"
-    assert warp["applied"] == warp["planned"] - 1  # the other rows of the chunk landed
+    [failed] = [r for r in warp.records if r.outcome == "failed"]
+    assert failed.field == "payment_terms" and failed.code == "PG_23514"
+    assert warp.applied == warp.planned - 1  # the other rows of the chunk landed
     hubspot = result.output_for_node("hubspot_writeback")
-    refused = [r for r in hubspot["records"] if r["outcome"] == "failed"]
-    assert refused and {(r["field"], r["code"]) for r in refused} == {("status", "INVALID_OPTION")}
+    refused = [r for r in hubspot.records if r.outcome == "failed"]
+    assert refused and {(r.field, r.code) for r in refused} == {("status", "INVALID_OPTION")}
     record = runs.get_run(engine, result.run_id)
     assert record.counts["write_errors"] == len(refused) + 1
     assert any(f"{len(refused) + 1} write(s) failed" in alert for alert in record.report["alerts"])

@@ -51,6 +51,7 @@ from typing import Any
 import jinja2
 from tabulate import tabulate
 
+from warp_sync_pipeline.core.reconcile.results import Report
 from warp_sync_pipeline.core.settings import (
     SettingsError,
     get_bool,
@@ -283,47 +284,37 @@ def _safe_run_id(run_id: Any) -> str | None:
     return text if _SAFE_RUN_ID.match(text) else None
 
 
-def _prepare(report: Mapping[str, Any], max_rows: int) -> dict[str, Any]:
-    """Validate the report dict and turn every value into clean text."""
-    if not isinstance(report, Mapping):
-        raise TypeError("the report must be a dict")
-    status = clean_value(report.get("status") or "")
-    counts_raw = report.get("counts") or {}
-    if not isinstance(counts_raw, Mapping):
-        raise TypeError("report['counts'] must be a dict of name -> number")
+def _prepare(report: Report | Mapping[str, Any], max_rows: int) -> dict[str, Any]:
+    """The report with every value turned into clean text (values are data: HubSpot's and WARP's)."""
+    read = Report.read(report)
     sections: list[_Section] = []
-    for number, raw in enumerate(report.get("sections") or [], start=1):
-        if not isinstance(raw, Mapping):
-            raise TypeError(f"report section {number} must be a dict")
-        columns = [clean_value(c) for c in raw.get("columns") or []]
-        all_rows = list(raw.get("rows") or [])
+    for number, raw in enumerate(read.sections, start=1):
+        columns = [clean_value(c) for c in raw.columns]
         rows: list[list[str]] = []
-        for row in all_rows[:max_rows]:
-            cells = [clean_value(v) for v in (row.values() if isinstance(row, Mapping) else row)]
+        for row in raw.rows[:max_rows]:
+            cells = [clean_value(v) for v in row]
             width = max(len(columns), len(cells))
             rows.append(cells + [""] * (width - len(cells)))
         if rows and len(columns) < len(rows[0]):
             columns += [""] * (len(rows[0]) - len(columns))
-        total = raw.get("total_rows")
-        total_rows = int(total) if isinstance(total, int) and total >= len(all_rows) else len(all_rows)
         sections.append(
             _Section(
-                title=clean_value(raw.get("title") or f"Table {number}"),
-                note=clean_value(raw.get("note") or "", max_chars=1000),
+                title=clean_value(raw.title or f"Table {number}"),
+                note=clean_value(raw.note, max_chars=1000),
                 columns=columns,
                 rows=rows,
-                total_rows=total_rows,
+                total_rows=max(raw.total_rows, len(raw.rows)),
             )
         )
     return {
-        "run_id": clean_value(report.get("run_id") or "unknown"),
-        "dry_run": bool(report.get("dry_run")),
-        "status": status or "unknown",
-        "started_at": _format_time(report.get("started_at")),
-        "finished_at": _format_time(report.get("finished_at")),
-        "counts": [(humanize(str(k)), _format_count(v)) for k, v in counts_raw.items()],
-        "alerts": [clean_value(a, max_chars=2000) for a in report.get("alerts") or []],
-        "notes": [clean_value(n, max_chars=2000) for n in report.get("notes") or []],
+        "run_id": clean_value(read.run_id),
+        "dry_run": read.dry_run,
+        "status": clean_value(read.status) or "unknown",
+        "started_at": _format_time(read.started_at),
+        "finished_at": _format_time(read.finished_at),
+        "counts": [(humanize(str(k)), _format_count(v)) for k, v in read.counts.items()],
+        "alerts": [clean_value(a, max_chars=2000) for a in read.alerts],
+        "notes": [clean_value(n, max_chars=2000) for n in read.notes],
         "sections": sections,
     }
 
@@ -361,22 +352,22 @@ class RenderedEmail:
     html: str
 
 
-def report_subject(report: Mapping[str, Any]) -> str:
+def report_subject(report: Report | Mapping[str, Any]) -> str:
     """Only our own words and a validated run id: nothing from HubSpot reaches a header."""
-    status = report.get("status")
-    parts = ["[warp-sync] Reconciliation", status if status in REPORT_STATUSES else "report"]
-    if report.get("dry_run"):
+    read = Report.read(report)
+    parts = ["[warp-sync] Reconciliation", read.status if read.status in REPORT_STATUSES else "report"]
+    if read.dry_run:
         parts.append("(dry run)")
-    run_id = _safe_run_id(report.get("run_id"))
+    run_id = _safe_run_id(read.run_id)
     if run_id:
         parts.append(f"- run {run_id[:8]}")
-    alerts = report.get("alerts") or []
+    alerts = read.alerts
     if alerts:
         parts.append(f"- {len(alerts)} alert{'s' if len(alerts) != 1 else ''}")
     return " ".join(parts)
 
 
-def render_report_email(report: Mapping[str, Any], *, max_rows: int = EMAIL_MAX_ROWS_PER_SECTION) -> RenderedEmail:
+def render_report_email(report: Report | Mapping[str, Any], *, max_rows: int = EMAIL_MAX_ROWS_PER_SECTION) -> RenderedEmail:
     view = _prepare(report, max_rows)
     subject = report_subject(report)
     context = {"r": view, "subject": subject}
@@ -387,7 +378,7 @@ def render_report_email(report: Mapping[str, Any], *, max_rows: int = EMAIL_MAX_
     )
 
 
-def render_markdown(report: Mapping[str, Any], *, max_rows: int = MARKDOWN_MAX_ROWS_PER_SECTION) -> str:
+def render_markdown(report: Report | Mapping[str, Any], *, max_rows: int = MARKDOWN_MAX_ROWS_PER_SECTION) -> str:
     """The report as Markdown for Dagster metadata (`MetadataValue.md`); every value escaped."""
     view = _prepare(report, max_rows)
     md = escape_markdown
@@ -553,7 +544,7 @@ def send_message(
 
 
 def send_report(
-    report: Mapping[str, Any],
+    report: Report | Mapping[str, Any],
     settings: EmailSettings,
     *,
     ssl_context: ssl.SSLContext | None = None,

@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.email import FailureAlert, render_markdown
+from warp_sync_pipeline.core.reconcile.results import Report
 
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -239,7 +240,7 @@ def finish_run(
     engine: sa.Engine,
     run_id: str,
     counts: Mapping[str, Any],
-    report: Mapping[str, Any],
+    report: Report | Mapping[str, Any],
     status: str = SUCCEEDED,
     *,
     report_markdown: str | None = None,
@@ -247,7 +248,7 @@ def finish_run(
 ) -> RunRecord:
     """Finish a running row with its counts and report; returns the row as it now stands.
 
-    `report` is the dict `core.email` renders; its Markdown is rendered here unless given. A row
+    `report` is a `Report` (or its JSON), which `core.email` renders; its Markdown is rendered here unless given. A row
     that is already finished is left as it was (check `.status` on the result): a run the
     sensors marked failed is never turned into a success. Raises `ReconciliationRunError`
     (`RECONCILIATION_RUN_NOT_STARTED`) when no row exists: `start_run` comes first.
@@ -256,8 +257,9 @@ def finish_run(
         raise ReconciliationRunError(
             "INVALID_RUN_STATUS", f"a run finishes as one of {', '.join(FINISHED_STATUSES)}, not {status!r}"
         )
-    if not isinstance(report, Mapping):
-        raise ReconciliationRunError("INVALID_REPORT", "the report must be a dict")
+    if not isinstance(report, Report | Mapping):
+        raise ReconciliationRunError("INVALID_REPORT", "the report must be a Report or its JSON")
+    report = report.to_json() if isinstance(report, Report) else report
     if report_markdown is None:
         report_markdown = render_markdown(report)
     params = {

@@ -47,6 +47,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     rules_to_attr,
 )
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom
+from warp_sync_pipeline.core.reconcile.results import Report, WriteBackSummary
 from warp_sync_pipeline.core.reconciliation_runs import finish_run, get_run, start_run
 from warp_sync_pipeline.core.settings import SettingsError, get_float, get_timezone
 from warp_sync_pipeline.resources.database import DatabaseResource
@@ -168,27 +169,25 @@ def _log(context: dg.AssetExecutionContext) -> Callable[[str], None]:
     return context.log.info
 
 
-def _summary_metadata(summary: dict[str, Any]) -> dict[str, Any]:
+def _summary_metadata(summary: WriteBackSummary) -> dict[str, Any]:
     metadata: dict[str, Any] = {
-        "status": summary["status"],
-        "planned": summary["planned"],
-        "applied": summary["applied"],
-        "skipped": summary["skipped"],
-        "failed": summary["failed"],
-        "errors": summary["errors"],
+        "status": summary.status,
+        "planned": summary.planned,
+        "applied": summary.applied,
+        "skipped": summary.skipped,
+        "failed": summary.failed,
+        "errors": summary.errors,
     }
-    if summary.get("reason"):
-        metadata["reason"] = summary["reason"]
+    if summary.reason:
+        metadata["reason"] = summary.reason
     return metadata
 
 
-def _errors_check(spec: dg.AssetCheckSpec, summary: dict[str, Any]) -> dg.AssetCheckResult:
-    failures = [r for r in summary["records"] if r["outcome"] == "failed"]
-    for part in ("conflicts", "links", "merges"):
-        failures += [r for r in summary.get(part, {}).get("records", []) if r["outcome"] == "failed"]
+def _errors_check(spec: dg.AssetCheckSpec, summary: WriteBackSummary) -> dg.AssetCheckResult:
+    failures = list(summary.failures())
     codes: dict[str, int] = {}
     for record in failures:
-        codes[str(record["code"])] = codes.get(str(record["code"]), 0) + 1
+        codes[str(record.code)] = codes.get(str(record.code), 0) + 1
     return dg.AssetCheckResult(
         check_name=spec.name,
         passed=not failures,
@@ -333,8 +332,8 @@ def hubspot_writeback(
         reconciliation_plan, client=hubspot.client, engine=db.engine, rules=rules_from_attr(reconciliation_plan),
         options=options, run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
     )
-    if summary["reason"]:
-        context.log.warning(summary["reason"])
+    if summary.reason:
+        context.log.warning(summary.reason)
     return dg.MaterializeResult(value=summary, metadata=_summary_metadata(summary),
                                 check_results=[_errors_check(HUBSPOT_WRITEBACK_WITHOUT_ERRORS, summary)])
 
@@ -352,19 +351,19 @@ def warp_writeback(
         run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
     )
     metadata = _summary_metadata(summary)
-    metadata.update(conflicts_opened=summary["conflicts"]["opened"], conflicts_updated=summary["conflicts"]["updated"],
-                    customers_linked=summary["links"].get("applied", 0),
-                    customers_following_merges=summary["merges"].get("applied", 0),
-                    agreements_recorded=summary["agreements"]["recorded"])
+    metadata.update(conflicts_opened=summary.conflicts_opened, conflicts_updated=summary.conflicts_updated,
+                    customers_linked=summary.links.applied, customers_following_merges=summary.merges.applied,
+                    agreements_recorded=summary.agreements_recorded)
     return dg.MaterializeResult(value=summary, metadata=metadata,
                                 check_results=[_errors_check(WARP_WRITEBACK_WITHOUT_ERRORS, summary)])
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres", "email"}, io_manager_key=IO_MANAGER)
 def reconciliation_report(
-    context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, hubspot_writeback: dict,
-    warp_writeback: dict, db: DatabaseResource, email: EmailResource, reconciliation: ReconciliationSettings,
-) -> dg.MaterializeResult[dict]:
+    context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, hubspot_writeback: WriteBackSummary,
+    warp_writeback: WriteBackSummary, db: DatabaseResource, email: EmailResource,
+    reconciliation: ReconciliationSettings,
+) -> dg.MaterializeResult[Report]:
     """Counts, the changes made each way, skipped rows, conflicts, orphans, duplicates and errors: stored in
     hubspot_reconciliation_runs, shown here as Markdown (counts also as numbers, charted across runs), and
     emailed to WARP_REPORT_RECIPIENTS."""
@@ -375,20 +374,20 @@ def reconciliation_report(
         run_id=run_id, dry_run=options.dry_run, plan=reconciliation_plan, hubspot=hubspot_writeback,
         warp=warp_writeback, started_at=record.started_at if record else None, finished_at=datetime.now(UTC),
     )
-    stored = finish_run(db.engine, run_id, report["counts"], report)
+    stored = finish_run(db.engine, run_id, report.counts, report)
     if stored.status != "succeeded":
         context.log.warning(f"The run row was already {stored.status}; left as it was")
     delivery = _send(context, email, report)
     return dg.MaterializeResult(value=report, metadata={
         "report": dg.MetadataValue.md(stored.report_markdown or ""),
-        **_numbers(report["counts"]),
-        "alerts": len(report["alerts"]),
+        **_numbers(report.counts),
+        "alerts": len(report.alerts),
         "dry_run": options.dry_run,
         "email": delivery,
     })
 
 
-def _send(context: dg.AssetExecutionContext, email: EmailResource, report: dict[str, Any]) -> str:
+def _send(context: dg.AssetExecutionContext, email: EmailResource, report: Report) -> str:
     """Email the report; a delivery failure is logged and noted, never a failed run (the row is stored)."""
     try:
         if not email.is_configured:

@@ -22,6 +22,7 @@ from warp_sync_pipeline.core.email import (
     send_failure_alert,
     send_report,
 )
+from warp_sync_pipeline.core.reconcile.results import Report
 
 # Resource field -> environment variable.
 ENV_VARIABLES: dict[str, str] = {
@@ -59,8 +60,9 @@ class EmailResource(dg.ConfigurableResource):
         """An SMTP host and at least one recipient are set."""
         return self.settings().configured
 
-    def send_report(self, report: Mapping[str, Any], *, timeout_seconds: float | None = None) -> DeliveryResult:
-        """Email the report dict (shape in core/email.py) to WARP_REPORT_RECIPIENTS."""
+    def send_report(self, report: Report | Mapping[str, Any], *,
+                    timeout_seconds: float | None = None) -> DeliveryResult:
+        """Email the report (a Report, or its JSON) to WARP_REPORT_RECIPIENTS."""
         return send_report(report, self.settings(), timeout_seconds=timeout_seconds)
 
     def send_failure_alert(self, alert: FailureAlert, *, timeout_seconds: float | None = None) -> DeliveryResult:

@@ -5,8 +5,9 @@ under $DAGSTER_HOME/storage) they go to a private folder (0700, files 0600) and 
 `retention_days` are purged when a run sets the IO manager up (and by `purge_expired_files`).
 
 - pandas DataFrames are written as Parquet (`<asset key path>.parquet`);
-- anything else (write-back summaries: dicts, lists, numbers) as JSON (`.json`), via
-  `to_jsonable`: Decimal and times come back as strings, NaN as null.
+- the typed results of `core.reconcile.results` (write-back summaries, the report) as their `to_json()`, read
+  back as the same type (`from_stored`), so a downstream asset's annotated input type-checks;
+- anything else (dicts, lists, numbers) as JSON (`.json`): Decimal and times come back as strings, NaN as null.
 Asset outputs live at `<root>/<asset key path>` and are replaced by each materialization; op
 outputs at `<root>/runs/<run id>/<step>/<output>`. Writes are atomic (temp file + rename), so a
 reader never sees half a file.
@@ -28,7 +29,10 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field, PrivateAttr
 
+from warp_sync_pipeline.core.reconcile.results import STORED_TYPES, from_stored
 from warp_sync_pipeline.core.reconciliation_runs import dumps_json
+
+STORED_RESULTS = tuple(STORED_TYPES.values())
 
 PARQUET_SUFFIX = ".parquet"
 JSON_SUFFIX = ".json"
@@ -144,7 +148,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             context.add_output_metadata({"stored_as": "parquet", "stored_rows": len(obj)})
         else:
             try:
-                payload = dumps_json(obj).encode("utf-8")
+                payload = dumps_json(obj.to_json() if isinstance(obj, STORED_RESULTS) else obj).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 raise TypeError(
                     f"{'/'.join(context.get_asset_identifier() if context.has_asset_key else context.get_identifier())}:"
@@ -163,7 +167,7 @@ class ParquetIOManager(dg.ConfigurableIOManager):
         if parquet.exists():
             return pd.read_parquet(parquet, engine="pyarrow")
         if as_json.exists():
-            return json.loads(as_json.read_text(encoding="utf-8"))
+            return from_stored(json.loads(as_json.read_text(encoding="utf-8")))
         raise FileNotFoundError(
             f"no stored value for {stem.relative_to(self.root)} under {self.root}: not materialized yet, or purged"
             f" after {self.retention_days:g} days; materialize it again"

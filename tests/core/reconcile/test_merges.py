@@ -60,17 +60,17 @@ def test_the_nightly_moves_a_customer_to_the_company_its_merge_made_and_reports_
 
     run = run_flow(engine, hubspot_client, run_id="night-1")
     assert _link(engine, customer) == (merged_into, "linked")
-    [record] = run.warp_summary["merges"]["records"]
-    assert (record["outcome"], record["new"]) == (APPLIED, merged_into)
+    [record] = run.warp_summary.merges.records
+    assert (record.outcome, record.new) == (APPLIED, merged_into)
     [audit] = _audit(engine)
     assert (audit["action"], audit["old_value"], audit["new_value"]) == ("LINK_REPOINTED", company.id, merged_into)
     assert (audit["trigger"], audit["run_id"], audit["details"]["found_by"]) == ("reconciliation", "night-1",
                                                                                 "reconciliation")
     report = build_report(run_id="night-1", dry_run=False, plan=run.plan, hubspot=run.hubspot_summary,
                           warp=run.warp_summary)
-    assert report["counts"]["customers_following_merges"] == 1
-    [section] = [s for s in report["sections"] if s["title"] == "Merges followed"]
-    assert section["rows"] == [["ZT-500000101", str(customer), merged_into, APPLIED, merged_into]]
+    assert report.counts["customers_following_merges"] == 1
+    [section] = [s for s in report.sections if s.title == "Merges followed"]
+    assert section.rows == [["ZT-500000101", str(customer), merged_into, APPLIED, merged_into]]
     with engine.connect() as conn:  # the link was written as HubSpot's: nothing queued back
         assert conn.execute(sa.text("SELECT count(*) FROM hubspot_sync_queue")).scalar_one() == 0
 
@@ -92,10 +92,10 @@ def test_two_customers_whose_companies_were_merged_both_go_to_review(
     run = run_flow(engine, hubspot_client)
 
     assert {_link(engine, c)[1] for c in customers} == {"review"}  # never two customers on one company
-    records = run.warp_summary["merges"]["records"]
-    assert len(records) == 2 and records[0]["outcome"] == APPLIED and records[0]["new"] == "review"
+    records = run.warp_summary.merges.records
+    assert len(records) == 2 and records[0].outcome == APPLIED and records[0].new == "review"
     # The second row finds the work done by the first.
-    assert (records[1]["outcome"], records[1]["code"]) == (SKIPPED, "MERGE_ALREADY_FOLLOWED")
+    assert (records[1].outcome, records[1].code) == (SKIPPED, "MERGE_ALREADY_FOLLOWED")
     assert sorted(a["action"] for a in _audit(engine)) == ["LINK_REVIEW", "LINK_REVIEW"]
 
 
@@ -105,7 +105,7 @@ def test_a_dry_run_only_plans_it_and_a_link_moved_since_the_pull_is_left_alone(
     customer, company, _, _ = _linked_then_merged(sandbox, hubspot_client, make_customer, "Gamma", "ZT-500000104")
 
     dry = run_flow(engine, hubspot_client, ReconcileOptions(dry_run=True))
-    assert [r["outcome"] for r in dry.warp_summary["merges"]["records"]] == [DRY_RUN]
+    assert [r.outcome for r in dry.warp_summary.merges.records] == [DRY_RUN]
     assert _link(engine, customer) == (company.id, "linked")
 
     with engine.begin() as conn:  # a person re-linked the customer after the pull
@@ -113,7 +113,7 @@ def test_a_dry_run_only_plans_it_and_a_link_moved_since_the_pull_is_left_alone(
                              "WHERE id = :id"), {"id": customer})
     summary = write_to_warp(dry.plan, engine=engine, rules=rules_of(engine), options=ReconcileOptions(),
                             run_id="late", enabled=True)
-    [record] = summary["merges"]["records"]
-    assert (record["outcome"], record["code"]) == (SKIPPED, LINK_CHANGED)
+    [record] = summary.merges.records
+    assert (record.outcome, record.code) == (SKIPPED, LINK_CHANGED)
     assert _link(engine, customer) == ("777", "linked")
     assert _audit(engine) == []

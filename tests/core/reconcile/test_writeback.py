@@ -37,10 +37,10 @@ def side_by_side(engine: sa.Engine, sandbox: Any) -> dict[str, dict[str, tuple[s
             "SELECT *, external_ids ->> 'hubspot_company_id' AS company_id FROM customers "
             "WHERE hubspot_link_status = 'linked'")).mappings().all()
     for row in rows:
-        company = companies.get(row["company_id"])
+        company = companies.get(row.company_id)
         if company is None:
             continue
-        out[row["ban"]] = {
+        out[row.ban] = {
             field: (_comparable(field, row[field]), _comparable(field, company["properties"].get(rule.hubspot_property)))
             for field, rule in rules.items()
         }
@@ -56,11 +56,11 @@ def test_after_a_run_both_sides_agree_except_open_manual_conflicts_and_a_second_
 ) -> None:
     before = differing(side_by_side(engine, sandbox))
     first = run_flow(engine, hubspot_client)
-    assert first.hubspot_summary["failed"] == 0 and first.warp_summary["errors"] == 0
+    assert first.hubspot_summary.failed == 0 and first.warp_summary.errors == 0
     expected = {(r.ban, r.field) for r in demo.data.expected_changes if r.action in (Action.WRITE_TO_HUBSPOT.value,
                                                                                    Action.WRITE_TO_WARP.value)}
-    assert {(r["ban"], r["field"]) for r in first.hubspot_summary["records"] + first.warp_summary["records"]
-            if r["outcome"] == APPLIED} == expected
+    assert {(r.ban, r.field) for r in first.hubspot_summary.records + first.warp_summary.records
+            if r.outcome == APPLIED} == expected
 
     still = differing(side_by_side(engine, sandbox))
     left_alone = {(r.ban, r.field) for r in demo.data.expected_changes
@@ -83,13 +83,13 @@ def test_after_a_run_both_sides_agree_except_open_manual_conflicts_and_a_second_
     second = run_flow(engine, hubspot_client, run_id="second-run")
     changes = second.plan[second.plan[KIND] == CHANGE]
     assert set(changes[ACTION]) <= {Action.OPEN_CONFLICT.value, Action.SKIP_INVALID.value}
-    assert second.hubspot_summary["planned"] == 0 and second.warp_summary["planned"] == 0
+    assert second.hubspot_summary.planned == 0 and second.warp_summary.planned == 0
     counters = sandbox.control.counters()["by_endpoint"]
     assert not any("batch/update" in endpoint for endpoint in counters)
     assert differing(side_by_side(engine, sandbox)) == left_alone
     # The second detection updated the open conflict instead of opening another.
-    assert second.warp_summary["conflicts"]["opened"] == 0
-    assert second.warp_summary["conflicts"]["updated"] == len(manual)
+    assert second.warp_summary.conflicts_opened == 0
+    assert second.warp_summary.conflicts_updated == len(manual)
 
 
 def _snapshot(engine: sa.Engine, sandbox: Any) -> tuple[object, ...]:
@@ -129,12 +129,12 @@ def test_edits_made_after_the_pull_survive_and_are_reported_as_skipped(
     warp = write_to_warp(run.plan, engine=engine, rules=rules, options=options, run_id="r", enabled=True)
 
     def outcome(summary: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-        [record] = [r for r in summary["records"] if r["ban"] == row[BAN] and r["field"] == row[FIELD]]
+        [record] = [r for r in summary.records if r.ban == row[BAN] and r.field == row[FIELD]]
         return record
 
-    assert (outcome(warp, to_warp)["outcome"], outcome(warp, to_warp)["code"]) == (SKIPPED, WARP_CHANGED)
-    assert (outcome(hub, to_hubspot)["outcome"], outcome(hub, to_hubspot)["code"]) == (SKIPPED, HUBSPOT_CHANGED)
-    assert (outcome(hub, warp_moved)["outcome"], outcome(hub, warp_moved)["code"]) == (SKIPPED, WARP_CHANGED)
+    assert (outcome(warp, to_warp).outcome, outcome(warp, to_warp).code) == (SKIPPED, WARP_CHANGED)
+    assert (outcome(hub, to_hubspot).outcome, outcome(hub, to_hubspot).code) == (SKIPPED, HUBSPOT_CHANGED)
+    assert (outcome(hub, warp_moved).outcome, outcome(hub, warp_moved).code) == (SKIPPED, WARP_CHANGED)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT payment_terms FROM customers WHERE id = :id"),
                             {"id": to_warp["customer_id"]}).scalar_one() == "NET45"
@@ -142,8 +142,8 @@ def test_edits_made_after_the_pull_survive_and_are_reported_as_skipped(
     assert companies[to_hubspot["company_id"]]["properties"]["warp_status"] == "CLOSED"
     assert companies[warp_moved["company_id"]]["properties"]["warp_credit_limit"] == warp_moved["hubspot_raw"]
     # Everything else was written.
-    assert hub["failed"] == warp["failed"] == 0
-    assert hub["applied"] == hub["planned"] - 2 and warp["applied"] == warp["planned"] - 1
+    assert hub.failed == warp.failed == 0
+    assert hub.applied == hub.planned - 2 and warp.applied == warp.planned - 1
 
 
 def test_a_dry_run_changes_nothing_on_either_side(
@@ -153,9 +153,9 @@ def test_a_dry_run_changes_nothing_on_either_side(
     run = run_flow(engine, hubspot_client, ReconcileOptions(dry_run=True))
     assert _snapshot(engine, sandbox) == before
     for summary in (run.hubspot_summary, run.warp_summary):
-        assert summary["status"] == "dry_run"
-        assert summary["planned"] > 0 and {r["outcome"] for r in summary["records"]} == {"dry_run"}
-    assert run.warp_summary["conflicts"]["records"] and run.warp_summary["conflicts"]["opened"] == 0
+        assert summary.status == "dry_run"
+        assert summary.planned > 0 and {r.outcome for r in summary.records} == {"dry_run"}
+    assert run.warp_summary.conflicts.records and run.warp_summary.conflicts_opened == 0
 
 
 def test_the_brake_stops_a_plan_that_would_change_too_much(
@@ -165,13 +165,13 @@ def test_the_brake_stops_a_plan_that_would_change_too_much(
     run = run_flow(engine, hubspot_client, ReconcileOptions(max_change_share=0.005))
     assert _snapshot(engine, sandbox) == before
     for summary in (run.hubspot_summary, run.warp_summary):
-        assert summary["status"] == "braked"
-        assert "brake" in summary["reason"] and "0.5%" in summary["reason"]
-        assert {r["outcome"] for r in summary["records"]} == {"not_written"}
+        assert summary.status == "braked"
+        assert "brake" in summary.reason and "0.5%" in summary.reason
+        assert {r.outcome for r in summary.records} == {"not_written"}
 
     allowed = run_flow(engine, hubspot_client, ReconcileOptions(max_change_share=0.005, allow_mass_write=True))
-    assert allowed.hubspot_summary["status"] == "written" and allowed.hubspot_summary["applied"] > 0
-    assert allowed.warp_summary["applied"] > 0
+    assert allowed.hubspot_summary.status == "written" and allowed.hubspot_summary.applied > 0
+    assert allowed.warp_summary.applied > 0
 
 
 def test_the_global_switch_turns_write_backs_off(
@@ -180,8 +180,8 @@ def test_the_global_switch_turns_write_backs_off(
     before = _snapshot(engine, sandbox)
     run = run_flow(engine, hubspot_client, enabled=False)
     assert _snapshot(engine, sandbox) == before
-    assert run.hubspot_summary["status"] == run.warp_summary["status"] == "disabled"
-    assert "WARP_WRITEBACK_ENABLED" in run.hubspot_summary["reason"]
+    assert run.hubspot_summary.status == run.warp_summary.status == "disabled"
+    assert "WARP_WRITEBACK_ENABLED" in run.hubspot_summary.reason
 
 
 def test_a_plan_older_than_allowed_is_refused(
@@ -195,11 +195,11 @@ def test_a_plan_older_than_allowed_is_refused(
                            options=ReconcileOptions(max_plan_age_hours=3), run_id="r", enabled=True)
     warp = write_to_warp(run.plan, engine=engine, rules=rules, options=ReconcileOptions(max_plan_age_hours=3),
                          run_id="r", enabled=True)
-    assert hub["status"] == warp["status"] == "stale_plan"
-    assert "3 hours" in hub["reason"]
+    assert hub.status == warp.status == "stale_plan"
+    assert "3 hours" in hub.reason
     del run.plan.attrs["pulled_at"]  # a plan that does not say how old it is counts as too old
     assert write_to_warp(run.plan, engine=engine, rules=rules, options=ReconcileOptions(), run_id="r",
-                         enabled=True)["status"] == "stale_plan"
+                         enabled=True).status == "stale_plan"
     assert _snapshot(engine, sandbox) == before
 
 
@@ -221,16 +221,16 @@ def test_warp_writes_carry_the_no_echo_marker_and_hubspot_writes_are_in_the_ledg
         ledger = conn.execute(sa.text(
             "SELECT company_id, hubspot_property, value, status FROM hubspot_write_ledger")).all()
     assert origins == ["hubspot"]
-    assert updated == len({r["customer_id"] for r in run.warp_summary["records"] if r["outcome"] == APPLIED}
-                          | {r["customer_id"] for r in run.warp_summary["links"]["records"]
-                             if r["outcome"] == APPLIED})
-    applied = [r for r in run.hubspot_summary["records"] if r["outcome"] == APPLIED]
-    assert {(c, p) for c, p, _, _ in ledger} == {(r["company_id"], r["hubspot_property"]) for r in applied}
+    assert updated == len({r.customer_id for r in run.warp_summary.records if r.outcome == APPLIED}
+                          | {r.customer_id for r in run.warp_summary.links.records
+                             if r.outcome == APPLIED})
+    applied = [r for r in run.hubspot_summary.records if r.outcome == APPLIED]
+    assert {(c, p) for c, p, _, _ in ledger} == {(r.company_id, r.hubspot_property) for r in applied}
     assert {status for *_, status in ledger} == {"pending"}  # awaiting their webhook echo
     rules = rules_of(engine)
     for company_id, prop, value, _ in ledger:
-        [record] = [r for r in applied if (r["company_id"], r["hubspot_property"]) == (company_id, prop)]
-        assert value == comparable(rules.warp_field(prop), record["new"])
+        [record] = [r for r in applied if (r.company_id, r.hubspot_property) == (company_id, prop)]
+        assert value == comparable(rules.warp_field(prop), record.new)
 
 
 def test_a_refused_hubspot_write_is_a_failed_record_and_its_ledger_entry_is_voided(
@@ -241,10 +241,10 @@ def test_a_refused_hubspot_write_is_a_failed_record_and_its_ledger_entry_is_void
     sandbox.control.configure(batch_write_errors="multi_status")
     sandbox.control.set_faults(validation={"property": "warp_current_balance", "calls": 1, "code": "INVALID_NUMBER"})
     run = run_flow(engine, hubspot_client)
-    failed = [r for r in run.hubspot_summary["records"] if r["outcome"] == "failed"]
-    assert [(r["field"], r["code"]) for r in failed] == [("current_balance", "INVALID_NUMBER")]
-    assert run.hubspot_summary["errors"] == 1
-    assert run.hubspot_summary["applied"] == run.hubspot_summary["planned"] - 1
+    failed = [r for r in run.hubspot_summary.records if r.outcome == "failed"]
+    assert [(r.field, r.code) for r in failed] == [("current_balance", "INVALID_NUMBER")]
+    assert run.hubspot_summary.errors == 1
+    assert run.hubspot_summary.applied == run.hubspot_summary.planned - 1
     with engine.connect() as conn:
         statuses = dict(conn.execute(sa.text(
             "SELECT hubspot_property, status FROM hubspot_write_ledger WHERE hubspot_property = 'warp_current_balance'"
@@ -272,8 +272,8 @@ def test_hubspot_calls_stay_within_pages_history_and_two_per_hundred_writes(
     run = run_flow(engine, hubspot_client)
     calls = sandbox.control.counters()
     n = len(run.hubspot)
-    d = len(set(run.history["company_id"]))
-    w = len({r["company_id"] for r in run.hubspot_summary["records"]})
+    d = len(set(run.history.company_id))
+    w = len({r.company_id for r in run.hubspot_summary.records})
     assert d > 0 and w > 0
     budget = math.ceil(n / 100) + math.ceil(d / 50) + 2 * math.ceil(w / 100)
     assert calls["total"] <= budget, calls["by_endpoint"]

@@ -1,4 +1,5 @@
-"""The reconciliation report: the dict core/email.py renders (email, Markdown) and the run row stores.
+"""The reconciliation report (`results.Report`): what core/email.py renders (email, Markdown) and the run row
+stores.
 
 Counts first, then the changes made each way, what was skipped, MANUAL conflicts, invalid values, orphans,
 duplicates and errors. Values are passed as they are; the renderers treat every one as data and escape it.
@@ -42,7 +43,15 @@ from warp_sync_pipeline.core.reconcile.plan import (
     REASON,
     WARP_RAW_VALUE,
 )
-from warp_sync_pipeline.core.reconcile.writeback import APPLIED, FAILED, NOT_WRITTEN, SKIPPED
+from warp_sync_pipeline.core.reconcile.results import (
+    APPLIED,
+    NOT_WRITTEN,
+    SKIPPED,
+    Record,
+    Report,
+    ReportSection,
+    WriteBackSummary,
+)
 
 # Rows kept per section in the stored report (the email shows 100, the Markdown 50; totals are kept).
 REPORT_MAX_ROWS = 500
@@ -56,12 +65,9 @@ ORPHAN_LABELS = {
 }
 
 
-def _section(title: str, columns: list[str], rows: Sequence[Sequence[Any]], note: str = "") -> dict[str, Any]:
-    section: dict[str, Any] = {"title": title, "columns": columns, "rows": [list(r) for r in rows[:REPORT_MAX_ROWS]],
-                               "total_rows": len(rows)}
-    if note:
-        section["note"] = note
-    return section
+def _section(title: str, columns: list[str], rows: Sequence[Sequence[Any]], note: str = "") -> ReportSection:
+    return ReportSection(title=title, columns=columns, rows=[list(r) for r in rows[:REPORT_MAX_ROWS]],
+                         total_rows=len(rows), note=note)
 
 
 def _cell(value: Any) -> Any:
@@ -74,39 +80,35 @@ class _Outcomes:
 
     plan_counts: Mapping[str, Any]
     gated: bool  # nothing was written (a dry run or a gate): sections show what was planned
-    to_hubspot: list[Mapping[str, Any]]
-    to_warp: list[Mapping[str, Any]]
-    skipped: list[tuple[str, Mapping[str, Any]]]
-    failures: list[tuple[str, Mapping[str, Any]]]
-    linked: list[Mapping[str, Any]]
-    merges: list[Mapping[str, Any]]
+    to_hubspot: list[Record]
+    to_warp: list[Record]
+    skipped: list[tuple[str, Record]]
+    failures: list[tuple[str, Record]]
+    linked: list[Record]
+    merges: list[Record]
     orphans: pd.DataFrame
     duplicates: pd.DataFrame
     manual: pd.DataFrame
     invalid: pd.DataFrame
 
     @classmethod
-    def read(cls, plan: pd.DataFrame, hubspot: Mapping[str, Any], warp: Mapping[str, Any]) -> _Outcomes:
+    def read(cls, plan: pd.DataFrame, hubspot: WriteBackSummary, warp: WriteBackSummary) -> _Outcomes:
         plan_counts = dict(plan.attrs.get(ATTR_COUNTS, {}))  # read before the attrs are dropped below
         plan = bare(plan)
         changes = plan[plan[KIND] == CHANGE]
-        records = {side: list(summary.get("records", [])) for side, summary in (("HubSpot", hubspot), ("WARP", warp))}
-        conflicts = list(warp.get("conflicts", {}).get("records", []))
-        links = list(warp.get("links", {}).get("records", []))
-        merges = list(warp.get("merges", {}).get("records", []))
-        gated = hubspot.get("status") not in ("written", "nothing_to_write")
+        records = {"HubSpot": hubspot.records, "WARP": warp.records}
+        gated = hubspot.status not in ("written", "nothing_to_write")
         shown = (APPLIED,) if not gated else (DRY_RUN, NOT_WRITTEN)
-        failures = [(side, r) for side in records for r in records[side] if r["outcome"] == FAILED]
-        failures += [("WARP", r) for r in conflicts + links + merges if r["outcome"] == FAILED]
+        failures = [("HubSpot", r) for r in hubspot.failures()] + [("WARP", r) for r in warp.failures()]
         return cls(
             plan_counts=plan_counts,
             gated=gated,
-            to_hubspot=[r for r in records["HubSpot"] if r["outcome"] in shown],
-            to_warp=[r for r in records["WARP"] if r["outcome"] in shown],
-            skipped=[(side, r) for side in records for r in records[side] if r["outcome"] == SKIPPED],
+            to_hubspot=[r for r in records["HubSpot"] if r.outcome in shown],
+            to_warp=[r for r in records["WARP"] if r.outcome in shown],
+            skipped=[(side, r) for side in records for r in records[side] if r.outcome == SKIPPED],
             failures=failures,
-            linked=[r for r in links if r["outcome"] == APPLIED],
-            merges=merges,
+            linked=[r for r in warp.links.records if r.outcome == APPLIED],
+            merges=warp.merges.records,
             orphans=plan[plan[KIND].isin(ORPHAN_KINDS)],
             duplicates=plan[plan[KIND] == DUPLICATE_BAN],
             manual=changes[changes[ACTION] == Action.OPEN_CONFLICT.value],
@@ -114,7 +116,7 @@ class _Outcomes:
         )
 
 
-def report_counts(seen: _Outcomes, hubspot: Mapping[str, Any], warp: Mapping[str, Any]) -> dict[str, int | float]:
+def report_counts(seen: _Outcomes, hubspot: WriteBackSummary, warp: WriteBackSummary) -> dict[str, int | float]:
     counts = seen.plan_counts
     return {
         "customers_pulled": counts.get("customers", 0),
@@ -124,36 +126,36 @@ def report_counts(seen: _Outcomes, hubspot: Mapping[str, Any], warp: Mapping[str
         "pairs_with_differences": counts.get("pairs_differing", 0),
         "fields_differing": counts.get("fields_differing", 0),
         "changes_planned_to_hubspot": counts.get("planned_to_hubspot", 0),
-        "changes_written_to_hubspot": hubspot.get(APPLIED, 0),
+        "changes_written_to_hubspot": hubspot.applied,
         "changes_planned_to_warp": counts.get("planned_to_warp", 0),
-        "changes_written_to_warp": warp.get(APPLIED, 0),
+        "changes_written_to_warp": warp.applied,
         "skipped_changed_since_pull": len(seen.skipped),
         "manual_conflicts": counts.get("manual_conflicts", 0),
-        "conflicts_opened": warp.get("conflicts", {}).get("opened", 0),
+        "conflicts_opened": warp.conflicts_opened,
         "invalid_values": counts.get("invalid_values", 0),
         "customers_linked_by_ban": len(seen.linked),
-        "customers_following_merges": sum(1 for r in seen.merges if r["outcome"] == APPLIED),
+        "customers_following_merges": sum(1 for r in seen.merges if r.outcome == APPLIED),
         "orphans": len(seen.orphans),
         "duplicate_bans": counts.get("duplicate_bans", 0),
-        "agreements_recorded": warp.get("agreements", {}).get("recorded", 0),
+        "agreements_recorded": warp.agreements_recorded,
         "write_errors": len(seen.failures),
     }
 
 
-def report_warnings(seen: _Outcomes, hubspot: Mapping[str, Any], warp: Mapping[str, Any],
+def report_warnings(seen: _Outcomes, hubspot: WriteBackSummary, warp: WriteBackSummary,
                     dry_run: bool) -> tuple[list[str], list[str]]:
     """(alerts, notes): alerts need someone to act (a gate that stopped the writes, failed writes); notes say
     what the run left for people or the live flows."""
     alerts: list[str] = []
     for summary in (hubspot, warp):
-        reason = summary.get("reason")
-        if reason and summary.get("status") != DRY_RUN and reason not in alerts:
+        reason = summary.reason
+        if reason and summary.status != DRY_RUN and reason not in alerts:
             alerts.append(reason)
     if seen.failures:
         alerts.append(f"{len(seen.failures):,} write(s) failed; see Errors.")
     notes: list[str] = []
     if dry_run:
-        notes.append(hubspot.get("reason") or "Dry run: nothing was written to either side.")
+        notes.append(hubspot.reason or "Dry run: nothing was written to either side.")
     if seen.skipped:
         notes.append(f"{len(seen.skipped):,} change(s) were skipped because a side changed after the pull; the live "
                      "flows or the next run settle them.")
@@ -170,15 +172,15 @@ def report_warnings(seen: _Outcomes, hubspot: Mapping[str, Any], warp: Mapping[s
     return alerts, notes
 
 
-def report_sections(seen: _Outcomes, dry_run: bool) -> list[dict[str, Any]]:
+def report_sections(seen: _Outcomes, dry_run: bool) -> list[ReportSection]:
     verb = "written" if not seen.gated else ("that would be written" if dry_run else "planned (not written)")
     return [
         _section(f"Changes {verb} to HubSpot", ["BAN", "Company", "Field", "HubSpot value before", "New value", "Reason"],
-                 [[r["ban"], r["company_name"], r["field"], r["old"], r["new"], r["reason"]] for r in seen.to_hubspot]),
+                 [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_hubspot]),
         _section(f"Changes {verb} to WARP", ["BAN", "Customer", "Field", "WARP value before", "New value", "Reason"],
-                 [[r["ban"], r["company_name"], r["field"], r["old"], r["new"], r["reason"]] for r in seen.to_warp]),
+                 [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_warp]),
         _section("Skipped: changed after the pull", ["Side", "BAN", "Field", "Why"],
-                 [[side, r["ban"], r["field"], r["message"]] for side, r in seen.skipped],
+                 [[side, r.ban, r.field, r.message] for side, r in seen.skipped],
                  note="Nothing newer is ever overwritten."),
         _section("MANUAL conflicts for review", ["BAN", "Field", "WARP value", "HubSpot value", "Reason"],
                  [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
@@ -194,12 +196,12 @@ def report_sections(seen: _Outcomes, dry_run: bool) -> list[dict[str, Any]]:
                  [[_cell(r[BAN]), _cell(r[COMPANY_ID]), _cell(r[COMPANY_NAME]), _cell(r[DETAIL])]
                   for r in seen.duplicates.to_dict("records")]),
         _section("Customers linked by BAN", ["BAN", "Customer", "Company"],
-                 [[r["ban"], r["customer_id"], r["company_id"]] for r in seen.linked]),
+                 [[r.ban, r.customer_id, r.company_id] for r in seen.linked]),
         _section("Merges followed", ["BAN", "Customer", "Merged company", "Outcome", "Detail"],
-                 [[r["ban"], r["customer_id"], r["company_id"], r["outcome"], r["message"] or r["new"]]
+                 [[r.ban, r.customer_id, r.company_id, r.outcome, r.message or r.new]
                   for r in seen.merges]),
         _section("Errors", ["Side", "BAN", "Field", "Code", "Message"],
-                 [[side, r["ban"], r["field"], r["code"], r["message"]] for side, r in seen.failures]),
+                 [[side, r.ban, r.field, r.code, r.message] for side, r in seen.failures]),
     ]
 
 
@@ -208,26 +210,15 @@ def build_report(
     run_id: str,
     dry_run: bool,
     plan: pd.DataFrame,
-    hubspot: Mapping[str, Any],
-    warp: Mapping[str, Any],
+    hubspot: WriteBackSummary,
+    warp: WriteBackSummary,
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
-) -> dict[str, Any]:
-    """The report dict (shape in core/email.py) from the plan and the two write-back summaries: counts, warnings
-    (alerts and notes) and sections, each built by a function of its own from one reading of the outcomes."""
+) -> Report:
+    """The report from the plan and the two write-back summaries: counts, warnings (alerts and notes) and
+    sections, each built by a function of its own from one reading of the outcomes."""
     seen = _Outcomes.read(plan, hubspot, warp)
     alerts, notes = report_warnings(seen, hubspot, warp, dry_run)
-    report: dict[str, Any] = {
-        "run_id": run_id,
-        "dry_run": dry_run,
-        "status": "succeeded",
-        "counts": report_counts(seen, hubspot, warp),
-        "alerts": alerts,
-        "notes": notes,
-        "sections": report_sections(seen, dry_run),
-    }
-    if started_at is not None:
-        report["started_at"] = started_at
-    if finished_at is not None:
-        report["finished_at"] = finished_at
-    return report
+    return Report(run_id=run_id, dry_run=dry_run, status="succeeded", counts=report_counts(seen, hubspot, warp),
+                  alerts=alerts, notes=notes, sections=report_sections(seen, dry_run), started_at=started_at,
+                  finished_at=finished_at)

@@ -12,15 +12,16 @@ The plan can be hours old when it is written, so nothing newer is ever overwritt
   write the audit trail. Before them, customers linked to a company HubSpot merged away follow the merge
   (core.links, as the merge webhook would have moved them), one transaction each, under their leases.
 
-Each returns a summary (a JSON-ready dict): status, counts, and one record per planned row with its outcome
-(`applied`, `skipped` with the reason, `failed` with a stable code, `dry_run` or `not_written`). Failures go
-into the summary, not an exception, so the report always runs.
+Each returns a `results.WriteBackSummary`: status, and one `Record` per planned row with its outcome (`applied`,
+`skipped` with the reason, `failed` with a stable code, `dry_run` or `not_written`). Failures go into the
+summary, not an exception, so the report always runs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -89,6 +90,15 @@ from warp_sync_pipeline.core.reconcile.plan import (
     WARP_VALUE,
     brake_stats,
 )
+from warp_sync_pipeline.core.reconcile.results import (
+    APPLIED,
+    FAILED,
+    NOT_WRITTEN,
+    SKIPPED,
+    Part,
+    Record,
+    WriteBackSummary,
+)
 from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
 from warp_sync_pipeline.core.warp_apply import (
     CONFLICT_OPENED,
@@ -106,11 +116,6 @@ log = logging.getLogger("warp_sync.reconcile")
 HUBSPOT_CHUNK = 100  # companies per re-read and per batch update (HubSpot's batch limit)
 ACTOR = "reconciliation"
 
-# Outcomes of one record.
-APPLIED = "applied"
-SKIPPED = "skipped"
-FAILED = "failed"
-NOT_WRITTEN = "not_written"
 # Why a record was skipped.
 HUBSPOT_CHANGED = "HUBSPOT_CHANGED_SINCE_PULL"
 COMPANY_GONE = "COMPANY_GONE"
@@ -130,30 +135,22 @@ _LOG_OUTCOME = {APPLIED: Outcome.APPLIED, SKIPPED: Outcome.SKIPPED, FAILED: Outc
 
 
 def _record(row: Mapping[str, Any], outcome: str, *, new: object = None, code: str | None = None,
-            message: str | None = None, old_column: str = HUBSPOT_RAW_VALUE) -> dict[str, Any]:
-    return {
-        "customer_id": text_or_none(row.get(CUSTOMER_ID)),
-        "ban": text_or_none(row.get(BAN)),
-        "company_id": text_or_none(row.get(COMPANY_ID)),
-        "company_name": text_or_none(row.get(COMPANY_NAME)),
-        "field": text_or_none(row.get(FIELD)),
-        "hubspot_property": text_or_none(row.get(HUBSPOT_PROPERTY)),
-        "action": text_or_none(row.get(ACTION)),
-        "reason": text_or_none(row.get(REASON)),
-        "old": text_or_none(row.get(old_column)),
-        "new": text_or_none(new),
-        "outcome": outcome,
-        "code": code,
-        "message": message,
-    }
-
-
-def _tally(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    counts = {APPLIED: 0, SKIPPED: 0, FAILED: 0}
-    for record in records:
-        if record["outcome"] in counts:
-            counts[record["outcome"]] += 1
-    return counts
+            message: str | None = None, old_column: str = HUBSPOT_RAW_VALUE) -> Record:
+    return Record(
+        outcome=outcome,
+        customer_id=text_or_none(row.get(CUSTOMER_ID)),
+        ban=text_or_none(row.get(BAN)),
+        company_id=text_or_none(row.get(COMPANY_ID)),
+        company_name=text_or_none(row.get(COMPANY_NAME)),
+        field=text_or_none(row.get(FIELD)),
+        hubspot_property=text_or_none(row.get(HUBSPOT_PROPERTY)),
+        action=text_or_none(row.get(ACTION)),
+        reason=text_or_none(row.get(REASON)),
+        old=text_or_none(row.get(old_column)),
+        new=text_or_none(new),
+        code=code,
+        message=message,
+    )
 
 
 def _gate(plan: pd.DataFrame, options: ReconcileOptions, *, enabled: bool, now: datetime) -> Gate:
@@ -213,23 +210,22 @@ def write_to_hubspot(
     enabled: bool,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> WriteBackSummary:
     """Carry out the plan's WRITE_TO_HUBSPOT rows: re-read, compare, ledger, batch update, record."""
     now = now or now_utc()
     rows_of = bare(plan)
     writes = rows_of[(rows_of[KIND] == CHANGE) & (rows_of[ACTION] == Action.WRITE_TO_HUBSPOT.value)]
     gate = _gate(plan, options, enabled=enabled, now=now)
-    summary: dict[str, Any] = {"side": "hubspot", "status": gate.status, "reason": gate.reason,
-                               "planned": len(writes), "records": []}
+    summary = WriteBackSummary(side="hubspot", status=gate.status, reason=gate.reason, planned=len(writes))
     rows = _rows(writes)
     if not gate.open:
         outcome = DRY_RUN if gate.status == DRY_RUN else NOT_WRITTEN
-        summary["records"] = [_record(r, outcome, new=_hubspot_text(rules, r)) for r in rows]
-        return _finish(summary)
+        summary.records = [_record(r, outcome, new=_hubspot_text(rules, r)) for r in rows]
+        return summary
     if not rows:
-        summary["status"] = NOTHING_TO_WRITE
-        return _finish(summary)
-    summary["status"] = WRITTEN
+        summary.status = NOTHING_TO_WRITE
+        return summary
+    summary.status = WRITTEN
     by_company: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_company.setdefault(str(row[COMPANY_ID]), []).append(row)
@@ -238,24 +234,24 @@ def write_to_hubspot(
     for position, chunk in enumerate(_chunks(companies, HUBSPOT_CHUNK)):
         chunk_rows = [row for company in chunk for row in by_company[company]]
         try:
-            summary["records"] += _hubspot_chunk(chunk_rows, client=client, engine=engine, rules=rules,
+            summary.records += _hubspot_chunk(chunk_rows, client=client, engine=engine, rules=rules,
                                                  run_id=run_id, now=now)
         except AuthFailed as exc:
             # Nothing else will work either: every remaining record fails with the reason.
             remaining = [row for company in companies[position * HUBSPOT_CHUNK:] for row in by_company[company]]
-            summary["records"] += [_record(r, FAILED, new=_hubspot_text(rules, r), code=error_code(exc),
+            summary.records += [_record(r, FAILED, new=_hubspot_text(rules, r), code=error_code(exc),
                                            message=str(exc)) for r in remaining]
-            summary["reason"] = f"HubSpot refused the credentials ({error_code(exc)}); the write-back stopped."
+            summary.reason = f"HubSpot refused the credentials ({error_code(exc)}); the write-back stopped."
             break
         except (HubSpotError, sa.exc.SQLAlchemyError) as exc:
             code, message = describe_failure(exc)
             log.warning("HubSpot write-back chunk failed: %s", code)
-            summary["records"] += [_record(r, FAILED, new=_hubspot_text(rules, r), code=code, message=message)
-                                   for r in chunk_rows]
+            summary.records += [_record(r, FAILED, new=_hubspot_text(rules, r), code=code, message=message)
+                                for r in chunk_rows]
         done += len(chunk)
         if progress is not None:
             progress(f"HubSpot write-back: {done:,} of {len(companies):,} companies")
-    return _finish(summary)
+    return summary
 
 
 def _hubspot_text(rules: FieldRules, row: Mapping[str, Any]) -> str | None:
@@ -281,13 +277,13 @@ def _hubspot_chunk(
     rules: FieldRules,
     run_id: str | None,
     now: datetime,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     company_ids = list(dict.fromkeys(str(r[COMPANY_ID]) for r in rows))
     fields = sorted({r[FIELD] for r in rows})
     warp_now = read_warp_text(engine, [str(r[CUSTOMER_ID]) for r in rows], fields)
     read = {o.key: o for o in client.batch_read_companies(
         company_ids, properties=sorted({rules[f].hubspot_property for f in fields}))}
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     pending: list[tuple[dict[str, Any], str]] = []
     for row in rows:
         rule = rules[row[FIELD]]
@@ -326,7 +322,7 @@ def _send_updates(
     client: HubSpotClient,
     engine: sa.Engine,
     rules: FieldRules,
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     """Send each company's values in one batch update, ledger first (core.ledger), and record each row's outcome."""
     by_company: dict[str, dict[str, str]] = {}
     for row, value in pending:
@@ -335,7 +331,7 @@ def _send_updates(
         engine, client, rules, [LedgeredUpdate(company_id, values) for company_id, values in by_company.items()],
         reason="reconciliation write")
     outcomes = dict(zip(by_company, sent, strict=True))
-    records = []
+    records: list[Record] = []
     for row, value in pending:
         result = outcomes[str(row[COMPANY_ID])]
         if result.ok:
@@ -351,7 +347,7 @@ def _send_updates(
 def _record_hubspot_outcomes(
     engine: sa.Engine,
     rows: list[dict[str, Any]],
-    records: list[dict[str, Any]],
+    records: list[Record],
     *,
     rules: FieldRules,
     run_id: str | None,
@@ -360,10 +356,10 @@ def _record_hubspot_outcomes(
     """Field state of what was applied, and the audit trail of every record, in one transaction."""
     states, entries = [], []
     for row, record in zip(_matching(rows, records), records, strict=True):
-        outcome = _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED)
+        outcome = _LOG_OUTCOME.get(record.outcome, Outcome.FAILED)
         entries.append(_audit(row, outcome, direction=Direction.WARP_TO_HUBSPOT, run_id=run_id,
-                              new_value=row[VALUE], code=record["code"], message=record["message"]))
-        if record["outcome"] == APPLIED:
+                              new_value=row[VALUE], code=record.code, message=record.message))
+        if record.outcome == APPLIED:
             value = text_or_none(row[VALUE])
             # As the drain records a write to HubSpot: agreed, HubSpot's part as written now, and WARP's part with
             # its change time where the plan knows it (a part without a time would overwrite a known one).
@@ -378,10 +374,10 @@ def _record_hubspot_outcomes(
         log_sync_many(conn, entries)
 
 
-def _matching(rows: list[dict[str, Any]], records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _matching(rows: list[dict[str, Any]], records: list[Record]) -> list[dict[str, Any]]:
     """The plan row of each record (records come out in another order than the rows went in)."""
     by_key = {(str(r[CUSTOMER_ID]), r[FIELD]): r for r in rows}
-    return [by_key[(record["customer_id"], record["field"])] for record in records]
+    return [by_key[(record.customer_id, record.field)] for record in records]
 
 
 def _existing(conn: sa.Connection, states: list[FieldStateUpdate]) -> list[FieldStateUpdate]:
@@ -415,12 +411,6 @@ def read_warp_text(engine_or_conn: sa.Engine | sa.Connection, customer_ids: Sequ
     return run(engine_or_conn)
 
 
-def _finish(summary: dict[str, Any], *extra: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    summary.update(_tally(summary["records"]))
-    summary["errors"] = summary[FAILED] + sum(_tally(e)[FAILED] for e in extra)
-    return summary
-
-
 # --- WARP ---------------------------------------------------------------------------------------------------
 
 
@@ -434,7 +424,7 @@ def write_to_warp(
     enabled: bool,
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> WriteBackSummary:
     """Carry out the plan's WARP side: CAS field updates, links, MANUAL conflicts, agreements, audit."""
     now = now or now_utc()
     rows_of = bare(plan)
@@ -446,25 +436,22 @@ def write_to_warp(
     merges = rows_of[rows_of[KIND] == COMPANY_MERGED]
     agreements = rows_of[rows_of[KIND] == AGREEMENT]
     gate = _gate(plan, options, enabled=enabled, now=now)
-    summary: dict[str, Any] = {
-        "side": "warp", "status": gate.status, "reason": gate.reason, "planned": len(writes), "records": [],
-        "conflicts": {"planned": len(conflicts), "opened": 0, "updated": 0, "records": []},
-        "links": {"planned": len(links), "records": []},
-        "merges": {"planned": len(merges), "records": []},
-        "agreements": {"planned": len(agreements), "recorded": 0},
-        "invalid": {"planned": len(invalid), "logged": 0},
-    }
+    summary = WriteBackSummary(
+        side="warp", status=gate.status, reason=gate.reason, planned=len(writes), conflicts=Part(len(conflicts)),
+        links=Part(len(links)), merges=Part(len(merges)), agreements_planned=len(agreements),
+        invalid_planned=len(invalid),
+    )
     if not gate.open:
         outcome = DRY_RUN if gate.status == DRY_RUN else NOT_WRITTEN
-        summary["records"] = [_record(r, outcome, new=r[VALUE], old_column=WARP_RAW_VALUE) for r in _rows(writes)]
-        summary["conflicts"]["records"] = [_record(r, outcome) for r in _rows(conflicts)]
-        summary["links"]["records"] = [_record(r, outcome) for r in _rows(links)]
-        summary["merges"]["records"] = [_record(r, outcome, new=r[COMPANY_ID]) for r in _rows(merges)]
-        return _finish_warp(summary)
-    summary["status"] = WRITTEN if len(writes) + len(conflicts) + len(links) + len(merges) + len(agreements) \
+        summary.records = [_record(r, outcome, new=r[VALUE], old_column=WARP_RAW_VALUE) for r in _rows(writes)]
+        summary.conflicts.records = [_record(r, outcome) for r in _rows(conflicts)]
+        summary.links.records = [_record(r, outcome) for r in _rows(links)]
+        summary.merges.records = [_record(r, outcome, new=r[COMPANY_ID]) for r in _rows(merges)]
+        return summary
+    summary.status = WRITTEN if len(writes) + len(conflicts) + len(links) + len(merges) + len(agreements) \
         + len(invalid) else NOTHING_TO_WRITE
     # First, so that tonight's links by BAN see where the merges put their customers.
-    summary["merges"]["records"] = _follow_merges(engine, _rows(merges), run_id=run_id)
+    summary.merges.records = _follow_merges(engine, _rows(merges), run_id=run_id)
     groups = {
         "writes": _rows(writes), "conflicts": _rows(conflicts), "links": _rows(links),
         "agreements": _rows(agreements), "invalid": _rows(invalid),
@@ -479,30 +466,28 @@ def write_to_warp(
         part = {name: [r for c in chunk for r in by_customer[c].get(name, [])] for name in groups}
         try:
             with engine.begin() as conn:
-                result = _warp_chunk(conn, part, rules=rules, run_id=run_id, now=now,
-                                     pulled_at=_pulled_at(plan, now))
+                result = _warp_chunk(conn, part, rules=rules, run_id=run_id, pulled_at=_pulled_at(plan, now))
         except sa.exc.SQLAlchemyError as exc:
             # The whole chunk rolled back; its records fail with the database's reason.
             code, message = describe_failure(exc)
             log.warning("WARP write-back chunk failed: %s", code)
-            result = {
-                "records": [_record(r, FAILED, new=r[VALUE], code=code, message=message, old_column=WARP_RAW_VALUE)
-                            for r in part["writes"]],
-                "conflicts": [_record(r, FAILED, code=code, message=message) for r in part["conflicts"]],
-                "links": [_record(r, FAILED, code=code, message=message) for r in part["links"]],
-                "opened": 0, "updated": 0, "agreements": 0, "invalid": 0,
-            }
-        summary["records"] += result["records"]
-        summary["conflicts"]["records"] += result["conflicts"]
-        summary["conflicts"]["opened"] += result["opened"]
-        summary["conflicts"]["updated"] += result["updated"]
-        summary["links"]["records"] += result["links"]
-        summary["agreements"]["recorded"] += result["agreements"]
-        summary["invalid"]["logged"] += result["invalid"]
+            result = _WarpChunk(
+                records=[_record(r, FAILED, new=r[VALUE], code=code, message=message, old_column=WARP_RAW_VALUE)
+                         for r in part["writes"]],
+                conflicts=[_record(r, FAILED, code=code, message=message) for r in part["conflicts"]],
+                links=[_record(r, FAILED, code=code, message=message) for r in part["links"]],
+            )
+        summary.records += result.records
+        summary.conflicts.records += result.conflicts
+        summary.conflicts_opened += result.opened
+        summary.conflicts_updated += result.updated
+        summary.links.records += result.links
+        summary.agreements_recorded += result.agreements
+        summary.invalid_logged += result.invalid
         done += len(chunk)
         if progress is not None:
             progress(f"WARP write-back: {done:,} of {len(customers):,} customers")
-    return _finish_warp(summary)
+    return summary
 
 
 def _pulled_at(plan: pd.DataFrame, now: datetime) -> datetime:
@@ -510,14 +495,20 @@ def _pulled_at(plan: pd.DataFrame, now: datetime) -> datetime:
     return parse_iso(pulled) if pulled else now
 
 
-def _finish_warp(summary: dict[str, Any]) -> dict[str, Any]:
-    for name in ("conflicts", "links", "merges"):
-        summary[name].update(_tally(summary[name]["records"]))
-    return _finish(summary, summary["conflicts"]["records"], summary["links"]["records"],
-                   summary["merges"]["records"])
+@dataclass
+class _WarpChunk:
+    """What one chunk's transaction did (all of it rolled back together on a failure)."""
+
+    records: list[Record] = field(default_factory=list)
+    conflicts: list[Record] = field(default_factory=list)
+    links: list[Record] = field(default_factory=list)
+    opened: int = 0
+    updated: int = 0
+    agreements: int = 0
+    invalid: int = 0
 
 
-def _follow_merges(engine: sa.Engine, rows: list[dict[str, Any]], *, run_id: str | None) -> list[dict[str, Any]]:
+def _follow_merges(engine: sa.Engine, rows: list[dict[str, Any]], *, run_id: str | None) -> list[Record]:
     """Each customer still linked to a company merged into the row's company follows the merge (core.links:
     moved there, or marked for review when two customers would share it), audited; one transaction each, under
     the leases of every customer involved, so the drain and the webhook processor never write across it."""
@@ -584,9 +575,8 @@ def _warp_chunk(
     *,
     rules: FieldRules,
     run_id: str | None,
-    now: datetime,
     pulled_at: datetime,
-) -> dict[str, Any]:
+) -> _WarpChunk:
     name_writer(conn, actor=ACTOR, run_id=run_id)
     ids = sorted({str(r[CUSTOMER_ID]) for rows in part.values() for r in rows})
     # Present customers, held against deletion until the chunk commits (FOR KEY SHARE blocks no update).
@@ -595,8 +585,8 @@ def _warp_chunk(
     ).scalars())
     links = _link(conn, part["links"], present)
     log_sync_many(conn, [
-        _audit(row, _LOG_OUTCOME.get(record["outcome"], Outcome.FAILED), direction=None, run_id=run_id,
-               code=record["code"], message=record["message"], details={"link": "by BAN"})
+        _audit(row, _LOG_OUTCOME.get(record.outcome, Outcome.FAILED), direction=None, run_id=run_id,
+               code=record.code, message=record.message, details={"link": "by BAN"})
         for row, record in zip(part["links"], links, strict=True)])
 
     # Every decision over a field goes through the one applier (core.warp_apply), as the live flows' do.
@@ -609,8 +599,8 @@ def _warp_chunk(
     opened = sum(1 for row in part["conflicts"] if applied[id(row)].code == CONFLICT_OPENED)
     updated = sum(1 for row in part["conflicts"] if applied[id(row)].code == CONFLICT_UPDATED)
     agreements = sum(1 for row in part["agreements"] if applied[id(row)].outcome is Outcome.IN_SYNC)
-    return {"records": records, "conflicts": conflicts, "links": links, "opened": opened, "updated": updated,
-            "agreements": agreements, "invalid": len(part["invalid"])}
+    return _WarpChunk(records=records, conflicts=conflicts, links=links, opened=opened, updated=updated,
+                      agreements=agreements, invalid=len(part["invalid"]))
 
 
 def _field_decision(row: Mapping[str, Any], rules: FieldRules, pulled_at: datetime) -> FieldDecision:
@@ -636,16 +626,16 @@ def _field_decision(row: Mapping[str, Any], rules: FieldRules, pulled_at: dateti
 _RECORD_OUTCOME = {Outcome.APPLIED: APPLIED, Outcome.CONFLICT: APPLIED, Outcome.FAILED: FAILED}
 
 
-def _write_record(row: Mapping[str, Any], applied: Applied) -> dict[str, Any]:
+def _write_record(row: Mapping[str, Any], applied: Applied) -> Record:
     return _record(row, _RECORD_OUTCOME.get(applied.outcome, SKIPPED), new=row[VALUE], code=applied.code,
                    message=applied.message, old_column=WARP_RAW_VALUE)
 
 
-def _conflict_record(row: Mapping[str, Any], applied: Applied) -> dict[str, Any]:
+def _conflict_record(row: Mapping[str, Any], applied: Applied) -> Record:
     return _record(row, _RECORD_OUTCOME.get(applied.outcome, SKIPPED), code=applied.code, message=applied.message)
 
 
-def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) -> list[dict[str, Any]]:
+def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) -> list[Record]:
     """Store the company id of customers matched by BAN, only where still unlinked and the company unclaimed."""
     if not rows:
         return []

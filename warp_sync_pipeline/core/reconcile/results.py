@@ -1,0 +1,235 @@
+"""The nightly's results, typed: one record's outcome, a write-back's summary, the report.
+
+They flow from the write-backs to the report, the asset checks and metadata, the email and the run row. Each is
+serialised in one place, `to_json()`, and read back by `from_json()`: the Parquet IO manager stores them between
+assets (and hands back the typed value), the run row keeps the report as jsonb, the email renders a Report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime
+from typing import Any, ClassVar
+
+# What became of one record of the plan.
+APPLIED = "applied"
+SKIPPED = "skipped"
+FAILED = "failed"
+NOT_WRITTEN = "not_written"  # a gate stopped the write-back
+DRY_RUN = "dry_run"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One planned row (a field change, a link, a conflict, a merge) and its outcome."""
+
+    outcome: str
+    customer_id: str | None = None
+    ban: str | None = None
+    company_id: str | None = None
+    company_name: str | None = None
+    field: str | None = None
+    hubspot_property: str | None = None
+    action: str | None = None
+    reason: str | None = None
+    old: str | None = None
+    new: str | None = None
+    code: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Record:
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
+def _tally(records: list[Record], outcome: str) -> int:
+    return sum(1 for record in records if record.outcome == outcome)
+
+
+@dataclass
+class Part:
+    """The records of one kind of WARP-side work (conflicts, links, merges) and how many were planned."""
+
+    planned: int = 0
+    records: list[Record] = field(default_factory=list)
+
+    @property
+    def applied(self) -> int:
+        return _tally(self.records, APPLIED)
+
+    @property
+    def skipped(self) -> int:
+        return _tally(self.records, SKIPPED)
+
+    @property
+    def failed(self) -> int:
+        return _tally(self.records, FAILED)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"planned": self.planned, "records": [asdict(r) for r in self.records],
+                "applied": self.applied, "skipped": self.skipped, "failed": self.failed}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Part:
+        data = data or {}
+        return cls(planned=int(data.get("planned", 0)), records=[Record.from_json(r) for r in data.get("records", [])])
+
+
+@dataclass
+class WriteBackSummary:
+    """What one side's write-back did: its gate's status, the field records, and (WARP) the other parts."""
+
+    SIDES: ClassVar[tuple[str, str]] = ("hubspot", "warp")
+
+    side: str
+    status: str
+    reason: str = ""
+    planned: int = 0
+    records: list[Record] = field(default_factory=list)
+    conflicts: Part = field(default_factory=Part)
+    conflicts_opened: int = 0
+    conflicts_updated: int = 0
+    links: Part = field(default_factory=Part)
+    merges: Part = field(default_factory=Part)
+    agreements_planned: int = 0
+    agreements_recorded: int = 0
+    invalid_planned: int = 0
+    invalid_logged: int = 0
+
+    @property
+    def applied(self) -> int:
+        return _tally(self.records, APPLIED)
+
+    @property
+    def skipped(self) -> int:
+        return _tally(self.records, SKIPPED)
+
+    @property
+    def failed(self) -> int:
+        return _tally(self.records, FAILED)
+
+    def failures(self) -> Iterator[Record]:
+        """Every failed record: field writes, then conflicts, links and merges."""
+        for records in (self.records, self.conflicts.records, self.links.records, self.merges.records):
+            yield from (r for r in records if r.outcome == FAILED)
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for _ in self.failures())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "WriteBackSummary", "side": self.side, "status": self.status, "reason": self.reason,
+            "planned": self.planned, "records": [asdict(r) for r in self.records],
+            "applied": self.applied, "skipped": self.skipped, "failed": self.failed, "errors": self.errors,
+            "conflicts": {**self.conflicts.to_json(), "opened": self.conflicts_opened,
+                          "updated": self.conflicts_updated},
+            "links": self.links.to_json(), "merges": self.merges.to_json(),
+            "agreements": {"planned": self.agreements_planned, "recorded": self.agreements_recorded},
+            "invalid": {"planned": self.invalid_planned, "logged": self.invalid_logged},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> WriteBackSummary:
+        conflicts = data.get("conflicts") or {}
+        agreements, invalid = data.get("agreements") or {}, data.get("invalid") or {}
+        return cls(
+            side=str(data["side"]), status=str(data["status"]), reason=str(data.get("reason") or ""),
+            planned=int(data.get("planned", 0)), records=[Record.from_json(r) for r in data.get("records", [])],
+            conflicts=Part.from_json(conflicts), conflicts_opened=int(conflicts.get("opened", 0)),
+            conflicts_updated=int(conflicts.get("updated", 0)), links=Part.from_json(data.get("links")),
+            merges=Part.from_json(data.get("merges")), agreements_planned=int(agreements.get("planned", 0)),
+            agreements_recorded=int(agreements.get("recorded", 0)), invalid_planned=int(invalid.get("planned", 0)),
+            invalid_logged=int(invalid.get("logged", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]
+    total_rows: int
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        section: dict[str, Any] = {"title": self.title, "columns": self.columns, "rows": self.rows,
+                                   "total_rows": self.total_rows}
+        if self.note:
+            section["note"] = self.note
+        return section
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ReportSection:
+        if not isinstance(data, Mapping):
+            raise TypeError("a report section must be a mapping")
+        rows = [list(r.values()) if isinstance(r, Mapping) else list(r) for r in data.get("rows") or []]
+        return cls(title=str(data.get("title") or ""), columns=[str(c) for c in data.get("columns") or []],
+                   rows=rows, total_rows=int(data.get("total_rows", len(rows))), note=str(data.get("note") or ""))
+
+
+@dataclass(frozen=True)
+class Report:
+    """The nightly's report: counts, alerts (someone must act) and notes, and the sections of rows."""
+
+    run_id: str
+    dry_run: bool
+    status: str
+    counts: dict[str, int | float]
+    alerts: list[str]
+    notes: list[str]
+    sections: list[ReportSection]
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": "Report", "run_id": self.run_id, "dry_run": self.dry_run, "status": self.status,
+            "counts": dict(self.counts), "alerts": list(self.alerts), "notes": list(self.notes),
+            "sections": [s.to_json() for s in self.sections],
+        }
+        for name in ("started_at", "finished_at"):
+            moment = getattr(self, name)
+            if moment is not None:
+                data[name] = moment.isoformat()
+        return data
+
+    @classmethod
+    def read(cls, report: Report | Mapping[str, Any]) -> Report:
+        """A Report, or one stored as JSON (the run row's, a test's) read back."""
+        if isinstance(report, Report):
+            return report
+        if not isinstance(report, Mapping):
+            raise TypeError("the report must be a Report or its JSON")
+        return cls.from_json(report)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Report:
+        counts = data.get("counts") or {}
+        if not isinstance(counts, Mapping):
+            raise TypeError("a report's counts must be a mapping of name to number")
+        return cls(
+            run_id=str(data.get("run_id") or "unknown"), dry_run=bool(data.get("dry_run")),
+            status=str(data.get("status") or ""), counts={str(k): v for k, v in counts.items()},
+            alerts=[str(a) for a in data.get("alerts") or []], notes=[str(n) for n in data.get("notes") or []],
+            sections=[ReportSection.from_json(s) for s in data.get("sections") or []],
+            started_at=_moment(data.get("started_at")), finished_at=_moment(data.get("finished_at")),
+        )
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
+
+
+# The typed results the Parquet IO manager stores as JSON and reads back, by the "type" their JSON carries.
+STORED_TYPES: dict[str, Any] = {"WriteBackSummary": WriteBackSummary, "Report": Report}
+
+
+def from_stored(data: Any) -> Any:
+    """A stored JSON value as the typed result it was (plain JSON values as they are)."""
+    if isinstance(data, Mapping) and data.get("type") in STORED_TYPES:
+        return STORED_TYPES[data["type"]].from_json(data)
+    return data
