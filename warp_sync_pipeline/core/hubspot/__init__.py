@@ -3,14 +3,12 @@
 Plain Python (httpx, SQLAlchemy Core, tenacity); Dagster and Flask wrap it, never the reverse.
 """
 
+from warp_sync_pipeline.core.hubspot.batch_reads import MERGED_IDS_PROPERTY
 from warp_sync_pipeline.core.hubspot.budget import Bucket, BudgetSettings, Priority, RequestBudget
 from warp_sync_pipeline.core.hubspot.client import (
     DEFAULT_BASE_URL,
-    MERGED_IDS_PROPERTY,
     HubSpotClient,
     HubSpotSettings,
-    PropertySchemaMismatch,
-    RetryPolicy,
     client_from_env,
 )
 from warp_sync_pipeline.core.hubspot.errors import (
@@ -51,6 +49,8 @@ from warp_sync_pipeline.core.hubspot.properties import (
     PropertyDefinition,
     PropertyOption,
 )
+from warp_sync_pipeline.core.hubspot.property_schema import PropertySchemaMismatch
+from warp_sync_pipeline.core.hubspot.transport import RetryPolicy
 from warp_sync_pipeline.core.hubspot.versions import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
