@@ -25,11 +25,11 @@ import hashlib
 import hmac
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import sqlalchemy as sa
@@ -46,6 +46,7 @@ from warp_sync_pipeline.core.conflicts import (
 )
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason
 from warp_sync_pipeline.core.field_state import (
+    FieldState,
     FieldStateUpdate,
     StateValue,
     read_field_state,
@@ -506,103 +507,8 @@ def resolve_conflict(
             release_customer(engine, customer_id, lease.token)
 
 
-def _resolve_under_lease(
-    engine: sa.Engine,
-    client: HubSpotClient,
-    conflict: ConflictView,
-    choice: Choice,
-    value: object,
-    actor: str,
-    time_budget_s: float,
-) -> Resolution:
-    with engine.connect() as conn:
-        try:
-            rules = load_rules(conn)
-        except FieldRuleError as exc:
-            raise ResolutionRefused(exc.code, f"The field rules cannot be followed: {exc}") from None
-        state = read_field_state(conn, [conflict.customer_id], [conflict.warp_field])
-    rule = rules.get(conflict.warp_field)
-    if rule is None or rule.hubspot_property != conflict.hubspot_property:
-        raise ResolutionRefused(
-            "FIELD_NOT_MAPPED",
-            f"{conflict.warp_field} is no longer mapped to {conflict.hubspot_property}; the next detection "
-            "will supersede this conflict.",
-        )
-    if rule.warp_field == "ban":
-        raise ResolutionRefused("IMMUTABLE_FIELD", "ban never changes after a customer is created.")
-    customer = _read_customer(engine, conflict.customer_id, rule)
-    if customer.hubspot_link_status != LinkStatus.LINKED or not customer.company_id:
-        raise ResolutionRefused(
-            "CUSTOMER_NOT_LINKED",
-            f"The customer's HubSpot link is {customer.hubspot_link_status!r}; settle the link first.",
-        )
-    company_id = str(customer.company_id)
-    hubspot = client.with_priority(Priority.SYNC).with_deadline(time_budget_s)
-    prop = rule.hubspot_property
-
-    try:
-        company = hubspot.get_company(company_id, properties=[prop], properties_with_history=[prop])
-    except NotFound:
-        raise ResolutionRefused(
-            "COMPANY_NOT_FOUND", f"HubSpot has no company {company_id}; the link needs review first."
-        ) from None
-    except HubSpotError as exc:
-        raise ResolutionFailed(
-            HUBSPOT_SYNC_FAILED, f"HubSpot could not be read: {exc.message}", hubspot_applied=False,
-            hubspot_status=exc.status,
-        ) from None
-
-    prior = state.get((conflict.customer_id, rule.warp_field))
-    warp_raw, hubspot_raw = customer.value, company.get(prop)
-    warp_seen, hubspot_seen = review_text(rule, warp_raw), review_text(rule, hubspot_raw)
-    warp_at = prior.warp.at if prior and prior.warp else conflict.warp_changed_at
-    hubspot_version = company.last_change(prop)
-    hubspot_at = hubspot_version.timestamp if hubspot_version else conflict.hubspot_changed_at
-    if warp_seen != conflict.warp_value or hubspot_seen != conflict.hubspot_value:
-        raise _refresh_conflict(
-            engine, conflict, rule, actor, Observed(warp_raw, warp_at), Observed(hubspot_raw, hubspot_at)
-        )
-
-    target = _target(rule, choice, value, warp_raw, hubspot_raw)
-    write_hubspot = target.canonical != hubspot_seen
-    write_warp = target.canonical != warp_seen
-
-    if write_hubspot:
-        hubspot_at = _write_hubspot(engine, hubspot, conflict, rule, company_id, target, actor) or hubspot_at
-
-    try:
-        return _apply_in_warp(
-            engine, conflict, rule, choice, target, actor,
-            write_warp=write_warp, write_hubspot=write_hubspot, warp_seen=warp_seen, hubspot_seen=hubspot_seen,
-            warp_at=warp_at, hubspot_at=hubspot_at,
-        )
-    except _ConflictMoved:
-        changed = _changed_since(engine, conflict)
-        if write_hubspot:
-            _record_half_done(engine, conflict, rule, target, actor, hubspot_at, "the conflict changed meanwhile")
-        raise changed from None
-    except _WarpMoved as moved:
-        # A PATCH does not take the lease: WARP moved under us, and it is never overwritten.
-        if write_hubspot:
-            _record_half_done(engine, conflict, rule, target, actor, hubspot_at, "WARP's value changed meanwhile")
-        hubspot_now = (Observed(target.hubspot_text, hubspot_at) if write_hubspot
-                       else Observed(hubspot_raw, hubspot_at))
-        raise _refresh_conflict(
-            engine, get_conflict(engine, conflict.id) or conflict, rule, actor,
-            Observed(moved.value, None), hubspot_now,
-        ) from None
-    except (sa.exc.SQLAlchemyError, _WarpRefused) as exc:
-        detail = f"the WARP transaction failed ({exc if isinstance(exc, _WarpRefused) else exc.__class__.__name__})"
-        if write_hubspot:
-            _record_half_done(engine, conflict, rule, target, actor, hubspot_at, detail)
-            raise ResolutionFailed(
-                WARP_WRITE_FAILED,
-                f"HubSpot now holds {target.canonical!r} but {detail}; the conflict stays open, try again.",
-                hubspot_applied=True,
-            ) from None
-        raise ResolutionFailed(
-            WARP_WRITE_FAILED, f"{detail}; nothing was changed, try again.", hubspot_applied=False
-        ) from None
+# The steps of one resolution under the lease: read what each side holds now, decide (a `_Plan`), write
+# HubSpot, then one WARP transaction; when that transaction fails, `_settle_failure` picks the outcome.
 
 
 class _ConflictMoved(Exception):
@@ -619,6 +525,137 @@ class _WarpMoved(Exception):
     def __init__(self, value: object) -> None:
         super().__init__("WARP's value moved")
         self.value = value
+
+
+# What the final WARP transaction can fail with; each has its own compensation in `_settle_failure`.
+_WarpFailure = _ConflictMoved | _WarpMoved | _WarpRefused | sa.exc.SQLAlchemyError
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a resolution read and decided: the input of both writes and of the compensation."""
+
+    conflict: ConflictView
+    rule: FieldRule
+    choice: Choice
+    target: _Target
+    company_id: str  # the linked HubSpot company
+    warp_seen: str | None  # WARP's value as review text (checked equal to the conflict's)
+    hubspot_seen: str | None  # HubSpot's value as review text (checked equal to the conflict's)
+    hubspot_raw: str | None  # HubSpot's property as read: the conflict's refresh when HubSpot is not written
+    warp_at: datetime | None
+    hubspot_at: datetime | None  # after a HubSpot write, when HubSpot says it took the value
+    write_warp: bool
+    write_hubspot: bool
+
+
+def _resolve_under_lease(
+    engine: sa.Engine,
+    client: HubSpotClient,
+    conflict: ConflictView,
+    choice: Choice,
+    value: object,
+    actor: str,
+    time_budget_s: float,
+) -> Resolution:
+    rule, prior = _mapped_rule(engine, conflict)
+    customer = _linked_customer(engine, conflict.customer_id, rule)
+    company_id = str(customer.company_id)
+    hubspot = client.with_priority(Priority.SYNC).with_deadline(time_budget_s)
+    company = _read_company(hubspot, company_id, rule.hubspot_property)
+    warp_now, hubspot_now = _sides_now(conflict, rule, prior, customer.value, company)
+    if (review_text(rule, warp_now.value), review_text(rule, hubspot_now.value)) != (
+        conflict.warp_value, conflict.hubspot_value
+    ):
+        raise _refresh_conflict(engine, conflict, rule, actor, warp_now, hubspot_now)
+
+    # Validated only now: a side that moved is shown to the person before their choice is judged.
+    plan = _decide(conflict, rule, choice, value, company_id, warp_now, hubspot_now)
+    if plan.write_hubspot:
+        plan = replace(plan, hubspot_at=_write_hubspot(engine, hubspot, plan, actor) or plan.hubspot_at)
+    try:
+        return _apply_in_warp(engine, plan, actor)
+    except (_ConflictMoved, _WarpMoved, _WarpRefused, sa.exc.SQLAlchemyError) as failure:
+        raise _settle_failure(engine, plan, actor, failure) from None
+
+
+def _mapped_rule(engine: sa.Engine, conflict: ConflictView) -> tuple[FieldRule, FieldState | None]:
+    """The rule the conflict's field follows now and the field's stored state; refused when the field is no
+    longer mapped as the conflict says, or is the BAN."""
+    with engine.connect() as conn:
+        try:
+            rules = load_rules(conn)
+        except FieldRuleError as exc:
+            raise ResolutionRefused(exc.code, f"The field rules cannot be followed: {exc}") from None
+        state = read_field_state(conn, [conflict.customer_id], [conflict.warp_field])
+    rule = rules.get(conflict.warp_field)
+    if rule is None or rule.hubspot_property != conflict.hubspot_property:
+        raise ResolutionRefused(
+            "FIELD_NOT_MAPPED",
+            f"{conflict.warp_field} is no longer mapped to {conflict.hubspot_property}; the next detection "
+            "will supersede this conflict.",
+        )
+    if rule.warp_field == "ban":
+        raise ResolutionRefused("IMMUTABLE_FIELD", "ban never changes after a customer is created.")
+    return rule, state.get((conflict.customer_id, rule.warp_field))
+
+
+def _linked_customer(engine: sa.Engine, customer_id: UUID, rule: FieldRule) -> sa.Row:
+    """The customer's value and HubSpot company; refused unless the customer is linked."""
+    customer = _read_customer(engine, customer_id, rule)
+    if customer.hubspot_link_status != LinkStatus.LINKED or not customer.company_id:
+        raise ResolutionRefused(
+            "CUSTOMER_NOT_LINKED",
+            f"The customer's HubSpot link is {customer.hubspot_link_status!r}; settle the link first.",
+        )
+    return customer
+
+
+def _read_company(hubspot: HubSpotClient, company_id: str, prop: str) -> Company:
+    """The company's property with its history (for when it changed); nothing has been written yet."""
+    try:
+        return hubspot.get_company(company_id, properties=[prop], properties_with_history=[prop])
+    except NotFound:
+        raise ResolutionRefused(
+            "COMPANY_NOT_FOUND", f"HubSpot has no company {company_id}; the link needs review first."
+        ) from None
+    except HubSpotError as exc:
+        raise ResolutionFailed(
+            HUBSPOT_SYNC_FAILED, f"HubSpot could not be read: {exc.message}", hubspot_applied=False,
+            hubspot_status=exc.status,
+        ) from None
+
+
+def _sides_now(
+    conflict: ConflictView, rule: FieldRule, prior: FieldState | None, warp_raw: object, company: Company
+) -> tuple[Observed, Observed]:
+    """Each side's value as read, with when it changed (the field state, HubSpot's history, else the
+    conflict's own times)."""
+    warp_at = prior.warp.at if prior and prior.warp else conflict.warp_changed_at
+    hubspot_version = company.last_change(rule.hubspot_property)
+    hubspot_at = hubspot_version.timestamp if hubspot_version else conflict.hubspot_changed_at
+    return Observed(warp_raw, warp_at), Observed(company.get(rule.hubspot_property), hubspot_at)
+
+
+def _decide(
+    conflict: ConflictView,
+    rule: FieldRule,
+    choice: Choice,
+    value: object,
+    company_id: str,
+    warp: Observed,
+    hubspot: Observed,
+) -> _Plan:
+    """The chosen value in each side's form, and which sides must take it."""
+    hubspot_raw = cast("str | None", hubspot.value)  # as `Company.get` gave it
+    target = _target(rule, choice, value, warp.value, hubspot_raw)
+    warp_seen, hubspot_seen = review_text(rule, warp.value), review_text(rule, hubspot_raw)
+    return _Plan(
+        conflict=conflict, rule=rule, choice=choice, target=target, company_id=company_id,
+        warp_seen=warp_seen, hubspot_seen=hubspot_seen, hubspot_raw=hubspot_raw,
+        warp_at=warp.changed_at, hubspot_at=hubspot.changed_at,
+        write_warp=target.canonical != warp_seen, write_hubspot=target.canonical != hubspot_seen,
+    )
 
 
 def _refresh_conflict(
@@ -655,18 +692,12 @@ def _refresh_conflict(
     return ConflictChanged(message, get_conflict(engine, conflict.id))
 
 
-def _write_hubspot(
-    engine: sa.Engine,
-    hubspot: HubSpotClient,
-    conflict: ConflictView,
-    rule: FieldRule,
-    company_id: str,
-    target: _Target,
-    actor: str,
-) -> datetime | None:
+
+def _write_hubspot(engine: sa.Engine, hubspot: HubSpotClient, plan: _Plan, actor: str) -> datetime | None:
     """Ledger entry first (committed), then the write; a failure is audited and leaves the conflict open."""
+    conflict, rule, target = plan.conflict, plan.rule, plan.target
     try:
-        company: Company = update_company_ledger_first(engine, hubspot, rule, company_id, target.hubspot_text,
+        company: Company = update_company_ledger_first(engine, hubspot, rule, plan.company_id, target.hubspot_text,
                                                        reason="resolution failed")
     except HubSpotError as exc:
         # Only a definite refusal proves HubSpot did not apply it (its entry was voided); else it may have.
@@ -699,39 +730,13 @@ def _entry(conflict: ConflictView, rule: FieldRule, outcome: Outcome, actor: str
     )
 
 
-def _apply_in_warp(
-    engine: sa.Engine,
-    conflict: ConflictView,
-    rule: FieldRule,
-    choice: Choice,
-    target: _Target,
-    actor: str,
-    *,
-    write_warp: bool,
-    write_hubspot: bool,
-    warp_seen: str | None,
-    hubspot_seen: str | None,
-    warp_at: datetime | None,
-    hubspot_at: datetime | None,
-) -> Resolution:
+def _apply_in_warp(engine: sa.Engine, plan: _Plan, actor: str) -> Resolution:
     """The conflict closed, then the choice carried out on WARP by the one applier (core.warp_apply: WARP's
     column, the field state, the audit row), and HubSpot's write audited: one transaction."""
+    conflict, rule, choice, target = plan.conflict, plan.rule, plan.choice, plan.target
     with engine.begin() as conn:
         name_writer(conn, actor=actor)
-        current = conn.execute(
-            sa.select(conflicts_table.c.status, conflicts_table.c.version)
-            .where(conflicts_table.c.id == conflict.id)
-            .with_for_update()
-        ).first()
-        if current is None or current.status != "open" or current.version != conflict.version:
-            raise _ConflictMoved()
-        holds = conn.execute(
-            sa.select(_customers.c[rule.warp_field]).where(_customers.c.id == conflict.customer_id).with_for_update()
-        ).first()
-        if holds is None:
-            raise _ConflictMoved()
-        if review_text(rule, holds[0]) != warp_seen:
-            raise _WarpMoved(holds[0])
+        warp_holds = _lock_unchanged(conn, plan)
         # Closed first, as the person's resolution: the agreement the applier records then finds no open
         # conflict to supersede.
         closed = close_open_conflict(
@@ -744,17 +749,19 @@ def _apply_in_warp(
         detail = {"conflict_id": conflict.id, "conflict_version": conflict.version, "choice": choice.value}
         (applied,) = apply_decisions(conn, [FieldDecision(
             customer_id=conflict.customer_id, rule=rule,
-            decision=Decision(Action.WRITE_TO_WARP if write_warp else Action.IN_SYNC, Reason.EQUAL, target.canonical),
-            warp=Observed(holds[0], warp_at), hubspot=Observed(target.hubspot_text, hubspot_at),
-            warp_text=warp_seen, hubspot_text=target.canonical, read_at=None, agreed=conflict.agreed_value,
+            decision=Decision(
+                Action.WRITE_TO_WARP if plan.write_warp else Action.IN_SYNC, Reason.EQUAL, target.canonical
+            ),
+            warp=Observed(warp_holds, plan.warp_at), hubspot=Observed(target.hubspot_text, plan.hubspot_at),
+            warp_text=plan.warp_seen, hubspot_text=target.canonical, read_at=None, agreed=conflict.agreed_value,
             ban=conflict.ban, details=detail, audit_as=(action, MANUAL_RESOLUTION),
-            audited=write_warp or not write_hubspot,
+            audited=plan.write_warp or not plan.write_hubspot,
         )], by=Applier(Trigger.RESOLUTION, actor=actor))
         if applied.outcome is Outcome.FAILED:
             raise _WarpRefused(applied.code)  # the code only: the database's message can quote values
-        if write_hubspot:
+        if plan.write_hubspot:
             log_sync(conn, _entry(conflict, rule, Outcome.APPLIED, actor, direction=Direction.WARP_TO_HUBSPOT,
-                                  old_value=hubspot_seen, new_value=target.canonical, action=action,
+                                  old_value=plan.hubspot_seen, new_value=target.canonical, action=action,
                                   details={"choice": choice.value}))
         moment: datetime = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
         version = conn.execute(
@@ -762,9 +769,59 @@ def _apply_in_warp(
         ).scalar_one()
     return Resolution(
         conflict_id=conflict.id, customer_id=conflict.customer_id, warp_field=rule.warp_field, choice=choice,
-        value=target.canonical, hubspot_written=write_hubspot, warp_written=write_warp, resolved_by=actor,
-        resolved_at=moment, version=version,
+        value=target.canonical, hubspot_written=plan.write_hubspot, warp_written=plan.write_warp,
+        resolved_by=actor, resolved_at=moment, version=version,
     )
+
+
+def _lock_unchanged(conn: sa.Connection, plan: _Plan) -> object:
+    """Lock the conflict and the customer's row, check both still are as planned, and return WARP's value."""
+    conflict, rule = plan.conflict, plan.rule
+    current = conn.execute(
+        sa.select(conflicts_table.c.status, conflicts_table.c.version)
+        .where(conflicts_table.c.id == conflict.id)
+        .with_for_update()
+    ).first()
+    if current is None or current.status != "open" or current.version != conflict.version:
+        raise _ConflictMoved()
+    holds = conn.execute(
+        sa.select(_customers.c[rule.warp_field]).where(_customers.c.id == conflict.customer_id).with_for_update()
+    ).first()
+    if holds is None:
+        raise _ConflictMoved()
+    if review_text(rule, holds[0]) != plan.warp_seen:
+        raise _WarpMoved(holds[0])
+    return holds[0]
+
+
+def _settle_failure(engine: sa.Engine, plan: _Plan, actor: str, failure: _WarpFailure) -> ReviewError:
+    """The outcome of a failed WARP transaction (nothing of it was kept): when HubSpot already took the value,
+    audit that half-done write first; then report the conflict as it is now, or the failure."""
+    conflict, rule, target = plan.conflict, plan.rule, plan.target
+    if isinstance(failure, _ConflictMoved):
+        changed = _changed_since(engine, conflict)  # read before the refresh below moves its version
+        if plan.write_hubspot:
+            _record_half_done(engine, plan, actor, "the conflict changed meanwhile")
+        return changed
+    if isinstance(failure, _WarpMoved):
+        # A PATCH does not take the lease: WARP moved under us, and it is never overwritten.
+        if plan.write_hubspot:
+            _record_half_done(engine, plan, actor, "WARP's value changed meanwhile")
+        hubspot_now = Observed(target.hubspot_text if plan.write_hubspot else plan.hubspot_raw, plan.hubspot_at)
+        return _refresh_conflict(
+            engine, get_conflict(engine, conflict.id) or conflict, rule, actor,
+            Observed(failure.value, None), hubspot_now,
+        )
+    reason = failure if isinstance(failure, _WarpRefused) else failure.__class__.__name__
+    detail = f"the WARP transaction failed ({reason})"
+    if plan.write_hubspot:
+        _record_half_done(engine, plan, actor, detail)
+        return ResolutionFailed(
+            WARP_WRITE_FAILED,
+            f"HubSpot now holds {target.canonical!r} but {detail}; the conflict stays open, try again.",
+            hubspot_applied=True,
+        )
+    return ResolutionFailed(WARP_WRITE_FAILED, f"{detail}; nothing was changed, try again.", hubspot_applied=False)
 
 
 def _changed_since(engine: sa.Engine, conflict: ConflictView) -> ConflictChanged:
@@ -778,17 +835,10 @@ def _changed_since(engine: sa.Engine, conflict: ConflictView) -> ConflictChanged
     return ConflictChanged(f"Conflict {conflict.id} changed while it was being resolved.", current)
 
 
-def _record_half_done(
-    engine: sa.Engine,
-    conflict: ConflictView,
-    rule: FieldRule,
-    target: _Target,
-    actor: str,
-    hubspot_at: datetime | None,
-    why: str,
-) -> None:
+def _record_half_done(engine: sa.Engine, plan: _Plan, actor: str, why: str) -> None:
     """HubSpot took the value but WARP did not: say so in the audit log; the conflict (still open, unless
     someone else closed it) shows HubSpot's new value, so a retry writes WARP only."""
+    conflict, rule, target = plan.conflict, plan.rule, plan.target
     with engine.begin() as conn:
         name_writer(conn, actor=actor)
         log_sync(conn, _entry(
@@ -803,7 +853,7 @@ def _record_half_done(
             open_or_update_conflict(
                 conn, customer_id=conflict.customer_id, rule=rule, reason=current.reason,
                 agreed=current.agreed_value, warp=Observed(current.warp_value, current.warp_changed_at),
-                hubspot=Observed(target.hubspot_text, hubspot_at), detected_by="resolution",
+                hubspot=Observed(target.hubspot_text, plan.hubspot_at), detected_by="resolution",
                 run_id=current.dagster_run_id,
             )
 
