@@ -54,6 +54,7 @@ from warp_sync_pipeline.core.reconcile.frames import (  # noqa: E402
     CUSTOMER_UPDATED_AT,
     KIND,
     LINK_STATUS,
+    OPEN_CONFLICTS,
     STATE_WARP,
     STATE_WARP_CHANGED_AT,
     WARP_RAW,
@@ -177,6 +178,9 @@ def build_pulls(n: int, seed: int = 11, drift: float = 0.052, aligned: bool = Tr
             warp[col(field, STATE_WARP)] = w_cmp.astype("str")
             warp[col(field, STATE_WARP_CHANGED_AT)] = times(86_400_000)
     warp[BAN] = warp[col("ban", WARP_RAW)]
+    # As the pull lists them: a few customers (0.05%) with a conflict waiting in review.
+    in_review = rng.random(n) < 0.0005
+    warp[OPEN_CONFLICTS] = _s(np.where(in_review, ",contact_email,", None)).astype("str")
     warp_df = pd.DataFrame(warp)
     # HubSpot lists companies by id, and the WARP pull holds customers in their company id's order: the two
     # frames arrive side by side (unaligned: HubSpot's rows shuffled, as if the pull had not sorted).
@@ -232,7 +236,8 @@ def scalar_plan(warp: pd.DataFrame, hubspot: pd.DataFrame, rows: int, history: p
                                        updated_at=row[CUSTOMER_UPDATED_AT], watched_since=rule.watched_since)
                 h_at = changed.get((row[COMPANY_ID], rule.hubspot_property))
             d = decide(rule, None if a is None else Observed(a), Observed(w, w_at), Observed(h, h_at))
-            if d.action is not Action.IN_SYNC or a != d.value:
+            reviewed = isinstance(row[OPEN_CONFLICTS], str) and f",{field}," in row[OPEN_CONFLICTS]
+            if d.action is not Action.IN_SYNC or a != d.value or reviewed:
                 out.add((row[CUSTOMER_ID], field, d.action.value, d.reason.value))
     return time.perf_counter() - started, out
 
@@ -260,7 +265,7 @@ def bench_diff(args: argparse.Namespace) -> None:
         if resettable:
             peak = (_status_kb("VmHWM") - before) / 1024
     best, median = min(timings), statistics.median(timings)
-    counts = plan.attrs.counts
+    counts = plan.attrs["counts"]
     print(f"diff + plan: best {best:.3f} s, median {median:.3f} s over {args.repeat} ({', '.join(f'{t:.3f}' for t in timings)})")
     print(f"  pairs {counts['pairs']:,}, differing {counts['pairs_differing']:,}, fields differing "
           f"{counts['fields_differing']:,}, history companies {history[COMPANY_ID].nunique():,}, plan rows {len(plan):,}")

@@ -87,54 +87,87 @@ _NON_NEGATIVE_FLOATS = {"webhook_retry_initial_seconds", "webhook_retry_max_seco
 MAX_IN_FLIGHT_CEILING = 32
 
 
-def _checked(key: str, value: Any) -> Any:
-    if key in ("access_token", "client_secret"):
-        if not isinstance(value, str) or not value:
-            raise bad_request(f"{key} must be a non-empty string.")
-        return value
-    if key == "webhook_target_url":
-        if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
-            raise bad_request("webhook_target_url must be an http(s) URL or null.")
-        return value
-    if key == "webhook_repeat_event_ids":
-        if not isinstance(value, bool):
-            raise bad_request("webhook_repeat_event_ids must be true or false.")
-        return value
-    if key == "time_zone":
-        try:
-            ZoneInfo(str(value))
-        except (ZoneInfoNotFoundError, ValueError):
-            raise bad_request("time_zone must be an IANA time zone name (e.g. Europe/Berlin).") from None
-        return str(value)
-    if key == "batch_write_errors":
-        if value not in BATCH_WRITE_ERROR_FORMS:
-            raise bad_request(f"batch_write_errors must be one of {', '.join(BATCH_WRITE_ERROR_FORMS)}.")
-        return value
-    if key == "unique_conflict_form":
-        if value not in UNIQUE_CONFLICT_FORMS:
-            raise bad_request(f"unique_conflict_form must be one of {', '.join(UNIQUE_CONFLICT_FORMS)}.")
-        return value
-    if key == "webhook_subscribed_properties":
-        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
-            raise bad_request("webhook_subscribed_properties must be a list of property names or null.")
-        return value
-    if key in _OPTIONAL_POSITIVE_INTS and value is None:
-        return None
-    if key in _OPTIONAL_POSITIVE_INTS | _POSITIVE_INTS | _NON_NEGATIVE_INTS:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise bad_request(f"{key} must be a whole number" + (" or null." if key in _OPTIONAL_POSITIVE_INTS else "."))
-        minimum = 0 if key in _NON_NEGATIVE_INTS else 1
-        if value < minimum:
-            raise bad_request(f"{key} must be at least {minimum}.")
-        if key == "webhook_max_in_flight" and value > MAX_IN_FLIGHT_CEILING:
-            raise bad_request(f"webhook_max_in_flight must be at most {MAX_IN_FLIGHT_CEILING}.")
-        if key == "webhook_max_events_per_request" and value > 100:
-            raise bad_request("webhook_max_events_per_request must be at most 100 (HubSpot's batch size).")
-        return value
-    if key in _POSITIVE_FLOATS | _NON_NEGATIVE_FLOATS:
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise bad_request(f"{key} must be a number of seconds.")
-        if value < 0 or (key in _POSITIVE_FLOATS and value == 0):
-            raise bad_request(f"{key} must be {'positive' if key in _POSITIVE_FLOATS else 'zero or more'}.")
-        return float(value)
+def _token(key: str, value: Any) -> Any:
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"{key} must be a non-empty string.")
     return value
+
+
+def _target_url(key: str, value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
+        raise bad_request(f"{key} must be an http(s) URL or null.")
+    return value
+
+
+def _flag(key: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise bad_request(f"{key} must be true or false.")
+    return value
+
+
+def _time_zone(key: str, value: Any) -> Any:
+    try:
+        ZoneInfo(str(value))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise bad_request(f"{key} must be an IANA time zone name (e.g. Europe/Berlin).") from None
+    return str(value)
+
+
+def _one_of(forms: tuple[str, ...]) -> Any:
+    def check(key: str, value: Any) -> Any:
+        if value not in forms:
+            raise bad_request(f"{key} must be one of {', '.join(forms)}.")
+        return value
+    return check
+
+
+def _property_names(key: str, value: Any) -> Any:
+    if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
+        raise bad_request(f"{key} must be a list of property names or null.")
+    return value
+
+
+# The most a whole-number setting may be, where HubSpot (or sense) sets one.
+_INT_CEILINGS = {
+    "webhook_max_in_flight": (MAX_IN_FLIGHT_CEILING, f"webhook_max_in_flight must be at most {MAX_IN_FLIGHT_CEILING}."),
+    "webhook_max_events_per_request": (100, "webhook_max_events_per_request must be at most 100 (HubSpot's batch "
+                                            "size)."),
+}
+
+
+def _whole_number(key: str, value: Any) -> Any:
+    optional = key in _OPTIONAL_POSITIVE_INTS
+    if optional and value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_request(f"{key} must be a whole number" + (" or null." if optional else "."))
+    minimum = 0 if key in _NON_NEGATIVE_INTS else 1
+    if value < minimum:
+        raise bad_request(f"{key} must be at least {minimum}.")
+    ceiling, message = _INT_CEILINGS.get(key, (None, ""))
+    if ceiling is not None and value > ceiling:
+        raise bad_request(message)
+    return value
+
+
+def _seconds(key: str, value: Any) -> Any:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise bad_request(f"{key} must be a number of seconds.")
+    if value < 0 or (key in _POSITIVE_FLOATS and value == 0):
+        raise bad_request(f"{key} must be {'positive' if key in _POSITIVE_FLOATS else 'zero or more'}.")
+    return float(value)
+
+
+_CHECKS: dict[str, Any] = {
+    "access_token": _token, "client_secret": _token, "webhook_target_url": _target_url,
+    "webhook_repeat_event_ids": _flag, "time_zone": _time_zone,
+    "batch_write_errors": _one_of(BATCH_WRITE_ERROR_FORMS), "unique_conflict_form": _one_of(UNIQUE_CONFLICT_FORMS),
+    "webhook_subscribed_properties": _property_names,
+    **dict.fromkeys(_OPTIONAL_POSITIVE_INTS | _POSITIVE_INTS | _NON_NEGATIVE_INTS, _whole_number),
+    **dict.fromkeys(_POSITIVE_FLOATS | _NON_NEGATIVE_FLOATS, _seconds),
+}
+
+
+def _checked(key: str, value: Any) -> Any:
+    check = _CHECKS.get(key)
+    return value if check is None else check(key, value)

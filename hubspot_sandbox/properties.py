@@ -205,24 +205,33 @@ def normalize_value(definition: PropertyDefinition, raw: Any) -> str:
         raise _problem(name, "LEADING_TRAILING_WHITESPACE",
                        f"{text!r} has leading or trailing whitespace, which is not allowed for {kind} property "
                        f"{name}.", text)
-    if kind == "number":
-        return _normalize_number(name, text)
-    if kind == "bool":
-        lowered = text.lower()
-        if lowered not in ("true", "false"):
-            raise _problem(name, "INVALID_BOOLEAN", f"{text} was not a valid boolean (true or false).", text)
-        return lowered
-    if kind == "date":
-        return _normalize_date(name, text)
-    if kind == "datetime":
-        try:
-            return iso_ms(parse_time_ms(text))
-        except (ValueError, OverflowError):
-            raise _problem(name, "INVALID_DATETIME",
-                           f"{text} was not a valid datetime; use ISO-8601 or epoch milliseconds.", text) from None
-    if kind == "enumeration":
-        return _normalize_enumeration(definition, text)
-    return text
+    typed = _TYPED.get(kind)
+    return text if typed is None else typed(definition, text)
+
+
+def _normalize_bool(definition: PropertyDefinition, text: str) -> str:
+    lowered = text.lower()
+    if lowered not in ("true", "false"):
+        raise _problem(definition.name, "INVALID_BOOLEAN", f"{text} was not a valid boolean (true or false).", text)
+    return lowered
+
+
+def _normalize_datetime(definition: PropertyDefinition, text: str) -> str:
+    try:
+        return iso_ms(parse_time_ms(text))
+    except (ValueError, OverflowError):
+        raise _problem(definition.name, "INVALID_DATETIME",
+                       f"{text} was not a valid datetime; use ISO-8601 or epoch milliseconds.", text) from None
+
+
+# How each property type checks and stores a (non-empty, trimmed) value; other types keep the text.
+_TYPED: dict[str, Any] = {
+    "number": lambda definition, text: _normalize_number(definition.name, text),
+    "bool": _normalize_bool,
+    "date": lambda definition, text: _normalize_date(definition.name, text),
+    "datetime": _normalize_datetime,
+    "enumeration": lambda definition, text: _normalize_enumeration(definition, text),
+}
 
 
 class RefusedValue(ValueError):

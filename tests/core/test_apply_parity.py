@@ -10,6 +10,7 @@ value they last agreed on.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -32,14 +33,26 @@ FLOWS = ("webhook", "drain", "nightly")
 AGREED_EMAIL = "billing@linked.example"  # what make_linked agrees on
 
 
-def _carry_out(flow: str, engine: sa.Engine, hubspot: HubSpotClient, customer: UUID, company: str, field: str,
-               prop: str, hubspot_value: str, changed_at: datetime, store: Callable, process: Callable) -> None:
+@dataclass(frozen=True)
+class _Change:
+    """HubSpot's change of one customer's field, as each flow learns of it."""
+
+    customer: UUID
+    company: str
+    field: str
+    prop: str
+    value: str
+    at: datetime
+
+
+def _carry_out(flow: str, engine: sa.Engine, hubspot: HubSpotClient, change: _Change, store: Callable,
+               process: Callable) -> None:
     if flow == "webhook":
-        store([property_change(int(company), prop, hubspot_value, occurredAt=ms(changed_at))])
+        store([property_change(int(change.company), change.prop, change.value, occurredAt=ms(change.at))])
         process(hubspot=hubspot)
     elif flow == "drain":
         with engine.begin() as conn:  # the drain decides queued fields: queue it as a WARP change would
-            enqueue_fields(conn, customer, [field], reason="test")
+            enqueue_fields(conn, change.customer, [change.field], reason="test")
         drain_queue(engine, hubspot, settings=fast_drain())
     else:
         run_flow(engine, hubspot, ReconcileOptions(allow_mass_write=True))  # one customer of one: all changed
@@ -72,8 +85,8 @@ def test_hubspots_change_is_written_to_warp_alike_by_every_flow(
     changed_at = datetime.now(UTC) - timedelta(minutes=5)
     sandbox.control.rep_edit(company, {"warp_credit_limit": "2500"}, timestamp=ms(changed_at))
 
-    _carry_out(flow, engine, warp_hubspot, customer, company, "credit_limit", "warp_credit_limit", "2500",
-               changed_at, store, process)
+    _carry_out(flow, engine, warp_hubspot,
+               _Change(customer, company, "credit_limit", "warp_credit_limit", "2500", changed_at), store, process)
 
     assert _left(engine, customer, "credit_limit") == {
         "value": "2500.00",
@@ -97,8 +110,9 @@ def test_a_manual_conflict_is_opened_alike_by_every_flow(
                      {"id": customer})
     sandbox.control.rep_edit(company, {"warp_contact_email": "hub@acme.example"}, timestamp=ms(changed_at))
 
-    _carry_out(flow, engine, warp_hubspot, customer, company, "contact_email", "warp_contact_email",
-               "hub@acme.example", changed_at, store, process)
+    _carry_out(flow, engine, warp_hubspot,
+               _Change(customer, company, "contact_email", "warp_contact_email", "hub@acme.example", changed_at),
+               store, process)
 
     assert _left(engine, customer, "contact_email") == {
         "value": "warp@acme.example",
@@ -123,8 +137,9 @@ def test_a_conflict_whose_sides_came_back_to_the_agreed_value_is_closed_by_every
     changed_at = datetime.now(UTC)
     sandbox.control.rep_edit(company, {"warp_contact_email": AGREED_EMAIL}, timestamp=ms(changed_at))
 
-    _carry_out(flow, engine, warp_hubspot, customer, company, "contact_email", "warp_contact_email", AGREED_EMAIL,
-               changed_at, store, process)
+    _carry_out(flow, engine, warp_hubspot,
+               _Change(customer, company, "contact_email", "warp_contact_email", AGREED_EMAIL, changed_at),
+               store, process)
 
     left = _left(engine, customer, "contact_email")
     assert (left["value"], left["state"][0], left["conflicts"]) == (

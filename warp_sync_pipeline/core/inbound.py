@@ -664,16 +664,32 @@ class _Processor:
 
     # -- applying --
     def _apply(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
+        assert self.rules is not None
+        changes = _Changes(self.engine, self.rules, self.hubspot, self.run_id, self._finish)
         handler = {
-            "company.propertyChange": self._property_change,
-            "company.creation": self._creation,
-            "company.deletion": self._deletion,
-            "company.merge": self._merge,
+            "company.propertyChange": changes.property_change,
+            "company.creation": changes.creation,
+            "company.deletion": changes.deletion,
+            "company.merge": changes.merge,
         }.get(event.subscription_type)
         if handler is None:  # the receiver stores these as ignored; a row from elsewhere is handled safely
             with self.engine.begin() as conn:
                 return self._finish(conn, event, _ignored(UNHANDLED_EVENT, f"{event.subscription_type} is not applied"))
         return handler(event, leases)
+
+
+class _Changes:
+    """What one event changes in WARP: a property change decided and carried out (core.warp_apply, or WARP's
+    value queued back), a company created (linked by BAN), deleted (the link marked) or merged (the link follows).
+    Each handler finishes its event, through `finish`, in the transaction that applied it."""
+
+    def __init__(self, engine: sa.Engine, rules: FieldRules, hubspot: HubSpotClient | None, run_id: str | None,
+                 finish: Callable[[sa.Connection, ClaimedEvent, EventOutcome], EventOutcome]) -> None:
+        self.engine = engine
+        self.rules = rules
+        self.hubspot = hubspot
+        self.run_id = run_id
+        self.finish = finish
 
     def _log(self, conn: sa.Connection, entry: SyncLogEntry) -> None:
         log_sync(conn, entry)
@@ -691,24 +707,23 @@ class _Processor:
         return details
 
     # company.propertyChange
-    def _property_change(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
-        assert self.rules is not None
+    def property_change(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         rule = self.rules.for_property(event.property_name or "")
         with self.engine.begin() as conn:
             if rule is None:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     UNMAPPED_PROPERTY, f"HubSpot property {event.property_name!r} is not mapped to a WARP field"))
             row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
             if row is None:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"no WARP customer is linked to company {event.object_id}"))
             customer = _customer(row)
             if customer.link_status in INACTIVE_LINKS:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     LINK_NOT_ACTIVE, f"customer {customer.id}'s link is {customer.link_status!r}",
                     customer_id=str(customer.id)))
             leases.hold([customer.id])
-            return self._finish(conn, event, self._apply_property(conn, event, rule, customer))
+            return self.finish(conn, event, self._apply_property(conn, event, rule, customer))
 
     def _apply_property(
         self, conn: sa.Connection, event: ClaimedEvent, rule: FieldRule, customer: _Customer
@@ -793,12 +808,12 @@ class _Processor:
                            closed_by=DETECTED_BY)
 
     # company.creation
-    def _creation(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
+    def creation(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         with self.engine.connect() as conn:
             linked = conn.execute(sa.select(customers.c.id).where(linked_to_companies([event.object_id]))).first()
         if linked is not None:
             with self.engine.begin() as conn:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     ALREADY_LINKED, f"company {event.object_id} is already linked to customer {linked.id}",
                     customer_id=str(linked.id)))
         if self.hubspot is None:
@@ -808,26 +823,26 @@ class _Processor:
             company = self.hubspot.get_company(event.object_id, properties=["warp_ban"])
         except NotFound:
             with self.engine.begin() as conn:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     COMPANY_NOT_FOUND, f"company {event.object_id} no longer exists in HubSpot"))
         ban = (company.properties.get("warp_ban") or "").strip()
         with self.engine.begin() as conn:
             if not ban:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"company {event.object_id} has no warp_ban: not a WARP customer"))
             # Re-checked under the row locks: another writer may have linked it since.
             holder_row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
             if holder_row is not None:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     ALREADY_LINKED, f"company {event.object_id} is already linked to customer {holder_row.id}",
                     customer_id=str(holder_row.id)))
             row = conn.execute(_select_customers(customers.c.ban == ban)).first()
             if row is None:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"company {event.object_id}'s warp_ban {ban} is not a WARP customer's"))
             customer = _customer(row)
             if customer.company_id is not None:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     CUSTOMER_LINKED_ELSEWHERE,
                     f"customer {customer.id} ({ban}) is linked to company {customer.company_id}",
                     customer_id=str(customer.id)))
@@ -837,14 +852,14 @@ class _Processor:
             bind_company(conn, ban, event.object_id)
             self._log_link(conn, event, customer.id, customer.ban, "LINK_COMPANY", old=customer.link_status,
                            new=LinkStatus.LINKED)
-            return self._finish(conn, event, _processed(action="LINK_COMPANY", customer_id=str(customer.id)))
+            return self.finish(conn, event, _processed(action="LINK_COMPANY", customer_id=str(customer.id)))
 
     # company.deletion
-    def _deletion(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
+    def deletion(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         with self.engine.begin() as conn:
             row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
             if row is None:
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"no WARP customer is linked to company {event.object_id}"))
             customer = _customer(row)
             leases.hold([customer.id])
@@ -854,18 +869,18 @@ class _Processor:
                 set_link(conn, customer.id, status=LinkStatus.DELETED)
                 self._log_link(conn, event, customer.id, customer.ban, "LINK_DELETED", old=customer.link_status,
                                new=LinkStatus.DELETED)
-            return self._finish(conn, event, _processed(
+            return self.finish(conn, event, _processed(
                 action="LINK_DELETED", customer_id=str(customer.id), changed=changed))
 
     # company.merge
-    def _merge(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
+    def merge(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         survivor = event.new_object_id or event.primary_object_id or event.object_id
         merged = [*event.merged_object_ids, event.primary_object_id or survivor]
         with self.engine.begin() as conn:
             followed = follow_merge(conn, survivor, merged, hold=leases.hold)
             base = {"survivor": followed.survivor, "merged": followed.merged}
             if followed.action == "NO_CUSTOMER":
-                return self._finish(conn, event, _ignored(
+                return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"no WARP customer is linked to companies "
                     f"{', '.join([survivor, *followed.merged])}", **base))
             for change in followed.changes:
@@ -874,10 +889,10 @@ class _Processor:
                 self._log_link(conn, event, change.customer_id, change.ban, change.action, old=change.old,
                                new=change.new, details=details)
             if followed.action == "LINK_REVIEW":
-                return self._finish(conn, event, _processed(action="LINK_REVIEW", customer_ids=followed.customer_ids,
+                return self.finish(conn, event, _processed(action="LINK_REVIEW", customer_ids=followed.customer_ids,
                                                             **base))
             customer_id = followed.customer_ids[0] if followed.customer_ids else None
-            return self._finish(conn, event, _processed(action=followed.action, customer_id=customer_id, **base))
+            return self.finish(conn, event, _processed(action=followed.action, customer_id=customer_id, **base))
 
     def _log_link(self, conn: sa.Connection, event: ClaimedEvent, customer_id: UUID, ban: str, action: str, *,
                   old: str | None, new: str | None, details: Mapping[str, Any] | None = None) -> None:
@@ -893,6 +908,7 @@ class _Processor:
             run_id=self.run_id,
             details=self._details(event, **(details or {})),
         ))
+
 
 
 # Why the outbox row exists (hubspot_sync_queue.reasons).

@@ -55,7 +55,7 @@ from warp_sync_pipeline.core.field_state import (
     read_field_state,
     warp_changed_at,
 )
-from warp_sync_pipeline.core.fields import Direction, FieldRules, load_rules
+from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, load_rules
 from warp_sync_pipeline.core.hubspot import (
     MERGED_IDS_PROPERTY,
     AuthFailed,
@@ -309,27 +309,46 @@ def count_due(conn: sa.Connection, *, cap: int = 10_000) -> int:
 # --- the drain -------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Plan:
-    """One claimed row on its way through a drain."""
+@dataclass(frozen=True)
+class _Claimed:
+    """A claimed queue row and what the claim read of its customer: fixed for the claim's whole way."""
 
     row: ClaimedRow
     ban: str
-    company_id: str
-    values: dict[str, Any]  # the customer's current WARP values
-    state: dict[str, FieldState]
+    values: Mapping[str, Any]  # the customer's WARP values
+    state: Mapping[str, FieldState]
     fields: list[str]  # queued fields that flow to HubSpot
     created_at: datetime  # the customer row's, for when WARP's values changed (field_state.warp_changed_at)
     updated_at: datetime
-    company: Company | None = None  # as read (two-way fields only)
+
+
+@dataclass
+class _Plan:
+    """One claimed row on its way through a drain: what was read of HubSpot, decided, sent, and what became of
+    each field."""
+
+    customer: _Claimed
+    company_id: str  # moves when the customer follows a merge
+    company: Company | None = None  # as read (two-way fields only), or as a write answered
     read_at: datetime | None = None  # when the company was read (sent before the read: HubSpot held it since)
+    hubspot_at: dict[str, datetime | None] = field(default_factory=dict)  # when HubSpot's values changed
     decisions: dict[str, Decision] = field(default_factory=dict)
-    hubspot_at: dict[str, datetime | None] = field(default_factory=dict)
     send: dict[str, str] = field(default_factory=dict)  # warp field -> value sent
-    finished: bool = False
-    error: HubSpotError | None = None  # why HubSpot did not take this row's values
     # warp field -> what became of it (audit outcome, reason or error code): a manual push reports these.
     outcomes: dict[str, tuple[Outcome, str | None]] = field(default_factory=dict)
+    finished: bool = False
+    error: HubSpotError | None = None  # why HubSpot did not take this row's values
+
+
+def _warp_at(plan: _Plan, rule: FieldRule) -> datetime:
+    """When WARP's value of the field changed (field_state.warp_changed_at, the one rule every flow uses)."""
+    state = plan.customer.state.get(rule.warp_field)
+    try:
+        current: str | None = comparable(rule.spec, plan.customer.values.get(rule.warp_field))
+    except InvalidFieldValue:
+        current = None
+    return warp_changed_at(state.warp if state is not None else None, current, created_at=plan.customer.created_at,
+                           updated_at=plan.customer.updated_at, watched_since=rule.watched_since)
 
 
 PARK_REASONS = {
@@ -340,24 +359,213 @@ PARK_REASONS = {
 }
 
 
-class _Drain:
-    """One claim's way through: the queue drain's, and a manual push's (one row, trigger 'manual', an actor,
-    and a failure that never spends one of the drain's attempts)."""
+@dataclass(frozen=True)
+class _Who:
+    """Who carries a claim through: names its audit rows, its applied decisions and the conflicts they close."""
 
-    def __init__(self, engine: sa.Engine, hubspot: HubSpotClient, rules: FieldRules, settings: DrainSettings,
-                 report: DrainReport, token: UUID, holder: str, run_id: str | None, *,
-                 trigger: Trigger = Trigger.QUEUE, actor: str | None = None, spend_attempts: bool = True) -> None:
+    trigger: Trigger
+    run_id: str | None = None
+    actor: str | None = None
+
+    def applier(self) -> Applier:
+        return Applier(self.trigger, run_id=self.run_id, actor=self.actor)
+
+
+@dataclass(frozen=True)
+class _Retries:
+    """What a failed send costs. The drain spends one of the row's attempts (backoff doubling, dead after the
+    last); a manual push spends none and never kills a row: its fields are due for the drain after a delay."""
+
+    settings: DrainSettings
+    spends_attempts: bool = True
+
+    def after_failure(self, attempts: int) -> tuple[int, bool, float]:
+        """(attempts now, dead, delay before the row is due again) for a row that had `attempts`."""
+        if not self.spends_attempts:
+            return attempts, False, self.settings.backoff_s
+        attempts += 1
+        return attempts, attempts >= self.settings.max_attempts, self.settings.backoff(attempts)
+
+
+class _QueueRows:
+    """The claimed queue rows' way out, each only while it still carries this claim's token: done (with what
+    was sent recorded), parked for a person, back to pending (retried, deferred, paused) or dead."""
+
+    def __init__(self, engine: sa.Engine, rules: FieldRules, token: UUID, report: DrainReport, who: _Who,
+                 retries: _Retries) -> None:
         self.engine = engine
-        self.client = hubspot.with_deadline(settings.http_budget_s)
         self.rules = rules
-        self.settings = settings
-        self.report = report
         self.token = token
+        self.report = report
+        self.who = who
+        self.retries = retries
+
+    def finish(self, plans: list[_Plan], sent: list[tuple[_Plan, Company]]) -> None:
+        """Mark rows done (only those still carrying our token) and record what was sent."""
+        entries: list[SyncLogEntry] = []
+        updates: list[FieldStateUpdate] = []
+        with self.engine.begin() as conn:
+            now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
+            for plan, company in sent:
+                for name, value in plan.send.items():
+                    rule = self.rules[name]
+                    text = comparable(rule.spec, value)
+                    warp_at = _warp_at(plan, self.rules[name])
+                    updates.append(FieldStateUpdate(
+                        plan.customer.row.customer_id, name, agreed=StateValue(text, now),
+                        warp=StateValue(text, warp_at) if warp_at is not None else None,
+                        hubspot=StateValue(text, company.updated_at or now),
+                    ))
+                    old = plan.company.properties.get(rule.hubspot_property) if plan.company else None
+                    plan.outcomes[name] = (Outcome.APPLIED, plan.decisions[name].reason.value)
+                    entries.append(SyncLogEntry.for_decision(
+                        rule, plan.decisions[name], trigger=self.who.trigger, outcome=Outcome.APPLIED,
+                        customer_id=plan.customer.row.customer_id, ban=plan.customer.ban, run_id=self.who.run_id, actor=self.who.actor,
+                        old_value=old,
+                        new_value=text, details={"hubspot_company_id": plan.company_id, "queue_row": plan.customer.row.id},
+                    ))
+            done = conn.execute(
+                sa.text(
+                    "UPDATE hubspot_sync_queue SET status = 'done', finished_at = now(), updated_at = now(), "
+                    "lease_token = NULL, lease_expires_at = NULL "
+                    "WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = CAST(:token AS uuid)"
+                ),
+                {"ids": [p.customer.row.id for p in plans], "token": str(self.token)},
+            ).rowcount
+            record_field_state(conn, updates, closed_by=self.who.trigger.value, values_are_comparable=True)
+            log_sync_many(conn, entries)
+        if done < len(plans):
+            log.warning("%d queue rows were taken back before this drain finished them", len(plans) - done)
+        self.report.succeeded += done
+        for plan in plans:
+            plan.finished = True
+
+    def park(self, rows: list[tuple[ClaimedRow, str | None, str, str]], plans: Sequence[_Plan] = ()) -> None:
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE hubspot_sync_queue SET status = 'parked', last_error_code = :code, last_error = :error, "
+                    "finished_at = now(), updated_at = now(), lease_token = NULL, lease_expires_at = NULL "
+                    "WHERE id = :id AND lease_token = CAST(:token AS uuid)"
+                ),
+                [{"id": row.id, "code": code, "error": message, "token": str(self.token)}
+                 for row, _, code, message in rows],
+            )
+            log_sync_many(conn, [
+                SyncLogEntry(trigger=self.who.trigger, outcome=Outcome.SKIPPED, customer_id=row.customer_id, ban=ban,
+                             action="PARK", reason=code, error_code=code, error=message, run_id=self.who.run_id,
+                             actor=self.who.actor,
+                             details={"fields": list(row.fields), "queue_row": row.id})
+                for row, ban, code, message in rows
+            ])
+        for row, ban, code, message in rows:
+            self.report.parked += 1
+            self.report.stopped.append(StoppedRow(row.id, str(row.customer_id), ban, QueueStatus.PARKED, code,
+                                                  message, list(row.fields), row.attempts))
+        for plan in plans:
+            plan.finished = True
+
+    def fail(self, failures: list[tuple[_Plan, HubSpotError]]) -> None:
+        """Sent fields go back into the customer's pending row after a delay, or the row is dead (the retry
+        policy says which)."""
+        entries: list[SyncLogEntry] = []
+        with self.engine.begin() as conn:
+            for plan, error in failures:
+                plan.error = error
+                fields = sorted(plan.send) if plan.send else list(plan.customer.fields)
+                attempts, dead, delay_s = self.retries.after_failure(plan.customer.row.attempts)
+                code = error_code(error)
+                text = self._error_text(error)
+                if dead:
+                    died = conn.execute(
+                        sa.text(
+                            "UPDATE hubspot_sync_queue SET status = 'dead', attempts = :attempts, "
+                            "fields = CAST(:fields AS text[]), last_error_code = :code, last_error = :error, "
+                            "finished_at = now(), updated_at = now(), lease_token = NULL, lease_expires_at = NULL "
+                            "WHERE id = :id AND lease_token = CAST(:token AS uuid)"
+                        ),
+                        {"attempts": attempts, "fields": fields, "code": code, "error": text, "id": plan.customer.row.id,
+                         "token": str(self.token)},
+                    ).rowcount
+                    if not died:  # taken back after our lease ran out: another drain has it now
+                        plan.finished = True
+                        continue
+                    self.report.dead += 1
+                    self.report.stopped.append(StoppedRow(plan.customer.row.id, str(plan.customer.row.customer_id), plan.customer.ban,
+                                                          QueueStatus.DEAD, code, text, fields, attempts))
+                    log.error("queue row %s (customer %s) is dead after %d attempts: %s", plan.customer.row.id,
+                              plan.customer.row.customer_id, attempts, code)
+                elif self._requeue(conn, plan.customer.row, fields, "retry", attempts, delay_s, code, text):
+                    self.report.retried += 1
+                else:
+                    plan.finished = True
+                    continue
+                entries.extend(self.failure_entries(plan, fields, code, text,
+                                                     {"attempts": attempts, "dead": dead, "queue_row": plan.customer.row.id}))
+                plan.finished = True
+            log_sync_many(conn, entries)
+
+    def failure_entries(self, plan: _Plan, fields: Sequence[str], code: str, text: str,
+                         details: dict[str, Any]) -> list[SyncLogEntry]:
+        entries = []
+        for name in fields:
+            rule = self.rules[name]
+            plan.outcomes[name] = (Outcome.FAILED, code)
+            entries.append(SyncLogEntry(
+                trigger=self.who.trigger, outcome=Outcome.FAILED, customer_id=plan.customer.row.customer_id,
+                ban=plan.customer.ban, warp_field=name, hubspot_property=rule.hubspot_property,
+                direction=Direction.WARP_TO_HUBSPOT, new_value=plan.send.get(name), action="WRITE_TO_HUBSPOT",
+                reason=plan.decisions[name].reason.value if name in plan.decisions else None,
+                error_code=code, error=text, run_id=self.who.run_id, actor=self.who.actor, details=details,
+            ))
+        return entries
+
+    def _error_text(self, error: HubSpotError) -> str:
+        if error.property_errors:
+            named = "; ".join(f"{field}: {reason}" for field, reason in refused_fields(error, self.rules).items())
+            return f"HubSpot refused values: {named}"[:ERROR_TEXT_LIMIT]
+        return f"{type(error).__name__}: {error}"[:ERROR_TEXT_LIMIT]
+
+    def _requeue(self, conn: sa.Connection, row: ClaimedRow, fields: Sequence[str], reason: str, attempts: int,
+                 delay_s: float, code: str, error: str) -> bool:
+        """Our claimed row back into pending (merged with any newer change); False when it was no longer ours."""
+        gone = conn.execute(
+            sa.text("DELETE FROM hubspot_sync_queue WHERE id = :id AND lease_token = CAST(:token AS uuid) RETURNING id"),
+            {"id": row.id, "token": str(self.token)},
+        ).first()
+        if gone is None:
+            return False
+        conn.execute(REQUEUE, {"customer_id": str(row.customer_id), "fields": list(fields), "reason": reason,
+                               "attempts": attempts, "delay": timedelta(seconds=delay_s), "code": code,
+                               "error": error})
+        return True
+
+    def put_back(self, rows: list[ClaimedRow], reason: str, code: str, error: str, delay_s: float) -> None:
+        """Rows that were not tried: back into pending with their attempts unchanged."""
+        with self.engine.begin() as conn:
+            self.report.deferred += sum(
+                self._requeue(conn, row, row.fields, reason, row.attempts, delay_s, code, error) for row in rows
+            )
+
+
+
+class _Drain:
+    """One claim's way through: plan the rows, read and decide, settle what sends nothing (core.warp_apply), send
+    the rest; the rows' way out is `_QueueRows`'. The queue drain and a manual push differ only in who they are
+    and what a failure costs (`_Who`, `_Retries`), which `queue_rows` carries."""
+
+    def __init__(self, hubspot: HubSpotClient, settings: DrainSettings, queue_rows: _QueueRows, holder: str) -> None:
+        self.rows = queue_rows
+        self.engine = queue_rows.engine
+        self.rules = queue_rows.rules
+        self.report = queue_rows.report
+        self.token = queue_rows.token
+        self.who = queue_rows.who
+        self.client = hubspot.with_deadline(settings.http_budget_s)
+        self.settings = settings
         self.holder = holder
-        self.run_id = run_id
-        self.trigger = trigger
-        self.actor = actor
-        self.spend_attempts = spend_attempts
         self._probe_answered = False  # a probe of this claim found HubSpot up: later 5xx are the records' own
         self._merge_leases: list[Any] = []  # leases taken to follow a merge (other customers of the companies)
 
@@ -379,7 +587,7 @@ class _Drain:
         try:
             busy = set(lease.busy)
             if busy:
-                self._put_back([r for r in rows if r.customer_id in busy], "customer_busy", "CUSTOMER_BUSY",
+                self.rows.put_back([r for r in rows if r.customer_id in busy], "customer_busy", "CUSTOMER_BUSY",
                                "another writer holds the customer's lease", self.settings.busy_retry_s)
             plans = self._plan([r for r in rows if r.customer_id not in busy])
             try:
@@ -433,23 +641,22 @@ class _Drain:
                 continue
             fields = [f for f in row.fields if f in self.rules
                       and self.rules[f].direction is not Direction.HUBSPOT_TO_WARP]
-            plan = _Plan(
-                row=row, ban=customer["ban"], company_id=str(customer["company_id"]),
-                values={name: customer[name] for name in columns},
-                state=states.get(row.customer_id, {}),
-                fields=fields, created_at=customer["created_at"], updated_at=customer["updated_at"],
-            )
+            plan = _Plan(_Claimed(
+                row=row, ban=customer["ban"], values={name: customer[name] for name in columns},
+                state=states.get(row.customer_id, {}), fields=fields, created_at=customer["created_at"],
+                updated_at=customer["updated_at"],
+            ), company_id=str(customer["company_id"]))
             (plans if fields else done).append(plan)
         if parked:
-            self._park(parked)
+            self.rows.park(parked)
         if done:  # nothing queued that flows to HubSpot (the mapping changed since)
-            self._finish(done, [])
+            self.rows.finish(done, [])
         return plans
 
     # --- reading and deciding --------------------------------------------------------------------------------
 
     def _two_way(self, plan: _Plan) -> list[str]:
-        return [f for f in plan.fields if self.rules[f].direction is Direction.BIDIRECTIONAL]
+        return [f for f in plan.customer.fields if self.rules[f].direction is Direction.BIDIRECTIONAL]
 
     def _read(self, plans: list[_Plan]) -> None:
         """Batch-read the companies of rows with two-way fields, then decide every field."""
@@ -473,7 +680,7 @@ class _Drain:
                 else:
                     failed.append((plan, outcome.error or HubSpotError("no answer for this company")))
         if missing:
-            self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
+            self.rows.park([(p.customer.row, p.customer.ban, "COMPANY_NOT_FOUND",
                          f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "
                          "the nightly report lists it") for p in missing], plans=missing)
         self._follow_merges(merged)
@@ -481,7 +688,7 @@ class _Drain:
         live = [p for p in plans if not p.finished]
         needs_history: list[tuple[_Plan, str]] = []
         for plan in live:
-            for name in plan.fields:
+            for name in plan.customer.fields:
                 decision = self._decide(plan, name)
                 if (decision.reason in (Reason.CONFLICT_LATEST_WINS_TIME_UNKNOWN,
                                         Reason.NO_AGREED_VALUE_LATEST_WINS_TIME_UNKNOWN)
@@ -507,25 +714,26 @@ class _Drain:
                     followed = follow_merge(conn, survivor, [m for m in merged if m.strip().isdigit()],
                                             hold=self._hold_for_merge)
                     log_sync_many(conn, [SyncLogEntry(
-                        trigger=self.trigger, outcome=Outcome.APPLIED, customer_id=change.customer_id, ban=change.ban,
+                        trigger=self.who.trigger, outcome=Outcome.APPLIED, customer_id=change.customer_id,
+                        ban=change.ban,
                         old_value=change.old, new_value=change.new, action=change.action, reason="company.merge",
-                        run_id=self.run_id, actor=self.actor,
+                        run_id=self.who.run_id, actor=self.who.actor,
                         details={"survivor": survivor, "merged": followed.merged, "found_by": "batch_read",
-                                 "queue_row": plan.row.id}) for change in followed.changes])
+                                 "queue_row": plan.customer.row.id}) for change in followed.changes])
             except CustomerBusy as busy:
                 if not sent:
-                    self._put_back([plan.row], "customer_busy", "CUSTOMER_BUSY",
+                    self.rows.put_back([plan.customer.row], "customer_busy", "CUSTOMER_BUSY",
                                    f"another writer holds customer {busy.customer_id}", self.settings.busy_retry_s)
                     plan.finished = True
                 continue
-            log.warning("company %s was merged into %s: customer %s %s", old, survivor, plan.row.customer_id,
+            log.warning("company %s was merged into %s: customer %s %s", old, survivor, plan.customer.row.customer_id,
                         followed.action)
             if followed.action == "LINK_REPOINTED":
                 plan.company_id = survivor
             elif not sent:
                 review.append(plan)
         if review:
-            self._park([(p.row, p.ban, *PARK_REASONS[LinkStatus.REVIEW]) for p in review], plans=review)
+            self.rows.park([(p.customer.row, p.customer.ban, *PARK_REASONS[LinkStatus.REVIEW]) for p in review], plans=review)
 
     def _hold_for_merge(self, customer_ids: list[UUID]) -> None:
         lease = acquire_customers(self.engine, customer_ids, self.lease_holder,
@@ -534,25 +742,16 @@ class _Drain:
         if lease.busy:
             raise CustomerBusy(lease.busy[0], None, None)
 
-    def _warp_at(self, plan: _Plan, name: str) -> datetime:
-        state = plan.state.get(name)
-        try:
-            current: str | None = comparable(self.rules[name].spec, plan.values.get(name))
-        except InvalidFieldValue:
-            current = None
-        return warp_changed_at(state.warp if state is not None else None, current, created_at=plan.created_at,
-                               updated_at=plan.updated_at, watched_since=self.rules[name].watched_since)
-
     def _decide(self, plan: _Plan, name: str) -> Decision:
         rule = self.rules[name]
-        warp_value = plan.values.get(name)
+        warp_value = plan.customer.values.get(name)
         if rule.direction is not Direction.BIDIRECTIONAL:
             # WARP owns it: its value goes, whatever HubSpot holds (no read needed).
             try:
                 return Decision(Action.WRITE_TO_HUBSPOT, Reason.ONE_WAY_FROM_WARP, comparable(rule.spec, warp_value))
             except InvalidFieldValue as exc:
                 return Decision(Action.SKIP_INVALID, Reason.WARP_VALUE_INVALID, None, exc)
-        state = plan.state.get(name)
+        state = plan.customer.state.get(name)
         agreed = None
         if state is not None and state.agreed is not None:
             agreed = Observed(state.agreed.value, state.agreed.at)
@@ -567,7 +766,7 @@ class _Drain:
             except InvalidFieldValue:
                 pass
         plan.hubspot_at[name] = hubspot_at
-        return decide(rule, agreed, Observed(warp_value, self._warp_at(plan, name)), Observed(hubspot_value, hubspot_at))
+        return decide(rule, agreed, Observed(warp_value, _warp_at(plan, rule)), Observed(hubspot_value, hubspot_at))
 
     def _read_history(self, wanted: list[tuple[_Plan, str]]) -> None:
         """LATEST_WINS with an unknown HubSpot change time: read the property's history, then decide again."""
@@ -600,10 +799,10 @@ class _Drain:
         for plan in plans:
             if plan.finished:
                 continue
-            for name in plan.fields:
+            for name in plan.customer.fields:
                 decision = plan.decisions[name]
                 if decision.action is Action.WRITE_TO_HUBSPOT:
-                    plan.send[name] = to_hubspot(self.rules[name].spec, plan.values.get(name))
+                    plan.send[name] = to_hubspot(self.rules[name].spec, plan.customer.values.get(name))
                 else:
                     settling.append((plan, self._field_decision(plan, name)))
             if not plan.send:
@@ -611,7 +810,7 @@ class _Drain:
         if settling:
             with self.engine.begin() as conn:
                 outcomes = apply_decisions(conn, [item for _, item in settling],
-                                           by=Applier(self.trigger, run_id=self.run_id, actor=self.actor))
+                                           by=self.who.applier())
             for (plan, item), applied in zip(settling, outcomes, strict=True):
                 self.report.settled += 1
                 self.report.written_to_warp += applied.written
@@ -620,21 +819,21 @@ class _Drain:
                 plan.outcomes[item.rule.warp_field] = (
                     applied.outcome, applied.code if failed and applied.code else item.decision.reason.value)
         if finished:
-            self._finish(finished, [])
+            self.rows.finish(finished, [])
 
     def _field_decision(self, plan: _Plan, name: str) -> FieldDecision:
         rule = self.rules[name]
         hubspot_value = plan.company.properties.get(rule.hubspot_property) if plan.company else None
-        state = plan.state.get(name)
+        state = plan.customer.state.get(name)
         return FieldDecision(
-            customer_id=plan.row.customer_id, rule=rule, decision=plan.decisions[name],
-            warp=Observed(plan.values.get(name), self._warp_at(plan, name)),
+            customer_id=plan.customer.row.customer_id, rule=rule, decision=plan.decisions[name],
+            warp=Observed(plan.customer.values.get(name), _warp_at(plan, self.rules[name])),
             hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)),
-            warp_text=valid_text(rule, plan.values.get(name)),
+            warp_text=valid_text(rule, plan.customer.values.get(name)),
             hubspot_text=valid_text(rule, hubspot_value) if plan.company else None,
             read_at=plan.read_at,
             agreed=state.agreed.value if state is not None and state.agreed is not None else None,
-            ban=plan.ban, details={"hubspot_company_id": plan.company_id, "queue_row": plan.row.id},
+            ban=plan.customer.ban, details={"hubspot_company_id": plan.company_id, "queue_row": plan.customer.row.id},
         )
 
     # --- sending ---------------------------------------------------------------------------------------------
@@ -668,7 +867,7 @@ class _Drain:
             else:
                 failed.append((plan, error))
         if succeeded:
-            self._finish([p for p, _ in succeeded], succeeded)
+            self.rows.finish([p for p, _ in succeeded], succeeded)
             moved = []
             for plan, company in succeeded:
                 if company.id != plan.company_id:
@@ -676,79 +875,12 @@ class _Drain:
                     moved.append(plan)
             self._follow_merges(moved, sent=True)
         if missing:
-            self._park([(p.row, p.ban, "COMPANY_NOT_FOUND",
+            self.rows.park([(p.customer.row, p.customer.ban, "COMPANY_NOT_FOUND",
                          f"HubSpot has no company {p.company_id} (deleted or merged); never re-created, "
                          "the nightly report lists it") for p in missing], plans=missing)
         self._fail_or_pause(failed)
 
     # --- finishing rows --------------------------------------------------------------------------------------
-
-    def _finish(self, plans: list[_Plan], sent: list[tuple[_Plan, Company]]) -> None:
-        """Mark rows done (only those still carrying our token) and record what was sent."""
-        entries: list[SyncLogEntry] = []
-        updates: list[FieldStateUpdate] = []
-        with self.engine.begin() as conn:
-            now = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
-            for plan, company in sent:
-                for name, value in plan.send.items():
-                    rule = self.rules[name]
-                    text = comparable(rule.spec, value)
-                    warp_at = self._warp_at(plan, name)
-                    updates.append(FieldStateUpdate(
-                        plan.row.customer_id, name, agreed=StateValue(text, now),
-                        warp=StateValue(text, warp_at) if warp_at is not None else None,
-                        hubspot=StateValue(text, company.updated_at or now),
-                    ))
-                    old = plan.company.properties.get(rule.hubspot_property) if plan.company else None
-                    plan.outcomes[name] = (Outcome.APPLIED, plan.decisions[name].reason.value)
-                    entries.append(SyncLogEntry.for_decision(
-                        rule, plan.decisions[name], trigger=self.trigger, outcome=Outcome.APPLIED,
-                        customer_id=plan.row.customer_id, ban=plan.ban, run_id=self.run_id, actor=self.actor,
-                        old_value=old,
-                        new_value=text, details={"hubspot_company_id": plan.company_id, "queue_row": plan.row.id},
-                    ))
-            done = conn.execute(
-                sa.text(
-                    "UPDATE hubspot_sync_queue SET status = 'done', finished_at = now(), updated_at = now(), "
-                    "lease_token = NULL, lease_expires_at = NULL "
-                    "WHERE id = ANY(CAST(:ids AS bigint[])) AND lease_token = CAST(:token AS uuid)"
-                ),
-                {"ids": [p.row.id for p in plans], "token": str(self.token)},
-            ).rowcount
-            record_field_state(conn, updates, closed_by=self.trigger.value, values_are_comparable=True)
-            log_sync_many(conn, entries)
-        if done < len(plans):
-            log.warning("%d queue rows were taken back before this drain finished them", len(plans) - done)
-        self.report.succeeded += done
-        for plan in plans:
-            plan.finished = True
-
-    def _park(self, rows: list[tuple[ClaimedRow, str | None, str, str]], plans: Sequence[_Plan] = ()) -> None:
-        if not rows:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "UPDATE hubspot_sync_queue SET status = 'parked', last_error_code = :code, last_error = :error, "
-                    "finished_at = now(), updated_at = now(), lease_token = NULL, lease_expires_at = NULL "
-                    "WHERE id = :id AND lease_token = CAST(:token AS uuid)"
-                ),
-                [{"id": row.id, "code": code, "error": message, "token": str(self.token)}
-                 for row, _, code, message in rows],
-            )
-            log_sync_many(conn, [
-                SyncLogEntry(trigger=self.trigger, outcome=Outcome.SKIPPED, customer_id=row.customer_id, ban=ban,
-                             action="PARK", reason=code, error_code=code, error=message, run_id=self.run_id,
-                             actor=self.actor,
-                             details={"fields": list(row.fields), "queue_row": row.id})
-                for row, ban, code, message in rows
-            ])
-        for row, ban, code, message in rows:
-            self.report.parked += 1
-            self.report.stopped.append(StoppedRow(row.id, str(row.customer_id), ban, QueueStatus.PARKED, code,
-                                                  message, list(row.fields), row.attempts))
-        for plan in plans:
-            plan.finished = True
 
     def _fail_or_pause(self, failures: list[tuple[_Plan, HubSpotError]]) -> None:
         """Failures of records spend attempts (_fail); a failure of HubSpot as a whole raises _Paused instead."""
@@ -761,100 +893,13 @@ class _Drain:
             cause = confirmed_cause(whole[0][1], self.client, self.settings.pause)
             self._probe_answered = cause is None
         if cause is None:
-            self._fail(failures)
+            self.rows.fail(failures)
             return
         paused = {id(plan) for plan, _ in whole}
         records = [(plan, error) for plan, error in failures if id(plan) not in paused]
         if records:
-            self._fail(records)
+            self.rows.fail(records)
         raise _Paused(cause, whole[0][1])
-
-    def _fail(self, failures: list[tuple[_Plan, HubSpotError]]) -> None:
-        """Sent fields go back into the customer's pending row with backoff, or the row is dead.
-
-        A manual push (spend_attempts=False) spends none of the drain's attempts and never kills a row: its
-        fields go back to pending, due after the first backoff, for the drain to retry.
-        """
-        entries: list[SyncLogEntry] = []
-        with self.engine.begin() as conn:
-            for plan, error in failures:
-                plan.error = error
-                fields = sorted(plan.send) if plan.send else list(plan.fields)
-                attempts = plan.row.attempts + 1 if self.spend_attempts else plan.row.attempts
-                dead = self.spend_attempts and attempts >= self.settings.max_attempts
-                delay_s = self.settings.backoff(attempts) if self.spend_attempts else self.settings.backoff_s
-                code = error_code(error)
-                text = self._error_text(error)
-                if dead:
-                    died = conn.execute(
-                        sa.text(
-                            "UPDATE hubspot_sync_queue SET status = 'dead', attempts = :attempts, "
-                            "fields = CAST(:fields AS text[]), last_error_code = :code, last_error = :error, "
-                            "finished_at = now(), updated_at = now(), lease_token = NULL, lease_expires_at = NULL "
-                            "WHERE id = :id AND lease_token = CAST(:token AS uuid)"
-                        ),
-                        {"attempts": attempts, "fields": fields, "code": code, "error": text, "id": plan.row.id,
-                         "token": str(self.token)},
-                    ).rowcount
-                    if not died:  # taken back after our lease ran out: another drain has it now
-                        plan.finished = True
-                        continue
-                    self.report.dead += 1
-                    self.report.stopped.append(StoppedRow(plan.row.id, str(plan.row.customer_id), plan.ban,
-                                                          QueueStatus.DEAD, code, text, fields, attempts))
-                    log.error("queue row %s (customer %s) is dead after %d attempts: %s", plan.row.id,
-                              plan.row.customer_id, attempts, code)
-                elif self._requeue(conn, plan.row, fields, "retry", attempts, delay_s, code, text):
-                    self.report.retried += 1
-                else:
-                    plan.finished = True
-                    continue
-                entries.extend(self._failure_entries(plan, fields, code, text,
-                                                     {"attempts": attempts, "dead": dead, "queue_row": plan.row.id}))
-                plan.finished = True
-            log_sync_many(conn, entries)
-
-    def _failure_entries(self, plan: _Plan, fields: Sequence[str], code: str, text: str,
-                         details: dict[str, Any]) -> list[SyncLogEntry]:
-        entries = []
-        for name in fields:
-            rule = self.rules[name]
-            plan.outcomes[name] = (Outcome.FAILED, code)
-            entries.append(SyncLogEntry(
-                trigger=self.trigger, outcome=Outcome.FAILED, customer_id=plan.row.customer_id,
-                ban=plan.ban, warp_field=name, hubspot_property=rule.hubspot_property,
-                direction=Direction.WARP_TO_HUBSPOT, new_value=plan.send.get(name), action="WRITE_TO_HUBSPOT",
-                reason=plan.decisions[name].reason.value if name in plan.decisions else None,
-                error_code=code, error=text, run_id=self.run_id, actor=self.actor, details=details,
-            ))
-        return entries
-
-    def _error_text(self, error: HubSpotError) -> str:
-        if error.property_errors:
-            named = "; ".join(f"{field}: {reason}" for field, reason in refused_fields(error, self.rules).items())
-            return f"HubSpot refused values: {named}"[:ERROR_TEXT_LIMIT]
-        return f"{type(error).__name__}: {error}"[:ERROR_TEXT_LIMIT]
-
-    def _requeue(self, conn: sa.Connection, row: ClaimedRow, fields: Sequence[str], reason: str, attempts: int,
-                 delay_s: float, code: str, error: str) -> bool:
-        """Our claimed row back into pending (merged with any newer change); False when it was no longer ours."""
-        gone = conn.execute(
-            sa.text("DELETE FROM hubspot_sync_queue WHERE id = :id AND lease_token = CAST(:token AS uuid) RETURNING id"),
-            {"id": row.id, "token": str(self.token)},
-        ).first()
-        if gone is None:
-            return False
-        conn.execute(REQUEUE, {"customer_id": str(row.customer_id), "fields": list(fields), "reason": reason,
-                               "attempts": attempts, "delay": timedelta(seconds=delay_s), "code": code,
-                               "error": error})
-        return True
-
-    def _put_back(self, rows: list[ClaimedRow], reason: str, code: str, error: str, delay_s: float) -> None:
-        """Rows that were not tried: back into pending with their attempts unchanged."""
-        with self.engine.begin() as conn:
-            self.report.deferred += sum(
-                self._requeue(conn, row, row.fields, reason, row.attempts, delay_s, code, error) for row in rows
-            )
 
     def _pause(self, plans: list[_Plan], cause: PauseCause, exc: HubSpotError) -> None:
         """Every unfinished row back as it was (no attempt spent; due at once, the pause holds the flows back)."""
@@ -866,12 +911,12 @@ class _Drain:
             seen = f"{error_code(exc)}: {_describe(exc)}"
         pause = pause_for(self.engine, self.client, cause, seen, opened_by=self.holder, settings=self.settings.pause)
         code, text = error_code(exc), seen[:ERROR_TEXT_LIMIT]
-        self._put_back([p.row for p in plans], f"paused_{cause.value}", code, text, 0.0)
+        self.rows.put_back([p.customer.row for p in plans], f"paused_{cause.value}", code, text, 0.0)
         entries = []
         for plan in plans:
-            fields = sorted(plan.send) if plan.send else list(plan.fields)
-            entries.extend(self._failure_entries(plan, fields, code, text, {
-                "attempts": plan.row.attempts, "dead": False, "paused": cause.value, "queue_row": plan.row.id}))
+            fields = sorted(plan.send) if plan.send else list(plan.customer.fields)
+            entries.extend(self.rows.failure_entries(plan, fields, code, text, {
+                "attempts": plan.customer.row.attempts, "dead": False, "paused": cause.value, "queue_row": plan.customer.row.id}))
             plan.finished = True
             plan.error = exc
         with self.engine.begin() as conn:
@@ -928,7 +973,8 @@ def drain_queue(
                               lease=timedelta(seconds=settings.lease_s), due_by=cutoff)
         if not rows:
             break
-        _Drain(engine, hubspot, rules, settings, report, token, name, run_id).process(rows)
+        queue_rows = _QueueRows(engine, rules, token, report, _Who(Trigger.QUEUE, run_id=run_id), _Retries(settings))
+        _Drain(hubspot, settings, queue_rows, name).process(rows)
         if report.paused:
             break
     return report
@@ -1073,8 +1119,10 @@ def push_customer(
     drain_settings = settings.drain_settings()
     report = DrainReport()
     token = uuid.uuid4()
-    drain = _Drain(engine, hubspot, rules, drain_settings, report, token, f"push:{actor}", None,
-                   trigger=Trigger.MANUAL, actor=actor, spend_attempts=False)
+    # The drain's own steps, as the operator, and a failure that spends none of the drain's attempts.
+    queue_rows = _QueueRows(engine, rules, token, report, _Who(Trigger.MANUAL, actor=actor),
+                            _Retries(drain_settings, spends_attempts=False))
+    drain = _Drain(hubspot, drain_settings, queue_rows, f"push:{actor}")
     lease = _take_push_lease(engine, cid, drain.lease_holder, timedelta(seconds=drain_settings.lease_s),
                              settings.lease_wait_s)
     try:
@@ -1112,7 +1160,7 @@ def _push_result(customer_id: UUID, company_id: str, rules: FieldRules, report: 
     (plan,) = plans
     fields: list[FieldPush] = []
     for name in rules:
-        if name not in plan.fields:
+        if name not in plan.customer.fields:
             continue
         outcome, reason = plan.outcomes.get(name, (Outcome.FAILED, "NOT_PROCESSED"))
         if outcome is Outcome.APPLIED:

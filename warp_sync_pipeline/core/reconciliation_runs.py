@@ -70,34 +70,46 @@ class RunRecord:
 
 
 # --- JSON -------------------------------------------------------------------------------------
+def _iso_or_none(value: dt.date | dt.time) -> str | None:
+    try:
+        return value.isoformat()
+    except ValueError:  # pandas NaT
+        return None
+
+
+# Scalars by type, first match wins (bool and str enums are str/int already, kept as they are).
+_SCALARS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
+    ((str, bool, int), lambda value: value),
+    (float, lambda value: value if math.isfinite(value) else None),
+    (decimal.Decimal, lambda value: str(value) if value.is_finite() else None),
+    ((dt.datetime, dt.date, dt.time), _iso_or_none),
+    (uuid.UUID, str),
+    (enum.Enum, lambda value: to_jsonable(value.value)),
+)
+
+
 def to_jsonable(value: Any) -> Any:
     """Plain JSON types from what reports and summaries hold (numpy/pandas scalars, Decimal, times).
 
     NaN and infinities become null (PostgreSQL's jsonb and strict JSON refuse them); Decimal
     becomes its exact string; times become ISO-8601.
     """
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    if value is None:
+        return None
+    for kinds, convert in _SCALARS:
+        if isinstance(value, kinds):
+            return convert(value)
     if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else value
         return [to_jsonable(v) for v in items]
-    if isinstance(value, decimal.Decimal):
-        return str(value) if value.is_finite() else None
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        try:
-            return value.isoformat()
-        except ValueError:  # pandas NaT
-            return None
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return to_jsonable(value.value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_jsonable(dataclasses.asdict(value))
+    return _foreign_to_jsonable(value)
+
+
+def _foreign_to_jsonable(value: Any) -> Any:
     # numpy and pandas scalars and arrays, without importing either here.
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
         return to_jsonable(value.item())

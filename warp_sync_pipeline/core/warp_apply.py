@@ -140,8 +140,16 @@ def apply_decisions(conn: sa.Connection, items: Sequence[FieldDecision], *, by: 
             raise ValueError(f"{item.rule.warp_field}: a write to HubSpot is sent by its flow, not applied to WARP")
     now: datetime = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
     items = [item if item.read_at is not None else replace(item, read_at=now) for item in items]
+    written = _write_values(conn, items)
+    done = [written.get(position) or _record_decision(conn, item, by) for position, item in enumerate(items)]
+    _record(conn, items, done, by, now)
+    return done
+
+
+def _write_values(conn: sa.Connection, items: Sequence[FieldDecision]) -> dict[int, Applied]:
+    """The writes to WARP, one statement per column, and the customers found gone; by position."""
     present = _hold_present(conn, {str(item.customer_id) for item in items})
-    results: list[Applied | None] = [None] * len(items)
+    results: dict[int, Applied] = {}
     writes: dict[str, list[int]] = {}
     for position, item in enumerate(items):
         if str(item.customer_id) not in present:
@@ -151,15 +159,17 @@ def apply_decisions(conn: sa.Connection, items: Sequence[FieldDecision], *, by: 
     if writes:
         mark_from_hubspot(conn)
     for positions in writes.values():
-        for position, applied in zip(positions, _write_column(conn, [items[p] for p in positions]), strict=True):
-            results[position] = applied
+        results.update(zip(positions, _write_column(conn, [items[p] for p in positions]), strict=True))
+    return results
+
+
+def _record(conn: sa.Connection, items: Sequence[FieldDecision], done: Sequence[Applied], by: Applier,
+            now: datetime) -> None:
+    """The field state (closing the conflicts its agreements settle) and the audit rows of what was done."""
     states: list[FieldStateUpdate] = []
     agreed_again: list[Settled] = []
     entries: list[SyncLogEntry] = []
-    done: list[Applied] = []
-    for position, item in enumerate(items):
-        applied = results[position] or _record_decision(conn, item, by)
-        done.append(applied)
+    for item, applied in zip(items, done, strict=True):
         if applied.code != CUSTOMER_GONE:
             states.extend(_field_state(item, applied, now))
         if applied.outcome is Outcome.IN_SYNC and item.decision.value == item.agreed:
@@ -171,7 +181,6 @@ def apply_decisions(conn: sa.Connection, items: Sequence[FieldDecision], *, by: 
     record_field_state(conn, states, closed_by=by.name, values_are_comparable=True)
     close_settled_conflicts(conn, agreed_again, closed_by=by.name)
     log_sync_many(conn, entries)
-    return done
 
 
 def _hold_present(conn: sa.Connection, customer_ids: set[str]) -> set[str]:

@@ -183,7 +183,7 @@ def build_demo_data(customers: int = 1000, *, now: datetime | None = None, manua
     (all of them without `with_cases`)."""
     b = _Builder(now or now_utc(), manual_field)
     copies = max(1, customers // 1000) if with_cases else 0
-    cases = _cases(b, include_invalid)
+    cases = _Cases(b, include_invalid).all()
     for _ in range(copies):
         for make in cases:
             make()
@@ -193,185 +193,223 @@ def build_demo_data(customers: int = 1000, *, now: datetime | None = None, manua
                     manual_field, b.cases, b.t0 - timedelta(days=1))
 
 
-def _cases(b: _Builder, include_invalid: bool) -> list[Callable[[], None]]:
-    R = Reason
+class _Cases:
+    """Each kind of difference the demo lays out, one method each; `all()` lists them in seeding order."""
 
-    def name_only_warp() -> None:
+    def __init__(self, b: _Builder, include_invalid: bool) -> None:
+        self.b = b
+        self.include_invalid = include_invalid
+
+
+    def name_only_warp(self) -> None:
+        b = self.b
         c, _ = b.pair("name changed in WARP only")
         b.warp_edit(c, "company_name", c.values["company_name"] + " Holdings", b.ago(3))
-        b.expect(c, "company_name", W2H, R.ONLY_WARP_CHANGED)
+        b.expect(c, "company_name", W2H, Reason.ONLY_WARP_CHANGED)
 
-    def name_only_hubspot() -> None:
+    def name_only_hubspot(self) -> None:
+        b = self.b
         c, co = b.pair("name changed in HubSpot only")
         b.hubspot_edit(co, "company_name", c.values["company_name"] + " GmbH", b.ago(3))
-        b.expect(c, "company_name", H2W, R.ONLY_HUBSPOT_CHANGED)
+        b.expect(c, "company_name", H2W, Reason.ONLY_HUBSPOT_CHANGED)
 
-    def name_markup_from_hubspot() -> None:
+    def name_markup_from_hubspot(self) -> None:
+        b = self.b
         c, co = b.pair("HubSpot name holding markup")
         b.hubspot_edit(co, "company_name", SCRIPT_NAME, b.ago(2))
-        b.expect(c, "company_name", H2W, R.ONLY_HUBSPOT_CHANGED)
+        b.expect(c, "company_name", H2W, Reason.ONLY_HUBSPOT_CHANGED)
 
-    def name_conflict_warp_newer() -> None:
+    def name_conflict_warp_newer(self) -> None:
+        b = self.b
         c, co = b.pair("name changed on both sides, WARP later")
         b.hubspot_edit(co, "company_name", c.values["company_name"] + " Inc", b.ago(5))
         b.warp_edit(c, "company_name", c.values["company_name"] + " Group", b.ago(1))
-        b.expect(c, "company_name", W2H, R.CONFLICT_LATEST_WINS_WARP_NEWER)
+        b.expect(c, "company_name", W2H, Reason.CONFLICT_LATEST_WINS_WARP_NEWER)
 
-    def name_conflict_hubspot_newer() -> None:
+    def name_conflict_hubspot_newer(self) -> None:
+        b = self.b
         c, co = b.pair("name changed on both sides, HubSpot later")
         b.warp_edit(c, "company_name", c.values["company_name"] + " Group", b.ago(5))
         b.hubspot_edit(co, "company_name", c.values["company_name"] + " Inc", b.ago(1))
-        b.expect(c, "company_name", H2W, R.CONFLICT_LATEST_WINS_HUBSPOT_NEWER_OR_TIE)
+        b.expect(c, "company_name", H2W, Reason.CONFLICT_LATEST_WINS_HUBSPOT_NEWER_OR_TIE)
 
-    def name_never_agreed() -> None:
+    def name_never_agreed(self) -> None:
+        b = self.b
         c, co = b.pair("name never agreed")
         del c.state["company_name"]
         b.hubspot_edit(co, "company_name", c.values["company_name"] + " Ltd", b.ago(4))
         b.warp_edit(c, "company_name", c.values["company_name"] + " plc", b.ago(2))
-        b.expect(c, "company_name", W2H, R.NO_AGREED_VALUE_LATEST_WINS_WARP_NEWER)
+        b.expect(c, "company_name", W2H, Reason.NO_AGREED_VALUE_LATEST_WINS_WARP_NEWER)
 
-    def status_drift() -> None:
+    def status_drift(self) -> None:
+        b = self.b
         c, co = b.pair("status edited in HubSpot (drift)")
         other = "SUSPENDED" if c.values["status"] != "SUSPENDED" else "ACTIVE"
         b.hubspot_edit(co, "status", other, b.ago(6))
-        b.expect(c, "status", W2H, R.HUBSPOT_DRIFT_REVERTED)
+        b.expect(c, "status", W2H, Reason.HUBSPOT_DRIFT_REVERTED)
 
-    def status_from_warp() -> None:
+    def status_from_warp(self) -> None:
+        b = self.b
         c, _ = b.pair("status changed in WARP")
         b.warp_edit(c, "status", "CLOSED" if c.values["status"] != "CLOSED" else "ACTIVE", b.ago(6))
-        b.expect(c, "status", W2H, R.ONE_WAY_FROM_WARP)
+        b.expect(c, "status", W2H, Reason.ONE_WAY_FROM_WARP)
 
-    def credit_only_warp() -> None:
+    def credit_only_warp(self) -> None:
+        b = self.b
         c, _ = b.pair("credit limit changed in WARP only")
         b.warp_edit(c, "credit_limit", c.values["credit_limit"] + 1000, b.ago(8))
-        b.expect(c, "credit_limit", W2H, R.ONLY_WARP_CHANGED)
+        b.expect(c, "credit_limit", W2H, Reason.ONLY_WARP_CHANGED)
 
-    def credit_only_hubspot() -> None:
+    def credit_only_hubspot(self) -> None:
+        b = self.b
         c, co = b.pair("credit limit changed in HubSpot only")
         b.hubspot_edit(co, "credit_limit", hubspot_text("credit_limit", c.values["credit_limit"] + 250), b.ago(8))
-        b.expect(c, "credit_limit", H2W, R.ONLY_HUBSPOT_CHANGED)
+        b.expect(c, "credit_limit", H2W, Reason.ONLY_HUBSPOT_CHANGED)
 
-    def credit_conflict() -> None:
+    def credit_conflict(self) -> None:
+        b = self.b
         c, co = b.pair("credit limit changed on both sides (HubSpot wins)")
         b.hubspot_edit(co, "credit_limit", hubspot_text("credit_limit", c.values["credit_limit"] + 500), b.ago(9))
         b.warp_edit(c, "credit_limit", c.values["credit_limit"] + 700, b.ago(1))
-        b.expect(c, "credit_limit", H2W, R.CONFLICT_HUBSPOT_WINS)
+        b.expect(c, "credit_limit", H2W, Reason.CONFLICT_HUBSPOT_WINS)
 
-    def credit_form_only() -> None:
+    def credit_form_only(self) -> None:
+        b = self.b
         c, co = b.pair("credit limit equal in another form")
         co.properties["warp_credit_limit"] = format(c.values["credit_limit"], "f") + "0"  # "12500.000"
 
-    def balance_from_warp() -> None:
+    def balance_from_warp(self) -> None:
+        b = self.b
         c, _ = b.pair("balance changed in WARP")
         b.warp_edit(c, "current_balance", c.values["current_balance"] - Decimal("42.17"), b.ago(2))
-        b.expect(c, "current_balance", W2H, R.ONE_WAY_FROM_WARP)
+        b.expect(c, "current_balance", W2H, Reason.ONE_WAY_FROM_WARP)
 
-    def services_drift() -> None:
+    def services_drift(self) -> None:
+        b = self.b
         c, co = b.pair("services edited in HubSpot (drift)")
         b.hubspot_edit(co, "services", "messaging", b.ago(7))
-        b.expect(c, "services", W2H, R.HUBSPOT_DRIFT_REVERTED)
+        b.expect(c, "services", W2H, Reason.HUBSPOT_DRIFT_REVERTED)
 
-    def services_order_only() -> None:
+    def services_order_only(self) -> None:
+        b = self.b
         c, co = b.pair("services equal in another order")
         enabled = [name for name, on in c.values["services"].items() if on]
         co.properties["warp_services"] = ";".join(reversed(enabled))
 
-    def terms_from_hubspot() -> None:
+    def terms_from_hubspot(self) -> None:
+        b = self.b
         c, co = b.pair("payment terms changed in HubSpot")
         b.hubspot_edit(co, "payment_terms", "NET60" if c.values["payment_terms"] != "NET60" else "NET15", b.ago(5))
-        b.expect(c, "payment_terms", H2W, R.ONE_WAY_FROM_HUBSPOT)
+        b.expect(c, "payment_terms", H2W, Reason.ONE_WAY_FROM_HUBSPOT)
 
-    def terms_warp_drift() -> None:
+    def terms_warp_drift(self) -> None:
+        b = self.b
         c, _ = b.pair("payment terms edited in WARP (drift)")
         b.warp_edit(c, "payment_terms", "PREPAID" if c.values["payment_terms"] != "PREPAID" else "NET30", b.ago(5))
-        b.expect(c, "payment_terms", H2W, R.WARP_DRIFT_REVERTED)
+        b.expect(c, "payment_terms", H2W, Reason.WARP_DRIFT_REVERTED)
 
-    def email_case_only() -> None:
+    def email_case_only(self) -> None:
+        b = self.b
         c, co = b.pair("contact email equal in another case")
         co.properties["warp_contact_email"] = c.values["contact_email"].upper()
 
-    def email_manual_conflict() -> None:
+    def email_manual_conflict(self) -> None:
+        b = self.b
         c, co = b.pair("contact email changed on both sides (MANUAL)")
         b.hubspot_edit(co, "contact_email", "ap@" + c.values["contact_email"].split("@")[1], b.ago(3))
         b.warp_edit(c, "contact_email", "finance@" + c.values["contact_email"].split("@")[1], b.ago(2))
-        strategy_reason = R.CONFLICT_MANUAL_REVIEW if b.manual_field == "contact_email" else \
-            R.CONFLICT_LATEST_WINS_WARP_NEWER
+        strategy_reason = Reason.CONFLICT_MANUAL_REVIEW if b.manual_field == "contact_email" else \
+            Reason.CONFLICT_LATEST_WINS_WARP_NEWER
         b.expect(c, "contact_email", CONFLICT if b.manual_field == "contact_email" else W2H, strategy_reason)
 
-    def email_only_hubspot() -> None:
+    def email_only_hubspot(self) -> None:
+        b = self.b
         c, co = b.pair("contact email changed in HubSpot only")
         b.hubspot_edit(co, "contact_email", "invoices@" + c.values["contact_email"].split("@")[1], b.ago(4))
-        b.expect(c, "contact_email", H2W, R.ONLY_HUBSPOT_CHANGED)
+        b.expect(c, "contact_email", H2W, Reason.ONLY_HUBSPOT_CHANGED)
 
-    def ban_drift() -> None:
+    def ban_drift(self) -> None:
+        b = self.b
         c, co = b.pair("warp_ban edited in HubSpot (drift)")
         b.hubspot_edit(co, "ban", f"ZT-{next(b.spare_bans):09d}", b.ago(10))
-        b.expect(c, "ban", W2H, R.HUBSPOT_DRIFT_REVERTED)
+        b.expect(c, "ban", W2H, Reason.HUBSPOT_DRIFT_REVERTED)
 
-    def invalid_in_hubspot() -> None:
+    def invalid_in_hubspot(self) -> None:
+        b = self.b
         c, co = b.pair("credit limit invalid in HubSpot")
         b.hubspot_edit(co, "credit_limit", "12.345", b.ago(3))
-        b.expect(c, "credit_limit", INVALID, R.HUBSPOT_VALUE_INVALID)
+        b.expect(c, "credit_limit", INVALID, Reason.HUBSPOT_VALUE_INVALID)
 
-    def agreement_missing() -> None:
+    def agreement_missing(self) -> None:
+        b = self.b
         c, _ = b.pair("in sync, agreed value never recorded")
         del c.state["payment_terms"]
         b.agreements.add(ExpectedRow("agreement", c.values["ban"], "payment_terms", Action.IN_SYNC.value,
-                                     R.EQUAL.value))
+                                     Reason.EQUAL.value))
 
-    def linked_by_ban() -> None:
+    def linked_by_ban(self) -> None:
+        b = self.b
         c, _ = b.pair("unlinked customer its BAN finds", with_state=False)
         c.link = "unlinked"
         b.links.add(c.values["ban"])
         for name in c.values:
-            b.agreements.add(ExpectedRow("agreement", c.values["ban"], name, Action.IN_SYNC.value, R.EQUAL.value))
+            b.agreements.add(ExpectedRow("agreement", c.values["ban"], name, Action.IN_SYNC.value, Reason.EQUAL.value))
 
-    def customer_without_company() -> None:
+    def customer_without_company(self) -> None:
+        b = self.b
         c, _ = b.pair("customer without a company")
         b.companies.pop()
         c.company, c.link, c.state = None, "unlinked", {}
         b.orphans.add(ExpectedRow(CUSTOMER_WITHOUT_COMPANY, c.values["ban"]))
 
-    def company_unknown_ban() -> None:
+    def company_unknown_ban(self) -> None:
+        b = self.b
         values = _base_values(next(b.numbers))
         values["ban"] = f"ZT-{next(b.spare_bans):09d}"
         b.companies.append(SeedCompany({DEMO_PROPERTIES[f]: hubspot_text(f, v) for f, v in values.items()}, b.t0))
         b.orphans.add(ExpectedRow(COMPANY_UNKNOWN_BAN, values["ban"]))
         b.cases["company whose BAN WARP does not know"] = b.cases.get("company whose BAN WARP does not know", 0) + 1
 
-    def company_deleted() -> None:
+    def company_deleted(self) -> None:
+        b = self.b
         c, co = b.pair("customer linked to a deleted company")
         co.archived = True
         b.orphans.add(ExpectedRow(COMPANY_MISSING, c.values["ban"]))
 
-    def link_needs_review() -> None:
+    def link_needs_review(self) -> None:
+        b = self.b
         c, co = b.pair("customer whose link a person must settle")
         co.archived = True
         c.link = "deleted"
         b.orphans.add(ExpectedRow(LINK_NEEDS_REVIEW, c.values["ban"]))
 
-    def duplicate_ban() -> None:
+    def duplicate_ban(self) -> None:
+        b = self.b
         c, co = b.pair("one warp_ban on two companies")
         copy = SeedCompany(dict(co.properties), b.ago(48))
         copy.properties["name"] = c.values["company_name"] + " (duplicate)"
         b.companies.append(copy)
         b.duplicates[c.values["ban"]] = 2
 
-    def prospect_without_ban() -> None:
+    def prospect_without_ban(self) -> None:
+        b = self.b
         b.companies.append(SeedCompany({"name": f"Prospect {next(b.numbers)}"}, b.t0))
         b.cases["HubSpot prospect (no warp_ban)"] = b.cases.get("HubSpot prospect (no warp_ban)", 0) + 1
 
-    cases = [
-        name_only_warp, name_only_hubspot, name_markup_from_hubspot, name_conflict_warp_newer,
-        name_conflict_hubspot_newer, name_never_agreed, status_drift, status_from_warp, credit_only_warp,
-        credit_only_hubspot, credit_conflict, credit_form_only, balance_from_warp, services_drift,
-        services_order_only, terms_from_hubspot, terms_warp_drift, email_case_only, email_manual_conflict,
-        email_only_hubspot, ban_drift, agreement_missing, linked_by_ban, customer_without_company,
-        company_unknown_ban, company_deleted, link_needs_review, duplicate_ban, prospect_without_ban,
-    ]
-    if include_invalid:
-        cases.append(invalid_in_hubspot)
-    return cases
+    def all(self) -> list[Callable[[], None]]:
+        cases = [
+            self.name_only_warp, self.name_only_hubspot, self.name_markup_from_hubspot, self.name_conflict_warp_newer,
+            self.name_conflict_hubspot_newer, self.name_never_agreed, self.status_drift, self.status_from_warp,
+            self.credit_only_warp, self.credit_only_hubspot, self.credit_conflict, self.credit_form_only,
+            self.balance_from_warp, self.services_drift, self.services_order_only, self.terms_from_hubspot,
+            self.terms_warp_drift, self.email_case_only, self.email_manual_conflict, self.email_only_hubspot,
+            self.ban_drift, self.agreement_missing, self.linked_by_ban, self.customer_without_company,
+            self.company_unknown_ban, self.company_deleted, self.link_needs_review, self.duplicate_ban,
+            self.prospect_without_ban,
+        ]
+        if self.include_invalid:
+            cases.append(self.invalid_in_hubspot)
+        return cases
 
 
 # --- writing it ---------------------------------------------------------------------------------------------

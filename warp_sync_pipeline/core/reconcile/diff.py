@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -252,9 +253,11 @@ def compute_differences(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldR
     counts.update(pair_counts)
 
     extra = _orphans_and_duplicates(
-        warp, hubspot, rules, hub_ban, ban_ok, ban_invalid, duplicate, claimed, hub_pos,
-        missing=np.flatnonzero(missing), needs_person=np.flatnonzero(needs_person),
-        without_company=without_company,
+        warp, hubspot, rules,
+        _CompanyBans(hub_ban=hub_ban, ok=ban_ok, invalid=ban_invalid, duplicate=duplicate, claimed=claimed,
+                     customer_company=hub_pos),
+        _Unpaired(missing=np.flatnonzero(missing), needs_person=np.flatnonzero(needs_person),
+                  without_company=without_company),
     )
     if len(merged):
         extra = pd.concat([extra, _merge_rows(warp, hubspot, rules, merged, survivors)], ignore_index=True)
@@ -463,21 +466,33 @@ def _merge_rows(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules, ro
     })
 
 
+@dataclass(frozen=True)
+class _CompanyBans:
+    """HubSpot's companies by their warp_ban (row-aligned with the HubSpot frame), and the customers' companies."""
+
+    hub_ban: pd.Series  # each company's BAN, comparable
+    ok: np.ndarray  # a valid BAN
+    invalid: np.ndarray  # a BAN that is not one
+    duplicate: np.ndarray  # a BAN other companies carry too
+    claimed: np.ndarray  # paired with a customer
+    customer_company: np.ndarray  # per customer: the row of its company (-1: none)
+
+
+@dataclass(frozen=True)
+class _Unpaired:
+    """Customers (WARP rows) left without a pair, by why."""
+
+    missing: np.ndarray  # linked to a company HubSpot does not list
+    needs_person: np.ndarray  # a link state a person settles
+    without_company: np.ndarray  # no company carries their BAN (or several do)
+
+
 def _orphans_and_duplicates(
-    warp: pd.DataFrame,
-    hubspot: pd.DataFrame,
-    rules: FieldRules,
-    hub_ban: pd.Series,
-    ban_ok: np.ndarray,
-    ban_invalid: np.ndarray,
-    duplicate: np.ndarray,
-    claimed: np.ndarray,
-    hub_pos: np.ndarray,
-    *,
-    missing: np.ndarray,
-    needs_person: np.ndarray,
-    without_company: np.ndarray,
+    warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules, bans: _CompanyBans, unpaired: _Unpaired,
 ) -> pd.DataFrame:
+    hub_ban, ban_ok, ban_invalid, duplicate, claimed, hub_pos = (
+        bans.hub_ban, bans.ok, bans.invalid, bans.duplicate, bans.claimed, bans.customer_company)
+    missing, needs_person, without_company = unpaired.missing, unpaired.needs_person, unpaired.without_company
     parts: list[pd.DataFrame] = []
     warp_names = warp[col(NAME_FIELD, WARP_RAW)] if NAME_FIELD in rules else pd.Series([None] * len(warp), dtype="str")
     hub_names = hubspot[NAME_PROPERTY] if NAME_PROPERTY in hubspot.columns else pd.Series([None] * len(hubspot), dtype="str")
