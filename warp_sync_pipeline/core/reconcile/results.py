@@ -43,28 +43,30 @@ class Record:
         return cls(**{f.name: data.get(f.name) for f in fields(cls)})
 
 
-def _tally(records: list[Record], outcome: str) -> int:
-    return sum(1 for record in records if record.outcome == outcome)
+class _Tallied:
+    """How many of `records` were applied, skipped and failed."""
+
+    records: list[Record]
+
+    @property
+    def applied(self) -> int:
+        return sum(1 for r in self.records if r.outcome == APPLIED)
+
+    @property
+    def skipped(self) -> int:
+        return sum(1 for r in self.records if r.outcome == SKIPPED)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.records if r.outcome == FAILED)
 
 
 @dataclass
-class Part:
+class Part(_Tallied):
     """The records of one kind of WARP-side work (conflicts, links, merges) and how many were planned."""
 
     planned: int = 0
     records: list[Record] = field(default_factory=list)
-
-    @property
-    def applied(self) -> int:
-        return _tally(self.records, APPLIED)
-
-    @property
-    def skipped(self) -> int:
-        return _tally(self.records, SKIPPED)
-
-    @property
-    def failed(self) -> int:
-        return _tally(self.records, FAILED)
 
     def to_json(self) -> dict[str, Any]:
         return {"planned": self.planned, "records": [asdict(r) for r in self.records],
@@ -77,7 +79,7 @@ class Part:
 
 
 @dataclass
-class WriteBackSummary:
+class WriteBackSummary(_Tallied):
     """What one side's write-back did: its gate's status, the field records, and (WARP) the other parts."""
 
     SIDES: ClassVar[tuple[str, str]] = ("hubspot", "warp")
@@ -96,18 +98,6 @@ class WriteBackSummary:
     agreements_recorded: int = 0
     invalid_planned: int = 0
     invalid_logged: int = 0
-
-    @property
-    def applied(self) -> int:
-        return _tally(self.records, APPLIED)
-
-    @property
-    def skipped(self) -> int:
-        return _tally(self.records, SKIPPED)
-
-    @property
-    def failed(self) -> int:
-        return _tally(self.records, FAILED)
 
     def failures(self) -> Iterator[Record]:
         """Every failed record: field writes, then conflicts, links and merges."""
