@@ -71,9 +71,9 @@ def _left(engine: sa.Engine, customer: UUID, field: str) -> dict[str, Any]:
         audit = conn.execute(sa.text(
             "SELECT outcome, action, reason, old_value, new_value FROM hubspot_sync_log "
             "WHERE customer_id = :id AND warp_field = :f ORDER BY id DESC LIMIT 1"),
-            {"id": customer, "f": field}).one()
+            {"id": customer, "f": field}).first()  # the nightly's agreements are counted, not audited
     return {"value": value, "state": tuple(state), "conflicts": [tuple(c) for c in conflicts],
-            "audit": tuple(audit)}
+            "audit": None if audit is None else tuple(audit)}
 
 
 @pytest.mark.parametrize("flow", FLOWS)

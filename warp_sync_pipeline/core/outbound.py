@@ -783,11 +783,14 @@ class _Drain:
                 if not outcome.ok or outcome.company is None:
                     continue  # decided without the time: HubSpot wins the tie-break (TIME_UNKNOWN)
                 for plan, name in by_company[company_id]:
-                    rule = self.rules[name]
-                    version = outcome.company.last_change(rule.hubspot_property)
-                    if version is None:
+                    prop = self.rules[name].hubspot_property
+                    version = outcome.company.last_change(prop)
+                    # Only the time is taken: the company as first read keeps every property the other fields
+                    # are decided on (this read holds the LATEST_WINS ones alone). A value that moved since that
+                    # read is not the one this time belongs to: decided without it (HubSpot wins the tie-break).
+                    held = plan.company.properties.get(prop) if plan.company is not None else None
+                    if version is None or version.value != held:
                         continue
-                    plan.company = outcome.company
                     plan.hubspot_at[name] = version.timestamp
                     plan.decisions[name] = self._decide(plan, name)
 
@@ -816,21 +819,26 @@ class _Drain:
                 self.report.written_to_warp += applied.written
                 self.report.conflicts += applied.outcome is Outcome.CONFLICT
                 failed = applied.outcome in (Outcome.SKIPPED, Outcome.FAILED)
+                # A value WARP's database refused is a field not written (audited as failed), not a failure of
+                # HubSpot's: nothing is queued for it.
+                outcome = Outcome.SKIPPED if applied.outcome is Outcome.FAILED else applied.outcome
                 plan.outcomes[item.rule.warp_field] = (
-                    applied.outcome, applied.code if failed and applied.code else item.decision.reason.value)
+                    outcome, applied.code if failed and applied.code else item.decision.reason.value)
         if finished:
             self.rows.finish(finished, [])
 
     def _field_decision(self, plan: _Plan, name: str) -> FieldDecision:
         rule = self.rules[name]
-        hubspot_value = plan.company.properties.get(rule.hubspot_property) if plan.company else None
+        # Only two-way fields' properties were read: a one-way field knows nothing of HubSpot's value.
+        read = plan.company is not None and rule.direction is Direction.BIDIRECTIONAL
+        hubspot_value = plan.company.properties.get(rule.hubspot_property) if read and plan.company else None
         state = plan.customer.state.get(name)
         return FieldDecision(
             customer_id=plan.customer.row.customer_id, rule=rule, decision=plan.decisions[name],
             warp=Observed(plan.customer.values.get(name), _warp_at(plan, self.rules[name])),
             hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)),
             warp_text=valid_text(rule, plan.customer.values.get(name)),
-            hubspot_text=valid_text(rule, hubspot_value) if plan.company else None,
+            hubspot_text=valid_text(rule, hubspot_value) if read else None,
             read_at=plan.read_at,
             agreed=state.agreed.value if state is not None and state.agreed is not None else None,
             ban=plan.customer.ban, details={"hubspot_company_id": plan.company_id, "queue_row": plan.customer.row.id},

@@ -757,7 +757,7 @@ def _apply_in_warp(engine: sa.Engine, plan: _Plan, actor: str) -> Resolution:
             ban=conflict.ban, details=detail, audit_as=(action, MANUAL_RESOLUTION),
             audited=plan.write_warp or not plan.write_hubspot,
         )], by=Applier(Trigger.RESOLUTION, actor=actor))
-        if applied.outcome is Outcome.FAILED:
+        if applied.outcome not in (Outcome.APPLIED, Outcome.IN_SYNC):  # refused, or (never under the locks) moved
             raise _WarpRefused(applied.code)  # the code only: the database's message can quote values
         if plan.write_hubspot:
             log_sync(conn, _entry(conflict, rule, Outcome.APPLIED, actor, direction=Direction.WARP_TO_HUBSPOT,

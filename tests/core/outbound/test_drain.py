@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.plugins.outbound import api_calls, company_values, fast_drain, queue_rows
+from warp_sync_pipeline.core.field_state import read_field_state
 from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.leases import acquire_customers, release_customers
 from warp_sync_pipeline.core.normalize import comparable, to_hubspot_iso
@@ -144,6 +145,30 @@ def test_latest_wins_reads_history_only_when_it_needs_the_time(
     reasons = {r["customer_id"]: r["reason"] for r in _audit(engine, warp_field="company_name")}
     assert reasons == {older[0]: "CONFLICT_LATEST_WINS_WARP_NEWER",
                        newer[0]: "CONFLICT_LATEST_WINS_HUBSPOT_NEWER_OR_TIE"}
+
+
+def test_reading_one_fields_history_keeps_hubspots_values_of_the_other_fields(
+    engine: sa.Engine, sandbox, warp_hubspot: HubSpotClient, make_linked: Callable  # noqa: ANN001
+) -> None:
+    # Both sides changed the name (LATEST_WINS, HubSpot's time unknown: its history is read) and the credit limit
+    # (HUBSPOT_WINS: WARP takes HubSpot's value). The history read holds the name alone; the credit limit must
+    # still be decided and written from the first read (it was written to WARP as NULL, the audit saying 2500).
+    ((customer, company),) = make_linked(1)
+    sandbox.control.rep_edit(company, {"warp_credit_limit": "2500", "name": "Rep Name"},
+                             timestamp=to_hubspot_iso(datetime.now(UTC) - timedelta(minutes=5)))
+    _update(engine, customer, "credit_limit = 1800, company_name = 'Warp Name'")
+    sandbox.control.reset_counters()
+
+    report = drain_queue(engine, warp_hubspot, settings=fast_drain())
+
+    assert api_calls(sandbox, BATCH_READ) == 2  # the values, then the name's history
+    row = _customer(engine, customer)
+    assert (str(row["credit_limit"]), row["company_name"]) == ("2500.00", "Warp Name")
+    assert company_values(sandbox, company)["name"] == "Warp Name"  # WARP's rename is the later one
+    assert report.written_to_warp == 1
+    with engine.connect() as conn:
+        state = read_field_state(conn, [customer], ["credit_limit"])[(customer, "credit_limit")]
+    assert (state.agreed.value, state.warp.value, state.hubspot.value) == ("2500.00",) * 3
 
 
 def test_an_outage_pauses_the_flows_without_spending_attempts_and_the_first_good_probe_resumes_them(

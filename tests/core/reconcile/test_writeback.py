@@ -67,6 +67,11 @@ def test_after_a_run_both_sides_agree_except_open_manual_conflicts_and_a_second_
                   if r.action in (Action.OPEN_CONFLICT.value, Action.SKIP_INVALID.value)}
     assert still == left_alone  # the MANUAL conflict waits for a person; the invalid value is reported
     assert still < before
+    # Agreements are counted in the report, not audited one by one (a first night would hold customers x fields).
+    assert first.warp_summary.agreements_recorded > 0
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM hubspot_sync_log WHERE trigger = 'reconciliation' "
+                                    "AND outcome = 'in_sync'")).scalar_one() == 0
     with engine.connect() as conn:
         open_conflicts = conn.execute(sa.text(
             "SELECT c.ban, k.warp_field FROM hubspot_conflicts k JOIN customers c ON c.id = k.customer_id "

@@ -155,8 +155,10 @@ class ReportSection:
         if not isinstance(data, Mapping):
             raise TypeError("a report section must be a mapping")
         rows = [list(r.values()) if isinstance(r, Mapping) else list(r) for r in data.get("rows") or []]
+        total = data.get("total_rows")  # kept rows are capped; a missing or smaller total means these are all
+        total_rows = total if isinstance(total, int) and total >= len(rows) else len(rows)
         return cls(title=str(data.get("title") or ""), columns=[str(c) for c in data.get("columns") or []],
-                   rows=rows, total_rows=int(data.get("total_rows", len(rows))), note=str(data.get("note") or ""))
+                   rows=rows, total_rows=total_rows, note=str(data.get("note") or ""))
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,13 @@ STORED_TYPES: dict[str, Any] = {"WriteBackSummary": WriteBackSummary, "Report": 
 
 
 def from_stored(data: Any) -> Any:
-    """A stored JSON value as the typed result it was (plain JSON values as they are)."""
-    if isinstance(data, Mapping) and data.get("type") in STORED_TYPES:
+    """A stored JSON value as the typed result it was (plain JSON values as they are). A write-back summary
+    stored before the results were typed (no "type") is read as one too, so re-running a report step of an
+    older run still gets typed inputs."""
+    if not isinstance(data, Mapping):
+        return data
+    if data.get("type") in STORED_TYPES:
         return STORED_TYPES[data["type"]].from_json(data)
+    if "type" not in data and data.get("side") in WriteBackSummary.SIDES and "records" in data:
+        return WriteBackSummary.from_json(data)
     return data

@@ -620,6 +620,9 @@ def _field_decision(row: Mapping[str, Any], rules: FieldRules, pulled_at: dateti
         agreed=text_or_none(row[AGREED_VALUE]),
         ban=text_or_none(row.get(BAN)),
         details={"company_id": text_or_none(row.get(COMPANY_ID))},
+        # The report counts the night's agreements; one audit row each would be customers x fields rows on a
+        # first night (no agreed values yet). The live flows audit theirs: one field at a time.
+        audited=row[KIND] != AGREEMENT,
     )
 
 
