@@ -93,6 +93,16 @@ class FieldStateUpdate:
     hubspot: StateValue | None = None
 
 
+def sent_to_hubspot(customer_id: UUID | str, warp_field: str, value: str | None, *, at: datetime,
+                    warp_at: datetime | None, hubspot_at: datetime | None = None) -> FieldStateUpdate:
+    """What a write HubSpot took records (the drain's and the nightly's): the value agreed as of `at`, HubSpot's part
+    as written (at `hubspot_at`, HubSpot's own time where it gave one, else `at`), and WARP's part with its change
+    time where that is known (a part without a time would overwrite a known one)."""
+    return FieldStateUpdate(customer_id, warp_field, agreed=StateValue(value, at),
+                            warp=StateValue(value, warp_at) if warp_at is not None else None,
+                            hubspot=StateValue(value, hubspot_at or at))
+
+
 def _ids(customer_ids: Iterable[UUID | str]) -> list[str]:
     return [str(UUID(str(customer_id))) for customer_id in customer_ids]
 

@@ -75,6 +75,7 @@ from warp_sync_pipeline.core.links import (
     linked_to_companies,
     set_link,
 )
+from warp_sync_pipeline.core.normalize import comparable_or_none
 from warp_sync_pipeline.core.outbound import enqueue_fields
 from warp_sync_pipeline.core.pauses import (
     Pause,
@@ -86,7 +87,7 @@ from warp_sync_pipeline.core.pauses import (
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
 from warp_sync_pipeline.core.sync_tables import customers
-from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions, valid_text
+from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions
 
 log = logging.getLogger(__name__)
 
@@ -730,7 +731,7 @@ class _Changes:
     ) -> EventOutcome:
         field_name = rule.warp_field
         hubspot_value = event.property_value
-        hubspot_text = valid_text(rule, hubspot_value)
+        hubspot_text = comparable_or_none(rule.spec, hubspot_value)
         hubspot_part = None if hubspot_text is None else StateValue(hubspot_text, event.occurred_at)
         base = {"customer_id": str(customer.id), "warp_field": field_name}
 
@@ -752,7 +753,7 @@ class _Changes:
             )
 
         warp_value = customer.values[field_name]
-        warp_text = valid_text(rule, warp_value)
+        warp_text = comparable_or_none(rule.spec, warp_value)
         warp = Observed(warp_value, warp_changed_at(state.warp if state is not None else None, warp_text,
                                                     created_at=customer.created_at, updated_at=customer.updated_at,
                                                     watched_since=rule.watched_since))

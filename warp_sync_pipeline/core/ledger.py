@@ -32,7 +32,7 @@ from warp_sync_pipeline.core.hubspot import (
     RecordOutcome,
     RequestFailed,
 )
-from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
+from warp_sync_pipeline.core.normalize import comparable, comparable_or_none
 from warp_sync_pipeline.core.sync_tables import in_transaction, write_ledger
 
 ECHO_WINDOW = timedelta(days=3)
@@ -196,9 +196,8 @@ def match_echo(
     """
     if source is not None and source.strip().upper() not in integration_sources:
         return None
-    try:
-        canonical = comparable(rule.spec, value)
-    except InvalidFieldValue:
+    canonical = comparable_or_none(rule.spec, value)
+    if canonical is None:
         return None  # we never send an invalid value, so this cannot be our echo
     with in_transaction(bind) as conn:
         # SKIP LOCKED: a concurrent matcher holding an entry makes us look at the next one, never at the

@@ -157,6 +157,14 @@ def comparable(field: str | FieldSpec, value: object) -> str:
     return _COMPARABLE[spec.type](spec, value)
 
 
+def comparable_or_none(field: str | FieldSpec, value: object) -> str | None:
+    """The comparable text, or None where the value cannot be normalised (decide() treats it as invalid)."""
+    try:
+        return comparable(field, value)
+    except InvalidFieldValue:
+        return None
+
+
 def _comparable_string(spec: FieldSpec, value: object) -> str:
     text = _clean_text(_require_text(spec, value))
     return text or _empty(spec)

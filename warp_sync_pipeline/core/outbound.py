@@ -51,8 +51,8 @@ from warp_sync_pipeline.core.failures import error_code, refused_fields
 from warp_sync_pipeline.core.field_state import (
     FieldState,
     FieldStateUpdate,
-    StateValue,
     read_field_state,
+    sent_to_hubspot,
     warp_changed_at,
 )
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, load_rules
@@ -78,7 +78,7 @@ from warp_sync_pipeline.core.leases import (
 )
 from warp_sync_pipeline.core.ledger import LedgeredUpdate, update_companies_ledger_first
 from warp_sync_pipeline.core.links import LinkStatus, follow_merge
-from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, to_hubspot
+from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable, comparable_or_none, to_hubspot
 from warp_sync_pipeline.core.pauses import (
     PauseCause,
     PauseSettings,
@@ -88,7 +88,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_for,
 )
 from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
-from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions, valid_text
+from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions
 
 log = logging.getLogger("warp_sync.outbound")
 
@@ -343,10 +343,7 @@ class _Plan:
 def _warp_at(plan: _Plan, rule: FieldRule) -> datetime:
     """When WARP's value of the field changed (field_state.warp_changed_at, the one rule every flow uses)."""
     state = plan.customer.state.get(rule.warp_field)
-    try:
-        current: str | None = comparable(rule.spec, plan.customer.values.get(rule.warp_field))
-    except InvalidFieldValue:
-        current = None
+    current = comparable_or_none(rule.spec, plan.customer.values.get(rule.warp_field))
     return warp_changed_at(state.warp if state is not None else None, current, created_at=plan.customer.created_at,
                            updated_at=plan.customer.updated_at, watched_since=rule.watched_since)
 
@@ -410,12 +407,8 @@ class _QueueRows:
                 for name, value in plan.send.items():
                     rule = self.rules[name]
                     text = comparable(rule.spec, value)
-                    warp_at = _warp_at(plan, self.rules[name])
-                    updates.append(FieldStateUpdate(
-                        plan.customer.row.customer_id, name, agreed=StateValue(text, now),
-                        warp=StateValue(text, warp_at) if warp_at is not None else None,
-                        hubspot=StateValue(text, company.updated_at or now),
-                    ))
+                    updates.append(sent_to_hubspot(plan.customer.row.customer_id, name, text, at=now,
+                                                   warp_at=_warp_at(plan, rule), hubspot_at=company.updated_at))
                     old = plan.company.properties.get(rule.hubspot_property) if plan.company else None
                     plan.outcomes[name] = (Outcome.APPLIED, plan.decisions[name].reason.value)
                     entries.append(SyncLogEntry.for_decision(
@@ -758,13 +751,10 @@ class _Drain:
         assert plan.company is not None
         hubspot_value = plan.company.properties.get(rule.hubspot_property)
         hubspot_at = plan.hubspot_at.get(name)
-        if hubspot_at is None and state is not None and state.hubspot is not None and state.hubspot.at is not None:
-            # The last known HubSpot change (webhooks, earlier writes) still describes the value read.
-            try:
-                if comparable(rule.spec, hubspot_value) == state.hubspot.value:
-                    hubspot_at = state.hubspot.at
-            except InvalidFieldValue:
-                pass
+        # The last known HubSpot change (webhooks, earlier writes) still describes the value read.
+        if (hubspot_at is None and state is not None and state.hubspot is not None and state.hubspot.at is not None
+                and comparable_or_none(rule.spec, hubspot_value) == state.hubspot.value):
+            hubspot_at = state.hubspot.at
         plan.hubspot_at[name] = hubspot_at
         return decide(rule, agreed, Observed(warp_value, _warp_at(plan, rule)), Observed(hubspot_value, hubspot_at))
 
@@ -837,8 +827,8 @@ class _Drain:
             customer_id=plan.customer.row.customer_id, rule=rule, decision=plan.decisions[name],
             warp=Observed(plan.customer.values.get(name), _warp_at(plan, self.rules[name])),
             hubspot=Observed(hubspot_value, plan.hubspot_at.get(name)),
-            warp_text=valid_text(rule, plan.customer.values.get(name)),
-            hubspot_text=valid_text(rule, hubspot_value) if read else None,
+            warp_text=comparable_or_none(rule.spec, plan.customer.values.get(name)),
+            hubspot_text=comparable_or_none(rule.spec, hubspot_value) if read else None,
             read_at=plan.read_at,
             agreed=state.agreed.value if state is not None and state.agreed is not None else None,
             ban=plan.customer.ban, details={"hubspot_company_id": plan.company_id, "queue_row": plan.customer.row.id},

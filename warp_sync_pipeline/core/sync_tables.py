@@ -7,7 +7,7 @@ The SQL file is the schema; these mirror it so inserts can use Core's batched ex
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -43,6 +43,15 @@ def mark_from_hubspot(conn: sa.Connection) -> None:
     already there), so the outbox trigger must not queue it back."""
     conn.execute(sa.text("SELECT set_config(:name, :value, true)"), {"name": NO_ECHO_MARKER[0],
                                                                       "value": NO_ECHO_MARKER[1]})
+
+def hold_customers(conn: sa.Connection, customer_ids: Iterable[str]) -> set[str]:
+    """The ids (text) of these customers that exist, each held against deletion until the transaction ends
+    (FOR KEY SHARE blocks a delete, and no update)."""
+    return set(conn.execute(
+        sa.text("SELECT id::text FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) FOR KEY SHARE"),
+        {"ids": sorted(set(customer_ids))},
+    ).scalars())
+
 
 field_state = sa.Table(
     "hubspot_field_state",

@@ -37,8 +37,8 @@ from warp_sync_pipeline.core.decision import Action, Decision, Observed
 from warp_sync_pipeline.core.failures import describe_failure
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue
 from warp_sync_pipeline.core.fields import FieldRule
-from warp_sync_pipeline.core.normalize import FieldType, InvalidFieldValue, comparable, from_hubspot
-from warp_sync_pipeline.core.sync_tables import mark_from_hubspot
+from warp_sync_pipeline.core.normalize import FieldType, InvalidFieldValue, from_hubspot
+from warp_sync_pipeline.core.sync_tables import hold_customers, mark_from_hubspot
 
 # Why a decision was not carried out on WARP (stable codes: audit rows and the nightly's records carry them).
 WARP_CHANGED = "WARP_CHANGED"
@@ -115,14 +115,6 @@ def sql_text(value: object) -> str | None:
     return str(value)
 
 
-def valid_text(rule: FieldRule, value: object) -> str | None:
-    """A value's comparable text, or None when it cannot be normalised (decide() treats it as invalid)."""
-    try:
-        return comparable(rule.spec, value)
-    except InvalidFieldValue:
-        return None
-
-
 def warp_value_text(rule: FieldRule, hubspot_raw: str | None) -> str | None:
     """HubSpot's string as the text WARP's column takes; None clears. Raises InvalidFieldValue."""
     return sql_text(from_hubspot(rule.spec, hubspot_raw))
@@ -148,7 +140,7 @@ def apply_decisions(conn: sa.Connection, items: Sequence[FieldDecision], *, by: 
 
 def _write_values(conn: sa.Connection, items: Sequence[FieldDecision]) -> dict[int, Applied]:
     """The writes to WARP, one statement per column, and the customers found gone; by position."""
-    present = _hold_present(conn, {str(item.customer_id) for item in items})
+    present = hold_customers(conn, {str(item.customer_id) for item in items})
     results: dict[int, Applied] = {}
     writes: dict[str, list[int]] = {}
     for position, item in enumerate(items):
@@ -181,14 +173,6 @@ def _record(conn: sa.Connection, items: Sequence[FieldDecision], done: Sequence[
     record_field_state(conn, states, closed_by=by.name, values_are_comparable=True)
     close_settled_conflicts(conn, agreed_again, closed_by=by.name)
     log_sync_many(conn, entries)
-
-
-def _hold_present(conn: sa.Connection, customer_ids: set[str]) -> set[str]:
-    # FOR KEY SHARE blocks a delete until commit, and no update.
-    return set(conn.execute(
-        sa.text("SELECT id::text FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) FOR KEY SHARE"),
-        {"ids": sorted(customer_ids)},
-    ).scalars())
 
 
 def _record_decision(conn: sa.Connection, item: FieldDecision, by: Applier) -> Applied:

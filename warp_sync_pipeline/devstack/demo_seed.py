@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from warp_sync_pipeline.core.audit import name_writer
 from warp_sync_pipeline.core.decision import Action, Reason
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue, upsert_field_state
+from warp_sync_pipeline.core.fields import SEEDED_RULES
 from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.normalize import FieldType, comparable, spec_for, to_hubspot
 from warp_sync_pipeline.core.reconcile.frames import (
@@ -39,16 +40,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
 )
 
 # The seeded mapping (sql/002) plus the demo's one change: contact_email settled by a person.
-DEMO_PROPERTIES = {
-    "ban": "warp_ban",
-    "company_name": "name",
-    "status": "warp_status",
-    "credit_limit": "warp_credit_limit",
-    "current_balance": "warp_current_balance",
-    "services": "warp_services",
-    "payment_terms": "warp_payment_terms",
-    "contact_email": "warp_contact_email",
-}
+DEMO_PROPERTIES = {rule.warp_field: rule.hubspot_property for rule in SEEDED_RULES}
 MANUAL_FIELD = "contact_email"
 BAN_BASE = 700_000_000
 SCRIPT_NAME = '<script>alert("hi")</script> & Sons'

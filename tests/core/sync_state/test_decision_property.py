@@ -22,19 +22,10 @@ from warp_sync_pipeline.core.decision import (
     decide,
     decide_frame,
 )
-from warp_sync_pipeline.core.fields import Direction, FieldRule, Strategy
+from warp_sync_pipeline.core.fields import SEEDED_RULES, Direction, FieldRule, Strategy
 from warp_sync_pipeline.core.normalize import FIELD_SPECS, InvalidFieldValue, comparable
 
-PROPERTY = {
-    "ban": "warp_ban",
-    "company_name": "name",
-    "status": "warp_status",
-    "credit_limit": "warp_credit_limit",
-    "current_balance": "warp_current_balance",
-    "services": "warp_services",
-    "payment_terms": "warp_payment_terms",
-    "contact_email": "warp_contact_email",
-}
+PROPERTY = {rule.warp_field: rule.hubspot_property for rule in SEEDED_RULES}
 
 # Per field: values as WARP holds them and as HubSpot sends them; several spellings of one value, empties and
 # nulls, and values the other side cannot take.

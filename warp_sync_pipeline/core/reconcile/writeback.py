@@ -32,7 +32,7 @@ from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason
 from warp_sync_pipeline.core.failures import describe_failure, error_code
-from warp_sync_pipeline.core.field_state import FieldStateUpdate, StateValue
+from warp_sync_pipeline.core.field_state import FieldStateUpdate, sent_to_hubspot
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import (
     AuthFailed,
@@ -99,7 +99,7 @@ from warp_sync_pipeline.core.reconcile.results import (
     Record,
     WriteBackSummary,
 )
-from warp_sync_pipeline.core.sync_tables import customer_company_id, customers
+from warp_sync_pipeline.core.sync_tables import customer_company_id, customers, hold_customers
 from warp_sync_pipeline.core.warp_apply import (
     CONFLICT_OPENED,
     CONFLICT_UPDATED,
@@ -360,13 +360,8 @@ def _record_hubspot_outcomes(
         entries.append(_audit(row, outcome, direction=Direction.WARP_TO_HUBSPOT, run_id=run_id,
                               new_value=row[VALUE], code=record.code, message=record.message))
         if record.outcome == APPLIED:
-            value = text_or_none(row[VALUE])
-            # As the drain records a write to HubSpot: agreed, HubSpot's part as written now, and WARP's part with
-            # its change time where the plan knows it (a part without a time would overwrite a known one).
-            warp_at = time_or_none(row[WARP_TIME])
-            states.append(FieldStateUpdate(row[CUSTOMER_ID], row[FIELD], agreed=StateValue(value, now),
-                                           warp=StateValue(value, warp_at) if warp_at is not None else None,
-                                           hubspot=StateValue(value, now)))
+            states.append(sent_to_hubspot(row[CUSTOMER_ID], row[FIELD], text_or_none(row[VALUE]), at=now,
+                                          warp_at=time_or_none(row[WARP_TIME])))
     with engine.begin() as conn:
         name_writer(conn, actor=ACTOR, run_id=run_id)
         if states:
@@ -382,10 +377,7 @@ def _matching(rows: list[dict[str, Any]], records: list[Record]) -> list[dict[st
 
 def _existing(conn: sa.Connection, states: list[FieldStateUpdate]) -> list[FieldStateUpdate]:
     """Leave out customers deleted since the pull (their state rows went with them)."""
-    ids = sorted({str(s.customer_id) for s in states})
-    present = set(conn.execute(
-        sa.text("SELECT id::text FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) FOR KEY SHARE"), {"ids": ids}
-    ).scalars())
+    present = hold_customers(conn, (str(s.customer_id) for s in states))
     return [s for s in states if str(s.customer_id) in present]
 
 
@@ -578,12 +570,7 @@ def _warp_chunk(
     pulled_at: datetime,
 ) -> _WarpChunk:
     name_writer(conn, actor=ACTOR, run_id=run_id)
-    ids = sorted({str(r[CUSTOMER_ID]) for rows in part.values() for r in rows})
-    # Present customers, held against deletion until the chunk commits (FOR KEY SHARE blocks no update).
-    present = set(conn.execute(
-        sa.text("SELECT id::text FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) FOR KEY SHARE"), {"ids": ids}
-    ).scalars())
-    links = _link(conn, part["links"], present)
+    links = _link(conn, part["links"])
     log_sync_many(conn, [
         _audit(row, _LOG_OUTCOME.get(record.outcome, Outcome.FAILED), direction=None, run_id=run_id,
                code=record.code, message=record.message, details={"link": "by BAN"})
@@ -638,10 +625,12 @@ def _conflict_record(row: Mapping[str, Any], applied: Applied) -> Record:
     return _record(row, _RECORD_OUTCOME.get(applied.outcome, SKIPPED), code=applied.code, message=applied.message)
 
 
-def _link(conn: sa.Connection, rows: list[dict[str, Any]], present: set[str]) -> list[Record]:
+def _link(conn: sa.Connection, rows: list[dict[str, Any]]) -> list[Record]:
     """Store the company id of customers matched by BAN, only where still unlinked and the company unclaimed."""
     if not rows:
         return []
+    # Held against deletion until the chunk commits (the applier holds the customers it decides for).
+    present = hold_customers(conn, (str(r[CUSTOMER_ID]) for r in rows))
     try:
         with conn.begin_nested():
             linked = link_unlinked(conn, [(str(r[CUSTOMER_ID]), str(r[COMPANY_ID])) for r in rows])
