@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_field_state.py [--customers 20000] [--repeat 3]
 
 Starts a throwaway private PostgreSQL (fsync and synchronous_commit on, as in production; or the server
-WARP_BENCH_DATABASE_URL names), migrates a database, inserts --customers customers, then records the state of
+WARP_TEST_DATABASE_URL names), migrates a database, inserts --customers customers, then records the state of
 all eight seeded fields of every customer (agreed, WARP and HubSpot parts, as the nightly write-back and the
 demo seed do): once through upsert_field_state, once through the baseline, alternating, each on an empty
 table (TRUNCATE between runs) in one transaction. The baseline is the statement upsert_field_state built
@@ -85,7 +85,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    with throwaway_server("bench", external_variable="WARP_BENCH_DATABASE_URL") as (admin_url, durability):
+    with throwaway_server("bench") as (admin_url, durability):
         name = f"warp_bench_field_state_{uuid.uuid4().hex[:8]}"
         ensure_database(admin_url, name)
         engine = make_engine(with_database(admin_url, name))

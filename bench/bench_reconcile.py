@@ -331,7 +331,7 @@ def bench_e2e(args: argparse.Namespace) -> None:
 
     token = "pat-bench"
     # Always a private cluster of its own, fsync on (not WARP_TEST_DATABASE_URL): the figures compare runs.
-    with throwaway_server("bench", external_variable=None) as (admin, _description):
+    with throwaway_server("bench", use_test_server=False) as (admin, _description):
         frames = Path(tempfile.mkdtemp(prefix="bench-frames-"))
         sandbox, base_url = _start_sandbox(token)
         try:

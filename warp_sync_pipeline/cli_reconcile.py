@@ -6,14 +6,13 @@ HUBSPOT_ACCESS_TOKEN, SMTP_*); without WARP_DATABASE_URL they use the private Po
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from warp_sync_pipeline.core.settings import SettingsError
+from warp_sync_pipeline.core.settings import SettingsError, load_settings
 
 if TYPE_CHECKING:
     from warp_sync_pipeline.core.reconcile.results import Report
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 
 def _dagster_ui() -> str:
     """Where the Dagster UI is: `make dev` sets WARP_DAGSTER_UI_URL; `dg dev` alone serves port 3000."""
-    return os.environ.get("WARP_DAGSTER_UI_URL", "").strip() or "http://127.0.0.1:3000"
+    return load_settings().dagster_ui_url or "http://127.0.0.1:3000"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -133,14 +132,13 @@ def demo_seed(customers: int, replace: bool, manual_field: str) -> None:
     from warp_sync_pipeline.core.db import make_engine
     from warp_sync_pipeline.core.hubspot import DEFAULT_BASE_URL, HubSpotError, client_from_env
     from warp_sync_pipeline.core.migrations import upgrade
-    from warp_sync_pipeline.core.settings import get_url
     from warp_sync_pipeline.devstack.demo_seed import DemoSeedError, seed_demo
     from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
     try:
         runtime = ensure_runtime(with_dagster=False)
-        base_url = get_url("HUBSPOT_BASE_URL", schemes=("http", "https"))
-        if base_url is None or base_url.rstrip("/") == DEFAULT_BASE_URL:
+        base_url = load_settings().hubspot_base_url
+        if base_url is None or base_url == DEFAULT_BASE_URL:
             raise SettingsError("HUBSPOT_BASE_URL", "must point at the HubSpot sandbox: demo-seed never writes to HubSpot")
         engine = make_engine(runtime.database_url)
         upgrade(engine)

@@ -10,7 +10,7 @@ from types import FrameType
 import click
 
 from hubspot_sandbox.config import UNIQUE_CONFLICT_FORMS
-from warp_sync_pipeline.core.settings import SettingsError, get_str, get_url
+from warp_sync_pipeline.core.settings import SettingsError, load_settings, require
 
 
 @click.command("sandbox")
@@ -37,9 +37,10 @@ def sandbox(port: int, host: str, rate_limit: int, search_per_second: int, uniqu
     from hubspot_sandbox.server import SandboxServer
 
     try:
-        access_token = get_str("HUBSPOT_ACCESS_TOKEN")
-        client_secret = get_str("HUBSPOT_CLIENT_SECRET")
-        target = get_url("HUBSPOT_WEBHOOK_TARGET_URL", schemes=("http", "https"))
+        settings = load_settings()
+        access_token = require(settings.hubspot_access_token, "HUBSPOT_ACCESS_TOKEN")
+        client_secret = require(settings.hubspot_client_secret, "HUBSPOT_CLIENT_SECRET")
+        target = settings.hubspot_webhook_target_url
     except SettingsError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -10,16 +10,13 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from warp_sync_pipeline.core.db import database_url_from_env
-from warp_sync_pipeline.core.settings import get_int, get_optional, load_dotenv
+from warp_sync_pipeline.core.db import DATABASE_URL_HINT
+from warp_sync_pipeline.core.settings import load_dotenv, require
 from webhook_receiver import conflicts_api, customers, health, openapi, review, sync, webhooks
 from webhook_receiver.errors import register_error_handlers
-from webhook_receiver.resources import EXTENSION, ReceiverResources
+from webhook_receiver.resources import EXTENSION, ReceiverResources, receiver_settings
 
 log = logging.getLogger(__name__)
-
-# HubSpot sends at most 100 events a request; a few hundred KiB is generous for that.
-DEFAULT_MAX_CONTENT_LENGTH = 1024 * 1024
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -28,15 +25,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     loaded = load_dotenv()
     if loaded:
         log.info("loaded from ./.env: %s", ", ".join(loaded))
+    # One read of the settings for the worker: the environment, with any variable test_config sets laid over it.
+    settings = receiver_settings(test_config or {})
     app = Flask(__name__)
     app.config.from_mapping(
-        MAX_CONTENT_LENGTH=get_int("WARP_MAX_REQUEST_BYTES", DEFAULT_MAX_CONTENT_LENGTH, minimum=1024),
+        # HubSpot sends at most 100 events a request: the default (1 MiB) is generous for that.
+        MAX_CONTENT_LENGTH=settings.max_request_bytes,
         JSON_SORT_KEYS=False,
-        TRUSTED_PROXY_HOPS=get_int("WARP_TRUSTED_PROXY_HOPS", 0, minimum=0),
+        TRUSTED_PROXY_HOPS=settings.trusted_proxy_hops,
         # The bootstrap admin credential (every role); named credentials live in admin_credentials.
-        WARP_API_TOKEN=get_optional("WARP_API_TOKEN") or "",
+        WARP_API_TOKEN=settings.api_token or "",
         # The review pages' session (webhook_receiver/review.py): without a key they answer 503.
-        SECRET_KEY=get_optional("WARP_SECRET_KEY"),
+        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="warp_review_session",
         SESSION_COOKIE_PATH="/review",
         SESSION_COOKIE_SECURE=True,
@@ -47,10 +47,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if test_config:
         app.config.update(test_config)
     if "DATABASE_URL" not in app.config:
-        app.config["DATABASE_URL"] = database_url_from_env()
+        app.config["DATABASE_URL"] = require(settings.database_url, "WARP_DATABASE_URL", DATABASE_URL_HINT)
     # One extension object: two pools, the HubSpot client (built on first use), the routes' settings. No I/O.
-    resources = ReceiverResources.build(app.config, create_settings=customers.create_settings(app.config),
-                                        webhooks=webhooks.WebhookConfig.load(app.config))
+    resources = ReceiverResources.build(app.config, settings,
+                                        webhooks=webhooks.WebhookConfig.load(app.config, settings))
     app.extensions[EXTENSION] = resources
     if not resources.hubspot_configured:
         log.warning("HUBSPOT_ACCESS_TOKEN is not set: routes that call HubSpot answer 503 until it is")

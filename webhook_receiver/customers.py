@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +24,6 @@ import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
 
 from warp_sync_pipeline.core.customers import (
-    CreateSettings,
     StoredAnswer,
     claim_idempotency_key,
     create_customer,
@@ -35,7 +33,6 @@ from warp_sync_pipeline.core.customers import (
     validate_customer,
 )
 from warp_sync_pipeline.core.fields import load_rules
-from warp_sync_pipeline.core.settings import overlaid_environ
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
 from webhook_receiver.hubspot_client import hubspot_client
@@ -44,28 +41,6 @@ from webhook_receiver.resources import receiver_resources
 log = logging.getLogger(__name__)
 
 bp = Blueprint("customers", __name__)
-
-SETTING_KEYS = (
-    "HUBSPOT_BASE_URL",
-    "HUBSPOT_ACCESS_TOKEN",
-    "HUBSPOT_REQUESTS_PER_10S",
-    "HUBSPOT_SEARCH_PER_SECOND",
-    "HUBSPOT_RESERVED_SHARE",
-    "HUBSPOT_BUDGET_MARGIN_MS",
-    "HUBSPOT_TIME_BUDGET_SECONDS",
-    "HUBSPOT_REQUEST_TIMEOUT_SECONDS",
-    "HUBSPOT_MAX_ATTEMPTS",
-    "WARP_CREATE_TIME_BUDGET_SECONDS",
-    "WARP_CREATE_CLEANUP_SECONDS",
-    "WARP_IDEMPOTENCY_RETENTION_HOURS",
-    "WARP_IDEMPOTENCY_LOCK_MARGIN_SECONDS",
-)
-
-
-def create_settings(app_config: Mapping[str, Any]) -> CreateSettings:
-    """The create's settings: the environment, app.config keys of the same name winning (tests)."""
-    return CreateSettings.from_env(overlaid_environ(app_config, SETTING_KEYS))
-
 
 def _json_body() -> Any:
     raw = request.get_data(cache=True)

@@ -27,8 +27,10 @@ from flask import Flask, current_app
 
 from warp_sync_pipeline.core.customers import CreateSettings, PropertiesGate
 from warp_sync_pipeline.core.db import make_engine
-from warp_sync_pipeline.core.hubspot import HubSpotClient, Priority, api_version_from_env, client_from_env
-from warp_sync_pipeline.core.settings import get_int, get_optional, overlaid_environ
+from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotSettings, Priority, client_from_settings
+from warp_sync_pipeline.core.hubspot.versions import api_version_from_settings
+from warp_sync_pipeline.core.outbound import PushSettings
+from warp_sync_pipeline.core.settings import VARIABLES, WarpSettings, load_settings, overlaid_environ
 
 if TYPE_CHECKING:
     from webhook_receiver.webhooks import WebhookConfig
@@ -43,18 +45,20 @@ WEBHOOK_POOL_SIZE = 5
 WEBHOOK_POOL_OVERFLOW = 15
 
 
-def hubspot_settings(app_config: Mapping[str, Any]) -> dict[str, str]:
-    """The environment with app.config's HUBSPOT_* keys laid over it (tests point them at the sandbox)."""
-    return overlaid_environ(app_config, [key for key in app_config if key.startswith("HUBSPOT_")])
+def receiver_settings(app_config: Mapping[str, Any]) -> WarpSettings:
+    """The settings of the environment, with each variable the app's config sets laid over it (tests point
+    HUBSPOT_BASE_URL at the sandbox, shorten budgets); SettingsError names a bad one."""
+    return load_settings(overlaid_environ(app_config, VARIABLES))
 
 
 @dataclass
 class ReceiverResources:
     db: sa.Engine
     webhook_db: sa.Engine
+    settings: WarpSettings
     create_settings: CreateSettings
+    push_settings: PushSettings
     webhooks: WebhookConfig
-    hubspot_environ: dict[str, str]
     # The first create ensures HubSpot's properties (never the factory: that would be network I/O).
     properties: PropertiesGate = field(default_factory=PropertiesGate)
     create_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(10))
@@ -62,28 +66,27 @@ class ReceiverResources:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def build(cls, app_config: Mapping[str, Any], *, create_settings: CreateSettings,
+    def build(cls, app_config: Mapping[str, Any], settings: WarpSettings, *,
               webhooks: WebhookConfig) -> ReceiverResources:
         url = str(app_config["DATABASE_URL"])
-        hubspot_environ = hubspot_settings(app_config)
-        api_version_from_env(hubspot_environ)  # a version the client cannot speak stops the worker from starting
-        pool_size = get_int("WARP_DB_POOL_SIZE", 10, minimum=2,
-                            environ=overlaid_environ(app_config, ["WARP_DB_POOL_SIZE"]))
+        api_version_from_settings(settings)  # a version the client cannot speak stops the worker from starting
+        pool_size = settings.db_pool_size
         return cls(
             db=make_engine(url, pool_size=pool_size, max_overflow=pool_size),
             webhook_db=make_engine(
                 url, pool_size=WEBHOOK_POOL_SIZE, max_overflow=WEBHOOK_POOL_OVERFLOW, pool_pre_ping=False,
                 connect_args={"options": f"-c statement_timeout={WEBHOOK_STATEMENT_TIMEOUT_MS}"},
             ),
-            create_settings=create_settings,
+            settings=settings,
+            create_settings=CreateSettings.from_settings(settings),
+            push_settings=PushSettings.from_settings(settings),
             webhooks=webhooks,
-            hubspot_environ=hubspot_environ,
             create_slots=threading.BoundedSemaphore(pool_size),
         )
 
     @property
     def hubspot_configured(self) -> bool:
-        return bool(get_optional("HUBSPOT_ACCESS_TOKEN", environ=self.hubspot_environ))
+        return bool(self.settings.hubspot_access_token)
 
     def hubspot(self) -> HubSpotClient | None:
         """The worker's HubSpot client, built on first use; None when no HUBSPOT_ACCESS_TOKEN is set.
@@ -92,7 +95,8 @@ class ReceiverResources:
         if self._hubspot is None and self.hubspot_configured:
             with self._lock:
                 if self._hubspot is None:
-                    self._hubspot = client_from_env(self.db, Priority.SYNC, environ=self.hubspot_environ)
+                    self._hubspot = client_from_settings(HubSpotSettings.from_settings(self.settings), self.db,
+                                                         Priority.SYNC)
         return self._hubspot
 
     def close(self) -> None:

@@ -16,9 +16,8 @@ from typing import Any
 from flask import Blueprint, current_app, g, jsonify, request
 
 from warp_sync_pipeline.core.fields import FieldRuleError
-from warp_sync_pipeline.core.outbound import PushFailed, PushSettings, push_customer
+from warp_sync_pipeline.core.outbound import PushFailed, push_customer
 from warp_sync_pipeline.core.reconcile_requests import record_request, request_status
-from warp_sync_pipeline.core.settings import overlaid_environ
 from webhook_receiver.auth import require
 from webhook_receiver.errors import ApiError
 from webhook_receiver.hubspot_client import hubspot_client
@@ -27,10 +26,6 @@ from webhook_receiver.resources import receiver_resources
 log = logging.getLogger(__name__)
 
 bp = Blueprint("sync", __name__, url_prefix="/v1/sync")
-
-PUSH_SETTING_KEYS = ("WARP_PUSH_TIME_BUDGET_SECONDS", "WARP_PUSH_LEASE_WAIT_SECONDS",
-                     "WARP_PUSH_RETRY_DELAY_SECONDS", "WARP_PAUSE_PROBE_SECONDS",
-                     "WARP_PAUSE_PROBE_MAX_SECONDS", "WARP_PAUSE_PROBE_TIMEOUT_SECONDS")
 
 RECONCILE_OPTIONS = {"dry_run", "allow_mass_write"}
 
@@ -76,17 +71,13 @@ def reconciliation_status(request_id: int):  # noqa: ANN201
     return jsonify({"success": True, "data": state})
 
 
-def _push_settings() -> PushSettings:
-    return PushSettings.from_env(overlaid_environ(current_app.config, PUSH_SETTING_KEYS))
-
-
 @bp.post("/customers/<customer_id>")
 @require("sync:push")
 def push(customer_id: str):  # noqa: ANN201
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         result = push_customer(receiver_resources(app).db, hubspot_client(app), customer_id,
-                               actor=g.principal.name, settings=_push_settings())
+                               actor=g.principal.name, settings=receiver_resources().push_settings)
     except PushFailed:
         log.warning("push of customer %s by %s failed; its fields stay queued", customer_id, g.principal.name)
         raise

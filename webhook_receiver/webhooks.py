@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
 
-from warp_sync_pipeline.core.settings import SettingsError, get_url, overlaid_environ
+from warp_sync_pipeline.core.settings import SettingsError, WarpSettings
 from warp_sync_pipeline.core.webhooks.events import (
     BatchRejected,
     StoreCounts,
@@ -39,13 +39,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("hubspot_webhooks", __name__)
 
 ROUTE = "/v1/webhooks/hubspot/company"
-SETTING_KEYS = (
-    "HUBSPOT_CLIENT_SECRET",
-    "HUBSPOT_CLIENT_SECRET_PREVIOUS",
-    "WARP_WEBHOOK_ALLOW_V1",
-    "WARP_WEBHOOK_ALLOW_V2",
-    "WARP_PUBLIC_BASE_URL",
-)
 # Characters left as they are when the raw URI must be rebuilt from PATH_INFO (RFC 3986 pchar).
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -60,14 +53,13 @@ class WebhookConfig:
     store: StoreFunction
 
     @classmethod
-    def load(cls, app_config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> WebhookConfig:
-        source = overlaid_environ(app_config, SETTING_KEYS, environ=environ)
+    def load(cls, app_config: Mapping[str, Any], settings: WarpSettings) -> WebhookConfig:
         strategy = str(app_config.get("WEBHOOK_STORE_STRATEGY", "batch"))
         if strategy not in STORE_STRATEGIES:
             raise SettingsError("WEBHOOK_STORE_STRATEGY", f"expected one of {', '.join(STORE_STRATEGIES)}")
         return cls(
-            signature=SignatureSettings.from_env(source),
-            public_base_url=get_url("WARP_PUBLIC_BASE_URL", schemes=("http", "https"), environ=source),
+            signature=SignatureSettings.from_settings(settings),
+            public_base_url=settings.public_base_url,
             store=STORE_STRATEGIES[strategy],
         )
 

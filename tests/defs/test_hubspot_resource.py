@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotSettings, Priority, client_from_env
 from warp_sync_pipeline.core.settings import SettingsError
 from warp_sync_pipeline.definitions import defs
+from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 
 
@@ -77,3 +78,29 @@ def test_client_from_env(sandbox, engine: sa.Engine) -> None:  # noqa: ANN001
         client_from_env(environ={"HUBSPOT_BASE_URL": sandbox.base_url})
     with pytest.raises(SettingsError, match="HUBSPOT_BASE_URL"):
         client_from_env(environ={"HUBSPOT_BASE_URL": "ftp://x", "HUBSPOT_ACCESS_TOKEN": "t"})
+
+
+def _setup_error(resources: dict[str, object]) -> str:
+    """What setting the resources up for a run raised (Dagster wraps it), as `variable: problem`."""
+    with pytest.raises(dg.DagsterResourceFunctionError) as info, dg.build_resources(resources):
+        pass
+    assert isinstance(info.value.__cause__, SettingsError)
+    return str(info.value.__cause__)
+
+
+def test_a_run_validates_the_resolved_env_vars_through_the_settings_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The UI shows the variable's name; the value it resolves to when a run starts goes through the same model
+    # as any process's environment, so a bad one fails the run naming the variable, not deep inside httpx.
+    monkeypatch.setenv("HUBSPOT_BASE_URL", "ftp://hubspot.example")
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", "pat-x")
+    monkeypatch.setenv("WARP_DATABASE_URL", "mysql://u@h/db")
+    bound = HubSpotResource(base_url=dg.EnvVar("HUBSPOT_BASE_URL"), access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"))
+    assert _setup_error({"hubspot": bound}) == "HUBSPOT_BASE_URL: expected a URL starting with http:// or https://"
+    monkeypatch.setenv("HUBSPOT_BASE_URL", "http://127.0.0.1:9")
+    with_db = HubSpotResource(base_url=dg.EnvVar("HUBSPOT_BASE_URL"), access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
+                              database_url=dg.EnvVar("WARP_DATABASE_URL"))
+    assert _setup_error({"hubspot": with_db}).startswith("WARP_DATABASE_URL: must be a PostgreSQL URL")
+    db = DatabaseResource(url=dg.EnvVar("WARP_DATABASE_URL"))
+    assert _setup_error({"db": db}).startswith("WARP_DATABASE_URL: must be a PostgreSQL URL")
+    with pytest.raises(SettingsError, match="HUBSPOT_ACCESS_TOKEN: is not set"):
+        HubSpotResource(access_token="").build_client()

@@ -17,7 +17,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.errors import Failure, ServiceError
-from warp_sync_pipeline.core.settings import get_optional
+from warp_sync_pipeline.core.settings import load_settings
 
 TOKEN_PREFIX = "wsk_"
 BOOTSTRAP_NAME = "bootstrap"
@@ -141,7 +141,7 @@ def authenticate(engine: sa.Engine, token: str, *, bootstrap_token: str | None =
 
     `bootstrap_token` None means "read WARP_API_TOKEN"; an empty string means "no bootstrap".
     """
-    bootstrap = bootstrap_token if bootstrap_token is not None else get_optional("WARP_API_TOKEN")
+    bootstrap = bootstrap_token if bootstrap_token is not None else load_settings().api_token
     if bootstrap and hmac.compare_digest(token.encode("utf-8"), bootstrap.encode("utf-8")):
         return Principal(BOOTSTRAP_NAME, frozenset(Role))
     with engine.begin() as conn:

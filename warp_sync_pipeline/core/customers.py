@@ -78,7 +78,7 @@ from warp_sync_pipeline.core.normalize import (
     services_enabled,
     to_hubspot,
 )
-from warp_sync_pipeline.core.settings import get_float, get_int
+from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 from warp_sync_pipeline.core.sync_tables import customers
 
 log = logging.getLogger("warp_sync.customers")
@@ -328,10 +328,10 @@ def update_customer(
 class CreateSettings:
     # The HubSpot part of a create, retries and budget waits included: a few seconds below the web
     # server's request timeout (gunicorn's --timeout, 30 s by default), leaving room for the cleanup.
-    time_budget_s: float = 20.0
+    time_budget_s: float = DEFAULTS.create_time_budget_seconds
     # Archiving a company this attempt made, after a failure; and, after a COMMIT that raised, asking
     # PostgreSQL what became of the transaction.
-    cleanup_s: float = 5.0
+    cleanup_s: float = DEFAULTS.create_cleanup_seconds
     # BANs drawn when the one drawn is taken in WARP (no HubSpot call is made for those).
     max_warp_ban_draws: int = 10
     # Creates refused because HubSpot already holds the BAN, before giving up.
@@ -340,21 +340,22 @@ class CreateSettings:
     lock_timeout_ms: int = 2000
     # HubSpot's clock against ours when telling whether a company was made by this attempt.
     clock_skew_s: float = 2.0
-    idempotency_retention: timedelta = timedelta(hours=72)
+    idempotency_retention: timedelta = timedelta(hours=DEFAULTS.idempotency_retention_hours)
     # Added to the longest an attempt can take (its HubSpot budget, the commit check and the cleanup) for how
     # long its key stays locked: a retry takes the key over only once the attempt must have ended.
-    idempotency_lock_margin_s: float = 30.0
+    idempotency_lock_margin_s: float = DEFAULTS.idempotency_lock_margin_seconds
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> CreateSettings:
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> CreateSettings:
         return cls(
-            time_budget_s=get_float("WARP_CREATE_TIME_BUDGET_SECONDS", 20.0, minimum=0.5, environ=environ),
-            cleanup_s=get_float("WARP_CREATE_CLEANUP_SECONDS", 5.0, minimum=0.5, environ=environ),
-            idempotency_retention=timedelta(
-                hours=get_int("WARP_IDEMPOTENCY_RETENTION_HOURS", 72, minimum=1, environ=environ)
-            ),
-            idempotency_lock_margin_s=get_float("WARP_IDEMPOTENCY_LOCK_MARGIN_SECONDS", 30.0, minimum=1.0,
-                                                environ=environ),
+            time_budget_s=settings.create_time_budget_seconds,
+            cleanup_s=settings.create_cleanup_seconds,
+            idempotency_retention=timedelta(hours=settings.idempotency_retention_hours),
+            idempotency_lock_margin_s=settings.idempotency_lock_margin_seconds,
         )
 
     @property

@@ -7,34 +7,30 @@ from collections.abc import Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
-from warp_sync_pipeline.core.settings import SettingsError, get_optional
+from warp_sync_pipeline.core.settings import (
+    POSTGRES_DRIVER,
+    SettingsError,
+    load_settings,
+    postgres_url,
+    require,
+)
 
-DRIVER = "postgresql+psycopg2"
+DRIVER = POSTGRES_DRIVER
 
 
 def normalize_url(raw: str, *, variable: str = "WARP_DATABASE_URL") -> str:
     """Name the driver explicitly: SQLAlchemy 2.1 would pick psycopg 3 for a bare `postgresql://`."""
     try:
-        url = make_url(raw)
-    except Exception:  # noqa: BLE001 - SQLAlchemy raises ArgumentError and ValueError alike
-        raise SettingsError(variable, "is not a valid database URL") from None
-    if url.get_backend_name() == "postgres":  # Heroku-style alias
-        url = url.set(drivername="postgresql")
-    if url.get_backend_name() != "postgresql":
-        raise SettingsError(variable, f"must be a PostgreSQL URL, got backend {url.get_backend_name()!r}")
-    if not url.database:
-        raise SettingsError(variable, "names no database")
-    return url.set(drivername=DRIVER).render_as_string(hide_password=False)
+        return postgres_url(raw)
+    except ValueError as exc:
+        raise SettingsError(variable, str(exc)) from None
+
+
+DATABASE_URL_HINT = "run through `warp-sync` (which starts the private PostgreSQL) or set it"
 
 
 def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
-    raw = get_optional("WARP_DATABASE_URL", environ=environ)
-    if raw is None:
-        raise SettingsError(
-            "WARP_DATABASE_URL",
-            "is not set; run through `warp-sync` (which starts the private PostgreSQL) or set it",
-        )
-    return normalize_url(raw)
+    return require(load_settings(environ).database_url, "WARP_DATABASE_URL", DATABASE_URL_HINT)
 
 
 def with_database(url: str, database: str) -> str:

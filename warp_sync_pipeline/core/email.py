@@ -52,14 +52,7 @@ import jinja2
 from tabulate import tabulate
 
 from warp_sync_pipeline.core.reconcile.results import Report
-from warp_sync_pipeline.core.settings import (
-    SettingsError,
-    get_bool,
-    get_float,
-    get_int,
-    get_optional,
-    get_str,
-)
+from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, WarpSettings, load_settings
 
 # Rows shown per table: an email of a million changes helps nobody; the full lists stay in the run.
 EMAIL_MAX_ROWS_PER_SECTION = 100
@@ -70,8 +63,8 @@ MAX_CELL_CHARS = 300
 REPORT_STATUSES = ("running", "succeeded", "failed")
 ALERT_STATUSES = ("failed", "cancelled")
 
-DEFAULT_FROM = "warp-sync@localhost"
-DEFAULT_TIMEOUT_SECONDS = 10.0
+DEFAULT_FROM = DEFAULTS.smtp_from
+DEFAULT_TIMEOUT_SECONDS = DEFAULTS.smtp_timeout_seconds
 
 _ADDRESS = re.compile(r"^[^@\s,<>\"']+@[^@\s,<>\"']+$")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -116,15 +109,13 @@ class EmailSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EmailSettings:
-        host = get_optional("SMTP_HOST", environ=environ)
-        if host is not None and (any(c.isspace() for c in host) or "/" in host):
-            raise SettingsError("SMTP_HOST", "expected a host name or address, without scheme or spaces")
-        starttls = get_bool("SMTP_STARTTLS", True, environ=environ)
-        port = get_int("SMTP_PORT", 587 if starttls else 25, minimum=1, environ=environ)
-        if port > 65535:
-            raise SettingsError("SMTP_PORT", f"must be at most 65535, got {port}")
-        username = get_optional("SMTP_USERNAME", environ=environ)
-        password = get_optional("SMTP_PASSWORD", environ=environ)
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> EmailSettings:
+        """The model checks each value; the rules between them (credentials only over TLS) are checked here."""
+        starttls = settings.smtp_starttls
+        username, password = settings.smtp_username, settings.smtp_password
         if username and not password:
             raise SettingsError("SMTP_PASSWORD", "is not set but SMTP_USERNAME is")
         if password and not username:
@@ -133,22 +124,17 @@ class EmailSettings:
             raise SettingsError(
                 "SMTP_STARTTLS", "must be true when SMTP_USERNAME is set: a password is never sent without verified TLS"
             )
-        from_address = get_str("SMTP_FROM", DEFAULT_FROM, environ=environ)
-        _check_address("SMTP_FROM", from_address)
-        timeout = get_float(
-            "SMTP_TIMEOUT_SECONDS", DEFAULT_TIMEOUT_SECONDS, minimum=0.5, maximum=300, environ=environ
-        )
-        recipients = parse_recipients(get_optional("WARP_REPORT_RECIPIENTS", environ=environ) or "")
-        ca_file = get_optional("SMTP_CA_FILE", environ=environ)
+        _check_address("SMTP_FROM", settings.smtp_from)
+        ca_file = settings.smtp_ca_file
         if ca_file is not None and not Path(ca_file).is_file():
             raise SettingsError("SMTP_CA_FILE", "names no readable file")
         return cls(
-            host=host,
-            port=port,
+            host=settings.smtp_host,
+            port=settings.smtp_port or (587 if starttls else 25),
             starttls=starttls,
-            from_address=from_address,
-            timeout_seconds=timeout,
-            recipients=recipients,
+            from_address=settings.smtp_from,
+            timeout_seconds=settings.smtp_timeout_seconds,
+            recipients=parse_recipients(settings.report_recipients or ""),
             username=username,
             password=password,
             ca_file=ca_file,

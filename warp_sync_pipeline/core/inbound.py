@@ -85,7 +85,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_cause,
     pause_for,
 )
-from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
+from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 from warp_sync_pipeline.core.sync_tables import customers
 from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions
 
@@ -130,23 +130,23 @@ MINIMUM_RETENTION = timedelta(days=3)
 class InboundSettings:
     """How the processor claims, retries and keeps events (see `.env.example`, section "inbound")."""
 
-    max_attempts: int = 5
+    max_attempts: int = DEFAULTS.webhook_max_attempts
     # How long a claim holds a company's events; a run that dies releases them when it expires.
-    lease_ttl: timedelta = timedelta(seconds=150)
+    lease_ttl: timedelta = timedelta(seconds=DEFAULTS.webhook_lease_seconds)
     # How long a customer lease lasts (renewed by nothing: a company's events take well under this).
     customer_lease_ttl: timedelta = timedelta(minutes=2)
     # Failed events wait retry_initial, then 4x longer each attempt, at most retry_max.
-    retry_initial: timedelta = timedelta(seconds=30)
+    retry_initial: timedelta = timedelta(seconds=DEFAULTS.webhook_retry_seconds)
     retry_max: timedelta = timedelta(hours=1)
     # A busy customer's events wait this long before another claim may take them.
     busy_retry: timedelta = timedelta(seconds=15)
     companies_per_claim: int = 500
     # A run stops after this long (the rest of its claim handed back); the sensor starts another for what is left.
-    run_time_budget: timedelta = timedelta(seconds=100)
-    retention: timedelta = MINIMUM_RETENTION
-    failed_retention: timedelta = timedelta(days=30)
+    run_time_budget: timedelta = timedelta(seconds=DEFAULTS.webhook_run_seconds)
+    retention: timedelta = timedelta(days=DEFAULTS.webhook_retention_days)
+    failed_retention: timedelta = timedelta(days=DEFAULTS.webhook_failed_retention_days)
     # A run's time past its budgets before the instance ends it.
-    run_margin: timedelta = timedelta(seconds=15)
+    run_margin: timedelta = timedelta(seconds=DEFAULTS.run_margin_seconds)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -158,20 +158,18 @@ class InboundSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> InboundSettings:
         """WARP_WEBHOOK_MAX_ATTEMPTS, _LEASE_SECONDS, _RETRY_SECONDS, _RUN_SECONDS, _RETENTION_DAYS,
         _FAILED_RETENTION_DAYS (SettingsError names a malformed one)."""
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> InboundSettings:
         return cls(
-            max_attempts=get_int("WARP_WEBHOOK_MAX_ATTEMPTS", 5, minimum=1, environ=environ),
-            lease_ttl=timedelta(seconds=get_float("WARP_WEBHOOK_LEASE_SECONDS", 150, minimum=1, environ=environ)),
-            retry_initial=timedelta(
-                seconds=get_float("WARP_WEBHOOK_RETRY_SECONDS", 30, minimum=1, environ=environ)
-            ),
-            run_time_budget=timedelta(
-                seconds=get_float("WARP_WEBHOOK_RUN_SECONDS", 100, minimum=1, environ=environ)
-            ),
-            retention=timedelta(days=get_int("WARP_WEBHOOK_RETENTION_DAYS", 3, minimum=3, environ=environ)),
-            failed_retention=timedelta(
-                days=get_int("WARP_WEBHOOK_FAILED_RETENTION_DAYS", 30, minimum=3, environ=environ)
-            ),
-            run_margin=timedelta(seconds=run_margin_seconds(environ)),
+            max_attempts=settings.webhook_max_attempts,
+            lease_ttl=timedelta(seconds=settings.webhook_lease_seconds),
+            retry_initial=timedelta(seconds=settings.webhook_retry_seconds),
+            run_time_budget=timedelta(seconds=settings.webhook_run_seconds),
+            retention=timedelta(days=settings.webhook_retention_days),
+            failed_retention=timedelta(days=settings.webhook_failed_retention_days),
+            run_margin=timedelta(seconds=settings.run_margin_seconds),
         )
 
     @property

@@ -87,7 +87,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_cause,
     pause_for,
 )
-from warp_sync_pipeline.core.settings import get_float, get_int, run_margin_seconds
+from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions
 
 log = logging.getLogger("warp_sync.outbound")
@@ -134,17 +134,17 @@ def enqueue_fields(conn: sa.Connection, customer_id: UUID | str, fields: Iterabl
 
 @dataclass(frozen=True)
 class DrainSettings:
-    max_attempts: int = 3  # failed sends in all before a row is dead
-    backoff_s: float = 30.0  # first retry after this long, doubling
-    backoff_max_s: float = 900.0
-    lease_s: float = 150.0  # a claim's lease (and the customers' leases): must outlast http_budget_s
-    http_budget_s: float = 120.0  # all HubSpot calls of one claim, retries included
-    run_budget_s: float = 120.0  # a run stops claiming after this long
-    claim_size: int = 500  # rows per claim (one per customer)
+    max_attempts: int = DEFAULTS.queue_max_attempts  # failed sends in all before a row is dead
+    backoff_s: float = DEFAULTS.queue_backoff_seconds  # first retry after this long, doubling
+    backoff_max_s: float = DEFAULTS.queue_backoff_max_seconds
+    # A claim's lease (and the customers' leases): must outlast http_budget_s.
+    lease_s: float = DEFAULTS.queue_lease_seconds
+    http_budget_s: float = DEFAULTS.queue_http_budget_seconds  # all HubSpot calls of one claim, retries included
+    run_budget_s: float = DEFAULTS.queue_run_seconds  # a run stops claiming after this long
+    claim_size: int = DEFAULTS.queue_claim_size  # rows per claim (one per customer)
     busy_retry_s: float = 15.0  # a customer another writer holds is tried again after this long
     pause: PauseSettings = field(default_factory=PauseSettings)  # probing HubSpot while the flows are paused
-    retention: timedelta = timedelta(days=7)  # done rows are purged after this
-    run_margin_s: float = 15.0  # a run's time past its budgets before the instance ends it
+    run_margin_s: float = DEFAULTS.run_margin_seconds  # a run's time past its budgets before the instance ends it
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.claim_size < 1:
@@ -154,17 +154,20 @@ class DrainSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DrainSettings:
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> DrainSettings:
         return cls(
-            max_attempts=get_int("WARP_QUEUE_MAX_ATTEMPTS", 3, minimum=1, environ=environ),
-            backoff_s=get_float("WARP_QUEUE_BACKOFF_SECONDS", 30.0, minimum=0.0, environ=environ),
-            backoff_max_s=get_float("WARP_QUEUE_BACKOFF_MAX_SECONDS", 900.0, minimum=0.0, environ=environ),
-            lease_s=get_float("WARP_QUEUE_LEASE_SECONDS", 150.0, minimum=1.0, environ=environ),
-            http_budget_s=get_float("WARP_QUEUE_HTTP_BUDGET_SECONDS", 120.0, minimum=1.0, environ=environ),
-            run_budget_s=get_float("WARP_QUEUE_RUN_SECONDS", 120.0, minimum=1.0, environ=environ),
-            claim_size=get_int("WARP_QUEUE_CLAIM_SIZE", 500, minimum=1, environ=environ),
-            pause=PauseSettings.from_env(environ),
-            retention=timedelta(days=get_int("WARP_QUEUE_RETENTION_DAYS", 7, minimum=1, environ=environ)),
-            run_margin_s=run_margin_seconds(environ),
+            max_attempts=settings.queue_max_attempts,
+            backoff_s=settings.queue_backoff_seconds,
+            backoff_max_s=settings.queue_backoff_max_seconds,
+            lease_s=settings.queue_lease_seconds,
+            http_budget_s=settings.queue_http_budget_seconds,
+            run_budget_s=settings.queue_run_seconds,
+            claim_size=settings.queue_claim_size,
+            pause=PauseSettings.from_settings(settings),
+            run_margin_s=settings.run_margin_seconds,
         )
 
     @property
@@ -954,12 +957,11 @@ def drain_queue(
     settings = settings or DrainSettings()
     report = DrainReport()
     name = holder or f"drain:{run_id or uuid.uuid4()}"
-    # The run budget counts from here, before the purge: the job's maximum runtime assumes it does.
+    # The run budget counts from here: the job's maximum runtime assumes it does.
     started = time.monotonic()
     with engine.connect() as conn:
         rules = load_rules(conn)
         cutoff = conn.execute(sa.text("SELECT clock_timestamp()")).scalar_one()
-    purge_finished(engine, older_than=settings.retention)
     while time.monotonic() - started < settings.run_budget_s:
         # Before each claim: another process may have paused the flows meanwhile.
         pause = admit(engine, hubspot, flow=name, settings=settings.pause)
@@ -1027,18 +1029,25 @@ class PushFailed(ServiceError):
 
 @dataclass(frozen=True)
 class PushSettings:
-    time_budget_s: float = 10.0  # every HubSpot call of one push, retries and budget waits included
-    lease_wait_s: float = 2.0  # how long to wait for another writer of the customer before CUSTOMER_BUSY
-    retry_delay_s: float = 30.0  # a failed push's fields are due for the drain after this long
+    # Every HubSpot call of one push, retries and budget waits included.
+    time_budget_s: float = DEFAULTS.push_time_budget_seconds
+    # How long to wait for another writer of the customer before CUSTOMER_BUSY.
+    lease_wait_s: float = DEFAULTS.push_lease_wait_seconds
+    # A failed push's fields are due for the drain after this long.
+    retry_delay_s: float = DEFAULTS.push_retry_delay_seconds
     pause: PauseSettings = field(default_factory=PauseSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PushSettings:
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> PushSettings:
         return cls(
-            time_budget_s=get_float("WARP_PUSH_TIME_BUDGET_SECONDS", 10.0, minimum=0.5, environ=environ),
-            lease_wait_s=get_float("WARP_PUSH_LEASE_WAIT_SECONDS", 2.0, minimum=0.0, environ=environ),
-            retry_delay_s=get_float("WARP_PUSH_RETRY_DELAY_SECONDS", 30.0, minimum=0.0, environ=environ),
-            pause=PauseSettings.from_env(environ),
+            time_budget_s=settings.push_time_budget_seconds,
+            lease_wait_s=settings.push_lease_wait_seconds,
+            retry_delay_s=settings.push_retry_delay_seconds,
+            pause=PauseSettings.from_settings(settings),
         )
 
     def drain_settings(self) -> DrainSettings:

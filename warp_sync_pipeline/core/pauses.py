@@ -35,7 +35,7 @@ from warp_sync_pipeline.core.hubspot import (
     RateLimited,
     ServiceUnavailable,
 )
-from warp_sync_pipeline.core.settings import get_float
+from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 
 log = logging.getLogger("warp_sync.pauses")
 
@@ -48,16 +48,20 @@ class PauseCause(StrEnum):
 
 @dataclass(frozen=True)
 class PauseSettings:
-    probe_after_s: float = 30.0  # the first probe this long after a pause opens
-    probe_max_s: float = 300.0  # each failed probe doubles the wait, up to this
-    probe_timeout_s: float = 10.0  # the probe's own time budget, retries included
+    probe_after_s: float = DEFAULTS.pause_probe_seconds  # the first probe this long after a pause opens
+    probe_max_s: float = DEFAULTS.pause_probe_max_seconds  # each failed probe doubles the wait, up to this
+    probe_timeout_s: float = DEFAULTS.pause_probe_timeout_seconds  # the probe's own time budget, retries included
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PauseSettings:
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> PauseSettings:
         return cls(
-            probe_after_s=get_float("WARP_PAUSE_PROBE_SECONDS", 30.0, minimum=1.0, environ=environ),
-            probe_max_s=get_float("WARP_PAUSE_PROBE_MAX_SECONDS", 300.0, minimum=1.0, environ=environ),
-            probe_timeout_s=get_float("WARP_PAUSE_PROBE_TIMEOUT_SECONDS", 10.0, minimum=0.5, environ=environ),
+            probe_after_s=settings.pause_probe_seconds,
+            probe_max_s=settings.pause_probe_max_seconds,
+            probe_timeout_s=settings.pause_probe_timeout_seconds,
         )
 
     def probe_delay(self, failed_probes: int) -> timedelta:

@@ -20,21 +20,26 @@ from warp_sync_pipeline.core.inbound import InboundSettings, purge_webhook_event
 from warp_sync_pipeline.core.leases import purge_expired_leases
 from warp_sync_pipeline.core.ledger import purge_expired as purge_expired_ledger
 from warp_sync_pipeline.core.outbound import purge_finished as purge_finished_queue_rows
-from warp_sync_pipeline.core.settings import get_int
+from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 
 
 @dataclass(frozen=True)
 class RetentionSettings:
-    audit_log_days: int = 365
-    idempotency_key_days: int = 7
-    queue_done_days: int = 30
+    audit_log_days: int = DEFAULTS.audit_retention_days
+    # The window an Idempotency-Key is honoured for; each create also purges a few keys past it.
+    idempotency_key_hours: int = DEFAULTS.idempotency_retention_hours
+    queue_done_days: int = DEFAULTS.queue_retention_days
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RetentionSettings:
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> RetentionSettings:
         return cls(
-            audit_log_days=get_int("WARP_AUDIT_RETENTION_DAYS", 365, minimum=1, environ=environ),
-            idempotency_key_days=get_int("WARP_IDEMPOTENCY_RETENTION_DAYS", 7, minimum=1, environ=environ),
-            queue_done_days=get_int("WARP_QUEUE_RETENTION_DAYS", 30, minimum=1, environ=environ),
+            audit_log_days=settings.audit_retention_days,
+            idempotency_key_hours=settings.idempotency_retention_hours,
+            queue_done_days=settings.queue_retention_days,
         )
 
 
@@ -61,6 +66,6 @@ def purge_all(engine: sa.Engine, settings: RetentionSettings | None = None,
         "write_ledger": purge_expired_ledger(engine),
         "customer_leases": purge_expired_leases(engine),
         "sync_queue_done": purge_finished_queue_rows(engine, older_than=timedelta(days=settings.queue_done_days)),
-        "idempotency_keys": purge_idempotency_keys(engine, older_than=timedelta(days=settings.idempotency_key_days)),
+        "idempotency_keys": purge_idempotency_keys(engine, older_than=timedelta(hours=settings.idempotency_key_hours)),
         "sync_log": purge_sync_log(engine, older_than=timedelta(days=settings.audit_log_days)),
     }

@@ -23,7 +23,7 @@ from warp_sync_pipeline.core.inbound import (
     process_events,
 )
 from warp_sync_pipeline.core.pauses import PauseSettings, open_pauses, sensor_skip
-from warp_sync_pipeline.core.settings import get_int
+from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.runs import FLOW_TAG, active_runs, max_runtime_tags
@@ -40,7 +40,7 @@ hubspot_webhook_events = dg.AssetSpec(
 )
 
 FLOW_TAGS = {FLOW_TAG: "webhook-apply"}
-SENSOR_INTERVAL_SECONDS = get_int("WARP_WEBHOOK_SENSOR_INTERVAL_SECONDS", 15, minimum=5)
+SENSOR_INTERVAL_SECONDS = load_settings().webhook_sensor_interval_seconds
 
 
 class HubSpotWebhookEventsConfig(dg.Config):

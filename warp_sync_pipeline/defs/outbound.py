@@ -23,14 +23,14 @@ from warp_sync_pipeline.core.outbound import (
     queue_status,
 )
 from warp_sync_pipeline.core.pauses import open_pauses, sensor_skip
-from warp_sync_pipeline.core.settings import get_int
+from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.runs import FLOW_TAG, active_runs, max_runtime_tags
 
 DRAIN_JOB_NAME = "hubspot_sync_queue_job"
 DRAIN_TAGS = {FLOW_TAG: "queue-drain"}
-SENSOR_INTERVAL_SECONDS = get_int("WARP_QUEUE_SENSOR_INTERVAL_SECONDS", 30, minimum=5)
+SENSOR_INTERVAL_SECONDS = load_settings().queue_sensor_interval_seconds
 STOPPED_ROWS_SHOWN = 50
 
 hubspot_sync_queue = dg.AssetSpec(

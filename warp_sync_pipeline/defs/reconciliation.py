@@ -46,10 +46,11 @@ from warp_sync_pipeline.core.reconcile.frames import (
     rules_from_attr,
     rules_to_attr,
 )
+from warp_sync_pipeline.core.reconcile.options import DEFAULT_WARP_PAGE_SIZE
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom
 from warp_sync_pipeline.core.reconcile.results import Report, WriteBackSummary
 from warp_sync_pipeline.core.reconciliation_runs import finish_run, get_run, start_run
-from warp_sync_pipeline.core.settings import SettingsError, get_float, get_timezone
+from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, load_settings
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
@@ -66,7 +67,6 @@ from warp_sync_pipeline.runs import (
 GROUP = "reconciliation"
 IO_MANAGER = "parquet_io_manager"
 SCHEDULE_CRON = "0 2 * * *"
-DEFAULT_TIMEZONE = "UTC"
 # Per SMTP step; the report run is not a sensor, but a hung mail server must not hold the run for long.
 REPORT_SMTP_TIMEOUT_SECONDS = 30.0
 SAMPLE = 20  # values listed in check metadata
@@ -84,16 +84,21 @@ class ReconciliationSettings(dg.ConfigurableResource):
         default=False, description="Write even when the plan would change more than max_change_share of records."
     )
     max_change_share: float = Field(
-        default=0.05, ge=0, le=1, description="The brake: share of compared records a plan may change."
+        default=DEFAULTS.reconcile_max_change_share, ge=0, le=1,
+        description="The brake: share of compared records a plan may change."
     )
     max_drift_share: float = Field(
-        default=0.05, ge=0, le=1, description="The drift check fails above this share of differing records."
+        default=DEFAULTS.reconcile_max_drift_share, ge=0, le=1,
+        description="The drift check fails above this share of differing records."
     )
     max_plan_age_hours: float = Field(
-        default=6.0, gt=0, description="Write-backs refuse a plan pulled longer ago than this."
+        default=DEFAULTS.reconcile_max_plan_age_hours, gt=0,
+        description="Write-backs refuse a plan pulled longer ago than this."
     )
-    warp_chunk_size: int = Field(default=500, ge=1, description="Customers per WARP write-back transaction.")
-    warp_page_size: int = Field(default=10_000, ge=1, description="Customers per keyset page of the WARP pull.")
+    warp_chunk_size: int = Field(default=DEFAULTS.reconcile_chunk_size, ge=1,
+                                 description="Customers per WARP write-back transaction.")
+    warp_page_size: int = Field(default=DEFAULT_WARP_PAGE_SIZE, ge=1,
+                                description="Customers per keyset page of the WARP pull.")
 
     @classmethod
     def from_env(cls) -> "ReconciliationSettings":
@@ -414,7 +419,7 @@ reconciliation_job = dg.define_asset_job(
     # 1,000,000 companies spend about 21 minutes of HubSpot's budget on the pull alone (docs/BENCHMARKS.md); the
     # default leaves room for the history reads and write-backs of a large night.
     tags={FLOW_TAG: RECONCILIATION_FLOW,
-          **max_runtime_tags(get_float("WARP_RECONCILE_MAX_RUNTIME_SECONDS", 4 * 3600.0, minimum=60.0))},
+          **max_runtime_tags(load_settings().reconcile_max_runtime_seconds)},
     description="The nightly reconciliation: pull both sides, diff, decide, write back compare-and-set, report.",
 )
 
@@ -444,7 +449,7 @@ def reconciliation_schedule(timezone: str) -> dg.ScheduleDefinition:
 @dg.definitions
 def reconciliation() -> dg.Definitions:
     # Read when the definitions load: a bad timezone or setting stops the code location, naming the variable.
-    timezone = get_timezone("WARP_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE)
+    timezone = load_settings().schedule_timezone
     return dg.Definitions(
         assets=RECONCILIATION_ASSETS,
         jobs=[reconciliation_job],

@@ -7,14 +7,14 @@ value stops the code location with a message naming the variable.
 
 import dagster as dg
 
-from warp_sync_pipeline.core.settings import get_int
+from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.resources.email import email_resource_from_env
-from warp_sync_pipeline.resources.parquet_io import DEFAULT_RETENTION_DAYS, ParquetIOManager
+from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
 
 
 @dg.definitions
 def reconciliation_infra() -> dg.Definitions:
-    retention_days = get_int("WARP_FRAME_RETENTION_DAYS", DEFAULT_RETENTION_DAYS, minimum=1)
+    retention_days = load_settings().frame_retention_days
     return dg.Definitions(
         resources={
             "email": email_resource_from_env(),

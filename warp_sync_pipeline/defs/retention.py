@@ -6,7 +6,7 @@ from typing import Any
 import dagster as dg
 
 from warp_sync_pipeline.core.retention import purge_all
-from warp_sync_pipeline.core.settings import get_float, get_timezone
+from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.defs.inbound import hubspot_webhook_events
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
@@ -14,7 +14,7 @@ from warp_sync_pipeline.runs import max_runtime_tags
 
 
 @dg.op(description="Purges webhook events, ledger entries, leases, done queue rows, idempotency keys and "
-                   "audit-log rows past their retention (WARP_*_RETENTION_DAYS), and stored frames past theirs.")
+                   "audit-log rows past their retention (WARP_*_RETENTION_DAYS and _HOURS), and stored frames past theirs.")
 def purge_expired_rows(context: dg.OpExecutionContext, db: DatabaseResource,
                        parquet_io_manager: dg.ResourceParam[ParquetIOManager]) -> dict[str, int]:
     counts = purge_all(db.engine)
@@ -30,7 +30,7 @@ def purge_expired_rows(context: dg.OpExecutionContext, db: DatabaseResource,
 @dg.job(
     description="Daily retention of the tables that grow with traffic and of stored reconciliation frames.",
     tags={"warp/flow": "retention",
-          **max_runtime_tags(get_float("WARP_RETENTION_MAX_RUNTIME_SECONDS", 3600.0, minimum=60.0))},
+          **max_runtime_tags(load_settings().retention_max_runtime_seconds)},
     executor_def=dg.in_process_executor,
 )
 def retention_job() -> None:
@@ -43,7 +43,7 @@ def retention() -> dg.Definitions:
         name="retention_daily_schedule",
         job=retention_job,
         cron_schedule="20 3 * * *",
-        execution_timezone=get_timezone("WARP_SCHEDULE_TIMEZONE", "UTC"),
+        execution_timezone=load_settings().schedule_timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Purges expired rows and frames daily at 03:20, after the nightly reconciliation.",
     )

@@ -59,8 +59,11 @@ def find_bindir() -> Path:
 
 def _bindir_candidates() -> list[Path]:
     found: list[Path] = []
-    if os.environ.get("WARP_PG_BINDIR"):
-        found.append(Path(os.environ["WARP_PG_BINDIR"]))
+    from warp_sync_pipeline.core.settings import load_settings
+
+    configured = load_settings().pg_bindir
+    if configured:
+        found.append(Path(configured))
     pg_config = shutil.which("pg_config")
     if pg_config:
         with contextlib.suppress(OSError, subprocess.CalledProcessError):
@@ -254,20 +257,20 @@ class LocalCluster:
 
 @contextlib.contextmanager
 def throwaway_server(
-    kind: str, *, fast_unsafe: bool = False, external_variable: str | None = "WARP_TEST_DATABASE_URL"
+    kind: str, *, fast_unsafe: bool = False, use_test_server: bool = True
 ) -> Iterator[tuple[str, str]]:
     """A PostgreSQL to make scratch databases on, for tests and benchmarks: yields (admin URL, description).
 
-    The server `external_variable` names when it is set (the caller creates and drops databases of its own
-    there), else a private cluster made for this process (`<state>/<kind>-<pid>`) and removed afterwards.
+    The server WARP_TEST_DATABASE_URL names when it is set and `use_test_server` (the caller creates and drops
+    databases of its own there), else a private cluster made for this process (`<state>/<kind>-<pid>`) and
+    removed afterwards.
     """
-    from warp_sync_pipeline.core.db import normalize_url, with_database
-    from warp_sync_pipeline.core.settings import get_optional, state_dir
+    from warp_sync_pipeline.core.db import with_database
+    from warp_sync_pipeline.core.settings import load_settings, state_dir
 
-    external = get_optional(external_variable) if external_variable else None
+    external = load_settings().test_database_url if use_test_server else None
     if external:
-        yield with_database(normalize_url(external, variable=external_variable), "postgres"), \
-            f"{external_variable} server"
+        yield with_database(external, "postgres"), "WARP_TEST_DATABASE_URL server"
         return
     cluster = LocalCluster(state_dir() / f"{kind}-{os.getpid()}", f"{kind}-pg", fast_unsafe=fast_unsafe)
     try:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from warp_sync_pipeline.core.db import normalize_url, with_database
-from warp_sync_pipeline.core.settings import get_optional, project_root, state_dir
+from warp_sync_pipeline.core.db import with_database
+from warp_sync_pipeline.core.settings import load_settings, project_root, state_dir
 from warp_sync_pipeline.devstack.localpg import LocalCluster, ensure_database
 
 APP_DATABASE = "warp"
@@ -48,15 +48,11 @@ def local_cluster() -> LocalCluster:
 
 
 def ensure_runtime(*, apply_env: bool = True, with_dagster: bool = True) -> Runtime:
-    configured = get_optional("WARP_DATABASE_URL")
-    if configured:
-        app_url = normalize_url(configured)
-        dagster_raw = get_optional("WARP_DAGSTER_DATABASE_URL")
-        dagster_url = (
-            normalize_url(dagster_raw, variable="WARP_DAGSTER_DATABASE_URL")
-            if dagster_raw
-            else with_database(app_url, (make_url(app_url).database or APP_DATABASE) + "_dagster")
-        )
+    settings = load_settings()
+    if settings.database_url:
+        app_url = settings.database_url
+        dagster_raw = settings.dagster_database_url
+        dagster_url = dagster_raw or with_database(app_url, (make_url(app_url).database or APP_DATABASE) + "_dagster")
         if with_dagster and not dagster_raw:
             ensure_database(with_database(app_url, "postgres"), make_url(dagster_url).database or DAGSTER_DATABASE)
         private = False
@@ -67,7 +63,7 @@ def ensure_runtime(*, apply_env: bool = True, with_dagster: bool = True) -> Runt
         app_url = with_database(admin_url, APP_DATABASE)
         dagster_url = with_database(admin_url, DAGSTER_DATABASE)
         private = True
-    home = Path(get_optional("DAGSTER_HOME") or state_dir() / "dagster-home")
+    home = Path(settings.dagster_home or state_dir() / "dagster-home")
     if with_dagster:
         prepare_dagster_home(home)
     runtime = Runtime(app_url, dagster_url, home, private)

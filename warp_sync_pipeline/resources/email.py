@@ -1,7 +1,7 @@
 """The `email` resource: the report and failure alerts over SMTP (core/email.py does the work).
 
-Each field holds the raw text of one environment variable and is parsed by
-`EmailSettings.from_env`, so a bad value is reported with the variable's name. Bind it with
+Each field holds the raw text of one environment variable and is parsed by the settings model through
+`EmailSettings.from_env`, as every process's environment is, so a bad value is reported with the variable's name. Bind it with
 `email_resource_from_env()`: it passes `dg.EnvVar(...)` for each variable that is set, so the
 UI shows variable names, never the password, and unset optional ones keep their defaults
 (Dagster fails a run whose `EnvVar` is unset, even for an optional setting).
@@ -23,6 +23,7 @@ from warp_sync_pipeline.core.email import (
     send_report,
 )
 from warp_sync_pipeline.core.reconcile.results import Report
+from warp_sync_pipeline.core.settings import load_settings
 
 # Resource field -> environment variable.
 ENV_VARIABLES: dict[str, str] = {
@@ -72,5 +73,6 @@ class EmailResource(dg.ConfigurableResource):
 def email_resource_from_env(environ: Mapping[str, str] | None = None) -> EmailResource:
     """The resource bound to the environment variables that are set (as `dg.EnvVar`)."""
     env = os.environ if environ is None else environ
+    load_settings(env)  # a malformed value stops the code location now, naming the variable
     bound = {name: dg.EnvVar(var) for name, var in ENV_VARIABLES.items() if env.get(var, "").strip()}
     return EmailResource(**bound)

@@ -1,12 +1,13 @@
 """The `hubspot` resource: warp-sync's HubSpot client, built once per run.
 
-Secrets and URLs arrive as `dg.EnvVar`s (the UI shows the variable's name, never its value).
-The request budget is shared through `database_url` with every other process calling HubSpot.
+Secrets and URLs arrive as `dg.EnvVar`s (the UI shows the variable's name, never its value); when a run sets
+the resource up, every value, resolved, goes through the settings model like any process's environment, so a
+bad one fails the run naming its variable. The request budget is shared through `database_url` with every other
+process calling HubSpot.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import dagster as dg
@@ -15,16 +16,32 @@ from pydantic import Field, PrivateAttr, field_validator
 from warp_sync_pipeline.core.hubspot import (
     API_VERSIONS,
     DEFAULT_BASE_URL,
-    BudgetSettings,
     HubSpotClient,
     HubSpotSettings,
     Priority,
-    RequestBudget,
-    RetryPolicy,
+    api_version,
+    client_from_settings,
 )
+from warp_sync_pipeline.core.settings import load_settings
 
 # The core's defaults, shown in the Dagster UI as the fields' defaults.
 _DEFAULTS = HubSpotSettings(base_url=DEFAULT_BASE_URL, access_token="")
+
+# Resource field -> environment variable (every field but `priority`, which no variable sets).
+ENV_VARIABLES: dict[str, str] = {
+    "base_url": "HUBSPOT_BASE_URL",
+    "access_token": "HUBSPOT_ACCESS_TOKEN",
+    "database_url": "WARP_DATABASE_URL",
+    "requests_per_10s": "HUBSPOT_REQUESTS_PER_10S",
+    "search_per_second": "HUBSPOT_SEARCH_PER_SECOND",
+    "reserved_share": "HUBSPOT_RESERVED_SHARE",
+    "daily_reserved_share": "HUBSPOT_DAILY_RESERVED_SHARE",
+    "budget_margin_ms": "HUBSPOT_BUDGET_MARGIN_MS",
+    "time_budget_seconds": "HUBSPOT_TIME_BUDGET_SECONDS",
+    "request_timeout_seconds": "HUBSPOT_REQUEST_TIMEOUT_SECONDS",
+    "max_attempts": "HUBSPOT_MAX_ATTEMPTS",
+    "api_version": "HUBSPOT_API_VERSION",
+}
 
 
 class HubSpotResource(dg.ConfigurableResource):
@@ -61,21 +78,20 @@ class HubSpotResource(dg.ConfigurableResource):
     @field_validator("api_version")
     @classmethod
     def _known_version(cls, value: str) -> str:
-        if value not in API_VERSIONS:
-            raise ValueError(f"HubSpot API version {value!r} is not supported; use one of {', '.join(API_VERSIONS)}")
+        api_version(value)  # the versions module's rule: ValueError naming the versions it knows
         return value
 
     _client: HubSpotClient | None = PrivateAttr(default=None)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> HubSpotResource:
-        """The binding used by the code location: URLs and the token as EnvVars, limits parsed now by the core's
-        HubSpotSettings (one parser, one set of defaults), so a bad value stops the code location from loading."""
-        env = os.environ if environ is None else environ
-        parsed = HubSpotSettings.from_env(env, require_token=False)
+        """The binding used by the code location: URLs and the token as EnvVars, limits parsed now by the settings
+        model (one parser, one set of defaults), so a bad value stops the code location from loading."""
+        settings = load_settings(environ)
+        parsed = HubSpotSettings.from_settings(settings, require_token=False)
         return cls(
             # HUBSPOT_BASE_URL is optional: unset means HubSpot's real API.
-            base_url=dg.EnvVar("HUBSPOT_BASE_URL") if env.get("HUBSPOT_BASE_URL") else DEFAULT_BASE_URL,
+            base_url=dg.EnvVar("HUBSPOT_BASE_URL") if settings.hubspot_base_url else DEFAULT_BASE_URL,
             access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
             database_url=dg.EnvVar("WARP_DATABASE_URL"),
             requests_per_10s=parsed.budget.requests_per_window,
@@ -90,28 +106,13 @@ class HubSpotResource(dg.ConfigurableResource):
         )
 
     def build_client(self) -> HubSpotClient:
-        budget = None
-        if self.database_url:
-            budget = RequestBudget(
-                self.database_url,
-                BudgetSettings(
-                    requests_per_window=self.requests_per_10s,
-                    search_per_second=self.search_per_second,
-                    reserved_share=self.reserved_share,
-                    daily_reserved_share=self.daily_reserved_share,
-                    margin_ms=self.budget_margin_ms,
-                ),
-            )
-        return HubSpotClient(
-            self.base_url,
-            self.access_token,
-            budget=budget,
-            priority=Priority(self.priority),
-            time_budget_s=self.time_budget_seconds,
-            request_timeout_s=self.request_timeout_seconds,
-            retry=RetryPolicy(max_attempts=self.max_attempts),
-            version=self.api_version,
-        )
+        """The client of the resolved values, each through the settings model as a process's environment goes:
+        SettingsError names a bad (or empty) one's variable."""
+        values = {variable: str(getattr(self, name)) for name, variable in ENV_VARIABLES.items()
+                  if getattr(self, name) is not None}
+        settings = load_settings(values)
+        return client_from_settings(HubSpotSettings.from_settings(settings), settings.database_url,
+                                    Priority(self.priority))
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._client = self.build_client()

@@ -31,12 +31,13 @@ from pydantic import Field, PrivateAttr
 
 from warp_sync_pipeline.core.reconcile.results import STORED_TYPES, from_stored
 from warp_sync_pipeline.core.reconciliation_runs import dumps_json
+from warp_sync_pipeline.core.settings import DEFAULTS, load_settings
 
 STORED_RESULTS = tuple(STORED_TYPES.values())
 
 PARQUET_SUFFIX = ".parquet"
 JSON_SUFFIX = ".json"
-DEFAULT_RETENTION_DAYS = 7
+DEFAULT_RETENTION_DAYS = DEFAULTS.frame_retention_days
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.=-]")
@@ -46,7 +47,7 @@ def default_frames_dir(storage_directory: str | os.PathLike[str] | None = None) 
     """$DAGSTER_HOME/storage/frames (the instance's storage directory when given)."""
     if storage_directory is not None:
         return Path(storage_directory) / "frames"
-    home = os.environ.get("DAGSTER_HOME", "").strip()
+    home = load_settings().dagster_home
     if not home:
         raise RuntimeError("DAGSTER_HOME is not set and no base_dir was given for the Parquet IO manager")
     return Path(home) / "storage" / "frames"

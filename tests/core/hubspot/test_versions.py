@@ -51,7 +51,7 @@ def test_an_unknown_version_is_refused_at_start_by_every_process(database_url: s
     # The code location builds its resource when the definitions load: loading fails, naming the variable.
     with pytest.raises(SettingsError, match="HUBSPOT_API_VERSION"):
         HubSpotResource.from_env(environ)
-    with pytest.raises(ValueError, match="not supported"):
+    with pytest.raises(ValueError, match="'v4' is not one warp-sync speaks"):
         HubSpotResource(access_token="pat-x", api_version="v4")
     # A receiver worker does not boot.
     with pytest.raises(SettingsError, match="HUBSPOT_API_VERSION"):

@@ -10,6 +10,7 @@ from warp_sync_pipeline.core.hubspot.client import (
     HubSpotClient,
     HubSpotSettings,
     client_from_env,
+    client_from_settings,
 )
 from warp_sync_pipeline.core.hubspot.errors import (
     AuthFailed,
@@ -55,6 +56,7 @@ from warp_sync_pipeline.core.hubspot.versions import (
     API_VERSIONS,
     DEFAULT_API_VERSION,
     ApiVersion,
+    api_version,
     api_version_from_env,
 )
 
@@ -62,6 +64,7 @@ __all__ = [
     "API_VERSIONS",
     "DEFAULT_API_VERSION",
     "ApiVersion",
+    "api_version",
     "api_version_from_env",
     "MERGED_IDS_PROPERTY",
     "COMPANY_PROPERTIES",
@@ -106,4 +109,5 @@ __all__ = [
     "UniqueValueConflict",
     "ValidationFailed",
     "client_from_env",
+    "client_from_settings",
 ]

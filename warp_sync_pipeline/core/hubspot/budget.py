@@ -32,7 +32,7 @@ import tenacity
 
 from warp_sync_pipeline.core.db import database_unreachable, make_engine
 from warp_sync_pipeline.core.hubspot.errors import BudgetExhausted, DailyShareReserved
-from warp_sync_pipeline.core.settings import get_float, get_int
+from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 
 log = logging.getLogger("warp_sync.hubspot.budget")
 
@@ -58,16 +58,16 @@ class Bucket(StrEnum):
 
 @dataclass(frozen=True)
 class BudgetSettings:
-    requests_per_window: int = 100
+    requests_per_window: int = DEFAULTS.hubspot_requests_per_10s
     window_seconds: float = 10.0
-    search_per_second: int = 5
+    search_per_second: int = DEFAULTS.hubspot_search_per_second
     # Share of each window only sync callers may use: bulk callers stop at the rest.
-    reserved_share: float = 0.2
+    reserved_share: float = DEFAULTS.hubspot_reserved_share
     # Added to each window: a token is taken a moment before HubSpot sees the request.
-    margin_ms: int = 250
+    margin_ms: int = DEFAULTS.hubspot_budget_margin_ms
     # Share of the account's daily quota kept for synchronous callers (creates): bulk callers stop once no more
     # than this is left. The quota is the account's, shared with every other app of it.
-    daily_reserved_share: float = 0.05
+    daily_reserved_share: float = DEFAULTS.hubspot_daily_reserved_share
 
     def __post_init__(self) -> None:
         if self.requests_per_window < 1 or self.search_per_second < 1:
@@ -79,13 +79,16 @@ class BudgetSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> BudgetSettings:
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> BudgetSettings:
         return cls(
-            requests_per_window=get_int("HUBSPOT_REQUESTS_PER_10S", 100, minimum=1, environ=environ),
-            search_per_second=get_int("HUBSPOT_SEARCH_PER_SECOND", 5, minimum=1, environ=environ),
-            reserved_share=get_float("HUBSPOT_RESERVED_SHARE", 0.2, minimum=0.0, maximum=0.9, environ=environ),
-            margin_ms=get_int("HUBSPOT_BUDGET_MARGIN_MS", 250, minimum=0, environ=environ),
-            daily_reserved_share=get_float("HUBSPOT_DAILY_RESERVED_SHARE", 0.05, minimum=0.0, maximum=0.5,
-                                           environ=environ),
+            requests_per_window=settings.hubspot_requests_per_10s,
+            search_per_second=settings.hubspot_search_per_second,
+            reserved_share=settings.hubspot_reserved_share,
+            margin_ms=settings.hubspot_budget_margin_ms,
+            daily_reserved_share=settings.hubspot_daily_reserved_share,
         )
 
     def capacity(self, bucket: Bucket, priority: Priority) -> int:

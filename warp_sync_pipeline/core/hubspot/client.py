@@ -54,8 +54,12 @@ from warp_sync_pipeline.core.hubspot.transport import (
     path_segment,
     query_bool,
 )
-from warp_sync_pipeline.core.hubspot.versions import DEFAULT_API_VERSION, api_version, api_version_from_env
-from warp_sync_pipeline.core.settings import get_float, get_int, get_str, get_url
+from warp_sync_pipeline.core.hubspot.versions import (
+    DEFAULT_API_VERSION,
+    api_version,
+    api_version_from_settings,
+)
+from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings, require
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 ACCOUNT_INFO = "/account-info/v3"
@@ -71,9 +75,9 @@ class HubSpotSettings:
 
     base_url: str
     access_token: str = field(repr=False)
-    time_budget_s: float = 60.0
-    request_timeout_s: float = 30.0
-    max_attempts: int = 5
+    time_budget_s: float = DEFAULTS.hubspot_time_budget_seconds
+    request_timeout_s: float = DEFAULTS.hubspot_request_timeout_seconds
+    max_attempts: int = DEFAULTS.hubspot_max_attempts
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     api_version: str = DEFAULT_API_VERSION
 
@@ -81,14 +85,19 @@ class HubSpotSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None, *, require_token: bool = True) -> HubSpotSettings:
         """Every HUBSPOT_* setting, parsed and checked. `require_token=False` is for a process that binds the token
         later (the Dagster resource, as an EnvVar read when a run starts): the token is then left empty."""
+        return cls.from_settings(load_settings(environ), require_token=require_token)
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings, *, require_token: bool = True) -> HubSpotSettings:
+        token = settings.hubspot_access_token or ""
         return cls(
-            base_url=get_url("HUBSPOT_BASE_URL", schemes=("http", "https"), environ=environ) or DEFAULT_BASE_URL,
-            access_token=get_str("HUBSPOT_ACCESS_TOKEN", None if require_token else "", environ=environ),
-            time_budget_s=get_float("HUBSPOT_TIME_BUDGET_SECONDS", 60.0, minimum=0.1, environ=environ),
-            request_timeout_s=get_float("HUBSPOT_REQUEST_TIMEOUT_SECONDS", 30.0, minimum=0.1, environ=environ),
-            max_attempts=get_int("HUBSPOT_MAX_ATTEMPTS", 5, minimum=1, environ=environ),
-            budget=BudgetSettings.from_env(environ),
-            api_version=api_version_from_env(environ),
+            base_url=settings.hubspot_base_url or DEFAULT_BASE_URL,
+            access_token=require(token, "HUBSPOT_ACCESS_TOKEN") if require_token else token,
+            time_budget_s=settings.hubspot_time_budget_seconds,
+            request_timeout_s=settings.hubspot_request_timeout_seconds,
+            max_attempts=settings.hubspot_max_attempts,
+            budget=BudgetSettings.from_settings(settings),
+            api_version=api_version_from_settings(settings),
         )
 
 
@@ -467,8 +476,14 @@ def client_from_env(
     """A client configured from HUBSPOT_* variables. With `engine`, it shares the request budget
     through that database (every process that calls HubSpot should pass one); without, it has
     no shared budget (for tools without a database) and relies on HubSpot's 429s alone."""
-    settings = HubSpotSettings.from_env(environ)
-    budget = RequestBudget(engine, settings.budget) if engine is not None else None
+    return client_from_settings(HubSpotSettings.from_env(environ), engine, priority)
+
+
+def client_from_settings(
+    settings: HubSpotSettings, database: sa.Engine | str | None, priority: Priority = Priority.BULK
+) -> HubSpotClient:
+    """The client `settings` describe, sharing the request budget through `database` (engine or URL) if given."""
+    budget = RequestBudget(database, settings.budget) if database is not None else None
     return HubSpotClient(
         settings.base_url,
         settings.access_token,

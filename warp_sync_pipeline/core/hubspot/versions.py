@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from warp_sync_pipeline.core.settings import SettingsError, get_str
+from warp_sync_pipeline.core.settings import SettingsError, WarpSettings, load_settings
 
 API_VERSION_VARIABLE = "HUBSPOT_API_VERSION"
 
@@ -50,7 +50,11 @@ def api_version(name: str) -> ApiVersion:
 
 def api_version_from_env(environ: Mapping[str, str] | None = None) -> str:
     """HUBSPOT_API_VERSION, checked now so that a process refuses to start with a version it cannot speak."""
-    name = get_str(API_VERSION_VARIABLE, DEFAULT_API_VERSION, environ=environ)
+    return api_version_from_settings(load_settings(environ))
+
+
+def api_version_from_settings(settings: WarpSettings) -> str:
+    name = settings.hubspot_api_version or DEFAULT_API_VERSION
     if name not in API_VERSIONS:
         raise SettingsError(API_VERSION_VARIABLE, f"{name!r} is not supported; use one of {', '.join(API_VERSIONS)}")
     return name

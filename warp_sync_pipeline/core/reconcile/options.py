@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from warp_sync_pipeline.core.settings import get_bool, get_float, get_int
+from warp_sync_pipeline.core.settings import DEFAULTS, load_settings
 
-DEFAULT_MAX_CHANGE_SHARE = 0.05
-DEFAULT_MAX_DRIFT_SHARE = 0.05
-DEFAULT_MAX_PLAN_AGE_HOURS = 6.0
-DEFAULT_WARP_CHUNK_SIZE = 500
+DEFAULT_MAX_CHANGE_SHARE = DEFAULTS.reconcile_max_change_share
+DEFAULT_MAX_DRIFT_SHARE = DEFAULTS.reconcile_max_drift_share
+DEFAULT_MAX_PLAN_AGE_HOURS = DEFAULTS.reconcile_max_plan_age_hours
+DEFAULT_WARP_CHUNK_SIZE = DEFAULTS.reconcile_chunk_size
 DEFAULT_WARP_PAGE_SIZE = 10_000
 
 
@@ -58,17 +58,12 @@ class ReconcileOptions:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> ReconcileOptions:
         """Defaults from WARP_RECONCILE_* (see .env.example); a bad value names its variable."""
+        settings = load_settings(environ)
         values = {
-            "max_change_share": get_float(
-                "WARP_RECONCILE_MAX_CHANGE_SHARE", DEFAULT_MAX_CHANGE_SHARE, minimum=0, maximum=1, environ=environ
-            ),
-            "max_drift_share": get_float(
-                "WARP_RECONCILE_MAX_DRIFT_SHARE", DEFAULT_MAX_DRIFT_SHARE, minimum=0, maximum=1, environ=environ
-            ),
-            "max_plan_age_hours": get_float(
-                "WARP_RECONCILE_MAX_PLAN_AGE_HOURS", DEFAULT_MAX_PLAN_AGE_HOURS, minimum=0.01, environ=environ
-            ),
-            "warp_chunk_size": get_int("WARP_RECONCILE_CHUNK_SIZE", DEFAULT_WARP_CHUNK_SIZE, minimum=1, environ=environ),
+            "max_change_share": settings.reconcile_max_change_share,
+            "max_drift_share": settings.reconcile_max_drift_share,
+            "max_plan_age_hours": settings.reconcile_max_plan_age_hours,
+            "warp_chunk_size": settings.reconcile_chunk_size,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]
@@ -76,7 +71,7 @@ class ReconcileOptions:
 
 def writeback_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """The global switch WARP_WRITEBACK_ENABLED (default on), read when a write-back runs."""
-    return get_bool("WARP_WRITEBACK_ENABLED", True, environ=environ)
+    return load_settings(environ).writeback_enabled
 
 
 # --- the brake and the gate -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from warp_sync_pipeline.core.settings import get_bool, get_optional
+from warp_sync_pipeline.core.settings import WarpSettings, load_settings
 
 SIGNATURE_V3_HEADER = "X-HubSpot-Signature-v3"
 TIMESTAMP_HEADER = "X-HubSpot-Request-Timestamp"
@@ -59,13 +59,15 @@ class SignatureSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> SignatureSettings:
         """HUBSPOT_CLIENT_SECRET, HUBSPOT_CLIENT_SECRET_PREVIOUS, WARP_WEBHOOK_ALLOW_V1/_V2."""
-        current = get_optional("HUBSPOT_CLIENT_SECRET", environ=environ)
-        previous = get_optional("HUBSPOT_CLIENT_SECRET_PREVIOUS", environ=environ)
-        secrets = tuple(s for s in (current, previous) if s)
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: WarpSettings) -> SignatureSettings:
+        current, previous = settings.hubspot_client_secret, settings.hubspot_client_secret_previous
         return cls(
-            secrets=secrets,
-            allow_v1=get_bool("WARP_WEBHOOK_ALLOW_V1", False, environ=environ),
-            allow_v2=get_bool("WARP_WEBHOOK_ALLOW_V2", False, environ=environ),
+            secrets=tuple(s for s in (current, previous) if s),
+            allow_v1=settings.webhook_allow_v1,
+            allow_v2=settings.webhook_allow_v2,
         )
 
     def __repr__(self) -> str:  # never show the secrets
