@@ -193,6 +193,12 @@ class WarpSettings(BaseSettings):
                                                   ge=60.0)
     frame_retention_days: int = Field(default=7, alias="WARP_FRAME_RETENTION_DAYS", ge=1)
 
+    # --- onboarding (day one: matching an existing portal's companies to WARP's customers)
+    onboarding_own_domains: str | None = Field(default=None, alias="WARP_ONBOARDING_OWN_DOMAINS")
+    onboarding_excluded_domains: str | None = Field(default=None, alias="WARP_ONBOARDING_EXCLUDED_DOMAINS")
+    onboarding_max_customers_per_domain: int = Field(default=3, alias="WARP_ONBOARDING_MAX_CUSTOMERS_PER_DOMAIN",
+                                                     ge=1)
+
     # --- retention (the daily job)
     audit_retention_days: int = Field(default=365, alias="WARP_AUDIT_RETENTION_DAYS", ge=1)
     retention_max_runtime_seconds: float = Field(default=3600.0, alias="WARP_RETENTION_MAX_RUNTIME_SECONDS", ge=60.0)
