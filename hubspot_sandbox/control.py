@@ -89,6 +89,18 @@ class SandboxControl:
         return self._call("POST", "/rep/edit", json=_drop_none({
             "companyId": str(company_id), "properties": properties, "userId": user_id, "timestamp": timestamp}))
 
+    # --- other writers of the portal ---------------------------------------------------------------------
+    def integration_edit(self, company_id: str | int, properties: dict[str, Any], *, app_id: str,
+                         timestamp: str | int | None = None) -> dict[str, Any]:
+        """Another app of the portal updates a company (its history shows that app's sourceId)."""
+        return self._call("POST", "/integration/edit", json=_drop_none({
+            "companyId": str(company_id), "properties": properties, "appId": app_id, "timestamp": timestamp}))
+
+    def contact_company(self, email: str, *, name: str | None = None) -> dict[str, Any]:
+        """A contact added with that email: HubSpot makes a company for its domain (record source CRM_SETTING)
+        unless the domain is free mail or a company has it already."""
+        return self._call("POST", "/contacts/company", json=_drop_none({"email": email, "name": name}))
+
     def rep_create(self, properties: dict[str, Any], *, user_id: int | None = None) -> dict[str, Any]:
         return self._call("POST", "/rep/create", json=_drop_none({"properties": properties, "userId": user_id}))
 

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 
 from hubspot_sandbox.app import json_response, query_bool, read_json, read_json_object, sandbox_state
-from hubspot_sandbox.portal import WriteInput, WriteResult
+from hubspot_sandbox.portal import WriteInput, WriteResult, WriteSource
 from hubspot_sandbox.state import SEED_SOURCE
 from hubspot_sandbox.wire import ApiFailure, bad_request, not_found, parse_time_ms
 
@@ -102,6 +102,50 @@ def rep_edit() -> Response:
     company = state.portal.find(str(result.company_id))
     assert company is not None
     return json_response(state.portal.render(company, sorted(company.values)))
+
+
+@control.post("/integration/edit")
+def integration_edit() -> Response:
+    """Another integration of the portal updates a company (its history shows that app's sourceId)."""
+    state = sandbox_state()
+    body = read_json_object()
+    if body.get("companyId") in (None, "") or not isinstance(body.get("properties"), dict) or not body.get("appId"):
+        raise bad_request("companyId, appId and a properties object are required.")
+    write = WriteInput(body["properties"], id=str(body["companyId"]))
+    [result] = state.portal.write_batch("update", [write], state.integration_source(str(body["appId"])),
+                                        partial=False, timestamp=_timestamp(body))
+    assert isinstance(result, WriteResult)
+    company = state.portal.find(str(result.company_id))
+    assert company is not None
+    return json_response(state.portal.render(company, sorted(company.values)))
+
+
+# Free mail domains HubSpot's automatic company creation skips (a few; HubSpot keeps a longer list).
+FREE_MAIL = frozenset({"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "aol.com",
+                       "icloud.com", "gmx.de", "web.de"})
+
+
+@control.post("/contacts/company")
+def contact_company() -> Response:
+    """A rep adds a contact: with "create and associate companies with contacts" on, HubSpot makes a company for
+    the email's domain unless it is free mail or a company already has the domain; named from HubSpot's own data
+    (here: the domain's first label, capitalised), record source CRM_SETTING."""
+    state = sandbox_state()
+    body = read_json_object()
+    email = str(body.get("email") or "")
+    if "@" not in email:
+        raise bad_request("An email address is required.")
+    domain = email.rsplit("@", 1)[1].strip().lower().removeprefix("www.")
+    if domain in FREE_MAIL:
+        return json_response({"created": False, "reason": "free mail"})
+    holder = state.portal.find_by_value("domain", domain)
+    if holder is not None:
+        return json_response({"created": False, "companyId": str(holder.id)})
+    name = str(body.get("name") or domain.split(".")[0].capitalize())
+    [result] = state.portal.write_batch("create", [WriteInput({"name": name, "domain": domain})],
+                                        WriteSource("CRM_SETTING", "company-auto-creation"), partial=False)
+    assert isinstance(result, WriteResult)
+    return json_response({"created": True, **state.portal.render_written(result)}, 201)
 
 
 @control.post("/rep/create")

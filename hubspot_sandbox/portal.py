@@ -329,6 +329,15 @@ class Portal:
                 return None
             return company
 
+    def find_by_value(self, name: str, value: str) -> Company | None:
+        """The first active company whose `name` holds `value` (any property; a scan, for the control API)."""
+        with self.lock:
+            for company_id in self.order:
+                company = self.companies[company_id]
+                if company.active and company.values.get(name) == value:
+                    return company
+            return None
+
     def _find_by_unique(self, name: str, value: str, archived: bool) -> Company | None:
         if not archived:
             holders = self.unique_index.get(name, {}).get(value)
@@ -537,6 +546,10 @@ class Portal:
             company.values[name] = value
             company.history[name] = [(value, created, source)]
         company.values["hs_lastmodifieddate"] = iso_ms(created)
+        # The record source (a gap in hubspot-api.md: the values of hs_object_source are taken to be the sources'
+        # names, CRM_SETTING for a company made from a contact's domain); a seed may set its own.
+        company.values["hs_object_source"] = source.source_type
+        company.history["hs_object_source"] = [(source.source_type, created, source)]
         self.companies[company_id] = company
         self.order.append(company_id)
         events.append(WebhookEvent("company.creation", company_id, created, source))

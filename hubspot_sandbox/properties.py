@@ -130,6 +130,10 @@ def standard_properties(created_ms: int) -> dict[str, PropertyDefinition]:
         std("name", "Company name", "string", "text"),
         std("domain", "Company domain name", "string", "text"),
         std("website", "Website URL", "string", "text"),
+        std("hs_additional_domains", "Additional Domains", "string", "text"),
+        # Where the record came from (INTEGRATION, CRM_UI, IMPORT, CRM_SETTING for a company HubSpot made from a
+        # contact's email domain); HubSpot sets it.
+        std("hs_object_source", "Record source", "string", "text", read_only=True),
         std("description", "Description", "string", "textarea"),
         std("phone", "Phone Number", "string", "phonenumber"),
         std("address", "Street Address", "string", "text"),

@@ -59,6 +59,10 @@ class SandboxState:
         """API writes through the private app's token: HubSpot records them as the integration's."""
         return WriteSource("INTEGRATION", str(self._config.app_id))
 
+    def integration_source(self, app_id: str) -> WriteSource:
+        """Another app of the portal writing through its own token (an older sync, a marketing tool)."""
+        return WriteSource("INTEGRATION", str(app_id))
+
     def rep_source(self, user_id: int | None) -> WriteSource:
         user = user_id if user_id is not None else self._config.default_rep_user_id
         return WriteSource("CRM_UI", f"userId:{user}", user)

@@ -14,6 +14,12 @@ RECONCILIATION_JOB_NAME = "reconciliation_job"
 REQUEST_TAG = "warp/reconcile-request"
 # "true" when the run is a dry run (mirrors the run's dry_run resource, for filtering).
 DRY_RUN_TAG = "warp/dry-run"
+ONBOARDING_FLOW = "onboarding"
+ONBOARDING_PREVIEW_JOB_NAME = "onboarding_preview_job"
+# Jobs that pull every company (the nightly, the onboarding): dagster.yaml lets one of them run at a time, so two
+# full pulls never split HubSpot's budget.
+BULK_TAG = "warp/hubspot-bulk"
+BULK_TAGS = {BULK_TAG: "pull"}
 
 def is_reconciliation_run(job_name: str | None, tags: Mapping[str, str]) -> bool:
     """A run of the reconciliation job: tagged `warp/flow=reconciliation`, or the job by name."""

@@ -14,6 +14,7 @@ JOBS = {
     "hubspot_webhook_events_job": "webhook-apply",
     "reconciliation_job": "reconciliation",
     "retention_job": "retention",
+    "onboarding_preview_job": "onboarding",
 }
 SENSORS = {
     "hubspot_sync_queue_sensor": "hubspot_sync_queue_job",
@@ -28,15 +29,15 @@ SCHEDULES = {
 }
 ASSETS = [
     "field_differences", "hubspot_companies", "hubspot_property_history", "hubspot_sync_queue",
-    "hubspot_webhook_events", "hubspot_writeback", "reconciliation_plan", "reconciliation_report",
-    "warp_customers", "warp_writeback",
+    "hubspot_webhook_events", "hubspot_writeback", "onboarding_hubspot_companies", "onboarding_preview",
+    "onboarding_warp_customers", "reconciliation_plan", "reconciliation_report", "warp_customers", "warp_writeback",
 ]
 CHECKS = [
     "field_differences:drift_below_limit", "field_differences:every_customer_linked",
     "hubspot_companies:unique_warp_ban", "hubspot_writeback:without_errors", "warp_writeback:without_errors",
 ]
 TAGS = {"flow": "warp/flow", "request": "warp/reconcile-request", "dry_run": "warp/dry-run",
-        "max_runtime": "dagster/max_runtime"}
+        "max_runtime": "dagster/max_runtime", "bulk": "warp/hubspot-bulk"}
 
 
 def test_job_sensor_schedule_asset_and_check_names_are_unchanged() -> None:
@@ -54,7 +55,7 @@ def test_job_sensor_schedule_asset_and_check_names_are_unchanged() -> None:
 def test_tag_keys_and_values_are_unchanged() -> None:
     in_code = {
         "flow": runs.FLOW_TAG, "request": runs.REQUEST_TAG, "dry_run": runs.DRY_RUN_TAG,
-        "max_runtime": runs.MAX_RUNTIME_TAG,
+        "max_runtime": runs.MAX_RUNTIME_TAG, "bulk": runs.BULK_TAG,
     }
     assert in_code == TAGS
     names = {

@@ -55,6 +55,7 @@ from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.runs import (
+    BULK_TAGS,
     DRY_RUN_TAG,
     FLOW_TAG,
     RECONCILIATION_FLOW,
@@ -418,7 +419,7 @@ reconciliation_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
     # 1,000,000 companies spend about 21 minutes of HubSpot's budget on the pull alone (docs/BENCHMARKS.md); the
     # default leaves room for the history reads and write-backs of a large night.
-    tags={FLOW_TAG: RECONCILIATION_FLOW,
+    tags={FLOW_TAG: RECONCILIATION_FLOW, **BULK_TAGS,
           **max_runtime_tags(load_settings().reconcile_max_runtime_seconds)},
     description="The nightly reconciliation: pull both sides, diff, decide, write back compare-and-set, report.",
 )

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import idna
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from publicsuffixlist import PublicSuffixList
 
 from warp_sync_pipeline.core.settings import WarpSettings
@@ -51,12 +53,33 @@ def registrable_domain(raw: str | None) -> str | None:
     return _suffixes().privatesuffix(host)
 
 
+def hosts(values: pd.Series) -> pd.Series:
+    """The host of each email address, URL or host name (lower case; None where there is none), cut in Arrow's
+    vectorized kernels: what `registrable_domain` does first, without the Public Suffix List."""
+    text = pa.array(values.astype(object).where(values.notna(), None), type=pa.large_string(), from_pandas=True)
+    text = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+    text = pc.replace_substring_regex(text, pattern=r"^.*@", replacement="")
+    text = pc.replace_substring_regex(text, pattern=_SCHEME.pattern, replacement="")
+    text = pc.replace_substring_regex(text, pattern=r"[/?#:\s;,].*$", replacement="")
+    text = pc.utf8_trim(text, characters=".")
+    host = pd.Series(text.to_numpy(zero_copy_only=False), index=values.index, dtype=object)
+    return host.where(host.notna() & host.ne(""), None)
+
+
+def ending_in(host: pd.Series, domains: set[str] | frozenset[str]) -> pd.Series:
+    """Which hosts are one of `domains` or under one (a registrable domain is the host's last labels)."""
+    found = pd.Series(False, index=host.index)
+    text = pa.array(host.where(host.notna(), None).astype(object), type=pa.large_string(), from_pandas=True)
+    for labels in range(1, 5):
+        tail = pc.extract_regex(text, pattern=rf"(?P<tail>(?:[^.]+\.){{{labels}}}[^.]+)$")
+        tails = pd.Series(pc.struct_field(tail, "tail").to_numpy(zero_copy_only=False), index=host.index, dtype=object)
+        found |= tails.isin(domains).to_numpy()
+    return found
+
+
 def registrable_domains(values: pd.Series) -> pd.Series:
-    """`registrable_domain` of each value (None where there is none), each distinct host computed once; the
-    common shapes (an email, a plain host, a URL of ASCII letters) are cut to the host in one vectorized pass."""
-    text = values.astype("string").str.strip().str.lower()
-    host = (text.str.rsplit("@", n=1).str[-1].str.replace(_SCHEME.pattern, "", regex=True)
-            .str.split(_HOST_END.pattern, n=1, regex=True).str[0].str.strip("."))
+    """`registrable_domain` of each value (None where there is none), each distinct host computed once."""
+    host = hosts(values)
     suffixes = _suffixes()
 
     def one(candidate: str) -> str | None:
@@ -72,18 +95,24 @@ def registrable_domains(values: pd.Series) -> pd.Series:
 
 
 def company_domains(companies: pd.DataFrame, *, company_id: str, columns: Iterable[str],
-                    list_column: str | None = None) -> pd.DataFrame:
+                    list_column: str | None = None, among: set[str] | None = None) -> pd.DataFrame:
     """(company id, registrable domain) for every domain a company has: each of `columns` (`domain`,
-    `website`) and each `;`-separated entry of `list_column` (`hs_additional_domains`); distinct pairs."""
+    `website`) and each `;`-separated entry of `list_column` (`hs_additional_domains`); distinct pairs. With
+    `among`, only those domains (the others are not reduced at all: a million companies' domains cost seconds)."""
     parts = [companies[[company_id, name]].rename(columns={name: "raw"}) for name in columns]
     if list_column is not None:
         listed = companies[[company_id, list_column]].dropna(subset=[list_column])
         listed = listed.assign(raw=listed[list_column].astype(str).str.split(";")).explode("raw")
         parts.append(listed[[company_id, "raw"]])
     raw = pd.concat(parts, ignore_index=True).dropna(subset=["raw"])
+    if among is not None:
+        raw = raw[ending_in(hosts(raw["raw"]), among).to_numpy()]
     pairs = pd.DataFrame({company_id: raw[company_id].to_numpy(),
                           "domain": registrable_domains(raw["raw"]).to_numpy()})
-    return pairs.dropna(subset=["domain"]).drop_duplicates(ignore_index=True)
+    pairs = pairs.dropna(subset=["domain"])
+    if among is not None:
+        pairs = pairs[pairs["domain"].isin(among)]
+    return pairs.drop_duplicates(ignore_index=True)
 
 
 def read_domain_list(path: Path) -> frozenset[str]:

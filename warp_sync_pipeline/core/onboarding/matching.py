@@ -32,6 +32,8 @@ from warp_sync_pipeline.core.onboarding.domains import (
     DATA_DIR,
     DomainPolicy,
     company_domains,
+    ending_in,
+    hosts,
     registrable_domains,
 )
 from warp_sync_pipeline.core.onboarding.names import CompanyName, normalize_name
@@ -85,7 +87,7 @@ class MatchPolicy:
     common_share: float = 0.002  # a token on more than this share of names (and common_min) is common
     common_min: int = 20
     block_max: int = 200  # a blocking key on more names than this (either side) is too common to block on
-    prefilter_min: float = 55.0  # the cheap whole-name score below which a blocked pair is not scored further
+    prefilter_min: float = 65.0  # the cheap whole-name score below which a blocked pair is not scored further
     auto_created_name_weight: float = 0.5
     workers: int = 2
 
@@ -241,15 +243,18 @@ class _Bans:
 def _domain_pairs(customers: pd.DataFrame, companies: pd.DataFrame, pool_customers: pd.DataFrame,
                   pool_companies: pd.DataFrame, policy: DomainPolicy) -> pd.DataFrame:
     """(customer, company, matched domain, kind) for pool pairs sharing a usable domain. Holders are counted over
-    every customer and company, linked or not: a domain a linked customer also uses is not one customer's."""
-    customer_domain = registrable_domains(customers[EMAIL])
-    customer_holders = customer_domain.value_counts()
+    every customer and company, linked or not: a domain a linked customer also uses is not one customer's. Only
+    the pool customers' domains are looked for among the others (a host not ending in one is never reduced)."""
+    pool = pd.DataFrame({CUSTOMER_ID: pool_customers[CUSTOMER_ID].to_numpy(),
+                         MATCHED_DOMAIN: registrable_domains(pool_customers[EMAIL]).to_numpy()})
+    pool = pool[pool[MATCHED_DOMAIN].notna() & ~pool[MATCHED_DOMAIN].isin(policy.excluded)]
+    wanted = set(pool[MATCHED_DOMAIN])
+    email_hosts = hosts(customers[EMAIL])
+    nearby = email_hosts[ending_in(email_hosts, wanted).to_numpy()]
+    customer_holders = registrable_domains(nearby).value_counts()
     held = company_domains(companies, company_id=COMPANY_ID, columns=(DOMAIN, WEBSITE),
-                           list_column=ADDITIONAL_DOMAINS)
+                           list_column=ADDITIONAL_DOMAINS, among=wanted)
     company_holders = held.groupby("domain")[COMPANY_ID].nunique()
-    pool = pd.DataFrame({CUSTOMER_ID: customers[CUSTOMER_ID], MATCHED_DOMAIN: customer_domain})
-    pool = pool[pool[CUSTOMER_ID].isin(pool_customers[CUSTOMER_ID]) & pool[MATCHED_DOMAIN].notna()]
-    pool = pool[~pool[MATCHED_DOMAIN].isin(policy.excluded)]
     holders = pool[MATCHED_DOMAIN].map(customer_holders)
     one_company = pool[MATCHED_DOMAIN].map(company_holders).eq(1)
     pool = pool.assign(domain_kind=np.where(holders.eq(1), DomainKind.KEY.value, DomainKind.SHARED.value))
@@ -296,14 +301,20 @@ class _Names:
         return name is not None and all(self.common(t) for t in name.tokens)
 
     def _keys(self, names: dict[str, CompanyName | None], id_column: str) -> pd.DataFrame:
-        rows: list[tuple[str, str]] = []
+        """Blocking keys: the rarest token with its one-letter-less forms (a typo there still meets), and the
+        second rarest as it is (a typo in the rarest one is met there)."""
+        ids: list[str] = []
+        keys: list[str] = []
         for key_id, name in names.items():
             if name is None:
                 continue
             rare = sorted((t for t in set(name.tokens) if not self.common(t)),
                           key=lambda t: (self.frequency[t], t))[:2]
-            rows.extend((key_id, variant) for token in rare for variant in _deletions(token))
-        keys = pd.DataFrame(rows, columns=[id_column, "key"]).drop_duplicates()
+            variants = [*_deletions(rare[0]), *rare[1:]] if rare else []
+            ids.extend([key_id] * len(variants))
+            keys.extend(variants)
+        keys = pd.DataFrame({id_column: np.array(ids, dtype=object), "key": np.array(keys, dtype=object)})
+        keys = keys.drop_duplicates()
         sizes = keys["key"].map(keys["key"].value_counts())
         return keys[sizes <= self.policy.block_max]
 
@@ -313,8 +324,8 @@ class _Names:
         pairs = pairs[[CUSTOMER_ID, COMPANY_ID]].drop_duplicates(ignore_index=True)
         if pairs.empty:
             return pairs
-        left = [self.customers[c].text for c in pairs[CUSTOMER_ID]]  # type: ignore[union-attr]
-        right = [self.companies[h].text for h in pairs[COMPANY_ID]]  # type: ignore[union-attr]
+        left = [self.customers[c].text for c in pairs[CUSTOMER_ID].tolist()]  # type: ignore[union-attr]
+        right = [self.companies[h].text for h in pairs[COMPANY_ID].tolist()]  # type: ignore[union-attr]
         rough = process.cpdist(left, right, scorer=fuzz.token_set_ratio, workers=self.policy.workers)
         return pairs[np.asarray(rough) >= self.policy.prefilter_min].reset_index(drop=True)
 
@@ -340,15 +351,17 @@ class _Names:
         return 100.0 * matched / total if total else 0.0
 
     def scored(self, pairs: pd.DataFrame) -> pd.DataFrame:
+        customer_ids, company_ids = pairs[CUSTOMER_ID].tolist(), pairs[COMPANY_ID].tolist()
         results = [self.score(self.customers.get(c), self.companies.get(h))
-                   for c, h in zip(pairs[CUSTOMER_ID], pairs[COMPANY_ID], strict=True)]
-        scores = [round(s, 1) for s, _ in results]
-        return pairs.assign(**{NAME_SCORE: pd.Series(scores, index=pairs.index, dtype=float)},
+                   for c, h in zip(customer_ids, company_ids, strict=True)]
+        flags = {key: (self.is_common(name), _mixed(name))
+                 for side in (self.customers, self.companies) for key, name in side.items()}
+        none = (False, False)
+        pair_flags = [(flags.get(c, none), flags.get(h, none)) for c, h in zip(customer_ids, company_ids, strict=True)]
+        return pairs.assign(**{NAME_SCORE: np.array([round(s, 1) for s, _ in results], dtype=float)},
                             legal_form_differs=[d for _, d in results],
-                            common_name=[self.is_common(self.customers.get(c)) or self.is_common(self.companies.get(h))
-                                         for c, h in zip(pairs[CUSTOMER_ID], pairs[COMPANY_ID], strict=True)],
-                            mixed_script=[_mixed(self.customers.get(c)) or _mixed(self.companies.get(h))
-                                          for c, h in zip(pairs[CUSTOMER_ID], pairs[COMPANY_ID], strict=True)])
+                            common_name=[a[0] or b[0] for a, b in pair_flags],
+                            mixed_script=[a[1] or b[1] for a, b in pair_flags])
 
 
 def _variants(name: CompanyName) -> Iterable[tuple[str, ...]]:

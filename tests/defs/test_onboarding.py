@@ -1,0 +1,143 @@
+"""Day one in Dagster: the preview job against a real database and the sandbox, writing nothing to either side."""
+
+# No `from __future__ import annotations`: kept like the other Dagster test modules.
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.hubspot import HubSpotClient
+from warp_sync_pipeline.defs.onboarding import (
+    onboarding_hubspot_companies,
+    onboarding_preview,
+    onboarding_warp_customers,
+)
+from warp_sync_pipeline.resources.database import DatabaseResource
+from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
+
+ASSETS = [onboarding_warp_customers, onboarding_hubspot_companies, onboarding_preview]
+OTHER_APP = "777"
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def _resources(database_url: str, sandbox: Any, frames: Path) -> dict[str, Any]:
+    return {
+        "db": DatabaseResource(url=database_url),
+        "hubspot": HubSpotResource(base_url=sandbox.base_url, access_token=sandbox.access_token, max_attempts=3,
+                                   time_budget_seconds=20, request_timeout_seconds=5),
+        "parquet_io_manager": ParquetIOManager(base_dir=str(frames)),
+    }
+
+
+def _warp_rows(engine: sa.Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text("SELECT * FROM customers ORDER BY id")).all()]
+
+
+def _day_one(engine: sa.Engine, sandbox: Any, hubspot_client: HubSpotClient,
+             make_customer: Callable[..., Any]) -> dict[str, str]:
+    """An existing WARP and an existing portal, a customer of each kind; returns kind -> customer id."""
+    hubspot_client.ensure_properties()
+    seed = sandbox.control.seed
+    ids: dict[str, str] = {}
+    with engine.connect() as conn:
+        taken = conn.execute(sa.text("SELECT count(*) FROM customers")).scalar_one()
+    assert taken == 0
+    by_ban = make_customer("Acme Telecom Ltd", contact_email="ops@acme-telecom.example", credit_limit=5000)
+    ban = _ban(engine, by_ban)
+    company = hubspot_client.create_company({"name": "Acme Telecom", "warp_ban": ban, "warp_credit_limit": "7000"})
+    sandbox.control.integration_edit(company.id, {"warp_credit_limit": "7500"}, app_id=OTHER_APP)
+    ids["ban"] = str(by_ban)
+    ids["auto"] = str(make_customer("Quintara Systems Ltd", contact_email="it@quintara.example"))
+    sandbox.control.contact_company("someone@quintara.example", name="Quintara Systems")
+    ids["review"] = str(make_customer("Northwind Traders", contact_email="northwind.traders@gmail.com"))
+    seed([{"name": "Nortwind Traders Inc"}])
+    ids["cluster_a"] = str(make_customer("Vantor Group (Berlin)", contact_email="billing@vantor.example"))
+    ids["cluster_b"] = str(make_customer("Vantor Group (Munich)", contact_email="finance@vantor.example"))
+    seed([{"name": "Vantor Group", "domain": "vantor.example"}])
+    ids["none"] = str(make_customer("Lonely Customer Plc", contact_email="hello@lonely.example"))
+    twin = make_customer("Twin Ban Ltd", contact_email="a@twin.example")
+    seed([{"name": "Twin Ban", "warp_ban": _ban(engine, twin)}, {"name": "Twin Ban (copy)",
+                                                                  "warp_ban": _ban(engine, twin)}])
+    ids["duplicate"] = str(twin)
+    [linked_company] = seed([{"name": "Already Linked"}])
+    ids["linked"] = str(make_customer("Already Linked", company_id=linked_company))
+    seed([{"name": "Prospect Without Customer", "domain": "prospect.example"}])
+    return ids
+
+
+def _ban(engine: sa.Engine, customer_id: Any) -> str:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT ban FROM customers WHERE id = :id"), {"id": customer_id}).scalar_one()
+
+
+def test_the_preview_matches_every_kind_stores_it_and_writes_nothing(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any,
+    hubspot_client: HubSpotClient, make_customer: Callable[..., Any], tmp_path: Path,
+) -> None:
+    ids = _day_one(engine, sandbox, hubspot_client, make_customer)
+    warp_before = _warp_rows(engine)
+    hubspot_before = sandbox.control.all_companies(include_history=True)
+
+    result = dg.materialize(ASSETS, resources=_resources(database_url, sandbox, tmp_path), instance=instance,
+                            tags={"warp/flow": "onboarding"})
+    assert result.success
+
+    # Nothing written to either side.
+    assert _warp_rows(engine) == warp_before
+    assert sandbox.control.all_companies(include_history=True) == hubspot_before
+
+    with engine.connect() as conn:
+        preview = conn.execute(sa.text("SELECT id, status, summary, run_id FROM onboarding_previews")).one()
+        rows = conn.execute(sa.text(
+            "SELECT customer_id::text, category, company_id FROM onboarding_candidates WHERE preview_id = :id"
+        ), {"id": preview.id}).all()
+    assert preview.status == "ready" and preview.run_id == result.run_id
+    category = {customer: kind for customer, kind, _ in rows if customer}
+    assert category[ids["ban"]] == "linked_by_ban"
+    assert category[ids["auto"]] == "auto_link"
+    assert category[ids["review"]] == "review"
+    assert category[ids["cluster_a"]] == category[ids["cluster_b"]] == "many_to_one"
+    assert category[ids["none"]] == "no_candidate"
+    assert category[ids["duplicate"]] == "duplicate_ban"
+    assert ids["linked"] not in category  # linked already: counted, not a candidate
+    assert sum(1 for customer, kind, _ in rows if kind == "company_alone") == 1
+
+    summary = preview.summary
+    assert summary["counts"]["already_linked"] == 1 and summary["counts"]["auto_link"] == 1
+    assert summary["portal"]["ban_property"] == "unique"
+    assert summary["portal"]["shared"] == ["warp_credit_limit"]  # warp-sync's app and app 777 both write it
+    outcomes = {(o["field"], o["kind"]) for o in summary["fields"]}
+    assert ("credit_limit", "change") in outcomes  # 5000 in WARP, 7500 in HubSpot: HUBSPOT_WINS decides
+    assert ("company_name", "change") in outcomes or ("company_name", "agreement") in outcomes
+
+    [materialization] = result.asset_materializations_for_node("onboarding_preview")
+    markdown = materialization.metadata["summary"].value
+    assert _ban(engine, ids["ban"]) in markdown
+    assert "Acme" not in markdown and "@" not in markdown  # names and emails stay out of Dagster's event log
+    assert materialization.metadata["count_many_to_one"].value == 2
+    assert json.loads(json.dumps(materialization.metadata["field_outcomes"].value))
+
+
+def test_a_new_preview_supersedes_one_not_yet_approved(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any,
+    hubspot_client: HubSpotClient, make_customer: Callable[..., Any], tmp_path: Path,
+) -> None:
+    hubspot_client.ensure_properties()
+    make_customer("Solo Customer", contact_email="solo@solo.example")
+    for _ in range(2):
+        assert dg.materialize(ASSETS, resources=_resources(database_url, sandbox, tmp_path),
+                              instance=instance).success
+    with engine.connect() as conn:
+        statuses = conn.execute(sa.text("SELECT status FROM onboarding_previews ORDER BY id")).scalars().all()
+    assert statuses == ["superseded", "ready"]
