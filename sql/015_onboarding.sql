@@ -12,6 +12,7 @@ CREATE TABLE onboarding_previews (
     summary jsonb NOT NULL,
     approved_by text,
     approved_at timestamptz,
+    approval jsonb,  -- the approver's choices: create_missing, set_domain
     CONSTRAINT onboarding_previews_status_valid
         CHECK (status IN ('ready', 'approved', 'superseded', 'executing', 'executed'))
 );
@@ -21,6 +22,9 @@ CREATE TABLE onboarding_candidates (
     preview_id bigint NOT NULL REFERENCES onboarding_previews (id) ON DELETE CASCADE,
     customer_id uuid,  -- none for a company nobody matched
     company_id text,   -- none for a customer without a candidate
+    -- the company as the preview's pull saw it (the customer's side is read from customers)
+    company_name text,
+    company_domains text,
     category text NOT NULL,
     matched_domain text,
     name_score numeric(5, 1),

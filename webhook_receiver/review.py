@@ -37,6 +37,15 @@ from wtforms import ValidationError
 
 from warp_sync_pipeline.core.auth import Principal, Role
 from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.onboarding.matching import Category
+from warp_sync_pipeline.core.onboarding.previews import (
+    DECIDABLE,
+    approve_preview,
+    decide_candidate,
+    get_preview,
+    list_candidates,
+    list_previews,
+)
 from warp_sync_pipeline.core.review import (
     HISTORY_LIMIT_DEFAULT,
     ConflictChanged,
@@ -235,7 +244,7 @@ def login_submit() -> Any:
         return render_template("review/login.html", next=next_url,
                                messages=[("error", "That token is not valid (unknown or revoked).")]), 401
     principal = Principal(credential.name, frozenset(Role(role) for role in credential.roles))
-    if not (principal.may("conflicts:read") or principal.may("history:read")):
+    if not (principal.may("conflicts:read") or principal.may("history:read") or principal.may("onboarding:read")):
         return render_template("review/login.html", next=next_url,
                                messages=[("error", f"Credential {credential.name!r} has no review role.")]), 403
     # A fresh session on sign-in (no fixation); the token itself is never stored.
@@ -343,3 +352,59 @@ def customer(customer_id: str) -> Any:
         conflicts=customer_conflicts(engine, customer_uuid), older_url=older,
         messages=get_flashed_messages(with_categories=True),
     )
+
+
+# --- day one: onboarding previews (admin) ---------------------------------------------------------------------
+
+
+def _preview_max_age() -> timedelta:
+    return timedelta(hours=receiver_resources().settings.onboarding_preview_max_age_hours)
+
+
+@bp.get("/onboarding")
+@page_requires("onboarding:read")
+def onboarding_previews() -> Any:
+    return render_template("review/onboarding_list.html", previews=list_previews(_engine()),
+                           max_age=_preview_max_age(), messages=get_flashed_messages(with_categories=True))
+
+
+@bp.get("/onboarding/<int:preview_id>")
+@page_requires("onboarding:read")
+def onboarding_preview(preview_id: int) -> Any:
+    engine = _engine()
+    preview = get_preview(engine, preview_id)
+    if preview is None:
+        return error_page(404, "NOT_FOUND", f"No preview {preview_id}.")
+    category = request.args.get("category", Category.REVIEW.value)
+    after_raw, ban = request.args.get("after", ""), request.args.get("ban", "").strip().upper() or None
+    page = list_candidates(engine, preview_id, category, after=int(after_raw) if after_raw.isdigit() else None,
+                           ban=ban)
+    next_url = (url_for("review.onboarding_preview", preview_id=preview_id, category=category,
+                        after=page.next_after, **({"ban": ban} if ban else {})) if page.next_after else None)
+    return render_template(
+        "review/onboarding.html", preview=preview, category=category, categories=[c.value for c in Category],
+        page=page, ban=ban or "", next_url=next_url, decidable=category in DECIDABLE,
+        fresh=preview.fresh(_preview_max_age()), max_age=_preview_max_age(),
+        messages=get_flashed_messages(with_categories=True),
+    )
+
+
+@bp.post("/onboarding/<int:preview_id>/candidates/<int:candidate_id>")
+@page_requires("onboarding:approve")
+def onboarding_decide(preview_id: int, candidate_id: int) -> Any:
+    decided = decide_candidate(_engine(), preview_id, candidate_id, request.form.get("decision", ""),
+                               actor=g.principal.name, max_age=_preview_max_age())
+    log.info("onboarding preview %s row %s %s by %s", preview_id, candidate_id, decided.decision, g.principal.name)
+    flash(f"{decided.ban or 'Row'} {decided.decision}: company {decided.company_id}.", "success")
+    return redirect(url_for("review.onboarding_preview", preview_id=preview_id, category=decided.category), code=303)
+
+
+@bp.post("/onboarding/<int:preview_id>/approve")
+@page_requires("onboarding:approve")
+def onboarding_approve(preview_id: int) -> Any:
+    record = approve_preview(_engine(), preview_id, actor=g.principal.name, max_age=_preview_max_age(),
+                             create_missing=request.form.get("create_missing") == "on",
+                             set_domain=request.form.get("set_domain") == "on")
+    log.info("onboarding preview %s approved by %s (%s)", preview_id, g.principal.name, record.approval)
+    flash(f"Preview {preview_id} approved by {record.approved_by}.", "success")
+    return redirect(url_for("review.onboarding_preview", preview_id=preview_id), code=303)

@@ -38,6 +38,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "history:read": frozenset({Role.ADMIN}),
     "conflicts:read": frozenset({Role.ADMIN, Role.RESOLVER}),
     "conflicts:resolve": frozenset({Role.RESOLVER}),
+    "onboarding:read": frozenset({Role.ADMIN}),
+    "onboarding:approve": frozenset({Role.ADMIN}),
 }
 
 

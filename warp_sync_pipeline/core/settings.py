@@ -198,6 +198,8 @@ class WarpSettings(BaseSettings):
     onboarding_excluded_domains: str | None = Field(default=None, alias="WARP_ONBOARDING_EXCLUDED_DOMAINS")
     onboarding_max_customers_per_domain: int = Field(default=3, alias="WARP_ONBOARDING_MAX_CUSTOMERS_PER_DOMAIN",
                                                      ge=1)
+    onboarding_preview_max_age_hours: float = Field(default=24.0, alias="WARP_ONBOARDING_PREVIEW_MAX_AGE_HOURS",
+                                                    ge=0.1)
 
     # --- retention (the daily job)
     audit_retention_days: int = Field(default=365, alias="WARP_AUDIT_RETENTION_DAYS", ge=1)

@@ -106,7 +106,7 @@ def onboarding_preview(context: dg.AssetExecutionContext, onboarding_warp_custom
     portal = check_portal(hubspot.client, rules, linked, len(result.duplicate_bans))
     preview = build_preview(warp, companies, rules, result, portal,
                             min(pulled_at(warp), pulled_at(companies)))
-    preview_id = store_preview(db.engine, preview, result, run_id=context.run.run_id)
+    preview_id = store_preview(db.engine, preview, result, candidates, run_id=context.run.run_id)
     return dg.MaterializeResult(metadata=_metadata(preview_id, result, customers, preview.summary()))
 
 

@@ -171,13 +171,16 @@ def build_preview(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules, 
 
 # --- storage ------------------------------------------------------------------------------------------------
 
-CANDIDATE_COLUMNS = (CUSTOMER_ID, COMPANY_ID, CATEGORY, MATCHED_DOMAIN, NAME_SCORE, SECOND_SCORE, REASONS)
+SHOWN_NAME, SHOWN_DOMAINS = "shown_company_name", "shown_company_domains"
+CANDIDATE_COLUMNS = (CUSTOMER_ID, COMPANY_ID, CATEGORY, MATCHED_DOMAIN, NAME_SCORE, SECOND_SCORE, REASONS,
+                     SHOWN_NAME, SHOWN_DOMAINS)
 _INSERT_CHUNK = 50_000
 
 
-def candidate_rows(result: MatchResult) -> pd.DataFrame:
+def candidate_rows(result: MatchResult, companies: pd.DataFrame) -> pd.DataFrame:
     """Every row the review pages and the execution read: pairs, clusters, customers without and companies
-    without a candidate, and duplicate BANs (one row per company holding one)."""
+    without a candidate, and duplicate BANs (one row per company holding one); each company with its name and
+    domains as pulled (`companies`: the matching input)."""
     duplicates = result.duplicate_bans.explode("company_ids").rename(columns={"company_ids": COMPANY_ID})
     parts = [
         result.links,
@@ -187,14 +190,22 @@ def candidate_rows(result: MatchResult) -> pd.DataFrame:
         duplicates.assign(**{CATEGORY: Category.DUPLICATE_BAN.value,
                              REASONS: "warp_ban " + duplicates[BAN].astype(str) + " is held by several companies"}),
     ]
-    rows = pd.concat([p.reindex(columns=list(CANDIDATE_COLUMNS)) for p in parts if len(p)], ignore_index=True)
-    return rows.reindex(columns=list(CANDIDATE_COLUMNS))
+    rows = pd.concat([p.reindex(columns=list(CANDIDATE_COLUMNS[:7])) for p in parts if len(p)], ignore_index=True)
+    rows = rows.reindex(columns=list(CANDIDATE_COLUMNS[:7]))
+    shown = companies.set_index(COMPANY_ID)
+    columns = zip(*(shown[c].astype(object).tolist() for c in (DOMAIN, WEBSITE, ADDITIONAL_DOMAINS)), strict=True)
+    domains = pd.Series(["; ".join(v for v in values if isinstance(v, str) and v.strip()) or None
+                         for values in columns], index=shown.index, dtype=object)
+    rows[SHOWN_NAME] = rows[COMPANY_ID].map(shown[COMPANY_NAME].astype(object))
+    rows[SHOWN_DOMAINS] = rows[COMPANY_ID].map(domains)
+    return rows
 
 
-def store_preview(engine: sa.Engine, preview: Preview, result: MatchResult, *, run_id: str | None) -> int:
+def store_preview(engine: sa.Engine, preview: Preview, result: MatchResult, companies: pd.DataFrame, *,
+                  run_id: str | None) -> int:
     """Store the preview and its candidate rows in one transaction; earlier previews not yet approved are
     superseded (only the newest can be approved). Returns the preview's id."""
-    rows = candidate_rows(result)
+    rows = candidate_rows(result, companies)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE onboarding_previews SET status = 'superseded' WHERE status = 'ready'"))
         preview_id = conn.execute(sa.text(
@@ -213,6 +224,8 @@ def store_preview(engine: sa.Engine, preview: Preview, result: MatchResult, *, r
                 "scores": _numbers(chunk[NAME_SCORE]),
                 "seconds": _numbers(chunk[SECOND_SCORE]),
                 "reasons": _texts(chunk[REASONS]),
+                "names": _texts(chunk[SHOWN_NAME]),
+                "domains_shown": _texts(chunk[SHOWN_DOMAINS]),
             })
     return int(preview_id)
 
@@ -220,11 +233,13 @@ def store_preview(engine: sa.Engine, preview: Preview, result: MatchResult, *, r
 _INSERT_CANDIDATES = sa.text(
     """
     INSERT INTO onboarding_candidates
-        (preview_id, customer_id, company_id, category, matched_domain, name_score, second_score, reasons)
-    SELECT :preview, CAST(c AS uuid), h, k, d, s, s2, r
+        (preview_id, customer_id, company_id, category, matched_domain, name_score, second_score, reasons,
+         company_name, company_domains)
+    SELECT :preview, CAST(c AS uuid), h, k, d, s, s2, r, n, ds
     FROM unnest(CAST(:customers AS text[]), CAST(:companies AS text[]), CAST(:categories AS text[]),
                 CAST(:domains AS text[]), CAST(:scores AS numeric[]), CAST(:seconds AS numeric[]),
-                CAST(:reasons AS text[])) AS v(c, h, k, d, s, s2, r)
+                CAST(:reasons AS text[]), CAST(:names AS text[]), CAST(:domains_shown AS text[]))
+        AS v(c, h, k, d, s, s2, r, n, ds)
     """
 )
 
