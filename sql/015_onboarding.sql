@@ -13,6 +13,7 @@ CREATE TABLE onboarding_previews (
     approved_by text,
     approved_at timestamptz,
     approval jsonb,  -- the approver's choices: create_missing, set_domain
+    execution jsonb,  -- what the execution did (the last run's counts)
     CONSTRAINT onboarding_previews_status_valid
         CHECK (status IN ('ready', 'approved', 'superseded', 'executing', 'executed'))
 );
@@ -42,3 +43,9 @@ CREATE TABLE onboarding_candidates (
 
 CREATE INDEX onboarding_candidates_preview_category_idx ON onboarding_candidates (preview_id, category);
 CREATE INDEX onboarding_candidates_customer_idx ON onboarding_candidates (customer_id);
+
+-- The execution's links and creates are audited as the onboarding's.
+ALTER TABLE hubspot_sync_log DROP CONSTRAINT hubspot_sync_log_trigger_valid;
+ALTER TABLE hubspot_sync_log ADD CONSTRAINT hubspot_sync_log_trigger_valid CHECK (
+    trigger IN ('create', 'queue', 'webhook', 'reconciliation', 'manual', 'resolution', 'mapping', 'onboarding')
+);

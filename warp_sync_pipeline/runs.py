@@ -16,6 +16,7 @@ REQUEST_TAG = "warp/reconcile-request"
 DRY_RUN_TAG = "warp/dry-run"
 ONBOARDING_FLOW = "onboarding"
 ONBOARDING_PREVIEW_JOB_NAME = "onboarding_preview_job"
+ONBOARDING_EXECUTE_JOB_NAME = "onboarding_execute_job"
 # Jobs that pull every company (the nightly, the onboarding): dagster.yaml lets one of them run at a time, so two
 # full pulls never split HubSpot's budget.
 BULK_TAG = "warp/hubspot-bulk"

@@ -15,6 +15,7 @@ JOBS = {
     "reconciliation_job": "reconciliation",
     "retention_job": "retention",
     "onboarding_preview_job": "onboarding",
+    "onboarding_execute_job": "onboarding",
 }
 SENSORS = {
     "hubspot_sync_queue_sensor": "hubspot_sync_queue_job",

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: kept like the other Dagster test modules.
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.hubspot import HubSpotClient
+from warp_sync_pipeline.core.onboarding.previews import approve_preview, decide_candidate
 from warp_sync_pipeline.defs.onboarding import (
+    onboarding_execute_job,
     onboarding_hubspot_companies,
     onboarding_preview,
     onboarding_warp_customers,
@@ -141,3 +144,90 @@ def test_a_new_preview_supersedes_one_not_yet_approved(
     with engine.connect() as conn:
         statuses = conn.execute(sa.text("SELECT status FROM onboarding_previews ORDER BY id")).scalars().all()
     assert statuses == ["superseded", "ready"]
+
+
+def _execute(database_url: str, sandbox: Any, frames: Path, instance: dg.DagsterInstance, preview: int,
+             **config: Any) -> dg.ExecuteInProcessResult:
+    return onboarding_execute_job.execute_in_process(
+        resources=_resources(database_url, sandbox, frames), instance=instance, raise_on_error=False,
+        run_config={"ops": {"execute_onboarding": {"config": {"preview_id": preview, **config}}}})
+
+
+def _links(engine: sa.Engine) -> dict[str, str | None]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.text(
+            "SELECT id::text, external_ids ->> 'hubspot_company_id' FROM customers")).all())
+
+
+def test_an_approved_preview_executes_once_and_makes_one_company_per_ban(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any,
+    hubspot_client: HubSpotClient, make_customer: Callable[..., Any], tmp_path: Path,
+) -> None:
+    ids = _day_one(engine, sandbox, hubspot_client, make_customer)
+    assert dg.materialize(ASSETS, resources=_resources(database_url, sandbox, tmp_path), instance=instance).success
+    with engine.connect() as conn:
+        preview = conn.execute(sa.text("SELECT max(id) FROM onboarding_previews")).scalar_one()
+        review_row = conn.execute(sa.text(
+            "SELECT id FROM onboarding_candidates WHERE preview_id = :p AND customer_id = :c"),
+            {"p": preview, "c": ids["review"]}).scalar_one()
+    # Not approved yet: the job refuses.
+    refused = _execute(database_url, sandbox, tmp_path, instance, preview)
+    assert not refused.success and "PREVIEW_NOT_APPROVED" in str(refused.all_events)
+    decide_candidate(engine, preview, review_row, "confirmed", actor="carol", max_age=timedelta(hours=24))
+    approve_preview(engine, preview, actor="carol", max_age=timedelta(hours=24), create_missing=True,
+                    set_domain=False)
+    # The create's answer is lost after HubSpot made the companies: the run finds them by their BAN.
+    sandbox.control.set_faults(after_success={"calls": 1, "mode": "drop",
+                                              "endpoint": "POST /crm/v3/objects/companies/batch/create"})
+    result = _execute(database_url, sandbox, tmp_path, instance, preview)
+    assert result.success, str(result.all_events)
+    report = result.output_for_node("execute_onboarding")
+    assert (report["linked"], report["created"] + report["adopted"], report["create_failed"]) == (3, 1, 0)
+
+    links = _links(engine)
+    assert links[ids["ban"]] and links[ids["auto"]] and links[ids["review"]]
+    assert links[ids["cluster_a"]] is None and links[ids["cluster_b"]] is None  # a person picks for a cluster
+    assert links[ids["duplicate"]] is None
+    lonely_ban = _ban(engine, ids["none"])
+    made = [c for c in sandbox.control.all_companies() if c["properties"].get("warp_ban") == lonely_ban]
+    assert len(made) == 1 and links[ids["none"]] == made[0]["id"]
+    assert not made[0]["properties"].get("domain")  # the approver did not choose domains
+    with engine.connect() as conn:
+        status = conn.execute(sa.text("SELECT status FROM onboarding_previews WHERE id = :p"), {"p": preview}).scalar()
+        audited = conn.execute(sa.text("SELECT count(*) FROM hubspot_sync_log WHERE trigger = 'onboarding' "
+                                       "AND outcome = 'applied'")).scalar_one()
+    assert status == "executed" and audited == 4
+
+    # Executed: a second run refuses, and nothing was made twice.
+    again = _execute(database_url, sandbox, tmp_path, instance, preview)
+    assert not again.success
+    assert sum(c["properties"].get("warp_ban") == lonely_ban for c in sandbox.control.all_companies()) == 1
+
+
+def test_a_run_resumes_after_one_that_died_after_hubspot_made_companies(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any,
+    hubspot_client: HubSpotClient, make_customer: Callable[..., Any], tmp_path: Path,
+) -> None:
+    hubspot_client.ensure_properties()
+    orphans = [str(make_customer(f"Orphan Number{n} Ltd", contact_email=f"x@orphan{n}.example")) for n in range(5)]
+    assert dg.materialize(ASSETS, resources=_resources(database_url, sandbox, tmp_path), instance=instance).success
+    with engine.connect() as conn:
+        preview = conn.execute(sa.text("SELECT max(id) FROM onboarding_previews")).scalar_one()
+    approve_preview(engine, preview, actor="carol", max_age=timedelta(hours=24), create_missing=True,
+                    set_domain=True)
+    # What a run killed after HubSpot's answer but before linking leaves: companies with the BANs, no links.
+    for customer in orphans[:2]:
+        hubspot_client.create_company({"name": "made by the dead run", "warp_ban": _ban(engine, customer)})
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE onboarding_previews SET status = 'executing' WHERE id = :p"), {"p": preview})
+    result = _execute(database_url, sandbox, tmp_path, instance, preview)
+    assert result.success, str(result.all_events)
+    report = result.output_for_node("execute_onboarding")
+    assert (report["created"], report["adopted"]) == (3, 2)
+    links = _links(engine)
+    for customer in orphans:
+        ban = _ban(engine, customer)
+        holders = [c for c in sandbox.control.all_companies() if c["properties"].get("warp_ban") == ban]
+        assert len(holders) == 1 and links[customer] == holders[0]["id"]
+    fresh = [c for c in sandbox.control.all_companies() if c["properties"].get("name", "").startswith("Orphan")]
+    assert {c["properties"].get("domain") for c in fresh} == {f"orphan{n}.example" for n in range(2, 5)}

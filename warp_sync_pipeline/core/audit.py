@@ -34,6 +34,7 @@ class Trigger(StrEnum):
     MANUAL = "manual"
     RESOLUTION = "resolution"
     MAPPING = "mapping"
+    ONBOARDING = "onboarding"
 
 
 class Outcome(StrEnum):

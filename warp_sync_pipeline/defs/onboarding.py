@@ -7,6 +7,8 @@ either side. The UI shows counts and BANs (names and emails stay out of Dagster'
 review pages when WARP_PUBLIC_BASE_URL is set.
 """
 
+from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
@@ -14,6 +16,15 @@ import pandas as pd
 
 from warp_sync_pipeline.core.fields import load_rules
 from warp_sync_pipeline.core.onboarding.domains import DomainPolicy
+from warp_sync_pipeline.core.onboarding.execute import (
+    ExecutionReport,
+    approved_links,
+    begin_execution,
+    create_companies,
+    customers_to_create,
+    finish_execution,
+    link_pairs,
+)
 from warp_sync_pipeline.core.onboarding.matching import (
     BAN,
     CATEGORY,
@@ -33,6 +44,7 @@ from warp_sync_pipeline.core.onboarding.preview import (
     matching_inputs,
     store_preview,
 )
+from warp_sync_pipeline.core.onboarding.previews import PreviewError
 from warp_sync_pipeline.core.reconcile import hubspot_properties, pull_hubspot_companies, pull_warp_customers
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_PULLED_AT,
@@ -47,6 +59,7 @@ from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.runs import (
     BULK_TAGS,
     FLOW_TAG,
+    ONBOARDING_EXECUTE_JOB_NAME,
     ONBOARDING_FLOW,
     ONBOARDING_PREVIEW_JOB_NAME,
     max_runtime_tags,
@@ -56,6 +69,8 @@ GROUP = "onboarding"
 IO_MANAGER = "parquet_io_manager"
 SAMPLE = 10  # BANs shown per category in the run's Markdown
 PREVIEW_MAX_RUNTIME_SECONDS = 4 * 3600.0  # a million companies' pull is about 21 minutes of HubSpot's budget
+# Creating 100,000 companies is 1,000 calls: minutes of budget; hours leave room for a portal shared with others.
+EXECUTE_MAX_RUNTIME_SECONDS = 8 * 3600.0
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres", "pandas"}, io_manager_key=IO_MANAGER)
@@ -148,7 +163,54 @@ onboarding_preview_job = dg.define_asset_job(
 )
 
 
+class OnboardingExecuteConfig(dg.Config):
+    preview_id: int
+    # A person's name: approves a ready preview (no creates) and executes it, as approving in the review pages does.
+    approve_as: str | None = None
+
+
+@dg.op(description="Carries out an approved onboarding preview: its links, then the companies to create if the "
+                   "approver chose so. Resumable: run it again after a failure, nothing is done twice.")
+def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecuteConfig, db: DatabaseResource,
+                       hubspot: HubSpotResource) -> dict[str, Any]:
+    settings = load_settings()
+    try:
+        approval = begin_execution(db.engine, config.preview_id, approve_as=config.approve_as,
+                                   max_age=timedelta(hours=settings.onboarding_preview_max_age_hours))
+    except PreviewError as exc:
+        raise dg.Failure(description=f"{exc.code}: {exc.message}") from exc
+    with db.engine.connect() as conn:
+        rules = load_rules(conn)
+    run_id = context.run.run_id
+    report = ExecutionReport()
+    link_pairs(db.engine, approved_links(db.engine, config.preview_id), report, run_id=run_id,
+               progress=context.log.info)
+    if approval.get("create_missing"):
+        create_companies(db.engine, hubspot.client, customers_to_create(db.engine, config.preview_id), rules, report,
+                         set_domain=bool(approval.get("set_domain")), domains=DomainPolicy.from_settings(settings),
+                         run_id=run_id, progress=context.log.info)
+    finish_execution(db.engine, config.preview_id, report)
+    counts = asdict(report)
+    context.add_output_metadata({"preview_id": config.preview_id, **{k: v for k, v in counts.items()
+                                                                     if isinstance(v, int)},
+                                 "failures": counts["failures"]})
+    if report.create_unknown:
+        raise dg.Failure(description=f"{report.create_unknown} creates had no answer and no company holds their "
+                                     "BAN yet: run the job again to finish them (nothing is made twice).")
+    return counts
+
+
+@dg.job(
+    name=ONBOARDING_EXECUTE_JOB_NAME,
+    description="Day one: carry out an approved preview (links, then creates if chosen). Resumable.",
+    tags={FLOW_TAG: ONBOARDING_FLOW, **BULK_TAGS, **max_runtime_tags(EXECUTE_MAX_RUNTIME_SECONDS)},
+    executor_def=dg.in_process_executor,
+)
+def onboarding_execute_job() -> None:
+    execute_onboarding()
+
+
 @dg.definitions
 def onboarding() -> dg.Definitions:
     return dg.Definitions(assets=[onboarding_warp_customers, onboarding_hubspot_companies, onboarding_preview],
-                          jobs=[onboarding_preview_job])
+                          jobs=[onboarding_preview_job, onboarding_execute_job])

@@ -1,0 +1,270 @@
+"""Carrying out an approved onboarding preview: the links it found and a person confirmed, then, if the approver
+chose it, a HubSpot company for each customer without one. Resumable: a run killed half-way is run again and
+continues, linking and creating nothing twice (links are compare-and-set; a create is keyed by the BAN, HubSpot's
+`warp_ban` is unique, and a company a lost answer may have made is found by that BAN before anything is made
+again).
+
+Creates go 100 a call, ledger first (each value recorded under the BAN before the request, bound to the company
+once it exists, voided only when HubSpot refused the request), through the shared request budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
+from warp_sync_pipeline.core.errors import Failure
+from warp_sync_pipeline.core.failures import error_code
+from warp_sync_pipeline.core.fields import Direction, FieldRules
+from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotError, NotFound
+from warp_sync_pipeline.core.hubspot.errors import UniqueValueConflict
+from warp_sync_pipeline.core.ledger import (
+    LedgerWrite,
+    bind_company,
+    definitely_not_applied,
+    record_writes,
+    void_writes,
+)
+from warp_sync_pipeline.core.links import link_unlinked
+from warp_sync_pipeline.core.normalize import to_hubspot
+from warp_sync_pipeline.core.onboarding.domains import DomainPolicy, registrable_domain
+from warp_sync_pipeline.core.onboarding.previews import PreviewError, approve_preview, get_preview
+from warp_sync_pipeline.core.reconcile.frames import BAN_PROPERTY
+from warp_sync_pipeline.core.reconciliation_runs import dumps_json
+from warp_sync_pipeline.core.sync_tables import customers
+
+LINK_CHUNK = 500
+CREATE_CHUNK = 100  # HubSpot's batch limit
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExecutionReport:
+    linked: int = 0
+    already_linked: int = 0
+    link_refused: int = 0  # the customer or the company was linked to another meanwhile
+    created: int = 0
+    adopted: int = 0  # a company holding the BAN already (an earlier run's, or one made by hand)
+    create_failed: int = 0
+    create_unknown: int = 0  # HubSpot's answer was lost and no company holds the BAN yet: the next run retries
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def failed(self, code: str) -> None:
+        self.failures[code] = self.failures.get(code, 0) + 1
+
+
+def begin_execution(engine: sa.Engine, preview_id: int, *, max_age: timedelta,
+                    approve_as: str | None = None) -> dict[str, Any]:
+    """The approval the run carries out; the preview marked executing. `approve_as` approves a ready preview
+    first (a person naming it in the run's config, with the default choices: no creates)."""
+    record = get_preview(engine, preview_id)
+    if record is None:
+        raise PreviewError(Failure.NOT_FOUND, "NOT_FOUND", f"No preview {preview_id}.")
+    if record.status == "ready" and approve_as:
+        record = approve_preview(engine, preview_id, actor=approve_as, max_age=max_age, create_missing=False,
+                                 set_domain=False)
+    if record.status not in ("approved", "executing"):
+        raise PreviewError(Failure.CONFLICT, "PREVIEW_NOT_APPROVED",
+                           f"Preview {preview_id} is {record.status}: only an approved preview executes.")
+    if not record.fresh(max_age):
+        raise PreviewError(Failure.CONFLICT, "PREVIEW_TOO_OLD",
+                           f"Preview {preview_id} was pulled more than {max_age.total_seconds() / 3600:g} h ago: "
+                           "run a new preview and approve it.")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE onboarding_previews SET status = 'executing' WHERE id = :id"),
+                     {"id": preview_id})
+    return dict(record.approval or {})
+
+
+def finish_execution(engine: sa.Engine, preview_id: int, report: ExecutionReport) -> None:
+    """Executed once nothing is left to retry; a run with unknown outcomes stays executing for the next run."""
+    status = "executed" if not report.create_unknown else "executing"
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE onboarding_previews SET status = :status, execution = CAST(:report AS jsonb) "
+                             "WHERE id = :id"), {"status": status, "report": dumps_json(asdict(report)),
+                                                 "id": preview_id})
+
+
+# --- links ----------------------------------------------------------------------------------------------------
+
+
+def approved_links(engine: sa.Engine, preview_id: int) -> list[tuple[str, str, str]]:
+    """(customer id, company id, category) of every pair to link: by BAN, auto-links and confirmed candidates."""
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            "SELECT customer_id::text, company_id, category FROM onboarding_candidates "
+            "WHERE preview_id = :id AND customer_id IS NOT NULL AND company_id IS NOT NULL "
+            "AND (category IN ('linked_by_ban', 'auto_link') OR decision = 'confirmed') ORDER BY id"
+        ), {"id": preview_id}).all()]
+
+
+def link_pairs(engine: sa.Engine, pairs: Sequence[tuple[str, str, str]], report: ExecutionReport, *,
+               run_id: str | None, progress: Progress | None = None) -> None:
+    """Link each still-unlinked customer to its company where no other customer holds it (compare-and-set), in
+    chunks; a chunk another writer raced is linked row by row."""
+    for start in range(0, len(pairs), LINK_CHUNK):
+        chunk = pairs[start:start + LINK_CHUNK]
+        with engine.begin() as conn:
+            try:
+                with conn.begin_nested():
+                    linked = link_unlinked(conn, [(c, h) for c, h, _ in chunk])
+            except sa.exc.IntegrityError:
+                linked = set()
+                for customer, company, _ in chunk:
+                    try:
+                        with conn.begin_nested():
+                            linked |= link_unlinked(conn, [(customer, company)])
+                    except sa.exc.IntegrityError:
+                        continue
+            held = _linked_now(conn, [c for c, _, _ in chunk if c not in linked])
+            log_sync_many(conn, [_link_entry(c, h, k, run_id) for c, h, k in chunk if c in linked])
+        report.linked += len(linked)
+        for customer, company, _ in chunk:
+            if customer in linked:
+                continue
+            if held.get(customer) == company:
+                report.already_linked += 1
+            else:
+                report.link_refused += 1
+        if progress is not None:
+            progress(f"onboarding links: {min(start + LINK_CHUNK, len(pairs)):,} of {len(pairs):,}")
+
+
+def _linked_now(conn: sa.Connection, customer_ids: list[str]) -> dict[str, str | None]:
+    if not customer_ids:
+        return {}
+    rows = conn.execute(sa.text(
+        "SELECT id::text, external_ids ->> 'hubspot_company_id' FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))"
+    ), {"ids": customer_ids}).all()
+    return dict(rows)
+
+
+def _link_entry(customer: str, company: str, category: str, run_id: str | None) -> SyncLogEntry:
+    return SyncLogEntry(trigger=Trigger.ONBOARDING, outcome=Outcome.APPLIED, customer_id=customer,
+                        run_id=run_id, reason="LINKED", new_value=company,
+                        details={"link": category, "company_id": company})
+
+
+# --- creates --------------------------------------------------------------------------------------------------
+
+
+def customers_to_create(engine: sa.Engine, preview_id: int) -> list[str]:
+    """The preview's customers without a candidate that are still without a company."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text(
+            "SELECT o.customer_id::text FROM onboarding_candidates o JOIN customers c ON c.id = o.customer_id "
+            "WHERE o.preview_id = :id AND o.category = 'no_candidate' "
+            "AND NOT (c.external_ids ? 'hubspot_company_id') AND c.hubspot_link_status = 'unlinked' ORDER BY o.id"
+        ), {"id": preview_id}).scalars())
+
+
+@dataclass(frozen=True)
+class _NewCompany:
+    customer_id: str
+    ban: str
+    properties: dict[str, str]
+    writes: list[LedgerWrite]
+
+
+def create_companies(engine: sa.Engine, client: HubSpotClient, customer_ids: Sequence[str], rules: FieldRules,
+                     report: ExecutionReport, *, set_domain: bool, domains: DomainPolicy, run_id: str | None,
+                     progress: Progress | None = None) -> None:
+    """A company for each customer, 100 a call: never two for one BAN."""
+    for start in range(0, len(customer_ids), CREATE_CHUNK):
+        wanted = _new_companies(engine, customer_ids[start:start + CREATE_CHUNK], rules, set_domain, domains)
+        ledger_ids = record_writes(engine, [w for new in wanted for w in new.writes])
+        by_ban: dict[str, list[int]] = {}
+        position = 0
+        for new in wanted:
+            by_ban[new.ban] = ledger_ids[position:position + len(new.writes)]
+            position += len(new.writes)
+        outcomes = client.batch_create_companies([new.properties for new in wanted])
+        for new, outcome in zip(wanted, outcomes, strict=True):
+            _settle_create(engine, client, new, outcome.company.id if outcome.company else None, outcome.error,
+                           by_ban[new.ban], report, run_id=run_id)
+        if progress is not None:
+            progress(f"onboarding creates: {min(start + CREATE_CHUNK, len(customer_ids)):,} of {len(customer_ids):,}")
+
+
+def _new_companies(engine: sa.Engine, customer_ids: Sequence[str], rules: FieldRules, set_domain: bool,
+                   domains: DomainPolicy) -> list[_NewCompany]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(customers).where(customers.c.id.in_([UUID(c) for c in customer_ids]))
+                            ).mappings().all()
+    made: dict[str, _NewCompany] = {}
+    for row in rows:
+        properties = {BAN_PROPERTY: row["ban"]}
+        writes = []
+        for name, rule in rules.items():
+            if rule.direction is Direction.HUBSPOT_TO_WARP or name not in row:
+                continue
+            text = to_hubspot(rule.spec, row[name])
+            if text != "":
+                properties[rule.hubspot_property] = text
+                writes.append(LedgerWrite(rule, row[name], ban=row["ban"]))
+        domain = registrable_domain(row.get("contact_email")) if set_domain else None
+        if domain and domain not in domains.excluded:
+            properties["domain"] = domain
+        made.setdefault(row["ban"], _NewCompany(str(row["id"]), row["ban"], properties, writes))
+    return list(made.values())  # one input per BAN within the call
+
+
+def _settle_create(engine: sa.Engine, client: HubSpotClient, new: _NewCompany, company_id: str | None,
+                   error: HubSpotError | None, ledger_ids: list[int], report: ExecutionReport, *,
+                   run_id: str | None) -> None:
+    adopted = False
+    held = isinstance(error, UniqueValueConflict)
+    if company_id is None and (held or not definitely_not_applied(error)):
+        # Another run's company (or one made by hand) holds the BAN, or the answer was lost: find it by the BAN.
+        company_id, adopted = _holder(client, new.ban), True
+    if company_id is None:
+        if held:  # only an archived company holds it: a person decides (restore it, or free the BAN)
+            _create_failed(engine, new, ledger_ids, report, "BAN_HELD_BY_ARCHIVED_COMPANY", error, run_id)
+        elif definitely_not_applied(error):
+            _create_failed(engine, new, ledger_ids, report, error_code(error), error, run_id)
+        else:
+            report.create_unknown += 1  # the ledger entries stay: the company may exist; the next run looks again
+        return
+    bind_company(engine, new.ban, company_id)
+    with engine.begin() as conn:
+        linked = link_unlinked(conn, [(new.customer_id, company_id)])
+        if linked:
+            log_sync_many(conn, [_create_entry(new, company_id, adopted, run_id)])
+    if not linked:
+        report.link_refused += 1
+    elif adopted:
+        report.adopted += 1
+    else:
+        report.created += 1
+
+
+def _holder(client: HubSpotClient, ban: str) -> str | None:
+    try:
+        return client.get_company(ban, id_property=BAN_PROPERTY, properties=[BAN_PROPERTY]).id
+    except NotFound:
+        return None
+
+
+def _create_entry(new: _NewCompany, company_id: str, adopted: bool, run_id: str | None) -> SyncLogEntry:
+    return SyncLogEntry(trigger=Trigger.ONBOARDING, outcome=Outcome.APPLIED, customer_id=new.customer_id,
+                        ban=new.ban, direction=Direction.WARP_TO_HUBSPOT, run_id=run_id,
+                        reason="ADOPTED" if adopted else "CREATED", new_value=company_id,
+                        details={"company_id": company_id, "properties": sorted(new.properties)})
+
+
+def _create_failed(engine: sa.Engine, new: _NewCompany, ledger_ids: list[int], report: ExecutionReport, code: str,
+                   error: HubSpotError | None, run_id: str | None) -> None:
+    void_writes(engine, ledger_ids, f"onboarding create refused: {code}")
+    report.create_failed += 1
+    report.failed(code)
+    with engine.begin() as conn:
+        log_sync_many(conn, [SyncLogEntry(
+            trigger=Trigger.ONBOARDING, outcome=Outcome.FAILED, customer_id=new.customer_id, ban=new.ban,
+            direction=Direction.WARP_TO_HUBSPOT, run_id=run_id, reason="CREATE_FAILED", error_code=code,
+            error=str(error) if error else None)])
