@@ -11,8 +11,11 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
+from warp_sync_pipeline.core.fields import load_rules
 from warp_sync_pipeline.core.hubspot import HubSpotClient
+from warp_sync_pipeline.core.normalize import to_hubspot
 from warp_sync_pipeline.core.onboarding.previews import approve_preview, decide_candidate
+from warp_sync_pipeline.core.reconcile.frames import BAN_PROPERTY
 from warp_sync_pipeline.defs.onboarding import (
     onboarding_execute_job,
     onboarding_hubspot_companies,
@@ -198,6 +201,15 @@ def test_an_approved_preview_executes_once_and_makes_one_company_per_ban(
                                        "AND outcome = 'applied'")).scalar_one()
     assert status == "executed" and audited == 4
 
+    # The field rules ran on the linked pairs: HubSpot's credit limit won (HUBSPOT_WINS) and agreed values are on
+    # record, so the first nightly finds them in sync instead of tripping the brake.
+    with engine.connect() as conn:
+        credit = conn.execute(sa.text("SELECT credit_limit FROM customers WHERE id = :c"), {"c": ids["ban"]}).scalar()
+        agreed = conn.execute(sa.text("SELECT count(*) FROM hubspot_field_state WHERE customer_id = :c "
+                                      "AND agreed_value IS NOT NULL"), {"c": ids["ban"]}).scalar_one()
+    assert credit == 7500 and agreed >= 3
+    assert report["rules"]["hubspot"] in ("written", "nothing_to_write") and report["rules"]["warp_failed"] == 0
+
     # Executed: a second run refuses, and nothing was made twice.
     again = _execute(database_url, sandbox, tmp_path, instance, preview)
     assert not again.success
@@ -231,3 +243,34 @@ def test_a_run_resumes_after_one_that_died_after_hubspot_made_companies(
         assert len(holders) == 1 and links[customer] == holders[0]["id"]
     fresh = [c for c in sandbox.control.all_companies() if c["properties"].get("name", "").startswith("Orphan")]
     assert {c["properties"].get("domain") for c in fresh} == {f"orphan{n}.example" for n in range(2, 5)}
+
+
+def test_the_execution_is_held_to_what_the_approver_saw(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any,
+    hubspot_client: HubSpotClient, make_customer: Callable[..., Any], tmp_path: Path,
+) -> None:
+    hubspot_client.ensure_properties()
+    customers = [make_customer(f"Steady Customer{n} Ltd", credit_limit=100, contact_email=f"a@steady{n}.example")
+                 for n in range(15)]
+    with engine.connect() as conn:
+        rules = load_rules(conn)
+        rows = conn.execute(sa.text("SELECT * FROM customers")).mappings().all()
+    # Each company holds exactly what WARP holds, field by field.
+    sandbox.control.seed([{BAN_PROPERTY: row["ban"], **{rule.hubspot_property: to_hubspot(rule.spec, row[name])
+                                                          for name, rule in rules.items()}} for row in rows])
+    assert dg.materialize(ASSETS, resources=_resources(database_url, sandbox, tmp_path), instance=instance).success
+    with engine.connect() as conn:
+        preview, brake = conn.execute(sa.text(
+            "SELECT id, summary -> 'brake' FROM onboarding_previews ORDER BY id DESC LIMIT 1")).one()
+    assert brake["records_to_change"] == 0  # what the approver sees: every field already agrees
+    approve_preview(engine, preview, actor="carol", max_age=timedelta(hours=24), create_missing=False,
+                    set_domain=False)
+    # Between approval and execution, twelve credit limits change in HubSpot: more than the preview allows.
+    for company in sandbox.control.all_companies()[:12]:
+        sandbox.control.rep_edit(company["id"], {"warp_credit_limit": "900"})
+    result = _execute(database_url, sandbox, tmp_path, instance, preview)
+    assert not result.success and "more than the 10 the approved preview allows" in str(result.all_events)
+    with engine.connect() as conn:
+        limits = conn.execute(sa.text("SELECT credit_limit FROM customers")).scalars().all()
+    assert set(limits) == {100}  # no field written
+    assert all(_links(engine)[str(c)] for c in customers)  # the links were made

@@ -18,6 +18,8 @@ from warp_sync_pipeline.core.fields import load_rules
 from warp_sync_pipeline.core.onboarding.domains import DomainPolicy
 from warp_sync_pipeline.core.onboarding.execute import (
     ExecutionReport,
+    allowed_changes,
+    apply_rules,
     approved_links,
     begin_execution,
     create_companies,
@@ -175,25 +177,34 @@ def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecute
                        hubspot: HubSpotResource) -> dict[str, Any]:
     settings = load_settings()
     try:
-        approval = begin_execution(db.engine, config.preview_id, approve_as=config.approve_as,
-                                   max_age=timedelta(hours=settings.onboarding_preview_max_age_hours))
+        preview = begin_execution(db.engine, config.preview_id, approve_as=config.approve_as,
+                                  max_age=timedelta(hours=settings.onboarding_preview_max_age_hours))
     except PreviewError as exc:
         raise dg.Failure(description=f"{exc.code}: {exc.message}") from exc
+    approval = preview.approval or {}
     with db.engine.connect() as conn:
         rules = load_rules(conn)
     run_id = context.run.run_id
     report = ExecutionReport()
-    link_pairs(db.engine, approved_links(db.engine, config.preview_id), report, run_id=run_id,
-               progress=context.log.info)
-    if approval.get("create_missing"):
-        create_companies(db.engine, hubspot.client, customers_to_create(db.engine, config.preview_id), rules, report,
-                         set_domain=bool(approval.get("set_domain")), domains=DomainPolicy.from_settings(settings),
-                         run_id=run_id, progress=context.log.info)
+    pairs = approved_links(db.engine, config.preview_id)
+    link_pairs(db.engine, pairs, report, run_id=run_id, progress=context.log.info)
+    missing = customers_to_create(db.engine, config.preview_id) if approval.get("create_missing") else []
+    create_companies(db.engine, hubspot.client, missing, rules, report, set_domain=bool(approval.get("set_domain")),
+                     domains=DomainPolicy.from_settings(settings), run_id=run_id, progress=context.log.info)
+    confirmed = sum(1 for _, _, category in pairs if category not in LINKING)
+    seen = int((preview.summary.get("brake") or {}).get("records_to_change", 0))
+    report.rules = apply_rules(db.engine, hubspot.client, rules, [c for c, _, _ in pairs] + missing,
+                               allowed=allowed_changes(seen, confirmed), enabled=settings.writeback_enabled,
+                               run_id=run_id, progress=context.log.info)
     finish_execution(db.engine, config.preview_id, report)
     counts = asdict(report)
     context.add_output_metadata({"preview_id": config.preview_id, **{k: v for k, v in counts.items()
                                                                      if isinstance(v, int)},
-                                 "failures": counts["failures"]})
+                                 "failures": counts["failures"], "field_rules": counts["rules"]})
+    if report.rules.get("hubspot") == "braked":
+        raise dg.Failure(description=f"The execution would change {report.rules['records_to_change']:,} records, "
+                                     f"more than the {report.rules['allowed']:,} the approved preview allows: the "
+                                     "links were made, no field was written. Run a new preview and approve it.")
     if report.create_unknown:
         raise dg.Failure(description=f"{report.create_unknown} creates had no answer and no company holds their "
                                      "BAN yet: run the job again to finish them (nothing is made twice).")

@@ -10,6 +10,7 @@ once it exists, voided only when HubSpot refused the request), through the share
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -34,8 +35,26 @@ from warp_sync_pipeline.core.ledger import (
 from warp_sync_pipeline.core.links import link_unlinked
 from warp_sync_pipeline.core.normalize import to_hubspot
 from warp_sync_pipeline.core.onboarding.domains import DomainPolicy, registrable_domain
-from warp_sync_pipeline.core.onboarding.previews import PreviewError, approve_preview, get_preview
-from warp_sync_pipeline.core.reconcile.frames import BAN_PROPERTY
+from warp_sync_pipeline.core.onboarding.previews import (
+    PreviewError,
+    PreviewRecord,
+    approve_preview,
+    get_preview,
+)
+from warp_sync_pipeline.core.reconcile import (
+    ReconcileOptions,
+    brake_stats,
+    build_plan,
+    compute_differences,
+    fetch_property_history,
+    history_needed,
+    hubspot_properties,
+    pull_warp_customers,
+    write_to_hubspot,
+    write_to_warp,
+)
+from warp_sync_pipeline.core.reconcile.frames import BAN_PROPERTY, COMPANY_ID, CUSTOMER_ID
+from warp_sync_pipeline.core.reconcile.pull import read_hubspot_companies
 from warp_sync_pipeline.core.reconciliation_runs import dumps_json
 from warp_sync_pipeline.core.sync_tables import customers
 
@@ -54,13 +73,14 @@ class ExecutionReport:
     create_failed: int = 0
     create_unknown: int = 0  # HubSpot's answer was lost and no company holds the BAN yet: the next run retries
     failures: dict[str, int] = field(default_factory=dict)
+    rules: dict[str, Any] = field(default_factory=dict)  # what applying the field rules did (apply_rules)
 
     def failed(self, code: str) -> None:
         self.failures[code] = self.failures.get(code, 0) + 1
 
 
 def begin_execution(engine: sa.Engine, preview_id: int, *, max_age: timedelta,
-                    approve_as: str | None = None) -> dict[str, Any]:
+                    approve_as: str | None = None) -> PreviewRecord:
     """The approval the run carries out; the preview marked executing. `approve_as` approves a ready preview
     first (a person naming it in the run's config, with the default choices: no creates)."""
     record = get_preview(engine, preview_id)
@@ -79,7 +99,7 @@ def begin_execution(engine: sa.Engine, preview_id: int, *, max_age: timedelta,
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE onboarding_previews SET status = 'executing' WHERE id = :id"),
                      {"id": preview_id})
-    return dict(record.approval or {})
+    return record
 
 
 def finish_execution(engine: sa.Engine, preview_id: int, report: ExecutionReport) -> None:
@@ -268,3 +288,46 @@ def _create_failed(engine: sa.Engine, new: _NewCompany, ledger_ids: list[int], r
             trigger=Trigger.ONBOARDING, outcome=Outcome.FAILED, customer_id=new.customer_id, ban=new.ban,
             direction=Direction.WARP_TO_HUBSPOT, run_id=run_id, reason="CREATE_FAILED", error_code=code,
             error=str(error) if error else None)])
+
+
+# --- the field rules on the pairs now linked ----------------------------------------------------------------
+
+# What the execution may change beyond what the approver saw (the world moves between preview and execution).
+BRAKE_SLACK_SHARE = 0.05
+BRAKE_SLACK_RECORDS = 10
+
+
+def allowed_changes(seen: int, confirmed: int) -> int:
+    """Records the execution may change: what the preview showed the approver for the pairs it found, one per
+    pair a person confirmed, and a little slack."""
+    return seen + confirmed + max(BRAKE_SLACK_RECORDS, math.ceil(seen * BRAKE_SLACK_SHARE))
+
+
+def apply_rules(engine: sa.Engine, client: HubSpotClient, rules: FieldRules, customer_ids: Sequence[str], *,
+                allowed: int, enabled: bool, run_id: str | None,
+                progress: Progress | None = None) -> dict[str, Any]:
+    """The nightly's diff, plan and write-backs, on these customers and their companies only: values both sides
+    already hold are recorded as agreed, the rules decide the rest (change times from HubSpot's history where
+    LATEST_WINS needs them). The brake holds the plan to `allowed` records: more, and nothing is written."""
+    wanted = set(customer_ids)
+    if not wanted:
+        return {"records_to_change": 0, "allowed": allowed}
+    warp = pull_warp_customers(engine, rules, progress=progress)
+    attrs = dict(warp.attrs)
+    warp = warp[warp[CUSTOMER_ID].astype(str).isin(wanted)].reset_index(drop=True)
+    warp.attrs = attrs
+    companies = read_hubspot_companies(client, warp[COMPANY_ID].dropna().astype(str), hubspot_properties(rules))
+    differences = compute_differences(warp, companies, rules)
+    ids, properties = history_needed(differences, rules)
+    plan = build_plan(differences, fetch_property_history(client, ids, properties), rules)
+    brake = brake_stats(plan)
+    options = ReconcileOptions(allow_mass_write=brake.records_to_change <= allowed, max_change_share=0.0)
+    hubspot = write_to_hubspot(plan, client=client, engine=engine, rules=rules, options=options, run_id=run_id,
+                               enabled=enabled, progress=progress)
+    warp_summary = write_to_warp(plan, engine=engine, rules=rules, options=options, run_id=run_id, enabled=enabled,
+                                 progress=progress)
+    return {"records_to_change": brake.records_to_change, "records_compared": brake.records_compared,
+            "allowed": allowed, "hubspot": hubspot.status, "hubspot_applied": hubspot.applied,
+            "hubspot_failed": hubspot.failed, "warp": warp_summary.status, "warp_applied": warp_summary.applied,
+            "warp_failed": warp_summary.failed, "agreements_recorded": warp_summary.agreements_recorded,
+            "conflicts_opened": warp_summary.conflicts_opened, "reason": hubspot.reason or warp_summary.reason}

@@ -47,7 +47,7 @@ from warp_sync_pipeline.core.onboarding.matching import (
 from warp_sync_pipeline.core.reconcile import frames
 from warp_sync_pipeline.core.reconcile.diff import compute_differences
 from warp_sync_pipeline.core.reconcile.history import empty_history
-from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON, build_plan
+from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON, brake_stats, build_plan
 from warp_sync_pipeline.core.reconciliation_runs import dumps_json
 
 # What the HubSpot pull reads beyond the nightly's properties.
@@ -89,12 +89,14 @@ def matching_inputs(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules
 
 
 def field_outcomes(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules,
-                   links: pd.DataFrame) -> list[dict[str, Any]]:
+                   links: pd.DataFrame) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Per field, kind (an agreement to record, or a change), action and reason: how many of the pairs that would
-    be linked (by BAN and auto-links) it concerns. The nightly's diff and plan, run on those pairs as if linked."""
+    be linked (by BAN and auto-links) it concerns; and the brake's figures (records the rules would change, of
+    those compared), which the execution is held to. The nightly's diff and plan, run on those pairs as if
+    linked."""
     chosen = links[links[CATEGORY].isin(LINKING)]
     if chosen.empty:
-        return []
+        return [], {"records_to_change": 0, "records_compared": 0}
     target = dict(zip(chosen[CUSTOMER_ID], chosen[COMPANY_ID], strict=True))
     ids = warp[frames.CUSTOMER_ID].astype(str)
     pairs = warp[ids.isin(target)].copy()
@@ -105,8 +107,8 @@ def field_outcomes(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules,
     plan = build_plan(compute_differences(pairs, companies, rules), empty_history(), rules)
     rows = plan[plan[frames.KIND].isin([frames.CHANGE, frames.AGREEMENT])]
     counted = rows.groupby([FIELD, frames.KIND, ACTION, REASON], dropna=False).size()
-    return [{"field": f, "kind": k, "action": a, "reason": r, "pairs": int(n)}
-            for (f, k, a, r), n in counted.items()]
+    return ([{"field": f, "kind": k, "action": a, "reason": r, "pairs": int(n)} for (f, k, a, r), n in counted.items()],
+            asdict(brake_stats(plan)))
 
 
 @dataclass(frozen=True)
@@ -158,15 +160,16 @@ class Preview:
     counts: dict[str, int]
     fields: list[dict[str, Any]]
     portal: PortalChecks
+    brake: dict[str, int] = field(default_factory=lambda: {"records_to_change": 0, "records_compared": 0})
 
     def summary(self) -> dict[str, Any]:
-        return {"counts": self.counts, "fields": self.fields, "portal": asdict(self.portal)}
+        return {"counts": self.counts, "fields": self.fields, "portal": asdict(self.portal), "brake": self.brake}
 
 
 def build_preview(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules, result: MatchResult,
                   portal: PortalChecks, pulled_at: datetime) -> Preview:
-    return Preview(pulled_at=pulled_at, counts=result.counts(),
-                   fields=field_outcomes(warp, hubspot, rules, result.links), portal=portal)
+    fields, brake = field_outcomes(warp, hubspot, rules, result.links)
+    return Preview(pulled_at=pulled_at, counts=result.counts(), fields=fields, portal=portal, brake=brake)
 
 
 # --- storage ------------------------------------------------------------------------------------------------
