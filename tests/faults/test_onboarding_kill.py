@@ -28,7 +28,7 @@ from warp_sync_pipeline.core.fields import load_rules
 from warp_sync_pipeline.core.hubspot import client_from_env
 from warp_sync_pipeline.core.onboarding.domains import DomainPolicy
 from warp_sync_pipeline.core.onboarding.execute import (
-    ExecutionReport, begin_execution, create_companies, customers_to_create)
+    ExecutionReport, begin_execution, create_missing, customers_to_create)
 
 engine = make_engine(database_url_from_env())
 preview = int(sys.argv[1])
@@ -36,8 +36,8 @@ begin_execution(engine, preview, max_age=timedelta(hours=24))
 with engine.connect() as conn:
     rules = load_rules(conn)
 print("creating", flush=True)
-create_companies(engine, client_from_env(engine), customers_to_create(engine, preview), rules, ExecutionReport(),
-                 set_domain=False, domains=DomainPolicy.bundled(), run_id="killed-run")
+create_missing(engine, client_from_env(engine), customers_to_create(engine, preview), rules, ExecutionReport(),
+               set_domain=False, domains=DomainPolicy.bundled(), run_id="killed-run")
 print("finished", flush=True)
 """
 

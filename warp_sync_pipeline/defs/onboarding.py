@@ -22,7 +22,7 @@ from warp_sync_pipeline.core.onboarding.execute import (
     apply_rules,
     approved_links,
     begin_execution,
-    create_companies,
+    create_missing,
     customers_to_create,
     finish_execution,
     link_pairs,
@@ -189,8 +189,8 @@ def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecute
     pairs = approved_links(db.engine, config.preview_id)
     link_pairs(db.engine, pairs, report, run_id=run_id, progress=context.log.info)
     missing = customers_to_create(db.engine, config.preview_id) if approval.get("create_missing") else []
-    create_companies(db.engine, hubspot.client, missing, rules, report, set_domain=bool(approval.get("set_domain")),
-                     domains=DomainPolicy.from_settings(settings), run_id=run_id, progress=context.log.info)
+    create_missing(db.engine, hubspot.client, missing, rules, report, set_domain=bool(approval.get("set_domain")),
+                   domains=DomainPolicy.from_settings(settings), run_id=run_id, progress=context.log.info)
     confirmed = sum(1 for _, _, category in pairs if category not in LINKING)
     seen = int((preview.summary.get("brake") or {}).get("records_to_change", 0))
     report.rules = apply_rules(db.engine, hubspot.client, rules, [c for c, _, _ in pairs] + missing,

@@ -4,8 +4,8 @@ continues, linking and creating nothing twice (links are compare-and-set; a crea
 `warp_ban` is unique, and a company a lost answer may have made is found by that BAN before anything is made
 again).
 
-Creates go 100 a call, ledger first (each value recorded under the BAN before the request, bound to the company
-once it exists, voided only when HubSpot refused the request), through the shared request budget.
+The creates are `core/company_creates.py`'s (the nightly's too); then the field rules run on the pairs now
+linked, held to what the approver saw.
 """
 
 from __future__ import annotations
@@ -15,25 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
-from uuid import UUID
 
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
+from warp_sync_pipeline.core.company_creates import CreateRequest, CreateStatus, create_companies
 from warp_sync_pipeline.core.errors import Failure
-from warp_sync_pipeline.core.failures import error_code
-from warp_sync_pipeline.core.fields import Direction, FieldRules
-from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotError, NotFound
-from warp_sync_pipeline.core.hubspot.errors import UniqueValueConflict
-from warp_sync_pipeline.core.ledger import (
-    LedgerWrite,
-    bind_company,
-    definitely_not_applied,
-    record_writes,
-    void_writes,
-)
+from warp_sync_pipeline.core.fields import FieldRules
+from warp_sync_pipeline.core.hubspot import HubSpotClient
 from warp_sync_pipeline.core.links import link_unlinked
-from warp_sync_pipeline.core.normalize import to_hubspot
 from warp_sync_pipeline.core.onboarding.domains import DomainPolicy, registrable_domain
 from warp_sync_pipeline.core.onboarding.previews import (
     PreviewError,
@@ -53,13 +43,11 @@ from warp_sync_pipeline.core.reconcile import (
     write_to_hubspot,
     write_to_warp,
 )
-from warp_sync_pipeline.core.reconcile.frames import BAN_PROPERTY, COMPANY_ID, CUSTOMER_ID
+from warp_sync_pipeline.core.reconcile.frames import COMPANY_ID, CUSTOMER_ID
 from warp_sync_pipeline.core.reconcile.pull import read_hubspot_companies
 from warp_sync_pipeline.core.reconciliation_runs import dumps_json
-from warp_sync_pipeline.core.sync_tables import customers
 
 LINK_CHUNK = 500
-CREATE_CHUNK = 100  # HubSpot's batch limit
 Progress = Callable[[str], None]
 
 
@@ -184,110 +172,28 @@ def customers_to_create(engine: sa.Engine, preview_id: int) -> list[str]:
         ), {"id": preview_id}).scalars())
 
 
-@dataclass(frozen=True)
-class _NewCompany:
-    customer_id: str
-    ban: str
-    properties: dict[str, str]
-    writes: list[LedgerWrite]
+def create_missing(engine: sa.Engine, client: HubSpotClient, customer_ids: Sequence[str], rules: FieldRules,
+                   report: ExecutionReport, *, set_domain: bool, domains: DomainPolicy, run_id: str | None,
+                   progress: Progress | None = None) -> None:
+    """The approver's creates (`company_creates`), counted in the report; with `set_domain`, each company gets its
+    contact email's domain where that domain may be a key."""
+    def domain_of(email: str | None) -> str | None:
+        domain = registrable_domain(email)
+        return domain if domain and domain not in domains.excluded else None
 
-
-def create_companies(engine: sa.Engine, client: HubSpotClient, customer_ids: Sequence[str], rules: FieldRules,
-                     report: ExecutionReport, *, set_domain: bool, domains: DomainPolicy, run_id: str | None,
-                     progress: Progress | None = None) -> None:
-    """A company for each customer, 100 a call: never two for one BAN."""
-    for start in range(0, len(customer_ids), CREATE_CHUNK):
-        wanted = _new_companies(engine, customer_ids[start:start + CREATE_CHUNK], rules, set_domain, domains)
-        ledger_ids = record_writes(engine, [w for new in wanted for w in new.writes])
-        by_ban: dict[str, list[int]] = {}
-        position = 0
-        for new in wanted:
-            by_ban[new.ban] = ledger_ids[position:position + len(new.writes)]
-            position += len(new.writes)
-        outcomes = client.batch_create_companies([new.properties for new in wanted])
-        for new, outcome in zip(wanted, outcomes, strict=True):
-            _settle_create(engine, client, new, outcome.company.id if outcome.company else None, outcome.error,
-                           by_ban[new.ban], report, run_id=run_id)
-        if progress is not None:
-            progress(f"onboarding creates: {min(start + CREATE_CHUNK, len(customer_ids)):,} of {len(customer_ids):,}")
-
-
-def _new_companies(engine: sa.Engine, customer_ids: Sequence[str], rules: FieldRules, set_domain: bool,
-                   domains: DomainPolicy) -> list[_NewCompany]:
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(customers).where(customers.c.id.in_([UUID(c) for c in customer_ids]))
-                            ).mappings().all()
-    made: dict[str, _NewCompany] = {}
-    for row in rows:
-        properties = {BAN_PROPERTY: row["ban"]}
-        writes = []
-        for name, rule in rules.items():
-            if rule.direction is Direction.HUBSPOT_TO_WARP or name not in row:
-                continue
-            text = to_hubspot(rule.spec, row[name])
-            if text != "":
-                properties[rule.hubspot_property] = text
-                writes.append(LedgerWrite(rule, row[name], ban=row["ban"]))
-        domain = registrable_domain(row.get("contact_email")) if set_domain else None
-        if domain and domain not in domains.excluded:
-            properties["domain"] = domain
-        made.setdefault(row["ban"], _NewCompany(str(row["id"]), row["ban"], properties, writes))
-    return list(made.values())  # one input per BAN within the call
-
-
-def _settle_create(engine: sa.Engine, client: HubSpotClient, new: _NewCompany, company_id: str | None,
-                   error: HubSpotError | None, ledger_ids: list[int], report: ExecutionReport, *,
-                   run_id: str | None) -> None:
-    adopted = False
-    held = isinstance(error, UniqueValueConflict)
-    if company_id is None and (held or not definitely_not_applied(error)):
-        # Another run's company (or one made by hand) holds the BAN, or the answer was lost: find it by the BAN.
-        company_id, adopted = _holder(client, new.ban), True
-    if company_id is None:
-        if held:  # only an archived company holds it: a person decides (restore it, or free the BAN)
-            _create_failed(engine, new, ledger_ids, report, "BAN_HELD_BY_ARCHIVED_COMPANY", error, run_id)
-        elif definitely_not_applied(error):
-            _create_failed(engine, new, ledger_ids, report, error_code(error), error, run_id)
+    request = CreateRequest(Trigger.ONBOARDING, run_id, domain_of if set_domain else None)
+    for outcome in create_companies(engine, client, customer_ids, rules, request, progress=progress):
+        if outcome.status is CreateStatus.CREATED:
+            report.created += 1
+        elif outcome.status is CreateStatus.ADOPTED:
+            report.adopted += 1
+        elif outcome.status is CreateStatus.UNKNOWN:
+            report.create_unknown += 1
+        elif outcome.status is CreateStatus.LINK_REFUSED:
+            report.link_refused += 1
         else:
-            report.create_unknown += 1  # the ledger entries stay: the company may exist; the next run looks again
-        return
-    bind_company(engine, new.ban, company_id)
-    with engine.begin() as conn:
-        linked = link_unlinked(conn, [(new.customer_id, company_id)])
-        if linked:
-            log_sync_many(conn, [_create_entry(new, company_id, adopted, run_id)])
-    if not linked:
-        report.link_refused += 1
-    elif adopted:
-        report.adopted += 1
-    else:
-        report.created += 1
-
-
-def _holder(client: HubSpotClient, ban: str) -> str | None:
-    try:
-        return client.get_company(ban, id_property=BAN_PROPERTY, properties=[BAN_PROPERTY]).id
-    except NotFound:
-        return None
-
-
-def _create_entry(new: _NewCompany, company_id: str, adopted: bool, run_id: str | None) -> SyncLogEntry:
-    return SyncLogEntry(trigger=Trigger.ONBOARDING, outcome=Outcome.APPLIED, customer_id=new.customer_id,
-                        ban=new.ban, direction=Direction.WARP_TO_HUBSPOT, run_id=run_id,
-                        reason="ADOPTED" if adopted else "CREATED", new_value=company_id,
-                        details={"company_id": company_id, "properties": sorted(new.properties)})
-
-
-def _create_failed(engine: sa.Engine, new: _NewCompany, ledger_ids: list[int], report: ExecutionReport, code: str,
-                   error: HubSpotError | None, run_id: str | None) -> None:
-    void_writes(engine, ledger_ids, f"onboarding create refused: {code}")
-    report.create_failed += 1
-    report.failed(code)
-    with engine.begin() as conn:
-        log_sync_many(conn, [SyncLogEntry(
-            trigger=Trigger.ONBOARDING, outcome=Outcome.FAILED, customer_id=new.customer_id, ban=new.ban,
-            direction=Direction.WARP_TO_HUBSPOT, run_id=run_id, reason="CREATE_FAILED", error_code=code,
-            error=str(error) if error else None)])
+            report.create_failed += 1
+            report.failed(outcome.code or "UNKNOWN")
 
 
 # --- the field rules on the pairs now linked ----------------------------------------------------------------
