@@ -100,6 +100,10 @@ class ReconciliationSettings(dg.ConfigurableResource):
                                  description="Customers per WARP write-back transaction.")
     warp_page_size: int = Field(default=DEFAULT_WARP_PAGE_SIZE, ge=1,
                                 description="Customers per keyset page of the WARP pull.")
+    create_missing_companies: bool = Field(
+        default=DEFAULTS.reconcile_create_missing,
+        description="Create a HubSpot company for each customer without one (WARP_RECONCILE_CREATE_MISSING); the "
+                    "creates count toward the brake.")
 
     @classmethod
     def from_env(cls) -> "ReconciliationSettings":
@@ -110,6 +114,7 @@ class ReconciliationSettings(dg.ConfigurableResource):
             max_drift_share=options.max_drift_share,
             max_plan_age_hours=options.max_plan_age_hours,
             warp_chunk_size=options.warp_chunk_size,
+            create_missing_companies=options.create_missing,
         )
 
     def options(self, run_tags: dict[str, str]) -> ReconcileOptions:
@@ -121,6 +126,7 @@ class ReconciliationSettings(dg.ConfigurableResource):
             max_plan_age_hours=self.max_plan_age_hours,
             warp_chunk_size=self.warp_chunk_size,
             warp_page_size=self.warp_page_size,
+            create_missing=self.create_missing_companies,
         )
 
 

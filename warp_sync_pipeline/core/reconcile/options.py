@@ -44,6 +44,8 @@ class ReconcileOptions:
     warp_chunk_size: int = DEFAULT_WARP_CHUNK_SIZE
     # Customers per keyset page of the WARP pull.
     warp_page_size: int = DEFAULT_WARP_PAGE_SIZE
+    # Create a HubSpot company for each customer without one (customers other writers inserted).
+    create_missing: bool = DEFAULTS.reconcile_create_missing
 
     def __post_init__(self) -> None:
         for name in ("max_change_share", "max_drift_share"):
@@ -64,6 +66,7 @@ class ReconcileOptions:
             "max_drift_share": settings.reconcile_max_drift_share,
             "max_plan_age_hours": settings.reconcile_max_plan_age_hours,
             "warp_chunk_size": settings.reconcile_chunk_size,
+            "create_missing": settings.reconcile_create_missing,
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -85,6 +85,7 @@ class _Outcomes:
     skipped: list[tuple[str, Record]]
     failures: list[tuple[str, Record]]
     linked: list[Record]
+    created: list[Record]  # companies made for customers without one (WARP_RECONCILE_CREATE_MISSING)
     merges: list[Record]
     orphans: pd.DataFrame
     duplicates: pd.DataFrame
@@ -108,6 +109,7 @@ class _Outcomes:
             skipped=[(side, r) for side in records for r in records[side] if r.outcome == SKIPPED],
             failures=failures,
             linked=[r for r in warp.links.records if r.outcome == APPLIED],
+            created=[r for r in hubspot.creates.records if r.outcome == APPLIED],
             merges=warp.merges.records,
             orphans=plan[plan[KIND].isin(ORPHAN_KINDS)],
             duplicates=plan[plan[KIND] == DUPLICATE_BAN],
@@ -134,6 +136,7 @@ def report_counts(seen: _Outcomes, hubspot: WriteBackSummary, warp: WriteBackSum
         "conflicts_opened": warp.conflicts_opened,
         "invalid_values": counts.get("invalid_values", 0),
         "customers_linked_by_ban": len(seen.linked),
+        "companies_created": len(seen.created),
         "customers_following_merges": sum(1 for r in seen.merges if r.outcome == APPLIED),
         "orphans": len(seen.orphans),
         "duplicate_bans": counts.get("duplicate_bans", 0),
@@ -197,6 +200,8 @@ def report_sections(seen: _Outcomes, dry_run: bool) -> list[ReportSection]:
                   for r in seen.duplicates.to_dict("records")]),
         _section("Customers linked by BAN", ["BAN", "Customer", "Company"],
                  [[r.ban, r.customer_id, r.company_id] for r in seen.linked]),
+        _section("Companies created for customers without one", ["BAN", "Customer", "Company", "How"],
+                 [[r.ban, r.customer_id, r.company_id, r.reason] for r in seen.created]),
         _section("Merges followed", ["BAN", "Customer", "Merged company", "Outcome", "Detail"],
                  [[r.ban, r.customer_id, r.company_id, r.outcome, r.message or r.new]
                   for r in seen.merges]),

@@ -94,14 +94,16 @@ class WriteBackSummary(_Tallied):
     conflicts_updated: int = 0
     links: Part = field(default_factory=Part)
     merges: Part = field(default_factory=Part)
+    creates: Part = field(default_factory=Part)  # (HubSpot) companies made for customers without one
     agreements_planned: int = 0
     agreements_recorded: int = 0
     invalid_planned: int = 0
     invalid_logged: int = 0
 
     def failures(self) -> Iterator[Record]:
-        """Every failed record: field writes, then conflicts, links and merges."""
-        for records in (self.records, self.conflicts.records, self.links.records, self.merges.records):
+        """Every failed record: field writes, then conflicts, links, merges and creates."""
+        for records in (self.records, self.conflicts.records, self.links.records, self.merges.records,
+                        self.creates.records):
             yield from (r for r in records if r.outcome == FAILED)
 
     @property
@@ -115,7 +117,7 @@ class WriteBackSummary(_Tallied):
             "applied": self.applied, "skipped": self.skipped, "failed": self.failed, "errors": self.errors,
             "conflicts": {**self.conflicts.to_json(), "opened": self.conflicts_opened,
                           "updated": self.conflicts_updated},
-            "links": self.links.to_json(), "merges": self.merges.to_json(),
+            "links": self.links.to_json(), "merges": self.merges.to_json(), "creates": self.creates.to_json(),
             "agreements": {"planned": self.agreements_planned, "recorded": self.agreements_recorded},
             "invalid": {"planned": self.invalid_planned, "logged": self.invalid_logged},
         }
@@ -129,7 +131,8 @@ class WriteBackSummary(_Tallied):
             planned=int(data.get("planned", 0)), records=[Record.from_json(r) for r in data.get("records", [])],
             conflicts=Part.from_json(conflicts), conflicts_opened=int(conflicts.get("opened", 0)),
             conflicts_updated=int(conflicts.get("updated", 0)), links=Part.from_json(data.get("links")),
-            merges=Part.from_json(data.get("merges")), agreements_planned=int(agreements.get("planned", 0)),
+            merges=Part.from_json(data.get("merges")), creates=Part.from_json(data.get("creates")),
+            agreements_planned=int(agreements.get("planned", 0)),
             agreements_recorded=int(agreements.get("recorded", 0)), invalid_planned=int(invalid.get("planned", 0)),
             invalid_logged=int(invalid.get("logged", 0)),
         )

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.agreements import record_field_state
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
+from warp_sync_pipeline.core.company_creates import CreateRequest, CreateStatus, create_companies
 from warp_sync_pipeline.core.decision import Action, Decision, Observed, Reason
 from warp_sync_pipeline.core.failures import describe_failure, error_code
 from warp_sync_pipeline.core.field_state import FieldStateUpdate, sent_to_hubspot
@@ -59,6 +60,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     COMPANY_MERGED,
     COMPANY_NAME,
     CUSTOMER_ID,
+    CUSTOMER_WITHOUT_COMPANY,
     KIND,
     LINK,
     MERGED_FROM,
@@ -69,6 +71,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
 )
 from warp_sync_pipeline.core.reconcile.options import (
     DRY_RUN,
+    BrakeStats,
     Gate,
     ReconcileOptions,
     writeback_gate,
@@ -155,9 +158,39 @@ def _record(row: Mapping[str, Any], outcome: str, *, new: object = None, code: s
 
 def _gate(plan: pd.DataFrame, options: ReconcileOptions, *, enabled: bool, now: datetime) -> Gate:
     pulled = plan.attrs.get(ATTR_PULLED_AT)
-    return writeback_gate(
-        options, brake_stats(plan), pulled_at=parse_iso(pulled) if pulled else None, now=now, enabled=enabled
-    )
+    brake = brake_stats(plan)
+    if options.create_missing:
+        # Each company to create is a record changed too, out of a population that includes its customer.
+        creates = len(_customers_to_create(plan))
+        brake = BrakeStats(brake.records_to_change + creates, brake.records_compared + creates)
+    return writeback_gate(options, brake, pulled_at=parse_iso(pulled) if pulled else None, now=now, enabled=enabled)
+
+
+def _customers_to_create(plan: pd.DataFrame) -> pd.DataFrame:
+    rows = bare(plan)
+    return rows[rows[KIND] == CUSTOMER_WITHOUT_COMPANY].drop_duplicates(CUSTOMER_ID)
+
+
+def _create_missing(plan: pd.DataFrame, gate: Gate, *, client: HubSpotClient, engine: sa.Engine, rules: FieldRules,
+                    run_id: str | None, progress: Callable[[str], None] | None) -> Part:
+    """Companies for the customers without one (`company_creates`), or why none were made."""
+    wanted = _customers_to_create(plan)
+    part = Part(planned=len(wanted))
+    if not gate.open:
+        outcome = DRY_RUN if gate.status == DRY_RUN else NOT_WRITTEN
+        part.records = [Record(outcome=outcome, customer_id=str(c), ban=b)
+                        for c, b in zip(wanted[CUSTOMER_ID], wanted[BAN], strict=True)]
+        return part
+    made = create_companies(engine, client, [str(c) for c in wanted[CUSTOMER_ID]], rules,
+                            CreateRequest(Trigger.RECONCILIATION, run_id), progress=progress)
+    part.records = [Record(outcome=_CREATE_OUTCOMES[m.status], customer_id=m.customer_id, ban=m.ban,
+                           company_id=m.company_id, action="CREATE_COMPANY", reason=m.status.value, code=m.code,
+                           message=m.message) for m in made]
+    return part
+
+
+_CREATE_OUTCOMES = {CreateStatus.CREATED: APPLIED, CreateStatus.ADOPTED: APPLIED, CreateStatus.FAILED: FAILED,
+                    CreateStatus.UNKNOWN: SKIPPED, CreateStatus.LINK_REFUSED: SKIPPED}
 
 
 def _rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -211,11 +244,25 @@ def write_to_hubspot(
     now: datetime | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> WriteBackSummary:
-    """Carry out the plan's WRITE_TO_HUBSPOT rows: re-read, compare, ledger, batch update, record."""
+    """Carry out the plan's WRITE_TO_HUBSPOT rows: re-read, compare, ledger, batch update, record; then, with
+    `options.create_missing`, a company for each customer without one."""
     now = now or now_utc()
+    gate = _gate(plan, options, enabled=enabled, now=now)
+    summary = _write_hubspot_fields(plan, gate, client=client, engine=engine, rules=rules, run_id=run_id, now=now,
+                                    progress=progress)
+    if options.create_missing:
+        summary.creates = _create_missing(plan, gate, client=client, engine=engine, rules=rules, run_id=run_id,
+                                          progress=progress)
+        if gate.open and summary.creates.records and summary.status == NOTHING_TO_WRITE:
+            summary.status = WRITTEN
+    return summary
+
+
+def _write_hubspot_fields(plan: pd.DataFrame, gate: Gate, *, client: HubSpotClient, engine: sa.Engine,
+                          rules: FieldRules, run_id: str | None, now: datetime,
+                          progress: Callable[[str], None] | None) -> WriteBackSummary:
     rows_of = bare(plan)
     writes = rows_of[(rows_of[KIND] == CHANGE) & (rows_of[ACTION] == Action.WRITE_TO_HUBSPOT.value)]
-    gate = _gate(plan, options, enabled=enabled, now=now)
     summary = WriteBackSummary(side="hubspot", status=gate.status, reason=gate.reason, planned=len(writes))
     rows = _rows(writes)
     if not gate.open:
