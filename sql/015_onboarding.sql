@@ -35,14 +35,22 @@ CREATE TABLE onboarding_candidates (
     decision text,
     decided_by text,
     decided_at timestamptz,
+    -- the labelling sample: rows drawn across categories and scores, which a person marks as the same
+    -- organisation or not, to measure each category's precision before approving
+    in_sample boolean NOT NULL DEFAULT false,
+    label text,
+    labelled_by text,
+    labelled_at timestamptz,
     CONSTRAINT onboarding_candidates_category_valid CHECK (category IN (
         'linked_by_ban', 'auto_link', 'review', 'many_to_one', 'no_candidate', 'duplicate_ban', 'company_alone')),
     CONSTRAINT onboarding_candidates_decision_valid CHECK (decision IN ('confirmed', 'rejected')),
+    CONSTRAINT onboarding_candidates_label_valid CHECK (label IN ('same', 'different')),
     CONSTRAINT onboarding_candidates_has_a_side CHECK (customer_id IS NOT NULL OR company_id IS NOT NULL)
 );
 
 CREATE INDEX onboarding_candidates_preview_category_idx ON onboarding_candidates (preview_id, category);
 CREATE INDEX onboarding_candidates_customer_idx ON onboarding_candidates (customer_id);
+CREATE INDEX onboarding_candidates_sample_idx ON onboarding_candidates (preview_id) WHERE in_sample;
 
 -- The execution's links and creates are audited as the onboarding's.
 ALTER TABLE hubspot_sync_log DROP CONSTRAINT hubspot_sync_log_trigger_valid;

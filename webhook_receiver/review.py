@@ -43,8 +43,11 @@ from warp_sync_pipeline.core.onboarding.previews import (
     approve_preview,
     decide_candidate,
     get_preview,
+    label_candidate,
     list_candidates,
     list_previews,
+    measured_precision,
+    sample_rows,
 )
 from warp_sync_pipeline.core.review import (
     HISTORY_LIMIT_DEFAULT,
@@ -385,8 +388,31 @@ def onboarding_preview(preview_id: int) -> Any:
         "review/onboarding.html", preview=preview, category=category, categories=[c.value for c in Category],
         page=page, ban=ban or "", next_url=next_url, decidable=category in DECIDABLE,
         fresh=preview.fresh(_preview_max_age()), max_age=_preview_max_age(),
-        messages=get_flashed_messages(with_categories=True),
+        measured=measured_precision(engine, preview_id), messages=get_flashed_messages(with_categories=True),
     )
+
+
+@bp.get("/onboarding/<int:preview_id>/sample")
+@page_requires("onboarding:read")
+def onboarding_sample(preview_id: int) -> Any:
+    engine = _engine()
+    preview = get_preview(engine, preview_id)
+    if preview is None:
+        return error_page(404, "NOT_FOUND", f"No preview {preview_id}.")
+    after_raw = request.args.get("after", "")
+    page = sample_rows(engine, preview_id, after=int(after_raw) if after_raw.isdigit() else None)
+    next_url = (url_for("review.onboarding_sample", preview_id=preview_id, after=page.next_after)
+                if page.next_after else None)
+    return render_template("review/onboarding_sample.html", preview=preview, page=page, next_url=next_url,
+                           measured=measured_precision(engine, preview_id),
+                           messages=get_flashed_messages(with_categories=True))
+
+
+@bp.post("/onboarding/<int:preview_id>/sample/<int:candidate_id>")
+@page_requires("onboarding:approve")
+def onboarding_label(preview_id: int, candidate_id: int) -> Any:
+    label_candidate(_engine(), preview_id, candidate_id, request.form.get("label", ""), actor=g.principal.name)
+    return redirect(url_for("review.onboarding_sample", preview_id=preview_id) + f"#row-{candidate_id}", code=303)
 
 
 @bp.post("/onboarding/<int:preview_id>/candidates/<int:candidate_id>")

@@ -17,6 +17,7 @@ from warp_sync_pipeline.core.onboarding.matching import (
     MatchResult,
     match,
 )
+from warp_sync_pipeline.core.onboarding.preview import candidate_rows, labelling_sample
 from warp_sync_pipeline.devstack.onboarding_world import generate
 
 # The hand-made worlds are small: a token counts as common on more than four names (the background's are).
@@ -191,3 +192,16 @@ def test_a_generated_world_links_automatically_only_what_is_true() -> None:
     assert agreement[Category.DUPLICATE_BAN] == 1.0
     assert agreement[Category.MANY_TO_ONE] > 0.9
     assert agreement[Category.NO_CANDIDATE] > 0.9
+
+
+def test_the_labelling_sample_draws_every_category_and_score_band_evenly() -> None:
+    world = generate(6_000, seed=5)
+    result = match(world.customers, world.companies)
+    rows = candidate_rows(result, world.companies)
+    picked = rows[labelling_sample(rows, size=300)]
+    band = pd.cut(picked["name_score"].astype(float), [-1, 80, 90, 95, 101], labels=False, right=False)
+    strata = (picked[CATEGORY] + ":" + band.fillna(-1).astype(int).astype(str)).value_counts()
+    assert set(picked[CATEGORY]) == {"linked_by_ban", "auto_link", "review", "many_to_one"}
+    assert 200 <= len(picked) <= 330
+    assert strata.max() <= -(-300 // len(strata))  # no stratum above its even share
+    assert strata["linked_by_ban:-1"] < 0.2 * len(picked)  # the 85% by BAN do not crowd out the weak matches

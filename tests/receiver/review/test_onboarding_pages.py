@@ -125,3 +125,28 @@ def test_approval_is_once_by_an_admin_and_only_while_the_preview_is_fresh(
                                                            {"create_missing": True, "set_domain": False})
     again = client.post(f"/review/onboarding/{preview_id}/approve", data={"csrf_token": csrf_from(html)})
     assert again.status_code == 409 and "PREVIEW_NOT_OPEN" in again.get_data(as_text=True)
+
+
+def test_a_person_labels_the_sample_and_the_preview_reports_measured_precision(
+        client, tokens, engine: sa.Engine, preview_id: int) -> None:  # noqa: ANN001
+    sign_in(client, tokens.admin)
+    with engine.connect() as conn:
+        sampled = conn.execute(sa.text("SELECT id, category FROM onboarding_candidates WHERE preview_id = :p "
+                                       "AND in_sample ORDER BY id"), {"p": preview_id}).all()
+    assert {category for _, category in sampled} == {"linked_by_ban", "review"}  # every pair category drawn
+    html = client.get(f"/review/onboarding/{preview_id}/sample").get_data(as_text=True)
+    assert all(f'id="row-{row_id}"' in html for row_id, _ in sampled)
+    for row_id, category in sampled:
+        label = "same" if category == "linked_by_ban" else "different"
+        answer = client.post(f"/review/onboarding/{preview_id}/sample/{row_id}",
+                             data={"csrf_token": csrf_from(html), "label": label})
+        assert answer.status_code == 303
+    page = client.get(f"/review/onboarding/{preview_id}").get_data(as_text=True)
+    precision = page.split('id="precision"', 1)[1].split("</table>", 1)[0]
+    assert "100.0%" in precision and "0.0%" in precision
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM onboarding_candidates WHERE labelled_by = 'carol'")
+                            ).scalar_one() == len(sampled)
+    # A label links nothing.
+    assert client.post(f"/review/onboarding/{preview_id}/sample/999999",
+                       data={"csrf_token": csrf_from(html), "label": "same"}).status_code == 404

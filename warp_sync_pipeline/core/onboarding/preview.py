@@ -174,9 +174,31 @@ def build_preview(warp: pd.DataFrame, hubspot: pd.DataFrame, rules: FieldRules, 
 
 # --- storage ------------------------------------------------------------------------------------------------
 
-SHOWN_NAME, SHOWN_DOMAINS = "shown_company_name", "shown_company_domains"
+SHOWN_NAME, SHOWN_DOMAINS, IN_SAMPLE = "shown_company_name", "shown_company_domains", "in_sample"
 CANDIDATE_COLUMNS = (CUSTOMER_ID, COMPANY_ID, CATEGORY, MATCHED_DOMAIN, NAME_SCORE, SECOND_SCORE, REASONS,
                      SHOWN_NAME, SHOWN_DOMAINS)
+SAMPLE_SIZE = 300
+SAMPLED = (Category.LINKED_BY_BAN.value, Category.AUTO_LINK.value, Category.REVIEW.value, Category.MANY_TO_ONE.value)
+SCORE_BANDS = (-1.0, 80.0, 90.0, 95.0, 101.0)  # below 80, 80-90, 90-95, 95 and up (no score: by BAN)
+
+
+def labelling_sample(rows: pd.DataFrame, size: int = SAMPLE_SIZE, seed: int = 0) -> pd.Series:
+    """Which candidate rows a person labels to measure precision: drawn across the pair categories and, within
+    each, bands of name score, the same number from each stratum (all of a smaller one), so the weak matches are
+    seen as often as the many strong ones."""
+    pairs = rows[rows[CATEGORY].isin(SAMPLED)]
+    band = pd.cut(pairs[NAME_SCORE].astype(float), SCORE_BANDS, labels=False, right=False)
+    strata = pairs[CATEGORY].astype(str) + ":" + band.fillna(-1).astype(int).astype(str)
+    picked = pd.Series(False, index=rows.index)
+    groups = strata.groupby(strata).groups
+    if not groups:
+        return picked
+    each = max(1, -(-size // len(groups)))
+    rng = np.random.default_rng(seed)
+    for members in groups.values():
+        chosen = rng.choice(np.asarray(members), size=min(each, len(members)), replace=False)
+        picked[chosen] = True
+    return picked
 _INSERT_CHUNK = 50_000
 
 
@@ -201,6 +223,7 @@ def candidate_rows(result: MatchResult, companies: pd.DataFrame) -> pd.DataFrame
                          for values in columns], index=shown.index, dtype=object)
     rows[SHOWN_NAME] = rows[COMPANY_ID].map(shown[COMPANY_NAME].astype(object))
     rows[SHOWN_DOMAINS] = rows[COMPANY_ID].map(domains)
+    rows[IN_SAMPLE] = labelling_sample(rows)
     return rows
 
 
@@ -229,6 +252,7 @@ def store_preview(engine: sa.Engine, preview: Preview, result: MatchResult, comp
                 "reasons": _texts(chunk[REASONS]),
                 "names": _texts(chunk[SHOWN_NAME]),
                 "domains_shown": _texts(chunk[SHOWN_DOMAINS]),
+                "sampled": [bool(v) for v in chunk[IN_SAMPLE]],
             })
     return int(preview_id)
 
@@ -237,12 +261,13 @@ _INSERT_CANDIDATES = sa.text(
     """
     INSERT INTO onboarding_candidates
         (preview_id, customer_id, company_id, category, matched_domain, name_score, second_score, reasons,
-         company_name, company_domains)
-    SELECT :preview, CAST(c AS uuid), h, k, d, s, s2, r, n, ds
+         company_name, company_domains, in_sample)
+    SELECT :preview, CAST(c AS uuid), h, k, d, s, s2, r, n, ds, p
     FROM unnest(CAST(:customers AS text[]), CAST(:companies AS text[]), CAST(:categories AS text[]),
                 CAST(:domains AS text[]), CAST(:scores AS numeric[]), CAST(:seconds AS numeric[]),
-                CAST(:reasons AS text[]), CAST(:names AS text[]), CAST(:domains_shown AS text[]))
-        AS v(c, h, k, d, s, s2, r, n, ds)
+                CAST(:reasons AS text[]), CAST(:names AS text[]), CAST(:domains_shown AS text[]),
+                CAST(:sampled AS boolean[]))
+        AS v(c, h, k, d, s, s2, r, n, ds, p)
     """
 )
 

@@ -58,6 +58,8 @@ class Candidate:
     reasons: str | None
     decision: str | None
     decided_by: str | None
+    label: str | None = None
+    labelled_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,20 +87,73 @@ def list_candidates(engine: sa.Engine, preview_id: int, category: str, *, after:
         raise PreviewError(Failure.INVALID, "VALIDATION_ERROR", f"{category!r} is not a preview category.")
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            """
-            SELECT o.id, o.customer_id, c.ban, c.company_name AS customer_name, c.contact_email, o.company_id,
-                   o.company_name, o.company_domains, o.category, o.matched_domain, o.name_score, o.second_score,
-                   o.reasons, o.decision, o.decided_by
-            FROM onboarding_candidates o LEFT JOIN customers c ON c.id = o.customer_id
-            WHERE o.preview_id = :preview AND o.category = :category AND o.id > :after
-              AND (CAST(:ban AS text) IS NULL OR c.ban = :ban)
-            ORDER BY o.id LIMIT :limit
-            """
+            f"{_SELECT_CANDIDATE} WHERE o.preview_id = :preview AND o.category = :category AND o.id > :after "
+            "AND (CAST(:ban AS text) IS NULL OR c.ban = :ban) ORDER BY o.id LIMIT :limit"
         ), {"preview": preview_id, "category": category, "after": after or 0, "ban": ban,
             "limit": limit + 1}).all()
-    page = [Candidate(**{k: (float(v) if k in ("name_score", "second_score") and v is not None else v)
-                         for k, v in row._mapping.items()}) for row in rows[:limit]]
+    page = [_candidate(row) for row in rows[:limit]]
     return CandidatePage(page, page[-1].id if len(rows) > limit else None)
+
+
+_SELECT_CANDIDATE = (
+    "SELECT o.id, o.customer_id, c.ban, c.company_name AS customer_name, c.contact_email, o.company_id, "
+    "o.company_name, o.company_domains, o.category, o.matched_domain, o.name_score, o.second_score, o.reasons, "
+    "o.decision, o.decided_by, o.label, o.labelled_by "
+    "FROM onboarding_candidates o LEFT JOIN customers c ON c.id = o.customer_id"
+)
+
+
+def _candidate(row: Any) -> Candidate:
+    return Candidate(**{k: (float(v) if k in ("name_score", "second_score") and v is not None else v)
+                        for k, v in row._mapping.items()})
+
+
+def sample_rows(engine: sa.Engine, preview_id: int, *, after: int | None = None,
+                limit: int = PAGE_SIZE) -> CandidatePage:
+    """A page of the labelling sample (every category), unlabelled rows first."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            f"{_SELECT_CANDIDATE} WHERE o.preview_id = :preview AND o.in_sample AND o.id > :after "
+            "ORDER BY o.id LIMIT :limit"), {"preview": preview_id, "after": after or 0, "limit": limit + 1}).all()
+    page = [_candidate(row) for row in rows[:limit]]
+    return CandidatePage(page, page[-1].id if len(rows) > limit else None)
+
+
+def label_candidate(engine: sa.Engine, preview_id: int, candidate_id: int, label: str, *, actor: str) -> None:
+    """A person's judgement of a sampled pair: the same organisation, or different (measurement only: it links
+    nothing)."""
+    if label not in ("same", "different"):
+        raise PreviewError(Failure.INVALID, "VALIDATION_ERROR", "label must be same or different.")
+    with engine.begin() as conn:
+        changed = conn.execute(sa.text(
+            "UPDATE onboarding_candidates SET label = :label, labelled_by = :actor, labelled_at = now() "
+            "WHERE id = :id AND preview_id = :preview AND in_sample"),
+            {"label": label, "actor": actor, "id": candidate_id, "preview": preview_id}).rowcount
+    if not changed:
+        raise PreviewError(Failure.NOT_FOUND, "NOT_FOUND", f"No sampled row {candidate_id} in preview {preview_id}.")
+
+
+@dataclass(frozen=True)
+class MeasuredPrecision:
+    category: str
+    sampled: int
+    labelled: int
+    same: int
+
+    @property
+    def precision(self) -> float | None:
+        return self.same / self.labelled if self.labelled else None
+
+
+def measured_precision(engine: sa.Engine, preview_id: int) -> list[MeasuredPrecision]:
+    """Per category, of the sampled pairs a person labelled, the share that are the same organisation."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT category, count(*), count(label), count(*) FILTER (WHERE label = 'same') "
+            "FROM onboarding_candidates WHERE preview_id = :preview AND in_sample GROUP BY category ORDER BY category"
+        ), {"preview": preview_id}).all()
+    return [MeasuredPrecision(category, int(sampled), int(labelled), int(same))
+            for category, sampled, labelled, same in rows]
 
 
 def decide_candidate(engine: sa.Engine, preview_id: int, candidate_id: int, decision: str, *, actor: str,
