@@ -37,6 +37,16 @@ from wtforms import ValidationError
 
 from warp_sync_pipeline.core.auth import Principal, Role
 from warp_sync_pipeline.core.errors import ServiceError
+from warp_sync_pipeline.core.fields import load_rules
+from warp_sync_pipeline.core.link_review import (
+    NEEDS_A_PERSON,
+    case,
+    cases,
+    create_company,
+    relink,
+    retry_stuck_rows,
+    unlink_customer,
+)
 from warp_sync_pipeline.core.onboarding.matching import Category
 from warp_sync_pipeline.core.onboarding.previews import (
     DECIDABLE,
@@ -434,3 +444,64 @@ def onboarding_approve(preview_id: int) -> Any:
     log.info("onboarding preview %s approved by %s (%s)", preview_id, g.principal.name, record.approval)
     flash(f"Preview {preview_id} approved by {record.approved_by}.", "success")
     return redirect(url_for("review.onboarding_preview", preview_id=preview_id), code=303)
+
+
+# --- links a person settles (admin) ----------------------------------------------------------------------------
+
+
+@bp.get("/links")
+@page_requires("links:manage")
+def link_cases() -> Any:
+    status = request.args.get("status", "deleted")
+    page = cases(_engine(), status, after=request.args.get("after") or None)
+    next_url = url_for("review.link_cases", status=status, after=page.next_after) if page.next_after else None
+    return render_template("review/links.html", page=page, status=status, statuses=NEEDS_A_PERSON,
+                           next_url=next_url, messages=get_flashed_messages(with_categories=True))
+
+
+# A person waits on the page: the HubSpot part of a link action is bounded like the create's.
+LINK_DEADLINE_SECONDS = 20.0
+
+
+def _customer_uuid(customer_id: str) -> UUID:
+    try:
+        return UUID(customer_id)
+    except ValueError:
+        raise ApiError(404, "NOT_FOUND", "No such customer (the id is not a UUID).") from None
+
+
+@bp.get("/links/<customer_id>")
+@page_requires("links:manage")
+def link_case(customer_id: str) -> Any:
+    found = case(_engine(), _customer_uuid(customer_id))
+    if found is None:
+        return error_page(404, "NOT_FOUND", f"No customer {customer_id}.")
+    return render_template("review/link.html", case=found, messages=get_flashed_messages(with_categories=True))
+
+
+@bp.post("/links/<customer_id>/<action>")
+@page_requires("links:manage")
+def link_action(customer_id: str, action: str) -> Any:
+    customer = _customer_uuid(customer_id)
+    engine, actor = _engine(), g.principal.name
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if action == "relink":
+        relink(engine, hubspot_client(app).with_deadline(LINK_DEADLINE_SECONDS), customer,
+               request.form.get("company_id", ""), actor=actor)
+        message = f"Linked to company {request.form.get('company_id', '').strip()}."
+    elif action == "unlink":
+        unlink_customer(engine, customer, actor=actor)
+        message = "Unlinked."
+    elif action == "create":
+        with engine.connect() as conn:
+            rules = load_rules(conn)
+        made = create_company(engine, hubspot_client(app).with_deadline(LINK_DEADLINE_SECONDS), rules, customer,
+                              actor=actor)
+        message = f"Company {made} created."
+    elif action == "retry":
+        message = f"{retry_stuck_rows(engine, customer, actor=actor)} queue rows sent again."
+    else:
+        return error_page(404, "NOT_FOUND", f"No action {action!r}.")
+    log.info("link of %s: %s by %s", customer, action, actor)
+    flash(message, "success")
+    return redirect(url_for("review.link_case", customer_id=customer), code=303)

@@ -40,6 +40,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "conflicts:resolve": frozenset({Role.RESOLVER}),
     "onboarding:read": frozenset({Role.ADMIN}),
     "onboarding:approve": frozenset({Role.ADMIN}),
+    "links:manage": frozenset({Role.ADMIN}),
 }
 
 

@@ -64,6 +64,7 @@ class CreateRequest:
     trigger: Trigger
     run_id: str | None
     domain_of: Callable[[str | None], str | None] | None = None
+    actor: str | None = None  # a person's name, when a person asked (the link pages)
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def _settle(engine: sa.Engine, client: HubSpotClient, new: _NewCompany, company_
         if linked:
             log_sync_many(conn, [SyncLogEntry(
                 trigger=request.trigger, outcome=Outcome.APPLIED, customer_id=new.customer_id, ban=new.ban,
-                direction=Direction.WARP_TO_HUBSPOT, run_id=request.run_id,
+                direction=Direction.WARP_TO_HUBSPOT, run_id=request.run_id, actor=request.actor,
                 reason="ADOPTED" if adopted else "CREATED", new_value=company_id,
                 details={"company_id": company_id, "properties": sorted(new.properties)})])
     if not linked:
@@ -160,7 +161,8 @@ def _failed(engine: sa.Engine, new: _NewCompany, ledger_ids: list[int], code: st
     with engine.begin() as conn:
         log_sync_many(conn, [SyncLogEntry(
             trigger=request.trigger, outcome=Outcome.FAILED, customer_id=new.customer_id, ban=new.ban,
-            direction=Direction.WARP_TO_HUBSPOT, run_id=request.run_id, reason="CREATE_FAILED", error_code=code,
+            direction=Direction.WARP_TO_HUBSPOT, run_id=request.run_id, actor=request.actor, reason="CREATE_FAILED",
+            error_code=code,
             error=str(error) if error else None)])
     return CreateOutcome(new.customer_id, new.ban, CreateStatus.FAILED, code=code,
                          message=str(error) if error else None)

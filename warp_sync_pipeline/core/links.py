@@ -101,6 +101,14 @@ def set_link(conn: sa.Connection, customer_id: UUID, *, status: str, company_id:
     update_from_hubspot(conn, customer_id, _link_values(status, company_id))
 
 
+def unlink(conn: sa.Connection, customer_id: UUID) -> None:
+    """Drop a customer's link (a person's decision on the link pages): unlinked, no company id."""
+    update_from_hubspot(conn, customer_id, {
+        "hubspot_link_status": LinkStatus.UNLINKED.value,
+        "external_ids": customers.c.external_ids.op("-")("hubspot_company_id"),
+    })
+
+
 def link_created(conn: sa.Connection, customer_id: UUID, company_id: str) -> sa.RowMapping:
     """Link a customer to the company its create just made, in the create's transaction; returns the row."""
     return conn.execute(
