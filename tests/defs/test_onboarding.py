@@ -209,6 +209,7 @@ def test_an_approved_preview_executes_once_and_makes_one_company_per_ban(
                                       "AND agreed_value IS NOT NULL"), {"c": ids["ban"]}).scalar_one()
     assert credit == 7500 and agreed >= 3
     assert report["rules"]["hubspot"] in ("written", "nothing_to_write") and report["rules"]["warp_failed"] == 0
+    assert report["rules"]["planned_on"] == "preview pull"  # HubSpot not read again for the plan
 
     # Executed: a second run refuses, and nothing was made twice.
     again = _execute(database_url, sandbox, tmp_path, instance, preview)
@@ -265,12 +266,14 @@ def test_the_execution_is_held_to_what_the_approver_saw(
     assert brake["records_to_change"] == 0  # what the approver sees: every field already agrees
     approve_preview(engine, preview, actor="carol", max_age=timedelta(hours=24), create_missing=False,
                     set_domain=False)
-    # Between approval and execution, twelve credit limits change in HubSpot: more than the preview allows.
-    for company in sandbox.control.all_companies()[:12]:
-        sandbox.control.rep_edit(company["id"], {"warp_credit_limit": "900"})
+    # Between approval and execution, twelve credit limits change in WARP: more than the preview allows.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET credit_limit = 900 WHERE id = ANY(CAST(:ids AS uuid[]))"),
+                     {"ids": [str(c) for c in customers[:12]]})
     result = _execute(database_url, sandbox, tmp_path, instance, preview)
     assert not result.success and "more than the 10 the approved preview allows" in str(result.all_events)
     with engine.connect() as conn:
         limits = conn.execute(sa.text("SELECT credit_limit FROM customers")).scalars().all()
-    assert set(limits) == {100}  # no field written
+    assert sorted(limits) == [100] * 3 + [900] * 12  # no field written either way
+    assert {c["properties"]["warp_credit_limit"] for c in sandbox.control.all_companies()} == {"100.00"}
     assert all(_links(engine)[str(c)] for c in customers)  # the links were made

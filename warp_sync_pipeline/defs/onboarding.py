@@ -58,6 +58,7 @@ from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily
 from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
+from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
 from warp_sync_pipeline.runs import (
     BULK_TAGS,
     FLOW_TAG,
@@ -174,7 +175,8 @@ class OnboardingExecuteConfig(dg.Config):
 @dg.op(description="Carries out an approved onboarding preview: its links, then the companies to create if the "
                    "approver chose so. Resumable: run it again after a failure, nothing is done twice.")
 def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecuteConfig, db: DatabaseResource,
-                       hubspot: HubSpotResource) -> dict[str, Any]:
+                       hubspot: HubSpotResource,
+                       parquet_io_manager: dg.ResourceParam[ParquetIOManager]) -> dict[str, Any]:
     settings = load_settings()
     try:
         preview = begin_execution(db.engine, config.preview_id, approve_as=config.approve_as,
@@ -193,9 +195,12 @@ def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecute
                    domains=DomainPolicy.from_settings(settings), run_id=run_id, progress=context.log.info)
     confirmed = sum(1 for _, _, category in pairs if category not in LINKING)
     seen = int((preview.summary.get("brake") or {}).get("records_to_change", 0))
-    report.rules = apply_rules(db.engine, hubspot.client, rules, [c for c, _, _ in pairs] + missing,
+    # The companies created just now hold WARP's values: the first nightly records their agreement.
+    report.rules = apply_rules(db.engine, hubspot.client, rules, [c for c, _, _ in pairs],
                                allowed=allowed_changes(seen, confirmed), enabled=settings.writeback_enabled,
-                               run_id=run_id, progress=context.log.info)
+                               run_id=run_id, pulled=parquet_io_manager.stored_frame([onboarding_hubspot_companies
+                                                                                      .key.path[-1]]),
+                               progress=context.log.info)
     finish_execution(db.engine, config.preview_id, report)
     counts = asdict(report)
     context.add_output_metadata({"preview_id": config.preview_id, **{k: v for k, v in counts.items()

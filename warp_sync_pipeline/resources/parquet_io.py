@@ -128,6 +128,13 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             self._root = ensure_private_dir(Path(self.base_dir) if self.base_dir else default_frames_dir())
         return self._root
 
+    def stored_frame(self, asset_key: Sequence[str]) -> pd.DataFrame | None:
+        """The frame last stored for an asset (its attrs included), or None when there is none (never
+        materialized, or purged): for an op that may reuse an asset's value rather than compute it again."""
+        path = self.root.joinpath(*_safe_parts(list(asset_key)))
+        parquet = path.with_name(path.name + PARQUET_SUFFIX)
+        return pd.read_parquet(parquet, engine="pyarrow") if parquet.exists() else None
+
     def purge(self, *, now: float | None = None) -> list[Path]:
         return purge_expired_files(self.root, self.retention_days, now=now)
 

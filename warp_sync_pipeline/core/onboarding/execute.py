@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import timedelta
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
@@ -43,8 +44,13 @@ from warp_sync_pipeline.core.reconcile import (
     write_to_hubspot,
     write_to_warp,
 )
-from warp_sync_pipeline.core.reconcile.frames import COMPANY_ID, CUSTOMER_ID
-from warp_sync_pipeline.core.reconcile.pull import read_hubspot_companies
+from warp_sync_pipeline.core.reconcile.frames import (
+    ATTR_PULLED_AT,
+    COMPANY_ID,
+    COMPANY_UPDATED_AT,
+    CUSTOMER_ID,
+)
+from warp_sync_pipeline.core.reconcile.pull import pulled_at, read_hubspot_companies
 from warp_sync_pipeline.core.reconciliation_runs import dumps_json
 
 LINK_CHUNK = 500
@@ -210,11 +216,14 @@ def allowed_changes(seen: int, confirmed: int) -> int:
 
 
 def apply_rules(engine: sa.Engine, client: HubSpotClient, rules: FieldRules, customer_ids: Sequence[str], *,
-                allowed: int, enabled: bool, run_id: str | None,
+                allowed: int, enabled: bool, run_id: str | None, pulled: pd.DataFrame | None = None,
                 progress: Progress | None = None) -> dict[str, Any]:
     """The nightly's diff, plan and write-backs, on these customers and their companies only: values both sides
     already hold are recorded as agreed, the rules decide the rest (change times from HubSpot's history where
-    LATEST_WINS needs them). The brake holds the plan to `allowed` records: more, and nothing is written."""
+    LATEST_WINS needs them). The brake holds the plan to `allowed` records: more, and nothing is written.
+
+    `pulled` is the preview's HubSpot pull: young enough for a plan (the write-backs' plan age), it is planned on,
+    and HubSpot is read only for companies it lacks (the HubSpot writes re-read before writing either way)."""
     wanted = set(customer_ids)
     if not wanted:
         return {"records_to_change": 0, "allowed": allowed}
@@ -222,12 +231,14 @@ def apply_rules(engine: sa.Engine, client: HubSpotClient, rules: FieldRules, cus
     attrs = dict(warp.attrs)
     warp = warp[warp[CUSTOMER_ID].astype(str).isin(wanted)].reset_index(drop=True)
     warp.attrs = attrs
-    companies = read_hubspot_companies(client, warp[COMPANY_ID].dropna().astype(str), hubspot_properties(rules))
+    options = ReconcileOptions(allow_mass_write=True, max_change_share=0.0)
+    companies = _companies(client, rules, warp[COMPANY_ID].dropna().astype(str).tolist(), pulled,
+                           max_age=timedelta(hours=options.max_plan_age_hours))
     differences = compute_differences(warp, companies, rules)
     ids, properties = history_needed(differences, rules)
     plan = build_plan(differences, fetch_property_history(client, ids, properties), rules)
     brake = brake_stats(plan)
-    options = ReconcileOptions(allow_mass_write=brake.records_to_change <= allowed, max_change_share=0.0)
+    options = replace(options, allow_mass_write=brake.records_to_change <= allowed)
     hubspot = write_to_hubspot(plan, client=client, engine=engine, rules=rules, options=options, run_id=run_id,
                                enabled=enabled, progress=progress)
     warp_summary = write_to_warp(plan, engine=engine, rules=rules, options=options, run_id=run_id, enabled=enabled,
@@ -236,4 +247,23 @@ def apply_rules(engine: sa.Engine, client: HubSpotClient, rules: FieldRules, cus
             "allowed": allowed, "hubspot": hubspot.status, "hubspot_applied": hubspot.applied,
             "hubspot_failed": hubspot.failed, "warp": warp_summary.status, "warp_applied": warp_summary.applied,
             "warp_failed": warp_summary.failed, "agreements_recorded": warp_summary.agreements_recorded,
-            "conflicts_opened": warp_summary.conflicts_opened, "reason": hubspot.reason or warp_summary.reason}
+            "conflicts_opened": warp_summary.conflicts_opened, "reason": hubspot.reason or warp_summary.reason,
+            "planned_on": companies.attrs.get("planned_on", "read")}
+
+
+def _companies(client: HubSpotClient, rules: FieldRules, company_ids: list[str], pulled: pd.DataFrame | None, *,
+               max_age: timedelta) -> pd.DataFrame:
+    """The linked companies: from the preview's pull while it is young enough, else (and for any it lacks) read."""
+    properties = hubspot_properties(rules)
+    usable = (pulled is not None and set(properties) <= set(pulled.columns)
+              and datetime.now(UTC) - pulled_at(pulled) <= max_age)
+    if not usable:
+        return read_hubspot_companies(client, company_ids, properties)
+    assert pulled is not None
+    have = pulled[pulled[COMPANY_ID].astype(str).isin(set(company_ids))]
+    frame = have[[COMPANY_ID, COMPANY_UPDATED_AT, *properties]].reset_index(drop=True)
+    missing = sorted(set(company_ids) - set(frame[COMPANY_ID].astype(str)))
+    if missing:
+        frame = pd.concat([frame, read_hubspot_companies(client, missing, properties)], ignore_index=True)
+    frame.attrs = {ATTR_PULLED_AT: pulled.attrs[ATTR_PULLED_AT], "planned_on": "preview pull"}
+    return frame
