@@ -170,13 +170,15 @@ def test_an_approved_preview_executes_once_and_makes_one_company_per_ban(
     assert dg.materialize(ASSETS, resources=_resources(database_url, sandbox, tmp_path), instance=instance).success
     with engine.connect() as conn:
         preview = conn.execute(sa.text("SELECT max(id) FROM onboarding_previews")).scalar_one()
-        review_row = conn.execute(sa.text(
+        row_of = {kind: conn.execute(sa.text(
             "SELECT id FROM onboarding_candidates WHERE preview_id = :p AND customer_id = :c"),
-            {"p": preview, "c": ids["review"]}).scalar_one()
+            {"p": preview, "c": ids[kind]}).scalar_one() for kind in ("review", "cluster_a")}
     # Not approved yet: the job refuses.
     refused = _execute(database_url, sandbox, tmp_path, instance, preview)
     assert not refused.success and "PREVIEW_NOT_APPROVED" in str(refused.all_events)
-    decide_candidate(engine, preview, review_row, "confirmed", actor="carol", max_age=timedelta(hours=24))
+    # A person links the review candidate, and picks the Berlin account to hold the Vantor company.
+    for row in row_of.values():
+        decide_candidate(engine, preview, row, "confirmed", actor="carol", max_age=timedelta(hours=24))
     approve_preview(engine, preview, actor="carol", max_age=timedelta(hours=24), create_missing=True,
                     set_domain=False)
     # The create's answer is lost after HubSpot made the companies: the run finds them by their BAN.
@@ -185,11 +187,13 @@ def test_an_approved_preview_executes_once_and_makes_one_company_per_ban(
     result = _execute(database_url, sandbox, tmp_path, instance, preview)
     assert result.success, str(result.all_events)
     report = result.output_for_node("execute_onboarding")
-    assert (report["linked"], report["created"] + report["adopted"], report["create_failed"]) == (3, 1, 0)
+    assert (report["linked"], report["created"] + report["adopted"], report["create_failed"]) == (4, 2, 0)
 
     links = _links(engine)
     assert links[ids["ban"]] and links[ids["auto"]] and links[ids["review"]]
-    assert links[ids["cluster_a"]] is None and links[ids["cluster_b"]] is None  # a person picks for a cluster
+    # The cluster: the picked account holds the organisation's company, the other got a company of its own.
+    vantor = next(c["id"] for c in sandbox.control.all_companies() if c["properties"].get("name") == "Vantor Group")
+    assert links[ids["cluster_a"]] == vantor and links[ids["cluster_b"]] not in (None, vantor)
     assert links[ids["duplicate"]] is None
     lonely_ban = _ban(engine, ids["none"])
     made = [c for c in sandbox.control.all_companies() if c["properties"].get("warp_ban") == lonely_ban]
@@ -199,7 +203,7 @@ def test_an_approved_preview_executes_once_and_makes_one_company_per_ban(
         status = conn.execute(sa.text("SELECT status FROM onboarding_previews WHERE id = :p"), {"p": preview}).scalar()
         audited = conn.execute(sa.text("SELECT count(*) FROM hubspot_sync_log WHERE trigger = 'onboarding' "
                                        "AND outcome = 'applied'")).scalar_one()
-    assert status == "executed" and audited == 4
+    assert status == "executed" and audited == 6
 
     # The field rules ran on the linked pairs: HubSpot's credit limit won (HUBSPOT_WINS) and agreed values are on
     # record, so the first nightly finds them in sync instead of tripping the brake.

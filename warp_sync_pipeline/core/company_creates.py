@@ -88,9 +88,13 @@ def create_companies(engine: sa.Engine, client: HubSpotClient, customer_ids: Seq
             entries[new.ban] = ledger_ids[position:position + len(new.writes)]
             position += len(new.writes)
         answers = client.batch_create_companies([new.properties for new in wanted])
+        # Each result is matched by the warp_ban it echoes; by its place in the answer only where it echoes none.
+        echoed = {a.company.properties.get(BAN_PROPERTY): a.company.id for a in answers
+                  if a.company is not None and a.company.properties.get(BAN_PROPERTY)}
         for new, answer in zip(wanted, answers, strict=True):
-            outcomes.append(_settle(engine, client, new, answer.company.id if answer.company else None,
-                                    answer.error, entries[new.ban], request))
+            placed = answer.company.id if answer.company and not answer.company.properties.get(BAN_PROPERTY) else None
+            outcomes.append(_settle(engine, client, new, echoed.get(new.ban, placed),
+                                    answer.error if new.ban not in echoed else None, entries[new.ban], request))
         if progress is not None:
             progress(f"companies created: {min(start + CREATE_CHUNK, len(customer_ids)):,} of {len(customer_ids):,}")
     return outcomes

@@ -169,12 +169,19 @@ def _link_entry(customer: str, company: str, category: str, run_id: str | None) 
 
 
 def customers_to_create(engine: sa.Engine, preview_id: int) -> list[str]:
-    """The preview's customers without a candidate that are still without a company."""
+    """The preview's customers still without a company that get one on approval: those without a candidate, and
+    the customers of a cluster (one company for several) that a person did not pick to link to it."""
     with engine.connect() as conn:
         return list(conn.execute(sa.text(
-            "SELECT o.customer_id::text FROM onboarding_candidates o JOIN customers c ON c.id = o.customer_id "
-            "WHERE o.preview_id = :id AND o.category = 'no_candidate' "
-            "AND NOT (c.external_ids ? 'hubspot_company_id') AND c.hubspot_link_status = 'unlinked' ORDER BY o.id"
+            """
+            SELECT DISTINCT ON (o.customer_id) o.customer_id::text
+            FROM onboarding_candidates o JOIN customers c ON c.id = o.customer_id
+            WHERE o.preview_id = :id AND o.category IN ('no_candidate', 'many_to_one')
+              AND NOT EXISTS (SELECT 1 FROM onboarding_candidates k WHERE k.preview_id = o.preview_id
+                              AND k.customer_id = o.customer_id AND k.decision = 'confirmed')
+              AND NOT (c.external_ids ? 'hubspot_company_id') AND c.hubspot_link_status = 'unlinked'
+            ORDER BY o.customer_id
+            """
         ), {"id": preview_id}).scalars())
 
 
