@@ -132,7 +132,7 @@ class MatchResult:
 def match(customers: pd.DataFrame, companies: pd.DataFrame, policy: MatchPolicy | None = None) -> MatchResult:
     """Match every customer to the companies (the frames' columns are CUSTOMER_COLUMNS and COMPANY_COLUMNS)."""
     policy = policy or MatchPolicy()
-    customers, companies = _clean_customers(customers), _clean_companies(companies)
+    customers, companies = _cleaned(customers, CUSTOMER_COLUMNS, BAN), _cleaned(companies, COMPANY_COLUMNS, COMPANY_BAN)
     bans = _Bans.of(customers, companies)
     pool_customers = customers[bans.open_customers & ~customers[CUSTOMER_ID].isin(bans.settled_customers)]
     pool_companies = companies[companies[COMPANY_BAN].isna() & ~companies[COMPANY_ID].isin(bans.taken_companies)]
@@ -171,19 +171,12 @@ def _text(series: pd.Series) -> pd.Series:
     return stripped.where(stripped.ne("") & stripped.notna(), None).astype(object).where(stripped.notna(), None)
 
 
-def _clean_customers(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.loc[:, list(CUSTOMER_COLUMNS)].copy()
-    for name in CUSTOMER_COLUMNS:
+def _cleaned(frame: pd.DataFrame, columns: Iterable[str], ban: str) -> pd.DataFrame:
+    """The columns matching reads, as trimmed text (None for blank), BANs in upper case."""
+    out = frame.loc[:, list(columns)].copy()
+    for name in out.columns:
         out[name] = _text(out[name])
-    out[BAN] = out[BAN].str.upper()
-    return out.reset_index(drop=True)
-
-
-def _clean_companies(frame: pd.DataFrame) -> pd.DataFrame:
-    out = frame.loc[:, list(COMPANY_COLUMNS)].copy()
-    for name in COMPANY_COLUMNS:
-        out[name] = _text(out[name])
-    out[COMPANY_BAN] = out[COMPANY_BAN].str.upper()
+    out[ban] = out[ban].str.upper()
     return out.reset_index(drop=True)
 
 
