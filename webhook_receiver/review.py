@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -223,6 +224,11 @@ def page_requires(permission: str) -> Callable[[F], F]:
 # --- sign in and out --------------------------------------------------------------------------------------------
 
 
+def _keyset(raw: str) -> int | None:
+    """A page position from the query string: ASCII digits only (`str.isdigit` takes '²', which `int` refuses)."""
+    return int(raw) if re.fullmatch(r"[0-9]{1,18}", raw) else None
+
+
 def _safe_next(raw: str | None) -> str:
     """Only a path inside the review pages (never another site)."""
     default = url_for("review.conflicts")
@@ -294,7 +300,7 @@ def _conflicts_page(status: int = 200, notice: dict[str, Any] | None = None,
     if field and field not in fields:
         return error_page(400, "VALIDATION_ERROR", f"{field!r} is not a mapped WARP field.")
     after_raw = request.args.get("after", "")
-    after = int(after_raw) if after_raw.isdigit() else None
+    after = _keyset(after_raw)
     page = list_open_conflicts(engine, field=field, customer=filters.get("customer"), after=after)
     html = render_template(
         "review/conflicts.html", page=page, fields=fields, filters=filters, notice=notice,
@@ -356,7 +362,7 @@ def customer(customer_id: str) -> Any:
     if summary is None:
         return error_page(404, "NOT_FOUND", f"No customer {customer_uuid}.")
     before_raw = request.args.get("before", "")
-    before = int(before_raw) if before_raw.isdigit() else None
+    before = _keyset(before_raw)
     history = customer_history(engine, customer_uuid, before=before)
     older = (url_for("review.customer", customer_id=customer_uuid, before=history[-1].id)
              if len(history) == HISTORY_LIMIT_DEFAULT else None)
@@ -390,7 +396,7 @@ def onboarding_preview(preview_id: int) -> Any:
         return error_page(404, "NOT_FOUND", f"No preview {preview_id}.")
     category = request.args.get("category", Category.REVIEW.value)
     after_raw, ban = request.args.get("after", ""), request.args.get("ban", "").strip().upper() or None
-    page = list_candidates(engine, preview_id, category, after=int(after_raw) if after_raw.isdigit() else None,
+    page = list_candidates(engine, preview_id, category, after=_keyset(after_raw),
                            ban=ban)
     next_url = (url_for("review.onboarding_preview", preview_id=preview_id, category=category,
                         after=page.next_after, **({"ban": ban} if ban else {})) if page.next_after else None)
@@ -410,7 +416,7 @@ def onboarding_sample(preview_id: int) -> Any:
     if preview is None:
         return error_page(404, "NOT_FOUND", f"No preview {preview_id}.")
     after_raw = request.args.get("after", "")
-    page = sample_rows(engine, preview_id, after=int(after_raw) if after_raw.isdigit() else None)
+    page = sample_rows(engine, preview_id, after=_keyset(after_raw))
     next_url = (url_for("review.onboarding_sample", preview_id=preview_id, after=page.next_after)
                 if page.next_after else None)
     return render_template("review/onboarding_sample.html", preview=preview, page=page, next_url=next_url,
@@ -488,7 +494,7 @@ def link_action(customer_id: str, action: str) -> Any:
     if action == "relink":
         relink(engine, hubspot_client(app).with_deadline(LINK_DEADLINE_SECONDS), customer,
                request.form.get("company_id", ""), actor=actor)
-        message = f"Linked to company {request.form.get('company_id', '').strip()}."
+        message = "Linked."
     elif action == "unlink":
         unlink_customer(engine, customer, actor=actor)
         message = "Unlinked."

@@ -61,6 +61,7 @@ def test_the_driver_is_always_named() -> None:
         ("WARP_SCHEDULE_TIMEZONE", "Mars/Base", "unknown timezone 'Mars/Base'"),
         ("HUBSPOT_BASE_URL", "ftp://x", "expected a URL starting with http:// or https://"),
         ("WARP_DAGSTER_DATABASE_URL", "sqlite:///x.db", "must be a PostgreSQL URL, got backend 'sqlite'"),
+        ("WARP_QUEUE_LEASE_SECONDS", "inf", "Input should be a finite number"),
     ],
 )
 def test_a_malformed_setting_names_its_variable_and_the_problem(variable: str, raw: str, problem: str) -> None:

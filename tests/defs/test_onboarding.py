@@ -146,7 +146,14 @@ def test_a_new_preview_supersedes_one_not_yet_approved(
                               instance=instance).success
     with engine.connect() as conn:
         statuses = conn.execute(sa.text("SELECT status FROM onboarding_previews ORDER BY id")).scalars().all()
+        newest = conn.execute(sa.text("SELECT max(id) FROM onboarding_previews")).scalar_one()
     assert statuses == ["superseded", "ready"]
+    # An approved preview is superseded by a newer one too, and then no longer executes.
+    approve_preview(engine, newest, actor="carol", max_age=timedelta(hours=24), create_missing=False,
+                    set_domain=False)
+    assert dg.materialize(ASSETS, resources=_resources(database_url, sandbox, tmp_path), instance=instance).success
+    stale = _execute(database_url, sandbox, tmp_path, instance, newest)
+    assert not stale.success and "PREVIEW_NOT_APPROVED" in str(stale.all_events)
 
 
 def _execute(database_url: str, sandbox: Any, frames: Path, instance: dg.DagsterInstance, preview: int,

@@ -36,7 +36,7 @@ begin_execution(engine, preview, max_age=timedelta(hours=24))
 with engine.connect() as conn:
     rules = load_rules(conn)
 print("creating", flush=True)
-create_missing(engine, client_from_env(engine), customers_to_create(engine, preview), rules, ExecutionReport(),
+create_missing(engine, client_from_env(engine), customers_to_create(engine, preview, "no_candidate"), rules, ExecutionReport(),
                set_domain=False, domains=DomainPolicy.bundled(), run_id="killed-run")
 print("finished", flush=True)
 """

@@ -126,13 +126,15 @@ def _new_companies(engine: sa.Engine, customer_ids: Sequence[str], rules: FieldR
 def _settle(engine: sa.Engine, client: HubSpotClient, new: _NewCompany, company_id: str | None,
             error: HubSpotError | None, ledger_ids: list[int], request: CreateRequest) -> CreateOutcome:
     adopted = False
-    held = isinstance(error, UniqueValueConflict)
+    held = isinstance(error, UniqueValueConflict) and error.property_name in (None, BAN_PROPERTY)
     if company_id is None and (held or not definitely_not_applied(error)):
+        if held:  # refused: nothing of this request reached the holder, so its entries will see no echo
+            void_writes(engine, ledger_ids, "create refused: the BAN is another company's")
         # Another run's company (or one made by hand) holds the BAN, or the answer was lost: find it by the BAN.
         company_id, adopted = _holder(client, new.ban), True
     if company_id is None:
         if held:  # only an archived company holds it: a person decides (restore it, or free the BAN)
-            return _failed(engine, new, ledger_ids, "BAN_HELD_BY_ARCHIVED_COMPANY", error, request)
+            return _failed(engine, new, [], "BAN_HELD_BY_ARCHIVED_COMPANY", error, request)
         if definitely_not_applied(error):
             return _failed(engine, new, ledger_ids, error_code(error), error, request)
         # The ledger entries stay: the company may exist; the next run looks again.

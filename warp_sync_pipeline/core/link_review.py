@@ -6,6 +6,7 @@ decision is audited with who made it; a customer is never put on a company anoth
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -14,8 +15,9 @@ import sqlalchemy as sa
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync
 from warp_sync_pipeline.core.company_creates import CreateRequest, CreateStatus, create_companies
 from warp_sync_pipeline.core.errors import Failure, ServiceError
+from warp_sync_pipeline.core.failures import error_code
 from warp_sync_pipeline.core.fields import FieldRules
-from warp_sync_pipeline.core.hubspot import HubSpotClient, NotFound
+from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotError, NotFound
 from warp_sync_pipeline.core.links import LinkStatus, linked_to, set_link, unlink
 from warp_sync_pipeline.core.outbound import QueueStatus, retry_stopped
 from warp_sync_pipeline.core.sync_tables import customers
@@ -65,14 +67,16 @@ def case(engine: sa.Engine, customer_id: UUID) -> LinkCase | None:
 
 def relink(engine: sa.Engine, client: HubSpotClient, customer_id: UUID, company_id: str, *, actor: str) -> None:
     """Link the customer to a company a person chose: it must exist in HubSpot and be nobody else's."""
-    company_id = company_id.strip()
-    if not company_id.isdigit():
+    if not re.fullmatch(r"[0-9]{1,20}", company_id.strip()):
         raise LinkReviewError(Failure.INVALID, "VALIDATION_ERROR", "A HubSpot company id is a number.")
     try:
-        client.get_company(company_id, properties=["name"])
+        # A merged-away id answers with the company it became: that one is linked.
+        company_id = client.get_company(company_id.strip(), properties=["name"]).id
     except NotFound:
         raise LinkReviewError(Failure.NOT_FOUND, "COMPANY_NOT_FOUND",
-                              f"HubSpot has no company {company_id} (deleted, or merged into another).") from None
+                              f"HubSpot has no company {company_id} (deleted).") from None
+    except HubSpotError as exc:
+        raise LinkReviewError(Failure.HUBSPOT_FAILED, error_code(exc), f"HubSpot did not answer: {exc}") from None
     with engine.begin() as conn:
         before = _locked(conn, customer_id)
         holders = [h for h in linked_to(conn, [company_id]) if h.id != customer_id]
@@ -103,8 +107,14 @@ def create_company(engine: sa.Engine, client: HubSpotClient, rules: FieldRules, 
     if current["hubspot_link_status"] != LinkStatus.UNLINKED.value:
         raise LinkReviewError(Failure.CONFLICT, "CUSTOMER_LINKED",
                               "Only an unlinked customer gets a new company: unlink it first.")
-    [outcome] = create_companies(engine, client, [str(customer_id)], rules,
-                                 CreateRequest(Trigger.MANUAL, None, actor=actor))
+    try:
+        outcomes = create_companies(engine, client, [str(customer_id)], rules,
+                                    CreateRequest(Trigger.MANUAL, None, actor=actor))
+    except HubSpotError as exc:
+        raise LinkReviewError(Failure.HUBSPOT_FAILED, error_code(exc), f"HubSpot did not answer: {exc}") from None
+    if not outcomes:
+        raise LinkReviewError(Failure.NOT_FOUND, "NOT_FOUND", f"No customer {customer_id}.")
+    outcome = outcomes[0]
     if outcome.status in (CreateStatus.CREATED, CreateStatus.ADOPTED) and outcome.company_id:
         return outcome.company_id
     raise LinkReviewError(Failure.HUBSPOT_FAILED, outcome.code or "CREATE_FAILED",

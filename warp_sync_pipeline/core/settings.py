@@ -109,7 +109,8 @@ def _secret(alias: str) -> Any:
 class WarpSettings(BaseSettings):
     """Every variable warp-sync reads. Fields are named for what they hold; the alias is the variable."""
 
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, validate_default=True)
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True, validate_default=True,
+                                      allow_inf_nan=False)
 
     # --- databases and local state
     database_url: PostgresUrl = Field(default=None, alias="WARP_DATABASE_URL", repr=False)
@@ -227,8 +228,9 @@ class WarpSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # One source: the environment load_settings() was given (./.env is already in it, see load_dotenv).
-        return (_EnvironSource(settings_cls, _ENVIRON.get()),)
+        # Values passed to the constructor first (tests), then the environment load_settings() was given (./.env is
+        # already in it, see load_dotenv).
+        return (init_settings, _EnvironSource(settings_cls, _ENVIRON.get()))
 
 
 VARIABLES: Final[frozenset[str]] = frozenset(

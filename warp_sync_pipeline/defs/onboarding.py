@@ -190,9 +190,14 @@ def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecute
     report = ExecutionReport()
     pairs = approved_links(db.engine, config.preview_id)
     link_pairs(db.engine, pairs, report, run_id=run_id, progress=context.log.info)
-    missing = customers_to_create(db.engine, config.preview_id) if approval.get("create_missing") else []
-    create_missing(db.engine, hubspot.client, missing, rules, report, set_domain=bool(approval.get("set_domain")),
-                   domains=DomainPolicy.from_settings(settings), run_id=run_id, progress=context.log.info)
+    if approval.get("create_missing"):
+        domains = DomainPolicy.from_settings(settings)
+        create_missing(db.engine, hubspot.client, customers_to_create(db.engine, config.preview_id, "no_candidate"),
+                       rules, report, set_domain=bool(approval.get("set_domain")), domains=domains, run_id=run_id,
+                       progress=context.log.info)
+        # A cluster's other accounts never get its domain: the organisation's company has it already.
+        create_missing(db.engine, hubspot.client, customers_to_create(db.engine, config.preview_id, "many_to_one"),
+                       rules, report, set_domain=False, domains=domains, run_id=run_id, progress=context.log.info)
     confirmed = sum(1 for _, _, category in pairs if category not in LINKING)
     seen = int((preview.summary.get("brake") or {}).get("records_to_change", 0))
     # The companies created just now hold WARP's values: the first nightly records their agreement.

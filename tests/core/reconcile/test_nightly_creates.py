@@ -48,7 +48,13 @@ def test_creates_count_toward_the_brake_and_stay_off_by_default(
     customer = make_customer("Inserted By Billing Ltd")
     off = run_flow(engine, hubspot_client, ReconcileOptions(allow_mass_write=True))
     assert off.hubspot_summary is not None and off.hubspot_summary.creates.planned == 0
+    twin = make_customer("Twin Ban Ltd")
+    with engine.connect() as conn:
+        twin_ban = conn.execute(sa.text("SELECT ban FROM customers WHERE id = :c"), {"c": twin}).scalar_one()
+    sandbox.control.seed([{"name": "Twin", "warp_ban": twin_ban}, {"name": "Twin (copy)", "warp_ban": twin_ban}])
     braked = run_flow(engine, hubspot_client, ReconcileOptions(create_missing=True))
     assert braked.hubspot_summary is not None and braked.hubspot_summary.status == BRAKED
-    assert [r.outcome for r in braked.hubspot_summary.creates.records] == [NOT_WRITTEN]
-    assert sandbox.control.all_companies() == [] and _linked(engine, customer) is None
+    # Only the customer without any company is to be created; the one whose BAN two companies hold waits for a person.
+    assert [(r.customer_id, r.outcome) for r in braked.hubspot_summary.creates.records] == [(str(customer),
+                                                                                            NOT_WRITTEN)]
+    assert len(sandbox.control.all_companies()) == 2 and _linked(engine, customer) is None

@@ -45,6 +45,7 @@ def test_a_deleted_companys_customer_is_relinked_or_unlinked_and_given_a_new_com
     assert taken.status_code == 409 and "COMPANY_TAKEN" in taken.get_data(as_text=True)
     missing = _post(client, customer, "relink", company_id="99999999999")
     assert missing.status_code == 404 and "COMPANY_NOT_FOUND" in missing.get_data(as_text=True)
+    assert _post(client, customer, "relink", company_id="\u00b2").status_code == 400  # a digit int() refuses
     assert _link(engine, customer) == ("deleted", gone.id)
 
     assert _post(client, customer, "unlink").status_code == 303

@@ -127,6 +127,21 @@ def test_approval_is_once_by_an_admin_and_only_while_the_preview_is_fresh(
     assert again.status_code == 409 and "PREVIEW_NOT_OPEN" in again.get_data(as_text=True)
 
 
+def test_creates_are_refused_where_hubspot_does_not_keep_the_ban_unique(
+        client, tokens, engine: sa.Engine, preview_id: int) -> None:  # noqa: ANN001
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE onboarding_previews SET summary = jsonb_set(summary, '{portal,ban_property}', "
+                             "'\"not unique\"') WHERE id = :id"), {"id": preview_id})
+    sign_in(client, tokens.admin)
+    html = client.get(f"/review/onboarding/{preview_id}").get_data(as_text=True)
+    refused = client.post(f"/review/onboarding/{preview_id}/approve",
+                          data={"csrf_token": csrf_from(html), "create_missing": "on"})
+    assert refused.status_code == 409 and "BAN_PROPERTY_NOT_UNIQUE" in refused.get_data(as_text=True)
+    # Links alone can still be approved.
+    assert client.post(f"/review/onboarding/{preview_id}/approve",
+                       data={"csrf_token": csrf_from(html)}).status_code == 303
+
+
 def test_a_person_labels_the_sample_and_the_preview_reports_measured_precision(
         client, tokens, engine: sa.Engine, preview_id: int) -> None:  # noqa: ANN001
     sign_in(client, tokens.admin)

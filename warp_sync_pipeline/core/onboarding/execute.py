@@ -86,13 +86,23 @@ def begin_execution(engine: sa.Engine, preview_id: int, *, max_age: timedelta,
     if record.status not in ("approved", "executing"):
         raise PreviewError(Failure.CONFLICT, "PREVIEW_NOT_APPROVED",
                            f"Preview {preview_id} is {record.status}: only an approved preview executes.")
-    if not record.fresh(max_age):
+    # A run that stopped half-way is resumed however old its preview is (nothing is done twice); a first run only
+    # while the preview is fresh.
+    if record.status == "approved" and not record.fresh(max_age):
         raise PreviewError(Failure.CONFLICT, "PREVIEW_TOO_OLD",
                            f"Preview {preview_id} was pulled more than {max_age.total_seconds() / 3600:g} h ago: "
                            "run a new preview and approve it.")
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE onboarding_previews SET status = 'executing' WHERE id = :id"),
-                     {"id": preview_id})
+        started = conn.execute(sa.text(
+            "UPDATE onboarding_previews SET status = 'executing' WHERE id = :id "
+            "AND status IN ('approved', 'executing') RETURNING id"), {"id": preview_id}).first()
+    if started is None:  # superseded or executed by another run meanwhile
+        raise PreviewError(Failure.CONFLICT, "PREVIEW_NOT_APPROVED", f"Preview {preview_id} changed meanwhile.")
+    if (record.approval or {}).get("create_missing") and record.summary.get("portal", {}).get("ban_property") != "unique":
+        raise PreviewError(Failure.CONFLICT, "BAN_PROPERTY_NOT_UNIQUE",
+                           "Companies are created only where HubSpot keeps warp_ban unique (the preview found it "
+                           f"{record.summary.get('portal', {}).get('ban_property')}): fix the property and run a "
+                           "new preview.")
     return record
 
 
@@ -168,21 +178,25 @@ def _link_entry(customer: str, company: str, category: str, run_id: str | None) 
 # --- creates --------------------------------------------------------------------------------------------------
 
 
-def customers_to_create(engine: sa.Engine, preview_id: int) -> list[str]:
-    """The preview's customers still without a company that get one on approval: those without a candidate, and
-    the customers of a cluster (one company for several) that a person did not pick to link to it."""
+def customers_to_create(engine: sa.Engine, preview_id: int, category: str) -> list[str]:
+    """The preview's customers still without a company that get one on approval: those without a candidate
+    (`no_candidate`), and those of a cluster (`many_to_one`) a person decided in which they were not picked (a
+    cluster nobody decided waits for a person)."""
     with engine.connect() as conn:
         return list(conn.execute(sa.text(
             """
             SELECT DISTINCT ON (o.customer_id) o.customer_id::text
             FROM onboarding_candidates o JOIN customers c ON c.id = o.customer_id
-            WHERE o.preview_id = :id AND o.category IN ('no_candidate', 'many_to_one')
+            WHERE o.preview_id = :id AND o.category = :category
+              AND (o.category = 'no_candidate' OR EXISTS (
+                   SELECT 1 FROM onboarding_candidates d WHERE d.preview_id = o.preview_id
+                   AND d.category = 'many_to_one' AND d.company_id = o.company_id AND d.decision IS NOT NULL))
               AND NOT EXISTS (SELECT 1 FROM onboarding_candidates k WHERE k.preview_id = o.preview_id
                               AND k.customer_id = o.customer_id AND k.decision = 'confirmed')
               AND NOT (c.external_ids ? 'hubspot_company_id') AND c.hubspot_link_status = 'unlinked'
             ORDER BY o.customer_id
             """
-        ), {"id": preview_id}).scalars())
+        ), {"id": preview_id, "category": category}).scalars())
 
 
 def create_missing(engine: sa.Engine, client: HubSpotClient, customer_ids: Sequence[str], rules: FieldRules,

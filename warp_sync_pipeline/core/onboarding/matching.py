@@ -168,7 +168,8 @@ def match(customers: pd.DataFrame, companies: pd.DataFrame, policy: MatchPolicy 
 def _text(series: pd.Series) -> pd.Series:
     """Trimmed text, None for missing or blank; object dtype (its isin and merges hash, Arrow strings' loop)."""
     stripped = series.astype("string").str.strip()
-    return stripped.where(stripped.ne("") & stripped.notna(), None).astype(object).where(stripped.notna(), None)
+    keep = (stripped.notna() & stripped.ne("")).fillna(False).to_numpy(dtype=bool)
+    return stripped.astype(object).where(keep, None)
 
 
 def _cleaned(frame: pd.DataFrame, columns: Iterable[str], ban: str) -> pd.DataFrame:

@@ -233,7 +233,9 @@ def store_preview(engine: sa.Engine, preview: Preview, result: MatchResult, comp
     superseded (only the newest can be approved). Returns the preview's id."""
     rows = candidate_rows(result, companies)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE onboarding_previews SET status = 'superseded' WHERE status = 'ready'"))
+        # Only the newest preview may be approved or executed: what an older one saw is out of date.
+        conn.execute(sa.text("UPDATE onboarding_previews SET status = 'superseded' "
+                             "WHERE status IN ('ready', 'approved')"))
         preview_id = conn.execute(sa.text(
             "INSERT INTO onboarding_previews (run_id, pulled_at, summary) "
             "VALUES (:run_id, :pulled_at, CAST(:summary AS jsonb)) RETURNING id"

@@ -186,7 +186,11 @@ def approve_preview(engine: sa.Engine, preview_id: int, *, actor: str, max_age: 
     """Approve the newest fresh preview for execution, with the approver's choices: create companies for the
     customers without one, and whether those get their email's domain."""
     with engine.begin() as conn:
-        _open_preview(conn, preview_id, max_age)
+        summary = _open_preview(conn, preview_id, max_age)
+        if create_missing and summary.get("portal", {}).get("ban_property") != "unique":
+            raise PreviewError(Failure.CONFLICT, "BAN_PROPERTY_NOT_UNIQUE",
+                               "Companies can be created only where HubSpot keeps warp_ban unique: make a unique "
+                               "property for the BANs first, then run a new preview.")
         conn.execute(sa.text(
             "UPDATE onboarding_previews SET status = 'approved', approved_by = :actor, approved_at = now(), "
             "approval = CAST(:approval AS jsonb) WHERE id = :id"),
@@ -197,8 +201,9 @@ def approve_preview(engine: sa.Engine, preview_id: int, *, actor: str, max_age: 
     return record
 
 
-def _open_preview(conn: sa.Connection, preview_id: int, max_age: timedelta) -> None:
-    row = conn.execute(sa.text("SELECT status, pulled_at FROM onboarding_previews WHERE id = :id FOR UPDATE"),
+def _open_preview(conn: sa.Connection, preview_id: int, max_age: timedelta) -> dict[str, Any]:
+    """The preview's summary, once it is known to be open (ready and fresh), locked for the transaction."""
+    row = conn.execute(sa.text("SELECT status, pulled_at, summary FROM onboarding_previews WHERE id = :id FOR UPDATE"),
                        {"id": preview_id}).first()
     if row is None:
         raise PreviewError(Failure.NOT_FOUND, "NOT_FOUND", f"No preview {preview_id}.")
@@ -210,6 +215,7 @@ def _open_preview(conn: sa.Connection, preview_id: int, max_age: timedelta) -> N
         raise PreviewError(Failure.CONFLICT, "PREVIEW_TOO_OLD",
                            f"Preview {preview_id} was pulled at {row.pulled_at:%Y-%m-%d %H:%M} UTC, more than "
                            f"{max_age.total_seconds() / 3600:g} h ago: run a new preview.")
+    return dict(row.summary)
 
 
 def _check_free(conn: sa.Connection, preview_id: int, candidate_id: int, customer_id: UUID | None,

@@ -61,6 +61,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     COMPANY_NAME,
     CUSTOMER_ID,
     CUSTOMER_WITHOUT_COMPANY,
+    DUPLICATE_BAN,
     KIND,
     LINK,
     MERGED_FROM,
@@ -167,8 +168,11 @@ def _gate(plan: pd.DataFrame, options: ReconcileOptions, *, enabled: bool, now: 
 
 
 def _customers_to_create(plan: pd.DataFrame) -> pd.DataFrame:
+    """Customers without a company, but not those whose BAN several companies hold (a person decides those)."""
     rows = bare(plan)
-    return rows[rows[KIND] == CUSTOMER_WITHOUT_COMPANY].drop_duplicates(CUSTOMER_ID)
+    twice = set(rows.loc[rows[KIND] == DUPLICATE_BAN, BAN].dropna())
+    orphans = rows[(rows[KIND] == CUSTOMER_WITHOUT_COMPANY) & ~rows[BAN].isin(twice)]
+    return orphans.drop_duplicates(CUSTOMER_ID)
 
 
 def _create_missing(plan: pd.DataFrame, gate: Gate, *, client: HubSpotClient, engine: sa.Engine, rules: FieldRules,
