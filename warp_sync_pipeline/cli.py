@@ -33,6 +33,7 @@ class _Commands(click.Group):
 
 
 @click.group(cls=_Commands)
+@click.version_option(package_name="warp-sync", prog_name="warp-sync")
 @click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 def main(debug: bool) -> None:
     """warp-sync: keep WARP customers and HubSpot companies in step. Reads ./.env first, as Dagster's commands do."""
@@ -90,9 +91,33 @@ def db_stop() -> None:
 
 @db.command("status")
 def db_status() -> None:
+    """Where the database is and whether it answers: WARP_DATABASE_URL's server when it is set (reachable, and
+    the migrations applied), else the private cluster's record. Exits 1 when the database does not answer."""
+    from warp_sync_pipeline.core.db import database_unreachable, make_engine, redacted
+    from warp_sync_pipeline.core.migrations import applied_versions, discover
+    from warp_sync_pipeline.core.settings import load_settings
     from warp_sync_pipeline.devstack.runtime import local_cluster
 
-    click.echo(json.dumps(local_cluster().status(), indent=2))
+    try:
+        url = load_settings().database_url
+    except SettingsError as exc:
+        _fail(str(exc))
+    if url is None:
+        click.echo(json.dumps({"kind": "private cluster", **local_cluster().status()}, indent=2, default=str))
+        return
+    engine = make_engine(url, pool_size=1, max_overflow=0, connect_args={"connect_timeout": 5})
+    status: dict[str, object] = {"kind": "WARP_DATABASE_URL", "url": redacted(url)}
+    try:
+        applied = applied_versions(engine)
+        known = [m.version for m in discover()]
+        status.update(reachable=True, migrations_applied=len(applied), migrations_pending=sorted(set(known) - set(applied)))
+    except Exception as exc:  # noqa: BLE001 - a status command reports, it does not crash
+        status.update(reachable=False, error=database_unreachable(exc) or type(exc).__name__)
+    finally:
+        engine.dispose()
+    click.echo(json.dumps(status, indent=2))
+    if not status["reachable"]:
+        sys.exit(1)
 
 
 @main.command("env")

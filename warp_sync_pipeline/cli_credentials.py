@@ -36,9 +36,10 @@ def add(name: str, roles: tuple[str, ...]) -> None:
 
 
 @credentials.command("revoke")
-@click.option("--id", "credential_id", type=int, default=None)
+@click.option("--id", "credential_id", type=int, default=None, help="The credential's id (from `credentials list`).")
 @click.option("--name", default=None, help="Revoke every active credential of this name.")
 def revoke(credential_id: int | None, name: str | None) -> None:
+    """Revoke a credential by --id, or every active one of --name; their sessions end at the next request."""
     from warp_sync_pipeline.core.auth import revoke as revoke_credentials
 
     try:
@@ -51,6 +52,7 @@ def revoke(credential_id: int | None, name: str | None) -> None:
 
 @credentials.command("list")
 def list_() -> None:
+    """The active credentials: id, name, roles, when made and last used (never the tokens)."""
     from warp_sync_pipeline.core.auth import list_active
 
     for row in list_active(_engine()):

@@ -202,8 +202,8 @@ def dev() -> None:
 
 
 @click.command("mailcatcher")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8025, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback: a dev tool).")
+@click.option("--port", default=8025, show_default=True, type=int, help="SMTP port to listen on.")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where messages are saved (default: <state folder>/mail).")
 def mailcatcher(host: str, port: int, folder: Path | None) -> None:
