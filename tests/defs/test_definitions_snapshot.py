@@ -35,7 +35,8 @@ ASSETS = [
 ]
 CHECKS = [
     "field_differences:drift_below_limit", "field_differences:every_customer_linked",
-    "hubspot_companies:unique_warp_ban", "hubspot_writeback:without_errors", "warp_writeback:without_errors",
+    "hubspot_companies:unique_warp_ban", "hubspot_writeback:without_errors", "reconciliation_report:emailed",
+    "warp_writeback:without_errors",
 ]
 TAGS = {"flow": "warp/flow", "request": "warp/reconcile-request", "dry_run": "warp/dry-run",
         "max_runtime": "dagster/max_runtime", "bulk": "warp/hubspot-bulk"}

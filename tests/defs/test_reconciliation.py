@@ -125,6 +125,7 @@ def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
         "field_differences:drift_below_limit": True,
         "hubspot_writeback:without_errors": True,
         "warp_writeback:without_errors": True,
+        "reconciliation_report:emailed": True,
     }
 
 
@@ -135,9 +136,23 @@ def test_every_check_passes_on_clean_data(
     seed_demo(engine, client=hubspot_client, seed_companies=sandbox.control.seed, customers=200, with_cases=False)
     result = _materialize(instance, _resources(database_url, sandbox, None, tmp_path))
     assert result.success
-    assert set(_checks(result).values()) == {True} and len(_checks(result)) == 5
+    assert set(_checks(result).values()) == {True} and len(_checks(result)) == 6
     [materialization] = result.asset_materializations_for_node("reconciliation_report")
     assert materialization.metadata["email"].value == "not configured"
+
+
+def test_a_report_that_was_not_emailed_fails_its_check_and_leaves_the_run_green(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, hubspot_client: HubSpotClient,
+    tmp_path: Path,
+) -> None:
+    seed_demo(engine, client=hubspot_client, seed_companies=sandbox.control.seed, customers=50, with_cases=False)
+    resources = _resources(database_url, sandbox, None, tmp_path)
+    # Nothing listens on port 1: the delivery fails.
+    resources["email"] = EmailResource(host="127.0.0.1", port="1", starttls="false", recipients="ops@example.com",
+                                       timeout_seconds="2")
+    result = _materialize(instance, resources)
+    assert result.success
+    assert _checks(result)["reconciliation_report:emailed"] is False
 
 
 def test_the_checks_fail_on_data_made_to_fail_them(
@@ -153,7 +168,9 @@ def test_the_checks_fail_on_data_made_to_fail_them(
     settings = ReconciliationSettings(max_drift_share=0.001)
     result = _materialize(instance, _resources(database_url, sandbox, None, tmp_path, settings))
     assert result.success  # failed writes are in the summaries, not exceptions
-    assert set(_checks(result).values()) == {False}
+    checks = _checks(result)
+    assert checks.pop("reconciliation_report:emailed") is True  # email is not configured here
+    assert set(checks.values()) == {False}
     warp = result.output_for_node("warp_writeback")
     [failed] = [r for r in warp.records if r.outcome == "failed"]
     assert failed.field == "payment_terms" and failed.code == "PG_23514"

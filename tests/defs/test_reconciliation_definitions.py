@@ -77,3 +77,17 @@ def test_a_bad_reconciliation_setting_names_its_variable(monkeypatch: pytest.Mon
     monkeypatch.setenv("WARP_RECONCILE_MAX_CHANGE_SHARE", "0.02")
     monkeypatch.delenv("WARP_SCHEDULE_TIMEZONE", raising=False)
     assert reconciliation().resources["reconciliation"].max_change_share == 0.02
+
+
+def test_a_missed_night_shows_as_a_stale_report() -> None:
+    from datetime import timedelta
+
+    import dagster as dg
+    import yaml
+
+    from tests import REPO
+    from warp_sync_pipeline.defs.reconciliation import reconciliation_report
+
+    policy = reconciliation_report.specs_by_key[dg.AssetKey("reconciliation_report")].freshness_policy
+    assert policy is not None and policy.fail_window.to_timedelta() == timedelta(hours=26)
+    assert yaml.safe_load((REPO / "dagster.yaml").read_text())["freshness"] == {"enabled": True}

@@ -187,6 +187,7 @@ class WarpSettings(BaseSettings):
     schedule_timezone: Timezone = Field(default="UTC", alias="WARP_SCHEDULE_TIMEZONE")
     writeback_enabled: Switch = Field(default=True, alias="WARP_WRITEBACK_ENABLED")
     reconcile_create_missing: Switch = Field(default=False, alias="WARP_RECONCILE_CREATE_MISSING")
+    reconcile_freshness_hours: float = Field(default=26.0, alias="WARP_RECONCILE_FRESHNESS_HOURS", ge=1.0)
     reconcile_max_change_share: float = Field(default=0.05, alias="WARP_RECONCILE_MAX_CHANGE_SHARE", ge=0.0, le=1.0)
     reconcile_max_drift_share: float = Field(default=0.05, alias="WARP_RECONCILE_MAX_DRIFT_SHARE", ge=0.0, le=1.0)
     reconcile_max_plan_age_hours: float = Field(default=6.0, alias="WARP_RECONCILE_MAX_PLAN_AGE_HOURS", ge=0.01)

@@ -12,7 +12,7 @@ tagged as a dry run is a dry run whatever its config says (the safe reading of a
 
 # No `from __future__ import annotations`: Dagster reads the assets' parameter annotations at definition.
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -146,6 +146,11 @@ FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT = dg.AssetCheckSpec(
 HUBSPOT_WRITEBACK_WITHOUT_ERRORS = dg.AssetCheckSpec(
     "without_errors", asset="hubspot_writeback", description="Every HubSpot write of the plan succeeded or was "
     "skipped on purpose.",
+)
+REPORT_EMAILED = dg.AssetCheckSpec(
+    "emailed", asset="reconciliation_report",
+    description="The report reached its recipients when email is configured (a delivery failure leaves the run "
+                "green, so this check is where it shows).",
 )
 WARP_WRITEBACK_WITHOUT_ERRORS = dg.AssetCheckSpec(
     "without_errors", asset="warp_writeback", description="Every WARP write, link and conflict succeeded or was "
@@ -370,12 +375,16 @@ def warp_writeback(
                                 check_results=[_errors_check(WARP_WRITEBACK_WITHOUT_ERRORS, summary)])
 
 
-@dg.asset(group_name=GROUP, kinds={"postgres", "email"}, io_manager_key=IO_MANAGER)
+@dg.asset(group_name=GROUP, kinds={"postgres", "email"}, io_manager_key=IO_MANAGER,
+          check_specs=[REPORT_EMAILED],
+          # A missed night shows in the UI: the report is stale once this long has passed without one.
+          freshness_policy=dg.FreshnessPolicy.time_window(
+              fail_window=timedelta(hours=load_settings().reconcile_freshness_hours)))
 def reconciliation_report(
     context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, hubspot_writeback: WriteBackSummary,
     warp_writeback: WriteBackSummary, db: DatabaseResource, email: EmailResource,
     reconciliation: ReconciliationSettings,
-) -> dg.MaterializeResult[Report]:
+):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
     """Counts, the changes made each way, skipped rows, conflicts, orphans, duplicates and errors: stored in
     hubspot_reconciliation_runs, shown here as Markdown (counts also as numbers, charted across runs), and
     emailed to WARP_REPORT_RECIPIENTS."""
@@ -390,7 +399,10 @@ def reconciliation_report(
     if stored.status != "succeeded":
         context.log.warning(f"The run row was already {stored.status}; left as it was")
     delivery = _send(context, email, report)
-    return dg.MaterializeResult(value=report, metadata={
+    emailed = dg.AssetCheckResult(
+        check_name=REPORT_EMAILED.name, passed=not delivery.startswith("failed"),
+        severity=dg.AssetCheckSeverity.WARN, description=f"Report email: {delivery}.", metadata={"email": delivery})
+    return dg.MaterializeResult(value=report, check_results=[emailed], metadata={
         "report": dg.MetadataValue.md(stored.report_markdown or ""),
         **_numbers(report.counts),
         "alerts": len(report.alerts),
