@@ -8,15 +8,17 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from warp_sync_pipeline.core.db import make_engine, redacted
 from warp_sync_pipeline.core.migrations import upgrade
-from warp_sync_pipeline.core.settings import state_dir
+from warp_sync_pipeline.core.settings import load_settings, state_dir
 from warp_sync_pipeline.devstack import stack
-from warp_sync_pipeline.devstack.localpg import free_port
+from warp_sync_pipeline.devstack.localpg import free_port, port_is_free
 from warp_sync_pipeline.devstack.runtime import Runtime, ensure_runtime, local_cluster
 
 DEMO_RECIPIENTS = "warp-admins@example.com"
@@ -32,25 +34,50 @@ def _done(started: float, detail: str = "") -> None:
                f"    done  [{time.monotonic() - started:.1f}s]")
 
 
-def demo_settings() -> dict[str, str]:
-    """The local stack's ports and throwaway secrets, made once and kept private in the state folder."""
+# The stack's services and their ports: settings key -> (service, variable, flag).
+DEMO_PORTS = {
+    "sandbox_port": ("sandbox", "WARP_DEMO_SANDBOX_PORT", "--sandbox-port"),
+    "smtp_port": ("mailcatcher", "WARP_DEMO_SMTP_PORT", "--smtp-port"),
+    "receiver_port": ("receiver", "WARP_DEMO_RECEIVER_PORT", "--receiver-port"),
+    "dagster_port": ("dagster", "WARP_DEMO_DAGSTER_PORT", "--dagster-port"),
+}
+
+
+def demo_settings(ports: dict[str, int | None] | None = None) -> dict[str, str]:
+    """The local stack's ports and throwaway secrets, made once and kept private in the state folder. `ports`
+    (flags) and WARP_DEMO_*_PORT choose ports; a chosen port replaces the kept one."""
     path = state_dir() / "demo-env.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    settings = {
-        "sandbox_port": str(free_port()),
-        "smtp_port": str(free_port()),
-        "receiver_port": str(free_port()),
-        "dagster_port": str(free_port()),
+    settings: dict[str, str] = json.loads(path.read_text()) if path.exists() else {
         "HUBSPOT_ACCESS_TOKEN": "pat-demo-" + secrets.token_hex(16),
         "HUBSPOT_CLIENT_SECRET": secrets.token_hex(24),
         "WARP_API_TOKEN": "wsk_demo_" + secrets.token_urlsafe(24),
         "WARP_SECRET_KEY": secrets.token_urlsafe(32),
     }
+    configured = load_settings()
+    for key in DEMO_PORTS:
+        chosen = (ports or {}).get(key) or getattr(configured, f"demo_{key}")
+        settings[key] = str(chosen) if chosen else settings.get(key) or str(free_port())
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2))
     path.chmod(0o600)
     return settings
+
+
+def check_port(settings: dict[str, str], key: str) -> None:
+    """Before a service starts: its port must be free (one line naming how to choose another, not a traceback)."""
+    service, variable, flag = DEMO_PORTS[key]
+    port = int(settings[key])
+    if stack.running(service) is None and not port_is_free(port):
+        raise click.ClickException(f"port {port} for the {service} is in use by another program: choose another "
+                                   f"with {flag} or {variable}")
+
+
+def port_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The --*-port flags of the commands that bring the stack up."""
+    for key, (service, variable, flag) in reversed(DEMO_PORTS.items()):
+        command = click.option(flag, key, type=click.IntRange(1, 65535), default=None,
+                               help=f"Port of the {service} (else {variable}, else the one kept).")(command)
+    return command
 
 
 def stack_environment(runtime: Runtime, settings: dict[str, str]) -> dict[str, str]:
@@ -81,7 +108,13 @@ def _warp_sync() -> str:
     return str(Path(sys.executable).parent / "warp-sync")
 
 
-def _bring_up_base() -> tuple[Runtime, dict[str, str], dict[str, str], bool]:
+def _bring_up_base(ports: dict[str, int | None], *, services: tuple[str, ...] = ("sandbox_port", "smtp_port"),
+                   ) -> tuple[Runtime, dict[str, str], dict[str, str], bool]:
+    """The database, the sandbox, the mail catcher and HubSpot's properties; every port of `services` checked
+    first, so a clash stops the command before anything starts."""
+    settings = demo_settings(ports)
+    for key in services:
+        check_port(settings, key)
     started = _step("PostgreSQL")
     runtime = ensure_runtime()
     kind = "private cluster (reused if already running)" if runtime.private_cluster else "WARP_DATABASE_URL"
@@ -91,7 +124,6 @@ def _bring_up_base() -> tuple[Runtime, dict[str, str], dict[str, str], bool]:
     applied = upgrade(make_engine(runtime.database_url))
     _done(started, "applied " + ", ".join(applied) if applied else "up to date")
 
-    settings = demo_settings()
     env = stack_environment(runtime, settings)
 
     started = _step("HubSpot sandbox")
@@ -139,9 +171,10 @@ def _customer_count(runtime: Runtime) -> int:
 
 @click.command("demo")
 @click.option("--customers", type=int, default=1000, show_default=True, help="How many customers to seed.")
-def demo(customers: int) -> None:
+@port_options
+def demo(customers: int, **ports: int | None) -> None:
     """Bring the stack up (or reuse it), seed demo data, run the nightly reconciliation, print its report."""
-    runtime, settings, env, sandbox_was_running = _bring_up_base()
+    runtime, settings, env, sandbox_was_running = _bring_up_base(ports)
 
     existing = _customer_count(runtime)
     if existing and sandbox_was_running:
@@ -171,9 +204,10 @@ def latest_mail(folder: Path) -> Path | None:
 
 
 @click.command("dev")
-def dev() -> None:
+@port_options
+def dev(**ports: int | None) -> None:
     """The demo stack plus the receiver (gunicorn) and the Dagster UI with its daemon."""
-    runtime, settings, env, _ = _bring_up_base()
+    runtime, settings, env, _ = _bring_up_base(ports, services=tuple(DEMO_PORTS))
     bin_dir = Path(sys.executable).parent
 
     started = _step("receiver (gunicorn)")

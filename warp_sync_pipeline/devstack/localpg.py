@@ -83,7 +83,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # As PostgreSQL binds: connections of the server's last life in TIME_WAIT do not keep it from its port.
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -207,7 +207,7 @@ class LocalCluster:
         return record
 
     def _start(self, record: ClusterRecord) -> None:
-        if not _port_is_free(record.port):
+        if not port_is_free(record.port):
             record.port = free_port()
             self.record_path.write_text(json.dumps(asdict(record), indent=2))
         options = f"-c listen_addresses=127.0.0.1 -p {record.port} -k {record.socket_dir}"
