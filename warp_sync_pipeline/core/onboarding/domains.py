@@ -42,7 +42,11 @@ def registrable_domain(raw: str | None) -> str | None:
     text = str(raw).strip().lower()
     if "@" in text:
         text = text.rsplit("@", 1)[1]
-    host = _HOST_END.split(_SCHEME.sub("", text), maxsplit=1)[0].strip(".")
+    return _registrable(_HOST_END.split(_SCHEME.sub("", text), maxsplit=1)[0].strip("."))
+
+
+def _registrable(host: str) -> str | None:
+    """A host (lower case) reduced to its registrable domain: IDNA-encoded, then the Public Suffix List."""
     if not host or "." not in host or _IPV4.match(host):
         return None
     if not host.isascii():
@@ -60,7 +64,7 @@ def hosts(values: pd.Series) -> pd.Series:
     text = pc.utf8_lower(pc.utf8_trim_whitespace(text))
     text = pc.replace_substring_regex(text, pattern=r"^.*@", replacement="")
     text = pc.replace_substring_regex(text, pattern=_SCHEME.pattern, replacement="")
-    text = pc.replace_substring_regex(text, pattern=r"[/?#:\s;,].*$", replacement="")
+    text = pc.replace_substring_regex(text, pattern=_HOST_END.pattern + ".*$", replacement="")
     text = pc.utf8_trim(text, characters=".")
     host = pd.Series(text.to_numpy(zero_copy_only=False), index=values.index, dtype=object)
     return host.where(host.notna() & host.ne(""), None)
@@ -80,17 +84,8 @@ def ending_in(host: pd.Series, domains: set[str] | frozenset[str]) -> pd.Series:
 def registrable_domains(values: pd.Series) -> pd.Series:
     """`registrable_domain` of each value (None where there is none), each distinct host computed once."""
     host = hosts(values)
-    suffixes = _suffixes()
-
-    def one(candidate: str) -> str | None:
-        if not candidate or "." not in candidate or _IPV4.match(candidate):
-            return None
-        if candidate.isascii():
-            return suffixes.privatesuffix(candidate)
-        return registrable_domain(candidate)
-
     distinct = host.dropna().unique()
-    found = {candidate: one(candidate) for candidate in distinct}
+    found = {candidate: _registrable(candidate) for candidate in distinct}
     return host.astype(object).map(found).where(host.notna(), None).astype(object)
 
 
