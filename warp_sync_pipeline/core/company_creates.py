@@ -10,18 +10,20 @@ left as it is.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many
 from warp_sync_pipeline.core.failures import error_code
-from warp_sync_pipeline.core.fields import Direction, FieldRules
+from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotError, NotFound
 from warp_sync_pipeline.core.hubspot.errors import UniqueValueConflict
+from warp_sync_pipeline.core.hubspot.properties import BAN_PROPERTY
 from warp_sync_pipeline.core.ledger import (
     LedgerWrite,
     bind_company,
@@ -33,7 +35,6 @@ from warp_sync_pipeline.core.links import link_unlinked
 from warp_sync_pipeline.core.normalize import to_hubspot
 from warp_sync_pipeline.core.sync_tables import customers
 
-BAN_PROPERTY = "warp_ban"
 CREATE_CHUNK = 100  # HubSpot's batch limit
 Progress = Callable[[str], None]
 
@@ -65,6 +66,20 @@ class CreateRequest:
     run_id: str | None
     domain_of: Callable[[str | None], str | None] | None = None
     actor: str | None = None  # a person's name, when a person asked (the link pages)
+
+
+@dataclass(frozen=True)
+class InitialValue:
+    rule: FieldRule
+    value: object  # WARP's
+    text: str  # as HubSpot gets it
+
+
+def initial_values(rules: FieldRules, row: Mapping[str, Any]) -> list[InitialValue]:
+    """What a new company is made with, for every create (the API's and this step's): each mapped field the
+    customer has a value for, payment_terms included (its initial value in HubSpot, which owns it afterwards)."""
+    made = [InitialValue(rule, row.get(name), to_hubspot(rule.spec, row.get(name))) for name, rule in rules.items()]
+    return [v for v in made if v.text != ""]
 
 
 @dataclass(frozen=True)
@@ -107,15 +122,9 @@ def _new_companies(engine: sa.Engine, customer_ids: Sequence[str], rules: FieldR
                             ).mappings().all()
     made: dict[str, _NewCompany] = {}
     for row in rows:
-        properties = {BAN_PROPERTY: row["ban"]}
-        writes = []
-        for name, rule in rules.items():
-            if rule.direction is Direction.HUBSPOT_TO_WARP or name not in row:
-                continue
-            text = to_hubspot(rule.spec, row[name])
-            if text != "":
-                properties[rule.hubspot_property] = text
-                writes.append(LedgerWrite(rule, row[name], ban=row["ban"]))
+        values = initial_values(rules, row)
+        properties = {BAN_PROPERTY: row["ban"], **{v.rule.hubspot_property: v.text for v in values}}
+        writes = [LedgerWrite(v.rule, v.value, ban=row["ban"]) for v in values]
         domain = request.domain_of(row.get("contact_email")) if request.domain_of else None
         if domain:
             properties["domain"] = domain

@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
 from warp_sync_pipeline.core.audit import Outcome, SyncLogEntry, Trigger, log_sync_many, name_writer
+from warp_sync_pipeline.core.company_creates import initial_values
 from warp_sync_pipeline.core.db import database_unreachable
 from warp_sync_pipeline.core.errors import Failure, ServiceError
 from warp_sync_pipeline.core.failures import refused_fields
@@ -66,7 +67,7 @@ from warp_sync_pipeline.core.hubspot import (
     ServiceUnavailable,
     UniqueValueConflict,
 )
-from warp_sync_pipeline.core.hubspot.properties import TEXT_VALUE_LIMIT
+from warp_sync_pipeline.core.hubspot.properties import BAN_PROPERTY, TEXT_VALUE_LIMIT
 from warp_sync_pipeline.core.ledger import LedgerWrite, bind_company, record_writes, void_writes
 from warp_sync_pipeline.core.links import link_created
 from warp_sync_pipeline.core.normalize import (
@@ -83,7 +84,6 @@ from warp_sync_pipeline.core.sync_tables import customers
 
 log = logging.getLogger("warp_sync.customers")
 
-BAN_PROPERTY = "warp_ban"
 
 idempotency_keys = sa.table(
     "customer_create_idempotency_keys",
@@ -588,12 +588,7 @@ class _CreateAttempt:
         return {name: self.row.get(name) for name in self.rules}
 
     def _properties(self) -> dict[str, str]:
-        props: dict[str, str] = {}
-        for name, value in self._column_values().items():
-            text = to_hubspot(self.rules[name].spec, value)
-            if text != "":
-                props[self.rules.hubspot_property(name)] = text
-        return props
+        return {v.rule.hubspot_property: v.text for v in initial_values(self.rules, self.row)}
 
     def run(self) -> CreatedCustomer:
         client = self.hubspot.with_priority(Priority.SYNC).with_deadline(self.settings.time_budget_s)
@@ -696,8 +691,7 @@ class _CreateAttempt:
             if self.idempotency is not None:
                 assert self.started_at is not None
                 _record_attempt_ban(self.side, self.idempotency, ban, self.started_at)
-            writes = [LedgerWrite(self.rules[name], value, ban=ban) for name, value in self._column_values().items()
-                      if to_hubspot(self.rules[name].spec, value) != ""]
+            writes = [LedgerWrite(v.rule, v.value, ban=ban) for v in initial_values(self.rules, self.row)]
             self.ledger_ids = record_writes(self.side, writes)
             return
         raise CreateFailed(Failure.UNAVAILABLE, "BAN_UNAVAILABLE", "No free BAN could be drawn; retry the request.")

@@ -70,9 +70,12 @@ def _options(*values: str) -> tuple[PropertyOption, ...]:
     return tuple(PropertyOption(v, v.capitalize() if v.islower() else v) for v in values)
 
 
+# The unique property holding a company's BAN: creates are keyed by it, and a company found by it.
+BAN_PROPERTY = "warp_ban"
+
 COMPANY_PROPERTIES: tuple[PropertyDefinition, ...] = (
     PropertyDefinition(
-        "warp_ban", "WARP BAN", "string", "text",
+        BAN_PROPERTY, "WARP BAN", "string", "text",
         "WARP billing account number (ZT- and nine digits). Unique; set by WARP at creation, never changed.",
         has_unique_value=True,
     ),

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from warp_sync_pipeline.core.decision import column
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
+from warp_sync_pipeline.core.hubspot.properties import BAN_PROPERTY as BAN_PROPERTY  # the frame's BAN column
 
 # --- identity columns ---------------------------------------------------------------------------------------
 CUSTOMER_ID = "customer_id"
@@ -56,7 +57,6 @@ def open_conflict_mask(values: pd.Series, field: str) -> np.ndarray:
 
 
 # The HubSpot property holding the BAN (a unique property; the ban fallback joins on it).
-BAN_PROPERTY = "warp_ban"
 
 # --- parts of a field's columns -----------------------------------------------------------------------------
 WARP_RAW = "warp_raw"
