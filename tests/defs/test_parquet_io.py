@@ -48,6 +48,11 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def _stored(root: Path, run_id: str, *asset_path: str) -> Path:
+    """Where a run's value of an asset is kept (without its suffix)."""
+    return root.joinpath("runs", run_id, "assets", *asset_path)
+
+
 def test_frames_and_summaries_round_trip_through_materialize(tmp_path: Path) -> None:
     root = tmp_path / "frames"
     with dg.instance_for_test() as instance:
@@ -60,13 +65,13 @@ def test_frames_and_summaries_round_trip_through_materialize(tmp_path: Path) -> 
     assert result.output_for_node("reconciliation__report_inputs") == {
         "summary_seen": {"rows_seen": 1000, "failures": [{"ban": "ZT-000000001", "error": "moved"}], "ok": True}
     }
-    parquet = root / "reconciliation" / "pulled_rows.parquet"
-    summary = root / "reconciliation" / "writeback_summary.json"
+    parquet = _stored(root, result.run_id, "reconciliation", "pulled_rows.parquet")
+    summary = _stored(root, result.run_id, "reconciliation", "writeback_summary.json")
     assert parquet.is_file() and summary.is_file()
     assert pd.read_parquet(parquet).equals(_frame())
 
     # Private: every folder 0700, every file 0600, no temp files left behind.
-    for folder in (root, root / "reconciliation"):
+    for folder in (root, root / "runs", root / "runs" / result.run_id, parquet.parent):
         assert _mode(folder) == 0o700, folder
     for path in (parquet, summary):
         assert _mode(path) == 0o600, path
@@ -83,7 +88,7 @@ def test_default_folder_is_under_the_instance_storage(tmp_path: Path) -> None:
         result = dg.materialize([pulled_rows], resources={IO_KEY: ParquetIOManager()}, instance=instance)
         assert result.success
         root = Path(instance.storage_directory()) / "frames"
-    assert (root / "reconciliation" / "pulled_rows.parquet").is_file()
+    assert _stored(root, result.run_id, "reconciliation", "pulled_rows.parquet").is_file()
     assert _mode(root) == 0o700
 
 
@@ -106,8 +111,68 @@ def test_a_value_that_changes_type_replaces_its_old_file(tmp_path: Path) -> None
         result = dg.materialize(
             [shape_shifter, reader], selection=[reader], resources={IO_KEY: io}, instance=instance
         )
+    # The reader, run alone, reads the latest materialization's value, not the first run's frame.
     assert result.output_for_node("reader") == "dict"
-    assert not (tmp_path / "shape_shifter.parquet").exists()
+
+
+def test_each_run_keeps_its_own_values(tmp_path: Path) -> None:
+    """Two runs of the same assets never overwrite each other's frames: a run that is still reading its pull
+    cannot be handed another run's."""
+    rows = {"n": 0}
+
+    @dg.asset(io_manager_key=IO_KEY)
+    def counted() -> pd.DataFrame:
+        rows["n"] += 1
+        return _frame().head(rows["n"])
+
+    io = ParquetIOManager(base_dir=str(tmp_path))
+    with dg.instance_for_test() as instance:
+        first = dg.materialize([counted], resources={IO_KEY: io}, instance=instance)
+        second = dg.materialize([counted], resources={IO_KEY: io}, instance=instance)
+        assert len(io.stored_frame(instance, dg.AssetKey("counted"))) == 2  # the latest materialization's
+    assert len(pd.read_parquet(_stored(tmp_path, first.run_id, "counted.parquet"))) == 1
+    assert len(pd.read_parquet(_stored(tmp_path, second.run_id, "counted.parquet"))) == 2
+
+
+def test_reexecution_from_a_failed_step_reads_its_parent_runs_values(tmp_path: Path) -> None:
+    """Re-executing from the failed step reuses the parent run's stored frames, although a later run of the
+    upstream asset has stored other values meanwhile."""
+    _REEXECUTION.update(fail=True, pulls=0)
+    job = dg.reconstructable(pull_and_use_job)
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        with dg.execute_job(job, instance=instance) as failed:
+            assert not failed.success
+        # Another run pulls meanwhile (20 rows): the re-execution must still read its parent's 10.
+        dg.materialize([pull], resources={IO_KEY: ParquetIOManager()}, instance=instance)
+        _REEXECUTION["fail"] = False
+        options = dg.ReexecutionOptions.from_failure(failed.run_id, instance)
+        with dg.execute_job(job, instance=instance, reexecution_options=options) as again:
+            assert again.success
+    assert _stored(tmp_path / "storage" / "frames", again.run_id, "use.json").read_text() == "10"
+    assert _REEXECUTION["pulls"] == 2  # the re-execution did not pull again
+
+
+_REEXECUTION = {"fail": True, "pulls": 0}
+
+
+@dg.asset(io_manager_key=IO_KEY)
+def pull() -> pd.DataFrame:
+    _REEXECUTION["pulls"] += 1
+    return _frame().head(10 * _REEXECUTION["pulls"])
+
+
+@dg.asset(io_manager_key=IO_KEY)
+def use(pull: pd.DataFrame) -> int:
+    if _REEXECUTION["fail"]:
+        raise RuntimeError("the write-back failed half-way")
+    return len(pull)
+
+
+def pull_and_use_job() -> dg.JobDefinition:
+    defs = dg.Definitions(assets=[pull, use],
+                          jobs=[dg.define_asset_job("pull_and_use", executor_def=dg.in_process_executor)],
+                          resources={IO_KEY: ParquetIOManager()})
+    return defs.resolve_job_def("pull_and_use")
 
 
 def test_values_that_are_not_json_fail_clearly(tmp_path: Path) -> None:
@@ -174,7 +239,7 @@ def test_setting_up_a_run_purges_expired_values(tmp_path: Path) -> None:
         )
     assert result.success
     assert not stale.exists()
-    assert (tmp_path / "reconciliation" / "pulled_rows.parquet").exists()
+    assert _stored(tmp_path, result.run_id, "reconciliation", "pulled_rows.parquet").exists()
 
 
 def test_retention_must_be_positive() -> None:

@@ -102,12 +102,12 @@ def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
     assert text.index("SUMMARY") < text.index("Customers pulled") < text.index("CHANGES WRITTEN TO HUBSPOT")
 
     # The frames went through the Parquet IO manager with what the next steps need to know about them.
-    stored = pd.read_parquet(tmp_path / "reconciliation_plan.parquet")
+    stored = pd.read_parquet(tmp_path / "runs" / result.run_id / "assets" / "reconciliation_plan.parquet")
     assert {"pulled_at", "planned_at", "rules", "counts", "brake"} <= set(stored.attrs)
     assert stored.attrs["brake"]["records_compared"] == record.counts["pairs_compared"]
     # The typed results too: stored once as JSON, read back (as the report asset's annotated inputs were, which
     # Dagster type-checked) as the same type, losing nothing.
-    stored_json = {node: json.loads((tmp_path / f"{node}.json").read_text())
+    stored_json = {node: json.loads((tmp_path / "runs" / result.run_id / "assets" / f"{node}.json").read_text())
                    for node in ("hubspot_writeback", "warp_writeback", "reconciliation_report")}
     loaded = {node: from_stored(value) for node, value in stored_json.items()}
     assert isinstance(loaded["hubspot_writeback"], WriteBackSummary) and loaded["hubspot_writeback"].side == "hubspot"

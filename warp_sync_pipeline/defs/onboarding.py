@@ -203,8 +203,8 @@ def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecute
     # The companies created just now hold WARP's values: the first nightly records their agreement.
     report.rules = apply_rules(db.engine, hubspot.client, rules, [c for c, _, _ in pairs],
                                allowed=allowed_changes(seen, confirmed), enabled=settings.writeback_enabled,
-                               run_id=run_id, pulled=parquet_io_manager.stored_frame([onboarding_hubspot_companies
-                                                                                      .key.path[-1]]),
+                               run_id=run_id, pulled=parquet_io_manager.stored_frame(context.instance,
+                                                                                      onboarding_hubspot_companies.key),
                                progress=context.log.info)
     finish_execution(db.engine, config.preview_id, report)
     counts = asdict(report)

@@ -8,9 +8,12 @@ under $DAGSTER_HOME/storage) they go to a private folder (0700, files 0600) and 
 - the typed results of `core.reconcile.results` (write-back summaries, the report) as their `to_json()`, read
   back as the same type (`from_stored`), so a downstream asset's annotated input type-checks;
 - anything else (dicts, lists, numbers) as JSON (`.json`): Decimal and times come back as strings, NaN as null.
-Asset outputs live at `<root>/<asset key path>` and are replaced by each materialization; op
-outputs at `<root>/runs/<run id>/<step>/<output>`. Writes are atomic (temp file + rename), so a
-reader never sees half a file.
+Every value is kept by run: asset outputs at `<root>/runs/<run id>/assets/<asset key path>`, op outputs at
+`<root>/runs/<run id>/<step>/<output>`. Two runs of the same assets never overwrite each other's frames mid-run,
+and a re-execution from a failed step reads the values its parent run stored (Dagster names the run that made
+each input). An asset input that was not made in this run's lineage (materializing one asset alone) is read from
+the run of the asset's latest materialization. Writes are atomic (temp file + rename), so a reader never sees half
+a file.
 """
 
 from __future__ import annotations
@@ -41,6 +44,9 @@ DEFAULT_RETENTION_DAYS = DEFAULTS.frame_retention_days
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.=-]")
+# The run id Dagster's build_output_context gives a context made without one (it builds such a context for an input
+# read from an asset that this run did not make).
+_NO_RUN_PLACEHOLDER = "__EPHEMERAL_RUN_ID"
 
 
 def default_frames_dir(storage_directory: str | os.PathLike[str] | None = None) -> Path:
@@ -128,23 +134,31 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             self._root = ensure_private_dir(Path(self.base_dir) if self.base_dir else default_frames_dir())
         return self._root
 
-    def stored_frame(self, asset_key: Sequence[str]) -> pd.DataFrame | None:
-        """The frame last stored for an asset (its attrs included), or None when there is none (never
+    def stored_frame(self, instance: dg.DagsterInstance, asset_key: dg.AssetKey) -> pd.DataFrame | None:
+        """The frame of the asset's latest materialization (its attrs included), or None when there is none (never
         materialized, or purged): for an op that may reuse an asset's value rather than compute it again."""
-        path = self.root.joinpath(*_safe_parts(list(asset_key)))
-        parquet = path.with_name(path.name + PARQUET_SUFFIX)
+        event = instance.get_latest_materialization_event(asset_key)
+        if event is None:
+            return None
+        stem = self._asset_stem(event.run_id, asset_key.path)
+        parquet = stem.with_name(stem.name + PARQUET_SUFFIX)
         return pd.read_parquet(parquet, engine="pyarrow") if parquet.exists() else None
 
     def purge(self, *, now: float | None = None) -> list[Path]:
         return purge_expired_files(self.root, self.retention_days, now=now)
 
     # --- paths ---------------------------------------------------------------------------------
+    def _asset_stem(self, run_id: str, asset_path: Sequence[str]) -> Path:
+        return self.root.joinpath(*_safe_parts(["runs", run_id, "assets", *asset_path]))
+
     def _stem(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        if context.has_asset_key:
-            parts = list(context.get_asset_identifier())
-        else:
-            parts = ["runs", *context.get_identifier()]
-        return self.root.joinpath(*_safe_parts(parts))
+        if not context.has_asset_key:
+            # Dagster's identifier is [run id, step, output], the run that made it (a parent run's on re-execution).
+            return self.root.joinpath(*_safe_parts(["runs", *context.get_identifier()]))
+        asset_path = list(context.get_asset_identifier())
+        if isinstance(context, dg.OutputContext):
+            return self._asset_stem(context.run_id, asset_path)
+        return self._asset_stem(_input_run_id(context), asset_path)
 
     # --- IO ------------------------------------------------------------------------------------
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
@@ -180,6 +194,24 @@ class ParquetIOManager(dg.ConfigurableIOManager):
             f"no stored value for {stem.relative_to(self.root)} under {self.root}: not materialized yet, or purged"
             f" after {self.retention_days:g} days; materialize it again"
         )
+
+
+def _input_run_id(context: dg.InputContext) -> str:
+    """The run whose stored value an asset input reads: the run that made it in this run's lineage (this run, or
+    the parent run of a re-execution), else the run of the asset's latest materialization."""
+    upstream = context.upstream_output
+    try:
+        run_id = upstream.run_id if upstream is not None else None
+    except dg.DagsterInvariantViolationError:
+        run_id = None
+    # An asset loaded from storage gets an artificial upstream context whose run id is Dagster's placeholder.
+    if run_id and run_id != _NO_RUN_PLACEHOLDER:
+        return run_id
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    if event is None:
+        raise FileNotFoundError(f"no stored value for {context.asset_key.to_user_string()}: not materialized yet, "
+                                "or purged; materialize it again")
+    return event.run_id
 
 
 def _atomic_write(path: Path, write: Any) -> None:
