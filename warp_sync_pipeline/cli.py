@@ -122,20 +122,25 @@ def db_status() -> None:
 
 @main.command("env")
 def env() -> None:
-    """Print shell exports for the running stack (`eval "$(warp-sync env)"`)."""
+    """Print shell exports for the local stack (`eval "$(warp-sync env)"`): the database and Dagster, and once
+    `make demo` has run, the sandbox, the mail catcher and the receiver too."""
+    import shlex
+
+    from warp_sync_pipeline.cli_stack import existing_stack_variables
     from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
-    for key, value in ensure_runtime().environment().items():
-        click.echo(f"export {key}='{value}'")
+    for key, value in existing_stack_variables(ensure_runtime()).items():
+        click.echo(f"export {key}={shlex.quote(value)}")
 
 
 @main.command("exec", context_settings={"ignore_unknown_options": True})
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, required=True)
 def exec_(argv: tuple[str, ...]) -> None:
-    """Run a command with the stack's environment (WARP_DATABASE_URL, DAGSTER_HOME, ...)."""
+    """Run a command with the local stack's environment (what `warp-sync env` prints)."""
+    from warp_sync_pipeline.cli_stack import existing_stack_variables
     from warp_sync_pipeline.devstack.runtime import ensure_runtime
 
-    ensure_runtime()
+    os.environ.update(existing_stack_variables(ensure_runtime()))
     os.execvp(argv[0], list(argv))
 
 

@@ -1,4 +1,5 @@
-"""`warp-sync reconcile` (the reconciliation job, run in this process) and `warp-sync demo-seed`.
+"""`warp-sync reconcile` (a run of the reconciliation job, submitted to the run queue and followed) and
+`warp-sync demo-seed`.
 
 Both work from a shell with the stack's environment (WARP_DATABASE_URL, DAGSTER_HOME, HUBSPOT_BASE_URL,
 HUBSPOT_ACCESS_TOKEN, SMTP_*); without WARP_DATABASE_URL they use the private PostgreSQL, like `warp-sync db`.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -19,8 +21,19 @@ if TYPE_CHECKING:
 
 
 def _dagster_ui() -> str:
-    """Where the Dagster UI is: `make dev` sets WARP_DAGSTER_UI_URL; `dg dev` alone serves port 3000."""
-    return load_settings().dagster_ui_url or "http://127.0.0.1:3000"
+    """Where the Dagster UI is: WARP_DAGSTER_UI_URL; else the local stack's port (`make dev` serves it there);
+    else port 3000, where `dg dev` alone serves it."""
+    import json
+
+    from warp_sync_pipeline.cli_stack import DEMO_SETTINGS_FILE
+    from warp_sync_pipeline.core.settings import state_dir
+
+    configured = load_settings().dagster_ui_url
+    if configured:
+        return configured
+    kept = state_dir() / DEMO_SETTINGS_FILE
+    port = json.loads(kept.read_text()).get("dagster_port") if kept.exists() else None
+    return f"http://127.0.0.1:{port or 3000}"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -32,70 +45,118 @@ def _fail(message: str, code: int = 2) -> None:
 @click.option("--dry-run", is_flag=True, help="Compute the plan and the report; change neither side.")
 @click.option("--allow-mass-write", is_flag=True,
               help="Let this run write even when the plan would change more than the brake allows.")
-def reconcile(dry_run: bool, allow_mass_write: bool) -> None:
-    """Run the reconciliation job now, in this process, and print its summary.
+@click.option("--no-follow", is_flag=True, help="Submit the run and print its id; do not wait for it.")
+def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool) -> None:
+    """Submit a run of the reconciliation job to the Dagster run queue and follow it to its end.
 
-    The run is stored in the Dagster instance of DAGSTER_HOME (open it in the UI with `make dev`), its row and
-    report in hubspot_reconciliation_runs, and the report is emailed when SMTP is configured.
+    The run is built from the code location (WARP_DAGSTER_WORKSPACE, else the checkout's workspace.yaml), like a
+    run launched in the UI: it waits for another reconciliation or full pull to finish, the run-status sensors see
+    it, and the UI can re-execute it. A Dagster daemon must be running (`make demo` and `make dev` start one). The
+    shell shows each stage's progress, then the report's counts; the exit status is the run's (0 succeeded).
     """
-    import warnings
+    import uuid
 
     import dagster as dg
 
-    # Dagster's own run-status sensors pass a beta parameter; the warning says nothing about our code.
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-
     from warp_sync_pipeline.core.db import make_engine
-    from warp_sync_pipeline.core.reconcile.results import Report
-    from warp_sync_pipeline.core.reconciliation_runs import get_run, mark_failed
     from warp_sync_pipeline.devstack.runtime import ensure_runtime
-    from warp_sync_pipeline.runs import DRY_RUN_TAG, RECONCILIATION_JOB_NAME
+    from warp_sync_pipeline.runs import DRY_RUN_TAG, RECONCILIATION_JOB_NAME, STARTED_FROM_TAG
+    from warp_sync_pipeline.shell_runs import ShellRunError, daemon_problem, launch
 
     try:
         runtime = ensure_runtime()
-        from warp_sync_pipeline.definitions import defs
-
-        job = defs().resolve_job_def(RECONCILIATION_JOB_NAME)
+        workspace = _workspace()
     except SettingsError as exc:
         _fail(str(exc))
-    settings: dict[str, Any] = {"dry_run": dry_run, "allow_mass_write": allow_mass_write}
-    started = time.monotonic()
+    if not workspace.is_file():
+        _fail(f"WARP_DAGSTER_WORKSPACE: no workspace file at {workspace}")
+    run_id = str(uuid.uuid4())
+    config = {"resources": {"reconciliation": {"config": {"dry_run": dry_run, "allow_mass_write": allow_mass_write}}}}
     click.echo(f"==> reconciliation{' (dry run)' if dry_run else ''}{' allowing mass writes' if allow_mass_write else ''}")
     with dg.DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            instance=instance,
-            # The steps' debug lines stay in the run's event log (the UI); the shell gets the summary.
-            run_config={"resources": {"reconciliation": {"config": settings}},
-                        "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={DRY_RUN_TAG: "true" if dry_run else "false"},
-            raise_on_error=False,
-        )
-    run_id = result.run_id
-    engine = make_engine(runtime.database_url)
-    try:
-        if not result.success:
-            failure = result.get_run_failure_event()
-            reason = (failure.message if failure else "") or "the run failed"
-            # Nothing else may be watching (the daemon runs with `make dev` only): mark the row here.
-            mark_failed(engine, run_id, f"Run failed: {reason}", dry_run=dry_run)
-            _fail(f"reconciliation run {run_id} failed: {reason}\n"
-                  f"       see its steps in the Dagster UI ({_dagster_ui()}/runs/{run_id}, `make dev`)", code=1)
+        problem = daemon_problem(instance)
+        if problem:
+            _fail(f"{problem}, so a queued run would never start: start it with `make dev` (or `make demo`), or "
+                  f"`dagster-daemon run -w {workspace}` with this DAGSTER_HOME")
+        started = time.monotonic()
+        try:
+            launch(workspace, RECONCILIATION_JOB_NAME, run_id=run_id, run_config=config,
+                   tags={DRY_RUN_TAG: "true" if dry_run else "false", STARTED_FROM_TAG: "shell"})
+        except ShellRunError as exc:
+            _fail(str(exc))
+        click.echo(f"    run {run_id} submitted to the run queue: {_dagster_ui()}/runs/{run_id}")
+        if no_follow:
+            return
+        engine = make_engine(runtime.database_url)
+        try:
+            status = _follow(instance, engine, run_id)
+            _finish(instance, engine, run_id, status, time.monotonic() - started)
+        finally:
+            engine.dispose()
+
+
+def _workspace() -> Path:
+    """WARP_DAGSTER_WORKSPACE; else the local stack's (its code server has the stack's settings) while it runs;
+    else the checkout's workspace.yaml."""
+    from warp_sync_pipeline.core.settings import project_root, state_dir
+    from warp_sync_pipeline.devstack import stack
+
+    configured = load_settings().dagster_workspace
+    if configured:
+        return Path(configured).resolve()
+    local = state_dir() / "workspace.yaml"
+    if local.exists() and stack.running("code-server") is not None:
+        return local
+    return project_root() / "workspace.yaml"
+
+
+def _follow(instance: Any, engine: Any, run_id: str) -> Any:
+    """Print the run's status changes and each stage's progress until it ends; return its final status."""
+    import dagster as dg
+
+    from warp_sync_pipeline.core.reconciliation_runs import get_run
+    from warp_sync_pipeline.shell_runs import ShellRunError, queued_behind, watch
+
+    def progress() -> dict[str, str]:
         record = get_run(engine, run_id)
-    finally:
-        engine.dispose()
-    # The report as the run made it (the stored JSON keeps its keys in jsonb's order, not the report's).
-    made = result.output_for_node("reconciliation_report") or (record.report if record else None)
-    report = Report.read(made) if made else None
-    email = _email_outcome(result)
-    _print_summary(run_id, record.status if record else "unknown", report, email, time.monotonic() - started)
+        return record.progress if record else {}
+
+    status = None
+    try:
+        for event in watch(instance, run_id, progress):
+            status = event.status
+            if event.progress:
+                click.echo(f"    {event.progress}")
+            elif status == dg.DagsterRunStatus.QUEUED:
+                run = instance.get_run_by_id(run_id)
+                behind = queued_behind(instance, run) if run else []
+                click.echo("    queued" + (f" behind {', '.join(behind)} (one full pull at a time)" if behind else ""))
+            else:
+                click.echo(f"    {status.value.lower()}")
+    except ShellRunError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail(f"stopped following; run {run_id} goes on (cancel it in the UI: {_dagster_ui()}/runs/{run_id})",
+              code=130)
+    return status
 
 
-def _email_outcome(result: Any) -> str:
-    for materialization in result.asset_materializations_for_node("reconciliation_report"):
-        value = materialization.metadata.get("email")
-        if value is not None:
-            return str(value.value)
-    return "unknown"
+def _finish(instance: Any, engine: Any, run_id: str, status: Any, seconds: float) -> None:
+    import dagster as dg
+
+    from warp_sync_pipeline.core.reconcile.results import Report
+    from warp_sync_pipeline.core.reconciliation_runs import get_run
+    from warp_sync_pipeline.shell_runs import failure_messages, materialization_metadata
+
+    if status != dg.DagsterRunStatus.SUCCESS:
+        reasons = failure_messages(instance, run_id) or ["no reason recorded"]
+        verb = "was cancelled" if status == dg.DagsterRunStatus.CANCELED else "failed"
+        _fail(f"reconciliation run {run_id} {verb}: " + "\n       ".join(reasons) +
+              f"\n       see its steps in the Dagster UI ({_dagster_ui()}/runs/{run_id})", code=1)
+    record = get_run(engine, run_id)
+    report = Report.read(record.report) if record and record.report else None
+    email = materialization_metadata(instance, run_id, "reconciliation_report").get("email", "unknown")
+    _print_summary(run_id, record.status if record else "unknown", report, str(email), seconds)
 
 
 def _print_summary(run_id: str, status: str, report: Report | None, email: str, seconds: float) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,11 @@ from warp_sync_pipeline.core.settings import load_settings, state_dir
 from warp_sync_pipeline.devstack import stack
 from warp_sync_pipeline.devstack.localpg import free_port, port_is_free
 from warp_sync_pipeline.devstack.runtime import Runtime, ensure_runtime, local_cluster
+from warp_sync_pipeline.runs import CODE_LOCATION
 
 DEMO_RECIPIENTS = "warp-admins@example.com"
+# The stack's ports and throwaway secrets, in the state folder.
+DEMO_SETTINGS_FILE = "demo-env.json"
 
 
 def _step(message: str) -> float:
@@ -40,13 +44,16 @@ DEMO_PORTS = {
     "smtp_port": ("mailcatcher", "WARP_DEMO_SMTP_PORT", "--smtp-port"),
     "receiver_port": ("receiver", "WARP_DEMO_RECEIVER_PORT", "--receiver-port"),
     "dagster_port": ("dagster", "WARP_DEMO_DAGSTER_PORT", "--dagster-port"),
+    "code_server_port": ("code-server", "WARP_DEMO_CODE_SERVER_PORT", "--code-server-port"),
 }
+# What the demo itself needs (`make dev` adds the receiver and the UI).
+DEMO_SERVICES = ("sandbox_port", "smtp_port", "code_server_port")
 
 
 def demo_settings(ports: dict[str, int | None] | None = None) -> dict[str, str]:
     """The local stack's ports and throwaway secrets, made once and kept private in the state folder. `ports`
     (flags) and WARP_DEMO_*_PORT choose ports; a chosen port replaces the kept one."""
-    path = state_dir() / "demo-env.json"
+    path = state_dir() / DEMO_SETTINGS_FILE
     settings: dict[str, str] = json.loads(path.read_text()) if path.exists() else {
         "HUBSPOT_ACCESS_TOKEN": "pat-demo-" + secrets.token_hex(16),
         "HUBSPOT_CLIENT_SECRET": secrets.token_hex(24),
@@ -81,10 +88,23 @@ def port_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def stack_environment(runtime: Runtime, settings: dict[str, str]) -> dict[str, str]:
-    """What every process of the local stack sees: the database, the sandbox, the mail catcher."""
+    """What every process of the local stack sees: the shell's environment under the stack's own variables (the
+    demo's values win over a developer's shell, which may point at real systems)."""
+    return {**os.environ, **stack_variables(runtime, settings)}
+
+
+def existing_stack_variables(runtime: Runtime) -> dict[str, str]:
+    """The stack's variables once `make demo` or `make dev` has made its settings, else only the runtime's (for
+    `warp-sync env` and `exec`, so every command the demo prints works under them)."""
+    if not (state_dir() / DEMO_SETTINGS_FILE).exists():
+        return runtime.environment()
+    return stack_variables(runtime, demo_settings())
+
+
+def stack_variables(runtime: Runtime, settings: dict[str, str]) -> dict[str, str]:
+    """The stack's own variables: the database, Dagster, the sandbox, the mail catcher, the receiver."""
     receiver_url = f"http://127.0.0.1:{settings['receiver_port']}"
-    env = {
-        **os.environ,
+    return {
         **runtime.environment(),
         "HUBSPOT_BASE_URL": f"http://127.0.0.1:{settings['sandbox_port']}",
         "HUBSPOT_ACCESS_TOKEN": settings["HUBSPOT_ACCESS_TOKEN"],
@@ -99,19 +119,61 @@ def stack_environment(runtime: Runtime, settings: dict[str, str]) -> dict[str, s
         "SMTP_FROM": "warp-sync@localhost",
         "WARP_REPORT_RECIPIENTS": DEMO_RECIPIENTS,
         "WARP_DAGSTER_UI_URL": f"http://127.0.0.1:{settings['dagster_port']}",
+        "WARP_DAGSTER_WORKSPACE": str(workspace_file(settings)),
     }
-    # The demo's own values win over a developer's shell, which may point at real systems.
-    return env
 
 
 def _warp_sync() -> str:
     return str(Path(sys.executable).parent / "warp-sync")
 
 
-def _bring_up_base(ports: dict[str, int | None], *, services: tuple[str, ...] = ("sandbox_port", "smtp_port"),
+def workspace_file(settings: dict[str, str]) -> Path:
+    """The stack's Dagster workspace: its one code server, which the daemon, the UI and `warp-sync reconcile`
+    share (as in production)."""
+    path = state_dir() / "workspace.yaml"
+    text = ("load_from:\n  - grpc_server:\n      host: 127.0.0.1\n"
+            f"      port: {settings['code_server_port']}\n      location_name: {CODE_LOCATION}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def _bring_up_dagster(env: dict[str, str], settings: dict[str, str]) -> None:
+    """The code server and the daemon (the run queue, sensors, schedules): a run submitted from the shell
+    starts only where a daemon runs."""
+    bin_dir = Path(sys.executable).parent
+    started = _step("Dagster code server and daemon")
+    port = settings["code_server_port"]
+    stack.start("code-server", [str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", port,
+                                "-m", "warp_sync_pipeline.definitions", "--location-name", CODE_LOCATION],
+                env=env, ready=partial(_code_server_serving, bin_dir, port), timeout_s=180)
+    since = time.time()
+    daemon = stack.start("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", env["WARP_DAGSTER_WORKSPACE"]],
+                         env=env, ready=partial(_daemon_reporting, since), timeout_s=120)
+    _done(started, f"code server on port {port}, daemon log {daemon.log}")
+
+
+def _code_server_serving(bin_dir: Path, port: str) -> bool:
+    check = [str(bin_dir / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", port]
+    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+
+
+def _daemon_reporting(since: float) -> bool:
+    """The daemon's run queue has reported in since `since` (an older heartbeat may be a stopped daemon's)."""
+    import dagster as dg
+
+    from warp_sync_pipeline.shell_runs import QUEUE_DAEMON
+
+    with dg.DagsterInstance.get() as instance:
+        beat = instance.get_daemon_heartbeats().get(QUEUE_DAEMON)
+    return beat is not None and beat.timestamp >= since
+
+
+def _bring_up_base(ports: dict[str, int | None], *, services: tuple[str, ...] = DEMO_SERVICES,
                    ) -> tuple[Runtime, dict[str, str], dict[str, str], bool]:
-    """The database, the sandbox, the mail catcher and HubSpot's properties; every port of `services` checked
-    first, so a clash stops the command before anything starts."""
+    """The database, the sandbox, the mail catcher, HubSpot's properties and Dagster's code server and daemon;
+    every port of `services` checked first, so a clash stops the command before anything starts."""
     settings = demo_settings(ports)
     for key in services:
         check_port(settings, key)
@@ -143,6 +205,8 @@ def _bring_up_base(ports: dict[str, int | None], *, services: tuple[str, ...] = 
     started = _step("HubSpot properties")
     subprocess.run([_warp_sync(), "hubspot", "setup"], env=env, check=True, stdout=subprocess.DEVNULL)
     _done(started, "warp_* company properties present")
+
+    _bring_up_dagster(env, settings)
     return runtime, settings, env, sandbox_was_running
 
 
@@ -220,16 +284,16 @@ def dev(**ports: int | None) -> None:
                 env=env, url=receiver_url, ready_url=f"{receiver_url}/healthz")
     _done(started, receiver_url)
 
-    started = _step("Dagster UI and daemon (dg dev)")
+    started = _step("Dagster UI (dagster-webserver, on the stack's code server and daemon)")
     dagster_url = f"http://127.0.0.1:{settings['dagster_port']}"
-    stack.start("dagster", [str(bin_dir / "dg"), "dev", "--port", settings["dagster_port"], "--host", "127.0.0.1"],
-                env={**env, "PATH": f"{bin_dir}:{env.get('PATH', '')}"}, url=dagster_url,
-                ready_url=f"{dagster_url}/server_info", timeout_s=180)
+    stack.start("dagster", [str(bin_dir / "dagster-webserver"), "-h", "127.0.0.1", "-p", settings["dagster_port"],
+                            "-w", env["WARP_DAGSTER_WORKSPACE"]],
+                env=env, url=dagster_url, ready_url=f"{dagster_url}/server_info", timeout_s=180)
     _done(started, dagster_url)
 
     click.echo("")
     click.echo(f"Dagster UI:     {dagster_url}")
-    click.echo(f"receiver:       {receiver_url}  (bearer token in {state_dir() / 'demo-env.json'})")
+    click.echo(f"receiver:       {receiver_url}  (bearer token in {state_dir() / DEMO_SETTINGS_FILE})")
     click.echo(f"review pages:   {receiver_url}/review/conflicts")
     click.echo(f"sandbox:        {env['HUBSPOT_BASE_URL']}  (switches under /_sandbox/)")
     click.echo("stop it all:    make stop")

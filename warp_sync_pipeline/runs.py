@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import dagster as dg
 
+# The code location's name (workspace.yaml, the demo's code server, the Helm values): runs record it.
+CODE_LOCATION = "warp_sync_pipeline"
 FLOW_TAG = "warp/flow"
 RECONCILIATION_FLOW = "reconciliation"
 RECONCILIATION_JOB_NAME = "reconciliation_job"
@@ -14,6 +16,8 @@ RECONCILIATION_JOB_NAME = "reconciliation_job"
 REQUEST_TAG = "warp/reconcile-request"
 # "true" when the run is a dry run (mirrors the run's dry_run resource, for filtering).
 DRY_RUN_TAG = "warp/dry-run"
+# "shell" on runs that `warp-sync reconcile` submitted (for filtering the run list).
+STARTED_FROM_TAG = "warp/started-from"
 ONBOARDING_FLOW = "onboarding"
 ONBOARDING_PREVIEW_JOB_NAME = "onboarding_preview_job"
 ONBOARDING_EXECUTE_JOB_NAME = "onboarding_execute_job"
@@ -30,6 +34,13 @@ def is_reconciliation_run(job_name: str | None, tags: Mapping[str, str]) -> bool
 def request_id_from_tags(tags: Mapping[str, str]) -> str | None:
     value = (tags.get(REQUEST_TAG) or "").strip()
     return value or None
+
+
+def root_error_message(error: object) -> str:
+    """Dagster wraps the exception raised in a step; its innermost cause is the one a person needs."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    return str(getattr(error, "message", "") or "").strip()
 
 
 def dry_run_from_tags(tags: Mapping[str, str]) -> bool:

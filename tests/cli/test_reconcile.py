@@ -1,5 +1,7 @@
 """`warp-sync demo-seed` and `warp-sync reconcile` as a person runs them: subprocesses with the stack's
-environment (a database, a Dagster instance on PostgreSQL, the sandbox, an SMTP server)."""
+environment. `reconcile` submits its run to the Dagster run queue of the suite's Dagster stack (code server,
+daemon, webserver) and follows it, so the run is the code location's, the tag limits and the run-status sensors
+apply, and the shell sees its progress."""
 
 from __future__ import annotations
 
@@ -8,16 +10,97 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from tests.plugins.dagster_stack import DagsterStack
 from tests.plugins.database import scratch_database
+from tests.plugins.sandbox import SandboxHandle
 from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline.core import reconciliation_runs as runs
 
 WARP_SYNC = str(Path(sys.executable).parent / "warp-sync")
+
+
+def _shell(extra: dict[str, str]) -> dict[str, str]:
+    """A shell's environment: none of the suite's own WARP_/HUBSPOT_/SMTP_/DAGSTER_ settings, then `extra`."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
+    return {**inherited, **extra}
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([WARP_SYNC, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def _run_id(output: str) -> str:
+    [run_id] = {line.split()[1].rstrip(":") for line in output.splitlines() if line.strip().startswith("run ")}
+    return run_id
+
+
+def test_demo_seed_then_reconcile_through_the_run_queue(
+    dagster_stack: DagsterStack, stack_database: str, stack_sandbox: SandboxHandle, stack_mail: SmtpCatcher,
+) -> None:
+    env = _shell(dagster_stack.environment)
+    seeded = _run(["demo-seed", "--customers", "300"], env)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    assert "1 x one warp_ban on two companies" in seeded.stdout
+    assert "contact_email is settled by MANUAL review" in seeded.stdout
+    again = _run(["demo-seed", "--customers", "300"], env)
+    assert again.returncode == 2 and "DEMO_DATA_PRESENT" in again.stderr
+
+    dry = _run(["reconcile", "--dry-run"], env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "submitted to the run queue" in dry.stdout
+    # Followed while it ran: the stages' progress, read from the run row.
+    assert "    HubSpot pull: 300 companies in 3 pages" in dry.stdout.splitlines()
+    assert "    WARP pull: 300 customers" in dry.stdout.splitlines()
+    assert ": succeeded (dry run) in " in dry.stdout
+    assert ["changes", "written", "to", "hubspot", "0"] in [line.split() for line in dry.stdout.splitlines()]
+    # The run is the code location's: in the job's run list, with the job's tags (the queue's limits apply).
+    dry_id = _run_id(dry.stdout)
+    assert (dry_id, "SUCCESS") in dagster_stack.runs("reconciliation_job")
+    tags = dagster_stack.run_tags(dry_id)
+    assert tags["warp/flow"] == "reconciliation" and tags["warp/hubspot-bulk"] == "pull"
+    assert tags["warp/dry-run"] == "true" and tags["warp/started-from"] == "shell"
+
+    # 300 customers with every case: the plan changes about 6% of them, past the brake's 5%.
+    done = _run(["reconcile", "--allow-mass-write"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run_id = _run_id(done.stdout)
+    engine = sa.create_engine(stack_database)
+    try:
+        record = runs.get_run(engine, run_id)
+    finally:
+        engine.dispose()
+    assert record.status == "succeeded" and record.counts["customers_pulled"] == 300
+    assert record.progress["hubspot_writeback"].startswith("HubSpot write-back: ")
+    assert ["customers", "pulled", "300"] in [line.split() for line in done.stdout.splitlines()]
+    assert "email:     sent to 1 recipient(s)" in done.stdout or "email:     sent to 2 recipient(s)" in done.stdout
+    assert f"/runs/{run_id}" in done.stdout and "ALERT" not in done.stdout
+    assert record.counts["changes_written_to_hubspot"] == record.counts["changes_planned_to_hubspot"] > 0
+    # Each run keeps its own frames, in the private folder under the instance's DAGSTER_HOME.
+    frames = dagster_stack.home / "storage" / "frames" / "runs"
+    assert (frames / dry_id / "assets" / "warp_customers.parquet").exists()
+    assert (frames / run_id / "assets" / "warp_customers.parquet").exists()
+
+
+def test_a_failed_shell_run_exits_with_its_reason_and_alerts_like_any_run(
+    dagster_stack: DagsterStack, stack_database: str, stack_sandbox: SandboxHandle, stack_mail: SmtpCatcher,
+) -> None:
+    stack_sandbox.control.set_faults(outage={"seconds": 120})
+    failed = _run(["reconcile", "--dry-run"], _shell(dagster_stack.environment))
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    run_id = _run_id(failed.stdout)
+    assert f"reconciliation run {run_id} failed: " in failed.stderr and "hubspot_companies: " in failed.stderr
+    # The run-failure sensor saw it (a shell run used to be invisible to it): the row is failed, the admins told.
+    [alert] = stack_mail.wait_for(1, timeout=60)
+    assert run_id[:8] in alert["Subject"]
+    engine = sa.create_engine(stack_database)
+    try:
+        assert runs.get_run(engine, run_id).status == "failed"
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -26,50 +109,13 @@ def dagster_database_url(pg_admin_url: str) -> Iterator[str]:
         yield url
 
 
-def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([WARP_SYNC, *args], env=env, capture_output=True, text=True, timeout=300)
-
-
-def test_demo_seed_then_reconcile_from_a_shell(
-    database_url: str, dagster_database_url: str, engine: sa.Engine, sandbox: Any, smtp_server: SmtpCatcher,
-    tmp_path: Path,
+def test_without_a_daemon_the_command_stops_before_submitting(
+    database_url: str, dagster_database_url: str, tmp_path: Path,
 ) -> None:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))},
-        "WARP_DATABASE_URL": database_url,
-        "WARP_DAGSTER_DATABASE_URL": dagster_database_url,
-        "WARP_STATE_DIR": str(tmp_path / "state"),
-        "DAGSTER_HOME": str(tmp_path / "dagster-home"),
-        "HUBSPOT_BASE_URL": sandbox.base_url,
-        "HUBSPOT_ACCESS_TOKEN": sandbox.access_token,
-        **smtp_server.environ(),
-    }
-    seeded = _run(["demo-seed", "--customers", "300"], env)
-    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
-    assert "1 x one warp_ban on two companies" in seeded.stdout
-    assert "contact_email is settled by MANUAL review" in seeded.stdout
-
-    again = _run(["demo-seed", "--customers", "300"], env)
-    assert again.returncode == 2 and "DEMO_DATA_PRESENT" in again.stderr
-
-    dry = _run(["reconcile", "--dry-run"], env)
-    assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert ": succeeded (dry run) in " in dry.stdout
-    assert ["changes", "written", "to", "hubspot", "0"] in [line.split() for line in dry.stdout.splitlines()]
-
-    # 300 customers with every case: the plan changes about 6% of them, past the brake's 5%.
-    done = _run(["reconcile", "--allow-mass-write"], env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    [run_id] = [line.split()[1].rstrip(":") for line in done.stdout.splitlines() if line.strip().startswith("run ")]
-    record = runs.get_run(engine, run_id)
-    assert record.status == "succeeded" and record.counts["customers_pulled"] == 300
-    assert ["customers", "pulled", "300"] in [line.split() for line in done.stdout.splitlines()]
-    assert "email:     sent to 2 recipient(s)" in done.stdout
-    assert f"/runs/{run_id}" in done.stdout
-    assert "ALERT" not in done.stdout
-    assert record.counts["changes_written_to_hubspot"] == record.counts["changes_planned_to_hubspot"] > 0
-    assert len(smtp_server.wait_for(2)) == 2
-    # The frames went to the private folder under DAGSTER_HOME.
-    frames = tmp_path / "dagster-home" / "storage" / "frames"
-    assert (frames / "warp_customers.parquet").exists()
-    assert oct((frames).stat().st_mode & 0o777) == "0o700"
+    env = _shell({"WARP_DATABASE_URL": database_url, "WARP_DAGSTER_DATABASE_URL": dagster_database_url,
+                  "WARP_STATE_DIR": str(tmp_path / "state"), "DAGSTER_HOME": str(tmp_path / "dagster-home")})
+    refused = _run(["reconcile"], env)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: no Dagster daemon has run on this instance, so a queued run would "
+                                     "never start: start it with `make dev`")
+    assert len(refused.stderr.splitlines()) == 1

@@ -1,6 +1,7 @@
 """A reconcile request becomes a run: the API records it, the sensor asks for the run, the run
 records its row under the request, and the API then reports how it ended."""
 
+import contextlib
 from pathlib import Path
 
 import dagster as dg
@@ -18,11 +19,37 @@ TOKEN = "bootstrap-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def _evaluate(database_url: str, cursor: str | None) -> dg.SensorResult | dg.SkipReason:
-    with dg.instance_for_test() as instance, dg.build_sensor_context(
-        instance=instance, cursor=cursor, resources={"db": DatabaseResource(url=database_url)}
-    ) as context:
+def _evaluate(database_url: str, cursor: str | None,
+              instance: dg.DagsterInstance | None = None) -> dg.SensorResult | dg.SkipReason:
+    with contextlib.ExitStack() as stack:
+        instance = instance or stack.enter_context(dg.instance_for_test())
+        context = stack.enter_context(dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources={"db": DatabaseResource(url=database_url)}))
         return reconcile_requests_sensor(context)
+
+
+def test_a_request_that_already_has_a_run_is_not_asked_for_again(database_url: str) -> None:
+    """A cursor lost (or a tick that died after its runs were made) must not make a request run twice."""
+    client = create_app({"DATABASE_URL": database_url, "TESTING": True, "WARP_API_TOKEN": TOKEN}).test_client()
+    first = client.post("/v1/sync/reconcile", json={"dry_run": True}, headers=AUTH).get_json()["data"]["request_id"]
+    second = client.post("/v1/sync/reconcile", json={"dry_run": True}, headers=AUTH).get_json()["data"]["request_id"]
+
+    @dg.op
+    def noop() -> None: ...
+
+    @dg.job(name="reconciliation_job")
+    def reconciliation_job() -> None:
+        noop()
+
+    with dg.instance_for_test() as instance:
+        reconciliation_job.execute_in_process(instance=instance, tags={"warp/reconcile-request": str(first)})
+        result = _evaluate(database_url, None, instance)
+        assert [r.tags["warp/reconcile-request"] for r in result.run_requests] == [str(second)]
+        assert result.cursor == str(second)
+        reconciliation_job.execute_in_process(instance=instance, tags={"warp/reconcile-request": str(second)})
+        again = _evaluate(database_url, None, instance)
+    assert not again.run_requests and f"#{first}, #{second}" in again.skip_reason.skip_message
+    assert again.cursor == str(second)
 
 
 def test_the_sensor_skips_without_requests_and_requests_one_run_per_request(database_url: str) -> None:

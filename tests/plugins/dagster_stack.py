@@ -177,6 +177,10 @@ class DagsterStack:
             raise AssertionError(f"GraphQL refused the query: {answer['errors']}")
         return answer["data"]
 
+    def run_tags(self, run_id: str) -> dict[str, str]:
+        query = "query($id: ID!) { runOrError(runId: $id) { ... on Run { tags { key value } } } }"
+        return {tag["key"]: tag["value"] for tag in self._graphql(query, id=run_id)["runOrError"]["tags"]}
+
     def run_worker_pid(self, run_id: str) -> int | None:
         """The process the code server started for the run, from the run's event log ("Started process")."""
         query = ("query($runId: ID!) { logsForRun(runId: $runId) { ... on EventConnection { events { "
@@ -358,6 +362,9 @@ def dagster_stack(
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
         environment = {
             **_write_instance(home, storage_db, grpc_port),
+            # What `warp-sync reconcile` needs to submit runs to this stack from a shell.
+            "WARP_DAGSTER_DATABASE_URL": storage_db,
+            "WARP_DAGSTER_WORKSPACE": str(home / "workspace.yaml"),
             "WARP_DATABASE_URL": warp_db,
             "WARP_STATE_DIR": str(home / "state"),
             "HUBSPOT_BASE_URL": sandbox_server.base_url,

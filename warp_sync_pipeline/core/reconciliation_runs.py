@@ -63,6 +63,8 @@ class RunRecord:
     report_markdown: str | None
     failure_reason: str | None
     updated_at: dt.datetime
+    # The latest progress line of each stage while the run goes (warp_pull, hubspot_pull, ...).
+    progress: dict[str, str] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
@@ -160,7 +162,7 @@ def _clean_counts(counts: Mapping[str, Any]) -> dict[str, int | float]:
 # --- statements -------------------------------------------------------------------------------
 _COLUMNS = (
     "run_id, request_id, status, dry_run, started_at, finished_at, counts, report, report_markdown, "
-    "failure_reason, updated_at"
+    "failure_reason, updated_at, progress"
 )
 
 _START = sa.text(
@@ -230,6 +232,7 @@ def _record(row: sa.Row) -> RunRecord:
         report_markdown=m["report_markdown"],
         failure_reason=m["failure_reason"],
         updated_at=m["updated_at"],
+        progress=dict(m["progress"] or {}),
     )
 
 
@@ -318,6 +321,20 @@ def mark_failed(
         if row is None:
             row = conn.execute(_GET, {"run_id": params["run_id"]}).one()
     return _record(row)
+
+
+_PROGRESS = sa.text(
+    """
+    UPDATE hubspot_reconciliation_runs SET progress = progress || jsonb_build_object(:stage, :message)
+     WHERE run_id = :run_id AND status = 'running'
+    """
+)
+
+
+def record_progress(engine: sa.Engine, run_id: str, stage: str, message: str) -> None:
+    """Keep `message` as the latest progress of `stage` in a running row (a finished row is left alone)."""
+    with engine.begin() as conn:
+        conn.execute(_PROGRESS, {"run_id": _require_run_id(run_id), "stage": stage, "message": message[:500]})
 
 
 def get_run(engine: sa.Engine, run_id: str) -> RunRecord | None:

@@ -120,11 +120,14 @@ class WarpSettings(BaseSettings):
     state_dir: str | None = Field(default=None, alias="WARP_STATE_DIR")
     pg_bindir: str | None = Field(default=None, alias="WARP_PG_BINDIR")
     dagster_ui_url: WebUrl = Field(default=None, alias="WARP_DAGSTER_UI_URL")
+    # The workspace file `warp-sync reconcile` launches runs from (unset: the checkout's workspace.yaml).
+    dagster_workspace: str | None = Field(default=None, alias="WARP_DAGSTER_WORKSPACE")
     # The local demo stack's ports (unset: free ones, chosen once and kept in the state folder).
     demo_sandbox_port: int | None = Field(default=None, alias="WARP_DEMO_SANDBOX_PORT", ge=1, le=65535)
     demo_smtp_port: int | None = Field(default=None, alias="WARP_DEMO_SMTP_PORT", ge=1, le=65535)
     demo_receiver_port: int | None = Field(default=None, alias="WARP_DEMO_RECEIVER_PORT", ge=1, le=65535)
     demo_dagster_port: int | None = Field(default=None, alias="WARP_DEMO_DAGSTER_PORT", ge=1, le=65535)
+    demo_code_server_port: int | None = Field(default=None, alias="WARP_DEMO_CODE_SERVER_PORT", ge=1, le=65535)
     run_margin_seconds: float = Field(default=15.0, alias="WARP_RUN_MARGIN_SECONDS", ge=1.0)
 
     # --- HubSpot

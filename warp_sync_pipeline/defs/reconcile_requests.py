@@ -1,7 +1,8 @@
 """Turns reconciliation requests (POST /v1/sync/reconcile) into runs of reconciliation_job.
 
 A cursor on the request id, one run_key per request (a request never becomes two runs), and the
-request id as a run tag, which the first asset records in the run row the API reads back.
+request id as a run tag, which the first asset records in the run row the API reads back. A request that already
+has a run (a cursor reset, or a tick that died after submitting) is skipped, not asked for again.
 """
 
 import dagster as dg
@@ -23,6 +24,14 @@ def reconcile_requests_sensor(context: dg.SensorEvaluationContext, db: DatabaseR
     pending = requests_after(db.engine, last_id)
     if not pending:
         return dg.SkipReason(f"No reconciliation requests after #{last_id}.")
+    submitted = _requests_with_runs(context.instance, [request.id for request in pending])
+    cursor = str(pending[-1].id)
+    if submitted:
+        mark_submitted(db.engine, sorted(submitted))
+        pending = [request for request in pending if request.id not in submitted]
+        if not pending:
+            return dg.SensorResult(skip_reason=f"Requests {', '.join(f'#{i}' for i in sorted(submitted))} have "
+                                               "runs already.", cursor=cursor)
     run_requests = [
         dg.RunRequest(
             run_key=f"reconcile-request-{request.id}",
@@ -35,4 +44,9 @@ def reconcile_requests_sensor(context: dg.SensorEvaluationContext, db: DatabaseR
         for request in pending
     ]
     mark_submitted(db.engine, [request.id for request in pending])
-    return dg.SensorResult(run_requests=run_requests, cursor=str(pending[-1].id))
+    return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+
+
+def _requests_with_runs(instance: dg.DagsterInstance, request_ids: list[int]) -> set[int]:
+    runs = instance.get_runs(dg.RunsFilter(tags={REQUEST_TAG: [str(i) for i in request_ids]}))
+    return {int(run.tags[REQUEST_TAG]) for run in runs if (run.tags.get(REQUEST_TAG) or "").isdigit()}

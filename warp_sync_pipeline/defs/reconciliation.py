@@ -49,7 +49,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
 from warp_sync_pipeline.core.reconcile.options import DEFAULT_WARP_PAGE_SIZE
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom
 from warp_sync_pipeline.core.reconcile.results import Report, WriteBackSummary
-from warp_sync_pipeline.core.reconciliation_runs import finish_run, get_run, start_run
+from warp_sync_pipeline.core.reconciliation_runs import finish_run, get_run, record_progress, start_run
 from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, load_settings
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
@@ -182,8 +182,15 @@ def _numbers(counts: dict[str, Any]) -> dict[str, Any]:
     return {name: int(value) if float(value).is_integer() else float(value) for name, value in counts.items()}
 
 
-def _log(context: dg.AssetExecutionContext) -> Callable[[str], None]:
-    return context.log.info
+def _progress(context: dg.AssetExecutionContext, db: DatabaseResource, stage: str) -> Callable[[str], None]:
+    """Progress lines go to the run's log and to the run row (for `warp-sync reconcile`, which follows the row)."""
+    run_id = context.run.run_id
+
+    def report(message: str) -> None:
+        context.log.info(message)
+        record_progress(db.engine, run_id, stage, message)
+
+    return report
 
 
 def _summary_metadata(summary: WriteBackSummary) -> dict[str, Any]:
@@ -224,7 +231,8 @@ def warp_customers(
     times, read in keyset pages from one consistent snapshot."""
     options = _begin(context, db, reconciliation)
     rules = _rules(db)
-    frame = pull_warp_customers(db.engine, rules, page_size=options.warp_page_size, progress=_log(context))
+    frame = pull_warp_customers(db.engine, rules, page_size=options.warp_page_size,
+                                progress=_progress(context, db, "warp_pull"))
     return dg.MaterializeResult(value=frame, metadata={
         "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT], "fields": len(rules),
     })
@@ -244,7 +252,8 @@ def hubspot_companies(
         check_daily_headroom(db.engine, hubspot.client.budget)
     except DailyQuotaTooLow as exc:
         raise dg.Failure(description=str(exc)) from exc
-    frame = pull_hubspot_companies(hubspot.client, hubspot_properties(rules), progress=_log(context))
+    frame = pull_hubspot_companies(hubspot.client, hubspot_properties(rules),
+                                   progress=_progress(context, db, "hubspot_pull"))
     frame.attrs[ATTR_RULES] = rules_to_attr(rules)
     duplicated = duplicate_bans(frame)
     check = dg.AssetCheckResult(
@@ -347,7 +356,8 @@ def hubspot_writeback(
     options = reconciliation.options(dict(context.run.tags))
     summary = write_to_hubspot(
         reconciliation_plan, client=hubspot.client, engine=db.engine, rules=rules_from_attr(reconciliation_plan),
-        options=options, run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
+        options=options, run_id=context.run.run_id, enabled=writeback_enabled(),
+        progress=_progress(context, db, "hubspot_writeback"),
     )
     if summary.reason:
         context.log.warning(summary.reason)
@@ -365,7 +375,7 @@ def warp_writeback(
     options = reconciliation.options(dict(context.run.tags))
     summary = write_to_warp(
         reconciliation_plan, engine=db.engine, rules=rules_from_attr(reconciliation_plan), options=options,
-        run_id=context.run.run_id, enabled=writeback_enabled(), progress=_log(context),
+        run_id=context.run.run_id, enabled=writeback_enabled(), progress=_progress(context, db, "warp_writeback"),
     )
     metadata = _summary_metadata(summary)
     metadata.update(conflicts_opened=summary.conflicts_opened, conflicts_updated=summary.conflicts_updated,

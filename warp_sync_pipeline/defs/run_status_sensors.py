@@ -19,7 +19,12 @@ from warp_sync_pipeline.core.reconciliation_runs import handle_failed_run
 from warp_sync_pipeline.core.settings import SettingsError
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
-from warp_sync_pipeline.runs import dry_run_from_tags, is_reconciliation_run, request_id_from_tags
+from warp_sync_pipeline.runs import (
+    dry_run_from_tags,
+    is_reconciliation_run,
+    request_id_from_tags,
+    root_error_message,
+)
 
 # Per SMTP operation; a handful of them (connect, EHLO, STARTTLS, login, send) stay well under 60 s.
 SENSOR_SMTP_TIMEOUT_SECONDS = 5.0
@@ -27,18 +32,11 @@ SENSOR_SMTP_TIMEOUT_SECONDS = 5.0
 MAX_STEP_ERRORS = 5
 
 
-def _root_error_message(error: object) -> str:
-    # Dagster wraps the exception raised in a step; its cause is the one a person needs.
-    while getattr(error, "cause", None) is not None:
-        error = error.cause
-    return str(getattr(error, "message", "") or "").strip()
-
-
 def _failure_reason(context: dg.RunFailureSensorContext) -> str:
     parts = [(context.failure_event.message or "").strip()]
     for event in context.get_step_failure_events()[:MAX_STEP_ERRORS]:
         error = getattr(event.event_specific_data, "error", None)
-        message = _root_error_message(error) if error is not None else ""
+        message = root_error_message(error) if error is not None else ""
         parts.append(f"{event.step_key}: {message or 'no error message'}")
     return "\n".join(p for p in parts if p)
 

@@ -65,18 +65,21 @@ def ensure_runtime(*, apply_env: bool = True, with_dagster: bool = True) -> Runt
         private = True
     home = Path(settings.dagster_home or state_dir() / "dagster-home")
     if with_dagster:
-        prepare_dagster_home(home)
+        prepare_dagster_home(home, managed=not settings.dagster_home)
     runtime = Runtime(app_url, dagster_url, home, private)
     if apply_env:
         os.environ.update(runtime.environment())
     return runtime
 
 
-def prepare_dagster_home(home: Path) -> None:
-    """DAGSTER_HOME holds customer data (pickled or Parquet frames): keep it private."""
+def prepare_dagster_home(home: Path, *, managed: bool = True) -> None:
+    """DAGSTER_HOME holds customer data (pickled or Parquet frames): keep it private. Its dagster.yaml is the
+    checkout's template: kept up to date in the private home (`managed`), only created where none exists in a
+    DAGSTER_HOME that someone chose (their instance file is theirs)."""
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
     template = project_root() / "dagster.yaml"
     target = home / "dagster.yaml"
-    if template.exists() and (not target.exists() or target.read_bytes() != template.read_bytes()):
+    stale = not target.exists() or (managed and target.read_bytes() != template.read_bytes())
+    if template.exists() and stale:
         shutil.copyfile(template, target)

@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -65,30 +67,40 @@ def running(name: str) -> Service | None:
 
 
 def start(name: str, argv: list[str], *, env: dict[str, str], url: str | None = None,
-          ready_url: str | None = None, timeout_s: float = 60.0) -> Service:
-    """Start `argv` detached unless it already runs; wait until `ready_url` answers."""
+          ready_url: str | None = None, ready: Callable[[], bool] | None = None, timeout_s: float = 60.0,
+          cwd: Path | None = None) -> Service:
+    """Start `argv` detached unless it already runs; wait until `ready_url` answers (or `ready()` is true)."""
+    if ready_url:
+        ready = partial(_answers, ready_url)
     existing = running(name)
     if existing:
         return existing
     log_path = run_dir() / f"{name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     service = Service(name, proc.pid, url, str(log_path))
     _record(name).write_text(json.dumps(service.__dict__))
-    if ready_url:
+    if ready is not None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(ready_url, timeout=2).status_code < 500:
-                    return service
+            if ready():
+                return service
             time.sleep(0.3)
         stop(name)
         raise RuntimeError(f"{name} did not become ready within {timeout_s:.0f}s; see {log_path}")
     return service
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
 
 
 def stop(name: str, *, grace_s: float = 10.0) -> bool:
