@@ -94,8 +94,8 @@ def test_a_failed_shell_run_exits_with_its_reason_and_alerts_like_any_run(
     run_id = _run_id(failed.stdout)
     assert f"reconciliation run {run_id} failed: " in failed.stderr and "hubspot_companies: " in failed.stderr
     # The run-failure sensor saw it (a shell run used to be invisible to it): the row is failed, the admins told.
-    [alert] = stack_mail.wait_for(1, timeout=60)
-    assert run_id[:8] in alert["Subject"]
+    [alert] = stack_mail.wait_for_subject(run_id[:8], timeout=60)
+    assert alert["Subject"] == f"[warp-sync] ALERT: reconciliation_job failed - run {run_id[:8]}"
     engine = sa.create_engine(stack_database)
     try:
         assert runs.get_run(engine, run_id).status == "failed"

@@ -1,18 +1,19 @@
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 
 import pytest
 
 from tests.plugins.smtp import SmtpCatcher
+from warp_sync_pipeline.core.alerts import Notice, NoticeKind, run_failed
 from warp_sync_pipeline.core.email import (
     EmailDeliveryError,
     EmailSettings,
-    FailureAlert,
     escape_markdown,
     render_markdown,
     render_report_email,
-    send_failure_alert,
+    send_alert,
     send_report,
     tls_context,
 )
@@ -124,13 +125,10 @@ def test_a_dry_run_says_so_and_long_tables_are_cut(smtp_server: SmtpCatcher) -> 
 
 
 def test_the_failure_alert_names_job_run_and_reason(smtp_server: SmtpCatcher) -> None:
-    alert = FailureAlert(
-        job_name="reconciliation_job",
-        run_id="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
-        status="cancelled",
-        reason="Run cancelled: by <operator>\nstep hubspot_writeback: RuntimeError: boom",
-    )
-    send_failure_alert(alert, settings_for(smtp_server))
+    condition = run_failed("reconciliation_job", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", cancelled=True,
+                           reason="Run cancelled: by <operator>\nstep hubspot_writeback: RuntimeError: boom")
+    notice = Notice(condition.key, NoticeKind.ALERT, condition.title, condition.detail, dt.datetime.now(dt.UTC))
+    send_alert(notice, settings_for(smtp_server))
     [message] = smtp_server.wait_for(1)
     assert message["Subject"] == "[warp-sync] ALERT: reconciliation_job cancelled - run 0f1e2d3c"
     text = message.get_body(preferencelist=("plain",)).get_content()

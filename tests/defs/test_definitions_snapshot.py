@@ -21,8 +21,10 @@ SENSORS = {
     "hubspot_sync_queue_sensor": "hubspot_sync_queue_job",
     "hubspot_webhook_events_sensor": "hubspot_webhook_events_job",
     "reconcile_requests_sensor": "reconciliation_job",
-    "reconciliation_run_canceled_sensor": None,
-    "reconciliation_run_failure_sensor": None,
+    # Renamed in issue 16 (they alert for every job now): a deployment's old sensor state stays under the old names.
+    "run_canceled_alert_sensor": None,
+    "run_failure_alert_sensor": None,
+    "warp_alerts_sensor": None,
 }
 SCHEDULES = {
     "reconciliation_daily_schedule": ("reconciliation_job", "0 2 * * *", "UTC"),

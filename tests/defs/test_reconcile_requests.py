@@ -102,7 +102,7 @@ def cancellable_reconciliation_job() -> None:
 
 
 def test_a_request_whose_run_is_cancelled_reads_as_failed_not_pending(database_url: str) -> None:
-    from warp_sync_pipeline.defs.run_status_sensors import reconciliation_run_canceled_sensor
+    from warp_sync_pipeline.defs.alerts import run_canceled_alert_sensor
 
     client = create_app({"DATABASE_URL": database_url, "TESTING": True, "WARP_API_TOKEN": TOKEN}).test_client()
     request_id = client.post("/v1/sync/reconcile", headers=AUTH).get_json()["data"]["request_id"]
@@ -112,11 +112,11 @@ def test_a_request_whose_run_is_cancelled_reads_as_failed_not_pending(database_u
         dagster_run = instance.create_run_for_job(job_def=cancellable_reconciliation_job, tags=run_request.tags)
         event = instance.report_run_canceled(dagster_run, message="Cancelled from the UI.")
         with dg.build_run_status_sensor_context(
-            sensor_name=reconciliation_run_canceled_sensor.name, dagster_event=event, dagster_instance=instance,
+            sensor_name=run_canceled_alert_sensor.name, dagster_event=event, dagster_instance=instance,
             dagster_run=instance.get_run_by_id(dagster_run.run_id),
             resources={"db": DatabaseResource(url=database_url), "email": EmailResource()},
         ) as context:
-            reconciliation_run_canceled_sensor(context)
+            run_canceled_alert_sensor(context)
     state = client.get(f"/v1/sync/reconcile/{request_id}", headers=AUTH).get_json()["data"]
     assert state["status"] == "failed" and state["run_id"] == dagster_run.run_id
     assert state["failure_reason"] == "Run cancelled: Cancelled from the UI."

@@ -39,7 +39,7 @@ def test_the_job_schedule_checks_and_sensors_are_defined(monkeypatch: pytest.Mon
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.job_name in (None, "reconciliation_job")
 
-    for name in ("reconciliation_run_failure_sensor", "reconciliation_run_canceled_sensor"):
+    for name in ("run_failure_alert_sensor", "run_canceled_alert_sensor", "warp_alerts_sensor"):
         assert definitions.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
     checks = {(key.asset_key.to_user_string(), key.name) for key in definitions.resolve_asset_graph().asset_check_keys}

@@ -42,6 +42,7 @@ import psycopg2.errors
 import pytest
 import yaml
 from dagster_graphql import DagsterGraphQLClient
+from pytest_httpserver import HTTPServer
 from sqlalchemy.engine import make_url
 
 from hubspot_sandbox.control import SandboxControl
@@ -88,7 +89,10 @@ FLOW_SETTINGS = {
     "WARP_WEBHOOK_SENSOR_INTERVAL_SECONDS": "5",
     "WARP_RUN_MARGIN_SECONDS": "5",
     "HUBSPOT_TIME_BUDGET_SECONDS": "5",
+    "WARP_ALERT_SENSOR_INTERVAL_SECONDS": "5",
 }
+# Where the stack's alerts post (its outgoing webhook; stack_webhook empties it per test).
+WEBHOOK_PATH = "/hooks/alerts"
 
 
 @dataclass
@@ -99,6 +103,7 @@ class DagsterStack:
     database_url: str  # the WARP database the stack's runs and sensors use
     hubspot: SandboxHandle  # the stack's own sandbox: its sensors and schedules never reach other tests' sandbox
     mail: SmtpCatcher  # where the stack's reports and alerts are sent
+    webhook: HTTPServer  # where the stack's alerts are posted (WARP_ALERT_WEBHOOK_URL)
     environment: dict[str, str]  # what the stack's processes were started with
     logs: dict[str, Path] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -358,6 +363,10 @@ def dagster_stack(
         hubspot = SandboxHandle(sandbox_server.base_url, SANDBOX_ACCESS_TOKEN, SANDBOX_CLIENT_SECRET, control)
         mail = SmtpCatcher(host=LOOPBACK, port=0)
         stack.callback(start_catcher(mail).stop)
+        webhook = HTTPServer(host=LOOPBACK, port=0)
+        webhook.expect_request(WEBHOOK_PATH, method="POST").respond_with_data("ok")
+        webhook.start()
+        stack.callback(webhook.stop)
         grpc_port, web_port = free_port(), free_port()
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
         environment = {
@@ -371,6 +380,7 @@ def dagster_stack(
             "HUBSPOT_ACCESS_TOKEN": SANDBOX_ACCESS_TOKEN,
             "HUBSPOT_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
             **mail.environ(),
+            "WARP_ALERT_WEBHOOK_URL": webhook.url_for(WEBHOOK_PATH),
             **FLOW_SETTINGS,
         }
         env = {**inherited, **environment}
@@ -380,7 +390,8 @@ def dagster_stack(
         code_server_argv = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(grpc_port),
                             "-m", "warp_sync_pipeline.definitions", "--location-name", LOCATION]
         running = DagsterStack(url=f"http://127.0.0.1:{web_port}", web_port=web_port, home=home,
-                               database_url=warp_db, hubspot=hubspot, mail=mail, environment=environment)
+                               database_url=warp_db, hubspot=hubspot, mail=mail, webhook=webhook,
+                               environment=environment)
 
         def starter(name: str, argv: list[str], port: int | None = None) -> Callable[[], subprocess.Popen[bytes]]:
             def start() -> subprocess.Popen[bytes]:
@@ -427,6 +438,13 @@ def stack_mail(dagster_stack: DagsterStack) -> SmtpCatcher:
     """The stack's mail catcher, emptied for this test."""
     dagster_stack.mail.clear()
     return dagster_stack.mail
+
+
+@pytest.fixture
+def stack_webhook(dagster_stack: DagsterStack) -> HTTPServer:
+    """The stack's alert webhook receiver, its log emptied for this test."""
+    dagster_stack.webhook.clear_log()
+    return dagster_stack.webhook
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups

@@ -66,6 +66,17 @@ class SmtpCatcher:
                 pytest.fail(f"expected {count} message(s) at the SMTP server, got {len(self.messages)}")
             return list(self.messages)
 
+    def wait_for_subject(self, part: str, timeout: float = 5.0) -> list[EmailMessage]:
+        """Block until a message whose subject holds `part` arrived; return those that match (a shared server may
+        also hold other tests' alerts)."""
+        def matching() -> list[EmailMessage]:
+            return [m for m in self.messages if part in (m["Subject"] or "")]
+
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: bool(matching()), timeout=timeout):
+                pytest.fail(f"no message with {part!r} in its subject; subjects: {[m['Subject'] for m in self.messages]}")
+            return matching()
+
     def clear(self) -> None:
         """Forget what arrived (for a server that outlives one test)."""
         with self._arrived:

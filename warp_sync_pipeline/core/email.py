@@ -51,6 +51,7 @@ from typing import Any
 import jinja2
 from tabulate import tabulate
 
+from warp_sync_pipeline.core.alerts import Notice, NoticeKind
 from warp_sync_pipeline.core.reconcile.results import Report
 from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, WarpSettings, load_settings
 
@@ -61,14 +62,12 @@ MARKDOWN_MAX_ROWS_PER_SECTION = 50
 MAX_CELL_CHARS = 300
 
 REPORT_STATUSES = ("running", "succeeded", "failed")
-ALERT_STATUSES = ("failed", "cancelled")
 
 DEFAULT_FROM = DEFAULTS.smtp_from
 DEFAULT_TIMEOUT_SECONDS = DEFAULTS.smtp_timeout_seconds
 
 _ADDRESS = re.compile(r"^[^@\s,<>\"']+@[^@\s,<>\"']+$")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SAFE_JOB_NAME = re.compile(r"^[A-Za-z0-9_]{1,100}$")
 # C0 and C1 controls, DEL, and the bidirectional overrides/isolates that can disguise text.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _CONTROL_KEEP_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
@@ -404,45 +403,22 @@ def render_markdown(report: Report | Mapping[str, Any], *, max_rows: int = MARKD
     return "\n".join(lines).rstrip() + "\n"
 
 
-@dataclass(frozen=True)
-class FailureAlert:
-    """A reconciliation run that failed or was cancelled (or whose process died)."""
-
-    job_name: str
-    run_id: str
-    status: str  # failed | cancelled
-    reason: str
-    occurred_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
-    dry_run: bool = False
-    request_id: str | None = None
-
-
-def alert_subject(alert: FailureAlert) -> str:
-    job = alert.job_name if _SAFE_JOB_NAME.match(alert.job_name or "") else "Dagster job"
-    status = alert.status if alert.status in ALERT_STATUSES else "failed"
-    subject = f"[warp-sync] ALERT: {job} {status}"
-    run_id = _safe_run_id(alert.run_id)
-    return subject + (f" - run {run_id[:8]}" if run_id else "")
-
-
-def render_failure_alert(alert: FailureAlert) -> RenderedEmail:
+def render_alert(notice: Notice) -> RenderedEmail:
+    """An alert, a reminder that it still fires, or its resolution. The subject is the notice's own (built from our
+    words, numbers and identifiers), stripped of controls and cut to a line."""
+    subject = clean_value(notice.subject, max_chars=200)
     view = {
-        "job_name": clean_value(alert.job_name),
-        "run_id": clean_value(alert.run_id),
-        "status": alert.status if alert.status in ALERT_STATUSES else "failed",
-        "reason_lines": [
-            strip_controls(line).rstrip() for line in strip_controls(alert.reason or "", keep_newlines=True).split("\n")
-        ],
-        "occurred_at": _format_time(alert.occurred_at),
-        "dry_run": alert.dry_run,
-        "request_id": clean_value(alert.request_id) if alert.request_id else "",
+        "kind": notice.kind.value,
+        "title": clean_value(notice.title, max_chars=200),
+        "since": _format_time(notice.since) if notice.kind is not NoticeKind.ALERT else "",
+        "detail_lines": [strip_controls(line).rstrip() for line in notice.detail],
+        "resolved": notice.kind is NoticeKind.RESOLVED,
     }
-    subject = alert_subject(alert)
     context = {"a": view, "subject": subject}
     return RenderedEmail(
         subject=subject,
-        text=_jinja.get_template("failure_alert.txt").render(context),
-        html=_jinja.get_template("failure_alert.html").render(context),
+        text=_jinja.get_template("alert.txt").render(context),
+        html=_jinja.get_template("alert.html").render(context),
     )
 
 
@@ -540,13 +516,12 @@ def send_report(
     return send_message(message, settings, ssl_context=ssl_context, timeout_seconds=timeout_seconds)
 
 
-def send_failure_alert(
-    alert: FailureAlert,
+def send_alert(
+    notice: Notice,
     settings: EmailSettings,
     *,
     ssl_context: ssl.SSLContext | None = None,
     timeout_seconds: float | None = None,
 ) -> DeliveryResult:
-    message = build_message(render_failure_alert(alert), settings)
+    message = build_message(render_alert(notice), settings)
     return send_message(message, settings, ssl_context=ssl_context, timeout_seconds=timeout_seconds)
-

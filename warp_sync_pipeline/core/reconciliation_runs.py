@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.email import FailureAlert, render_markdown
+from warp_sync_pipeline.core.email import render_markdown
 from warp_sync_pipeline.core.reconcile.results import Report
 
 RUNNING = "running"
@@ -185,7 +185,8 @@ _FINISH = sa.text(
            counts = CAST(:counts AS jsonb),
            report = CAST(:report AS jsonb),
            report_markdown = :report_markdown,
-           failure_reason = :failure_reason
+           failure_reason = :failure_reason,
+           braked = :braked
      WHERE run_id = :run_id AND status = 'running'
     RETURNING {_COLUMNS}
     """
@@ -260,6 +261,7 @@ def finish_run(
     *,
     report_markdown: str | None = None,
     failure_reason: str | None = None,
+    braked: bool = False,
 ) -> RunRecord:
     """Finish a running row with its counts and report; returns the row as it now stands.
 
@@ -284,6 +286,7 @@ def finish_run(
         "report": dumps_json(report),
         "report_markdown": report_markdown,
         "failure_reason": _clean_reason(failure_reason) if failure_reason is not None else None,
+        "braked": bool(braked),
     }
     with engine.begin() as conn:
         row = conn.execute(_FINISH, params).first()
@@ -331,6 +334,14 @@ _PROGRESS = sa.text(
 )
 
 
+def record_email_outcome(engine: sa.Engine, run_id: str, outcome: str) -> None:
+    """What became of the report email ('sent to 2 recipient(s)', 'not configured', 'failed: CODE'): the alert
+    sensor reads it (an unsent report alerts)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_reconciliation_runs SET email_outcome = :outcome WHERE run_id = :run_id"),
+                     {"run_id": _require_run_id(run_id), "outcome": outcome[:500]})
+
+
 def record_progress(engine: sa.Engine, run_id: str, stage: str, message: str) -> None:
     """Keep `message` as the latest progress of `stage` in a running row (a finished row is left alone)."""
     with engine.begin() as conn:
@@ -348,60 +359,3 @@ def get_run_for_request(engine: sa.Engine, request_id: str | int) -> RunRecord |
     with engine.connect() as conn:
         row = conn.execute(_GET_FOR_REQUEST, {"request_id": _clean_request_id(request_id)}).first()
     return _record(row) if row is not None else None
-
-
-# --- the run-status sensors' service ----------------------------------------------------------
-class FailedRunHandlingError(RuntimeError):
-    """Recording or alerting a failed run went wrong; the message lists what (no secrets)."""
-
-
-@dataclass
-class FailedRunOutcome:
-    record: RunRecord | None = None
-    alert_sent: bool = False
-    problems: list[str] = field(default_factory=list)
-
-
-def handle_failed_run(
-    engine: sa.Engine,
-    *,
-    run_id: str,
-    job_name: str,
-    request_id: str | None,
-    dry_run: bool,
-    cancelled: bool,
-    reason: str,
-    send_alert: Callable[[FailureAlert], object] | None,
-) -> FailedRunOutcome:
-    """A reconciliation run failed, was cancelled or died: mark its row failed and alert the admins.
-
-    Both are attempted even when the other fails (the row matters most, the email next);
-    `FailedRunHandlingError` is raised afterwards if either failed, so the sensor tick shows it.
-    `send_alert` is None when email is not configured (the row is still marked).
-    """
-    outcome = FailedRunOutcome()
-    full_reason = ("Run cancelled: " if cancelled else "Run failed: ") + (reason or "no reason given")
-    try:
-        outcome.record = mark_failed(
-            engine, run_id, full_reason, request_id=request_id, dry_run=dry_run
-        )
-    except Exception as exc:  # noqa: BLE001 - reported after the alert is tried
-        outcome.problems.append(f"marking the run failed: {exc.__class__.__name__}: {exc}")
-    if send_alert is not None:
-        alert = FailureAlert(
-            job_name=job_name,
-            run_id=run_id,
-            status="cancelled" if cancelled else "failed",
-            reason=full_reason,
-            dry_run=dry_run,
-            request_id=request_id,
-        )
-        try:
-            send_alert(alert)
-            outcome.alert_sent = True
-        except Exception as exc:  # noqa: BLE001
-            code = getattr(exc, "code", exc.__class__.__name__)
-            outcome.problems.append(f"emailing the alert: {code}: {exc}")
-    if outcome.problems:
-        raise FailedRunHandlingError(f"run {run_id}: " + "; ".join(outcome.problems))
-    return outcome

@@ -179,6 +179,14 @@ class WarpSettings(BaseSettings):
     pause_probe_max_seconds: float = Field(default=300.0, alias="WARP_PAUSE_PROBE_MAX_SECONDS", ge=1.0)
     pause_probe_timeout_seconds: float = Field(default=10.0, alias="WARP_PAUSE_PROBE_TIMEOUT_SECONDS", ge=0.5)
 
+    # --- alerts (email to WARP_REPORT_RECIPIENTS, and an outgoing webhook)
+    alert_webhook_url: WebUrl = Field(default=None, alias="WARP_ALERT_WEBHOOK_URL", repr=False)
+    alert_repeat_minutes: float = Field(default=60.0, alias="WARP_ALERT_REPEAT_MINUTES", ge=1.0)
+    alert_lag_minutes: float = Field(default=15.0, alias="WARP_ALERT_LAG_MINUTES", gt=0.0)
+    alert_pause_minutes: float = Field(default=15.0, alias="WARP_ALERT_PAUSE_MINUTES", ge=0.0)
+    alert_quota_share: float = Field(default=0.1, alias="WARP_ALERT_QUOTA_SHARE", ge=0.0, le=1.0)
+    alert_sensor_interval_seconds: int = Field(default=60, alias="WARP_ALERT_SENSOR_INTERVAL_SECONDS", ge=5)
+
     # --- inbound webhooks
     webhook_allow_v1: Switch = Field(default=False, alias="WARP_WEBHOOK_ALLOW_V1")
     webhook_allow_v2: Switch = Field(default=False, alias="WARP_WEBHOOK_ALLOW_V2")

@@ -11,7 +11,7 @@ tagged as a dry run is a dry run whatever its config says (the safe reading of a
 """
 
 # No `from __future__ import annotations`: Dagster reads the assets' parameter annotations at definition.
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +19,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from warp_sync_pipeline.core.alerts import CheckOutcome, previously_found, record_check_results
 from warp_sync_pipeline.core.email import EmailDeliveryError
 from warp_sync_pipeline.core.fields import FieldRules, load_rules
 from warp_sync_pipeline.core.pauses import open_pauses
@@ -46,10 +47,16 @@ from warp_sync_pipeline.core.reconcile.frames import (
     rules_from_attr,
     rules_to_attr,
 )
-from warp_sync_pipeline.core.reconcile.options import DEFAULT_WARP_PAGE_SIZE
+from warp_sync_pipeline.core.reconcile.options import BRAKED, DEFAULT_WARP_PAGE_SIZE
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom
 from warp_sync_pipeline.core.reconcile.results import Report, WriteBackSummary
-from warp_sync_pipeline.core.reconciliation_runs import finish_run, get_run, record_progress, start_run
+from warp_sync_pipeline.core.reconciliation_runs import (
+    finish_run,
+    get_run,
+    record_email_outcome,
+    record_progress,
+    start_run,
+)
 from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, load_settings
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
@@ -207,17 +214,32 @@ def _summary_metadata(summary: WriteBackSummary) -> dict[str, Any]:
     return metadata
 
 
-def _errors_check(spec: dg.AssetCheckSpec, summary: WriteBackSummary) -> dg.AssetCheckResult:
+def _recorded(context: dg.AssetExecutionContext, db: DatabaseResource,
+              *checks: tuple[dg.AssetCheckSpec, dg.AssetCheckResult, Sequence[str]]) -> list[dg.AssetCheckResult]:
+    """The check results, each also kept in warp_check_results (with what it found), where the alert sensor reads
+    them: open-source Dagster has no alert hook for checks."""
+    record_check_results(db.engine, context.run.run_id, [
+        CheckOutcome(spec.asset_key.to_user_string(), spec.name, result.severity.value, result.passed,
+                     result.description or "", tuple(found))
+        for spec, result, found in checks])
+    return [result for _, result, _ in checks]
+
+
+def _errors_check(spec: dg.AssetCheckSpec, summary: WriteBackSummary) -> tuple[dg.AssetCheckSpec,
+                                                                               dg.AssetCheckResult, list[str]]:
     failures = list(summary.failures())
     codes: dict[str, int] = {}
     for record in failures:
         codes[str(record.code)] = codes.get(str(record.code), 0) + 1
-    return dg.AssetCheckResult(
+    described = ", ".join(f"{count:,} {code}" for code, count in sorted(codes.items()))
+    return spec, dg.AssetCheckResult(
         check_name=spec.name,
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR,
+        description=f"{len(failures):,} write(s) failed: {described}." if failures else "Every write succeeded or "
+                    "was skipped on purpose.",
         metadata={"failed": len(failures), "failures_by_code": codes},
-    )
+    ), []
 
 
 # --- the assets ---------------------------------------------------------------------------------------------
@@ -255,17 +277,33 @@ def hubspot_companies(
     frame = pull_hubspot_companies(hubspot.client, hubspot_properties(rules),
                                    progress=_progress(context, db, "hubspot_pull"))
     frame.attrs[ATTR_RULES] = rules_to_attr(rules)
-    duplicated = duplicate_bans(frame)
-    check = dg.AssetCheckResult(
-        check_name=HUBSPOT_COMPANIES_UNIQUE_WARP_BAN.name,
-        passed=duplicated.empty,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"duplicate_bans": len(duplicated), "companies_involved": int(duplicated.sum()),
-                  "sample": sorted(duplicated.index)[:SAMPLE]},
-    )
-    return dg.MaterializeResult(value=frame, check_results=[check], metadata={
+    check = _unique_ban_check(db, duplicate_bans(frame))
+    return dg.MaterializeResult(value=frame, check_results=_recorded(context, db, check), metadata={
         "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT],
     })
+
+
+def _unique_ban_check(db: DatabaseResource, duplicated: pd.Series) -> tuple[dg.AssetCheckSpec, dg.AssetCheckResult,
+                                                                          list[str]]:
+    """Duplicate BANs fail the check; at ERROR only when one is new since the last run (a known duplicate waits for
+    a person to merge the companies, and must not turn the asset red every night)."""
+    spec = HUBSPOT_COMPANIES_UNIQUE_WARP_BAN
+    found = sorted(str(ban) for ban in duplicated.index)
+    new = sorted(set(found) - previously_found(db.engine, spec.asset_key.to_user_string(), spec.name))
+    if not found:
+        description = "No warp_ban is held by two or more companies."
+    elif new:
+        description = (f"{len(new):,} new duplicate BAN(s) since the last run ({len(found):,} in all): "
+                       + ", ".join(new[:SAMPLE]))
+    else:
+        description = f"{len(found):,} known duplicate BAN(s), none new: merge the companies in HubSpot."
+    result = dg.AssetCheckResult(
+        check_name=spec.name, passed=not found,
+        severity=dg.AssetCheckSeverity.ERROR if new else dg.AssetCheckSeverity.WARN, description=description,
+        metadata={"duplicate_bans": len(found), "new_duplicate_bans": len(new),
+                  "companies_involved": int(duplicated.sum()), "sample": found[:SAMPLE]},
+    )
+    return spec, result, found
 
 
 @dg.asset(group_name=GROUP, kinds={"pandas"}, io_manager_key=IO_MANAGER,
@@ -288,23 +326,23 @@ def field_differences(
     unlinked = frame[frame[KIND].isin(CUSTOMER_SIDE_ORPHANS)]
     pairs = counts.get("pairs", 0)
     drift = counts.get("pairs_differing", 0) / pairs if pairs else 0.0
-    checks = [
-        dg.AssetCheckResult(
+    checks = _recorded(context, db, (FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED, dg.AssetCheckResult(
             check_name=FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED.name,
             passed=unlinked.empty,
             severity=dg.AssetCheckSeverity.WARN,
+            description=f"{len(unlinked):,} customer(s) without a HubSpot company." if len(unlinked) else
+            "Every customer has its company.",
             metadata={"customers_without_company": len(unlinked),
                       "by_kind": {str(k): int(v) for k, v in unlinked[KIND].value_counts().items()},
                       "sample_bans": sorted(unlinked["ban"].dropna().tolist())[:SAMPLE]},
-        ),
-        dg.AssetCheckResult(
+        ), []), (FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT, dg.AssetCheckResult(
             check_name=FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT.name,
             passed=drift <= options.max_drift_share,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"drift_share": float(drift), "max_drift_share": options.max_drift_share,
+            description=f"{drift:.2%} of pairs differ (limit {options.max_drift_share:.2%}).",
+            metadata={"drift_share": round(float(drift), 4), "max_drift_share": options.max_drift_share,
                       "pairs_differing": counts.get("pairs_differing", 0), "pairs": pairs},
-        ),
-    ]
+        ), []))
     return dg.MaterializeResult(value=frame, check_results=checks, metadata={
         "dagster/row_count": len(frame), **_numbers(counts),
     })
@@ -362,7 +400,8 @@ def hubspot_writeback(
     if summary.reason:
         context.log.warning(summary.reason)
     return dg.MaterializeResult(value=summary, metadata=_summary_metadata(summary),
-                                check_results=[_errors_check(HUBSPOT_WRITEBACK_WITHOUT_ERRORS, summary)])
+                                check_results=_recorded(context, db, _errors_check(HUBSPOT_WRITEBACK_WITHOUT_ERRORS,
+                                                                                    summary)))
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres"}, io_manager_key=IO_MANAGER, check_specs=[WARP_WRITEBACK_WITHOUT_ERRORS])
@@ -382,7 +421,8 @@ def warp_writeback(
                     customers_linked=summary.links.applied, customers_following_merges=summary.merges.applied,
                     agreements_recorded=summary.agreements_recorded)
     return dg.MaterializeResult(value=summary, metadata=metadata,
-                                check_results=[_errors_check(WARP_WRITEBACK_WITHOUT_ERRORS, summary)])
+                                check_results=_recorded(context, db, _errors_check(WARP_WRITEBACK_WITHOUT_ERRORS,
+                                                                                    summary)))
 
 
 @dg.asset(group_name=GROUP, kinds={"postgres", "email"}, io_manager_key=IO_MANAGER,
@@ -405,14 +445,17 @@ def reconciliation_report(
         run_id=run_id, dry_run=options.dry_run, plan=reconciliation_plan, hubspot=hubspot_writeback,
         warp=warp_writeback, started_at=record.started_at if record else None, finished_at=datetime.now(UTC),
     )
-    stored = finish_run(db.engine, run_id, report.counts, report)
+    braked = BRAKED in (hubspot_writeback.status, warp_writeback.status)
+    stored = finish_run(db.engine, run_id, report.counts, report, braked=braked)
     if stored.status != "succeeded":
         context.log.warning(f"The run row was already {stored.status}; left as it was")
     delivery = _send(context, email, report)
+    record_email_outcome(db.engine, run_id, delivery)
     emailed = dg.AssetCheckResult(
         check_name=REPORT_EMAILED.name, passed=not delivery.startswith("failed"),
         severity=dg.AssetCheckSeverity.WARN, description=f"Report email: {delivery}.", metadata={"email": delivery})
-    return dg.MaterializeResult(value=report, check_results=[emailed], metadata={
+    checks = _recorded(context, db, (REPORT_EMAILED, emailed, []))
+    return dg.MaterializeResult(value=report, check_results=checks, metadata={
         "report": dg.MetadataValue.md(stored.report_markdown or ""),
         **_numbers(report.counts),
         "alerts": len(report.alerts),

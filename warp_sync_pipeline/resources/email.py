@@ -1,4 +1,4 @@
-"""The `email` resource: the report and failure alerts over SMTP (core/email.py does the work).
+"""The `email` resource: the report and alerts over SMTP (core/email.py does the work).
 
 Each field holds the raw text of one environment variable and is parsed by the settings model through
 `EmailSettings.from_env`, as every process's environment is, so a bad value is reported with the variable's name. Bind it with
@@ -15,13 +15,8 @@ from typing import Any
 
 import dagster as dg
 
-from warp_sync_pipeline.core.email import (
-    DeliveryResult,
-    EmailSettings,
-    FailureAlert,
-    send_failure_alert,
-    send_report,
-)
+from warp_sync_pipeline.core.alerts import Notice
+from warp_sync_pipeline.core.email import DeliveryResult, EmailSettings, send_alert, send_report
 from warp_sync_pipeline.core.reconcile.results import Report
 from warp_sync_pipeline.core.settings import load_settings
 
@@ -66,8 +61,9 @@ class EmailResource(dg.ConfigurableResource):
         """Email the report (a Report, or its JSON) to WARP_REPORT_RECIPIENTS."""
         return send_report(report, self.settings(), timeout_seconds=timeout_seconds)
 
-    def send_failure_alert(self, alert: FailureAlert, *, timeout_seconds: float | None = None) -> DeliveryResult:
-        return send_failure_alert(alert, self.settings(), timeout_seconds=timeout_seconds)
+    def send_alert(self, notice: Notice, *, timeout_seconds: float | None = None) -> DeliveryResult:
+        """Email an alert notice (core.alerts) to WARP_REPORT_RECIPIENTS."""
+        return send_alert(notice, self.settings(), timeout_seconds=timeout_seconds)
 
 
 def email_resource_from_env(environ: Mapping[str, str] | None = None) -> EmailResource:

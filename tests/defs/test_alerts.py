@@ -1,16 +1,21 @@
+"""The alert sensors as the daemon runs them: run failures of any job, and the conditions read from PostgreSQL."""
 # No `from __future__ import annotations`: Dagster reads the op's context annotation at definition.
+import json
 from collections.abc import Iterator
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from pytest_httpserver import HTTPServer
 
+from tests.plugins.alerts import EVERY_CONDITION, clear_every_condition, raise_every_condition
 from tests.plugins.smtp import SmtpCatcher
 from warp_sync_pipeline import runs as run_tags
 from warp_sync_pipeline.core import reconciliation_runs as runs
-from warp_sync_pipeline.defs.run_status_sensors import (
-    reconciliation_run_canceled_sensor,
-    reconciliation_run_failure_sensor,
+from warp_sync_pipeline.defs.alerts import (
+    run_canceled_alert_sensor,
+    run_failure_alert_sensor,
+    warp_alerts_sensor,
 )
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource, email_resource_from_env
@@ -100,7 +105,7 @@ def test_a_failed_reconciliation_run_is_marked_failed_and_alerted(
     assert runs.get_run(engine, run_id).status == "running"
 
     returned = _evaluate(
-        reconciliation_run_failure_sensor, instance, run_id, result.get_run_failure_event(),
+        run_failure_alert_sensor, instance, run_id, result.get_run_failure_event(),
         {"db": db, "email": _email_resource(smtp_server)},
     )
     assert returned is None
@@ -131,7 +136,7 @@ def test_a_cancelled_reconciliation_run_counts_as_failed(
     assert instance.get_run_by_id(dagster_run.run_id).status == dg.DagsterRunStatus.CANCELED
 
     _evaluate(
-        reconciliation_run_canceled_sensor, instance, dagster_run.run_id, event,
+        run_canceled_alert_sensor, instance, dagster_run.run_id, event,
         {"db": DatabaseResource(url=database_url), "email": _email_resource(smtp_server)},
     )
 
@@ -149,7 +154,7 @@ def test_a_run_whose_process_died_before_recording_itself_gets_a_failed_row(
     dagster_run = instance.create_run_for_job(job_def=tiny_reconciliation_job, tags={**FLOW, "warp/dry-run": "true"})
     event = instance.report_run_failed(dagster_run, message="Run worker process unexpectedly terminated.")
     _evaluate(
-        reconciliation_run_failure_sensor, instance, dagster_run.run_id, event,
+        run_failure_alert_sensor, instance, dagster_run.run_id, event,
         {"db": DatabaseResource(url=database_url), "email": _email_resource(smtp_server)},
     )
     record = runs.get_run(engine, dagster_run.run_id)
@@ -158,16 +163,18 @@ def test_a_run_whose_process_died_before_recording_itself_gets_a_failed_row(
     smtp_server.wait_for(1)
 
 
-def test_other_jobs_are_left_alone(
+def test_every_jobs_failures_alert_but_only_reconciliation_runs_get_a_row(
     instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, smtp_server: SmtpCatcher
 ) -> None:
     result = other_job.execute_in_process(instance=instance, raise_on_error=False)
     _evaluate(
-        reconciliation_run_failure_sensor, instance, result.dagster_run.run_id, result.get_run_failure_event(),
+        run_failure_alert_sensor, instance, result.dagster_run.run_id, result.get_run_failure_event(),
         {"db": DatabaseResource(url=database_url), "email": _email_resource(smtp_server)},
     )
     assert runs.get_run(engine, result.dagster_run.run_id) is None
-    assert smtp_server.messages == []
+    [message] = smtp_server.wait_for(1)
+    assert message["Subject"] == f"[warp-sync] ALERT: other_job failed - run {result.dagster_run.run_id[:8]}"
+    assert "fail_quietly: RuntimeError: not ours" in message.get_body(preferencelist=("plain",)).get_content()
 
 
 def test_without_email_the_row_is_still_marked(
@@ -178,7 +185,7 @@ def test_without_email_the_row_is_still_marked(
     dagster_run = instance.create_run_for_job(job_def=tiny_reconciliation_job, tags=FLOW)
     event = instance.report_run_canceled(dagster_run)
     _evaluate(
-        reconciliation_run_canceled_sensor, instance, dagster_run.run_id, event,
+        run_canceled_alert_sensor, instance, dagster_run.run_id, event,
         {"db": DatabaseResource(url=database_url), "email": email_resource_from_env()},
     )
     assert runs.get_run(engine, dagster_run.run_id).status == "failed"
@@ -190,9 +197,9 @@ def test_an_smtp_outage_fails_the_tick_after_marking_the_row(
     dagster_run = instance.create_run_for_job(job_def=tiny_reconciliation_job, tags=FLOW)
     event = instance.report_run_canceled(dagster_run)
     email = _email_resource(smtp_server, SMTP_PORT="1")  # nothing listens there
-    with pytest.raises(runs.FailedRunHandlingError, match="SMTP_UNAVAILABLE"):
+    with pytest.raises(RuntimeError, match="SMTP_UNAVAILABLE"):
         _evaluate(
-            reconciliation_run_canceled_sensor, instance, dagster_run.run_id, event,
+            run_canceled_alert_sensor, instance, dagster_run.run_id, event,
             {"db": DatabaseResource(url=database_url), "email": email},
         )
     assert runs.get_run(engine, dagster_run.run_id).status == "failed"
@@ -204,9 +211,9 @@ def test_a_malformed_email_setting_still_lets_the_row_be_marked(
     dagster_run = instance.create_run_for_job(job_def=tiny_reconciliation_job, tags=FLOW)
     event = instance.report_run_canceled(dagster_run)
     email = _email_resource(smtp_server, SMTP_PORT="twenty-five")
-    with pytest.raises(runs.FailedRunHandlingError, match="SMTP_PORT"):
+    with pytest.raises(RuntimeError, match="SMTP_PORT"):
         _evaluate(
-            reconciliation_run_canceled_sensor, instance, dagster_run.run_id, event,
+            run_canceled_alert_sensor, instance, dagster_run.run_id, event,
             {"db": DatabaseResource(url=database_url), "email": email},
         )
     assert runs.get_run(engine, dagster_run.run_id).status == "failed"
@@ -219,7 +226,7 @@ def test_the_sensor_finds_failed_runs_itself_and_skips_other_jobs(
     db = DatabaseResource(url=database_url)
     defs = dg.Definitions(
         jobs=[tiny_reconciliation_job, other_job],
-        sensors=[reconciliation_run_failure_sensor],
+        sensors=[run_failure_alert_sensor],
         resources={"db": db, "email": _email_resource(smtp_server)},
     )
     repository = defs.get_repository_def()
@@ -230,16 +237,52 @@ def test_the_sensor_finds_failed_runs_itself_and_skips_other_jobs(
         )
 
     with tick(None) as first:  # the first tick only places the cursor
-        reconciliation_run_failure_sensor.evaluate_tick(first)
+        run_failure_alert_sensor.evaluate_tick(first)
         cursor = first.cursor
     failed = tiny_reconciliation_job.execute_in_process(instance=instance, resources={"db": db}, raise_on_error=False)
     other = other_job.execute_in_process(instance=instance, raise_on_error=False)
     with tick(cursor) as second:
-        reconciliation_run_failure_sensor.evaluate_tick(second)
+        run_failure_alert_sensor.evaluate_tick(second)
 
     assert runs.get_run(engine, failed.dagster_run.run_id).status == "failed"
     assert runs.get_run(engine, other.dagster_run.run_id) is None
-    assert len(smtp_server.wait_for(1)) == 1
+    subjects = sorted(m["Subject"].rsplit(" - ", 1)[0] for m in smtp_server.wait_for(2))
+    assert subjects == ["[warp-sync] ALERT: other_job failed", "[warp-sync] ALERT: tiny_reconciliation_job failed"]
+
+
+def test_the_conditions_sensor_alerts_by_email_and_webhook_and_resolves_a_job_once_it_runs_again(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, smtp_server: SmtpCatcher,
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    httpserver.expect_request("/hooks/alerts", method="POST").respond_with_data("ok")
+    monkeypatch.setenv("WARP_ALERT_WEBHOOK_URL", httpserver.url_for("/hooks/alerts"))
+    resources = {"db": DatabaseResource(url=database_url), "email": _email_resource(smtp_server)}
+    failed = other_job.execute_in_process(instance=instance, raise_on_error=False)
+    _evaluate(run_failure_alert_sensor, instance, failed.dagster_run.run_id, failed.get_run_failure_event(), resources)
+    raise_every_condition(engine)
+
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        skipped = warp_alerts_sensor(context)
+    assert f"{len(EVERY_CONDITION) + 1} condition(s) firing" in skipped.skip_message
+    assert len(smtp_server.wait_for(1 + len(EVERY_CONDITION))) == 1 + len(EVERY_CONDITION)
+    assert len(httpserver.log) == 1 + len(EVERY_CONDITION)
+
+    # The job runs again and succeeds; the conditions are dealt with.
+    @dg.job(name="other_job")
+    def other_job_fixed() -> None:
+        succeed()
+
+    other_job_fixed.execute_in_process(instance=instance)
+    clear_every_condition(engine)
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        warp_alerts_sensor(context)
+    resolved = [json.loads(request.data)["text"].splitlines()[0] for request, _ in httpserver.log[-(1 + len(EVERY_CONDITION)):]]
+    assert all(text.startswith("[warp-sync] RESOLVED: ") for text in resolved)
+    assert f"[warp-sync] RESOLVED: other_job failed - run {failed.dagster_run.run_id[:8]}" in resolved
+
+
+@dg.op
+def succeed() -> None: ...
 
 
 def test_the_sensors_are_defined_running_in_the_code_location() -> None:
@@ -247,7 +290,7 @@ def test_the_sensors_are_defined_running_in_the_code_location() -> None:
 
     loaded = defs()
     sensors = {sensor.name: sensor for sensor in loaded.sensors or []}
-    for name in ("reconciliation_run_failure_sensor", "reconciliation_run_canceled_sensor"):
+    for name in ("run_failure_alert_sensor", "run_canceled_alert_sensor", "warp_alerts_sensor"):
         sensor = sensors[name]
         assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
         assert sensor.required_resource_keys >= {"db", "email"}
