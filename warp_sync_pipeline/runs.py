@@ -4,12 +4,19 @@ them)."""
 
 import math
 from collections.abc import Mapping
+from importlib.metadata import version
+from typing import Any
 
 import dagster as dg
+
+from warp_sync_pipeline.core.settings import load_settings
 
 # The code location's name (workspace.yaml, the demo's code server, the Helm values): runs record it.
 CODE_LOCATION = "warp_sync_pipeline"
 FLOW_TAG = "warp/flow"
+# What every asset carries in the catalog: its owners (WARP_ASSET_OWNERS, read when the definitions load) and the
+# package's version as its code version.
+CATALOG: dict[str, Any] = {"owners": load_settings().asset_owners.split(","), "code_version": version("warp-sync")}
 RECONCILIATION_FLOW = "reconciliation"
 RECONCILIATION_JOB_NAME = "reconciliation_job"
 # The id of the reconciliation request that asked for the run (set by the request sensor).

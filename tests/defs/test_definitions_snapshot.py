@@ -31,9 +31,10 @@ SCHEDULES = {
     "retention_daily_schedule": ("retention_job", "20 3 * * *", "UTC"),
 }
 ASSETS = [
-    "field_differences", "hubspot_companies", "hubspot_property_history", "hubspot_sync_queue",
+    "field_differences", "hubspot/companies", "hubspot_companies", "hubspot_property_history", "hubspot_sync_queue",
     "hubspot_webhook_events", "hubspot_writeback", "onboarding_hubspot_companies", "onboarding_preview",
-    "onboarding_warp_customers", "reconciliation_plan", "reconciliation_report", "warp_customers", "warp_writeback",
+    "onboarding_warp_customers", "reconciliation_plan", "reconciliation_report", "warp/customers", "warp_customers",
+    "warp_writeback",
 ]
 CHECKS = [
     "field_differences:drift_below_limit", "field_differences:every_customer_linked",

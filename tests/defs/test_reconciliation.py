@@ -85,11 +85,23 @@ def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
     assert record.report["sections"] and record.finished_at is not None
     assert instance.get_run_by_id(run_id).tags["warp/dry-run"] == "false"
 
-    # The UI: the report as Markdown metadata, HubSpot's markup escaped; counts as numbers (charted).
+    # The UI: the report as Markdown metadata without names or values (Dagster's event log keeps everything
+    # forever); the run row keeps them, HubSpot's markup escaped. Counts as numbers (charted).
     markdown = _report_markdown(result)
-    assert "<script>" not in markdown and "&lt;script&gt;" in markdown
+    assert "script" not in markdown and "Names and values are left out here" in markdown
+    assert "| BAN | Field | Reason |" in markdown
+    assert "<script>" not in record.report_markdown and "&lt;script&gt;" in record.report_markdown
     [materialization] = result.asset_materializations_for_node("reconciliation_report")
     assert isinstance(materialization.metadata["changes_written_to_warp"], dg.IntMetadataValue)
+    # The plan's preview: ids, BAN, field and reason only.
+    [plan] = result.asset_materializations_for_node("reconciliation_plan")
+    preview = plan.metadata["preview"].value
+    assert [c.name for c in preview.schema.columns] == ["kind", "customer_id", "ban", "company_id", "field", "action",
+                                                         "reason"]
+    assert preview.records and "script" not in str(preview.records)
+    [pull] = result.asset_materializations_for_node("warp_customers")
+    assert isinstance(pull.metadata["pulled_at"], dg.TimestampMetadataValue)
+    assert "dagster/column_schema" in pull.metadata
 
     # The email: both parts, the summary first, HubSpot's markup escaped in the HTML.
     [message] = smtp_server.wait_for(1)

@@ -49,6 +49,11 @@ def test_the_asset_graph_and_the_latest_report_render_in_the_dagster_ui(
         assert "Join the Dagster community" not in graph  # nux is off in dagster.yaml
         page.screenshot(ARTIFACTS / "dagster-asset-graph.png")
 
+        # The global lineage: the three flows meet at the two systems' external assets.
+        page.navigate(f"{dagster_stack.url}/asset-groups")
+        page.wait_for_text("systems", "outbound", "inbound", "reconciliation")
+        page.screenshot(ARTIFACTS / "dagster-global-lineage.png")
+
         page.navigate(f"{dagster_stack.url}/assets/reconciliation_report")
         page.wait_for_text("reconciliation_report", "Counts, the changes made each way", "[Show Markdown]")
         page.screenshot(ARTIFACTS / "dagster-report-asset.png")
@@ -61,6 +66,6 @@ def test_the_asset_graph_and_the_latest_report_render_in_the_dagster_ui(
         html = page.wait_for_text(run_id[:8], "reconciliation_report")
         page.screenshot(ARTIFACTS / "dagster-report-run.png")
     assert "RUN_FAILURE" not in html
-    for name in ("dagster-asset-graph.png", "dagster-report-asset.png", "dagster-report-markdown.png",
+    for name in ("dagster-asset-graph.png", "dagster-global-lineage.png", "dagster-report-asset.png", "dagster-report-markdown.png",
                  "dagster-report-run.png"):
         assert (ARTIFACTS / name).stat().st_size > 10_000  # a rendered page, not a blank one

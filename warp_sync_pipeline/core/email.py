@@ -269,15 +269,17 @@ def _safe_run_id(run_id: Any) -> str | None:
     return text if _SAFE_RUN_ID.match(text) else None
 
 
-def _prepare(report: Report | Mapping[str, Any], max_rows: int) -> dict[str, Any]:
-    """The report with every value turned into clean text (values are data: HubSpot's and WARP's)."""
+def _prepare(report: Report | Mapping[str, Any], max_rows: int, *, without_personal: bool = False) -> dict[str, Any]:
+    """The report with every value turned into clean text (values are data: HubSpot's and WARP's); without the
+    columns that hold customer data when `without_personal`."""
     read = Report.read(report)
     sections: list[_Section] = []
     for number, raw in enumerate(read.sections, start=1):
-        columns = [clean_value(c) for c in raw.columns]
+        shown = [i for i, c in enumerate(raw.columns) if not (without_personal and c in raw.personal)]
+        columns = [clean_value(raw.columns[i]) for i in shown]
         rows: list[list[str]] = []
         for row in raw.rows[:max_rows]:
-            cells = [clean_value(v) for v in row]
+            cells = [clean_value(v) for i, v in enumerate(row) if i in shown or i >= len(raw.columns)]
             width = max(len(columns), len(cells))
             rows.append(cells + [""] * (width - len(cells)))
         if rows and len(columns) < len(rows[0]):
@@ -363,11 +365,16 @@ def render_report_email(report: Report | Mapping[str, Any], *, max_rows: int = E
     )
 
 
-def render_markdown(report: Report | Mapping[str, Any], *, max_rows: int = MARKDOWN_MAX_ROWS_PER_SECTION) -> str:
-    """The report as Markdown for Dagster metadata (`MetadataValue.md`); every value escaped."""
-    view = _prepare(report, max_rows)
+def render_markdown(report: Report | Mapping[str, Any], *, max_rows: int = MARKDOWN_MAX_ROWS_PER_SECTION,
+                    without_personal: bool = False, review_url: str | None = None) -> str:
+    """The report as Markdown; every value escaped. `without_personal` (Dagster's metadata: its event log is not
+    the place for customer data) leaves out names, values and free text, pointing to the review pages instead."""
+    view = _prepare(report, max_rows, without_personal=without_personal)
     md = escape_markdown
     lines = [f"## Reconciliation report: {md(view['status'])}{' (dry run)' if view['dry_run'] else ''}", ""]
+    if without_personal:
+        where = f"on the [review pages]({review_url}/review/conflicts)" if review_url else "on the review pages"
+        lines += [f"Names and values are left out here: they are in the emailed report and {where}.", ""]
     meta = [f"Run {md(view['run_id'])}"]
     if view["started_at"]:
         meta.append(f"started {md(view['started_at'])}")

@@ -15,6 +15,7 @@ the values its `dg.EnvVar`s resolved to and how the receiver lays its app config
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -95,7 +96,19 @@ def _host_name(value: str | None) -> str | None:
     return value
 
 
+_OWNER = re.compile(r"^(team:[A-Za-z0-9_-]+|[^@\s,]+@[^@\s,]+)$")
+
+
+def _owners(value: str) -> str:
+    owners = [owner.strip() for owner in value.split(",") if owner.strip()]
+    bad = [owner for owner in owners if not _OWNER.match(owner)]
+    if bad:
+        raise ValueError(f"each owner is an email address or team:NAME, got {', '.join(bad)}")
+    return ",".join(owners)
+
+
 Switch = Annotated[bool, BeforeValidator(_switch)]
+Owners = Annotated[str, AfterValidator(_owners)]
 Timezone = Annotated[str, AfterValidator(_timezone)]
 WebUrl = Annotated[str | None, AfterValidator(_web_url)]
 PostgresUrl = Annotated[str | None, AfterValidator(_postgres_url)]
@@ -120,6 +133,8 @@ class WarpSettings(BaseSettings):
     state_dir: str | None = Field(default=None, alias="WARP_STATE_DIR")
     pg_bindir: str | None = Field(default=None, alias="WARP_PG_BINDIR")
     dagster_ui_url: WebUrl = Field(default=None, alias="WARP_DAGSTER_UI_URL")
+    # Who owns warp-sync's assets in the Dagster catalog: team:NAME or email addresses, comma-separated.
+    asset_owners: Owners = Field(default="team:warp-sync", alias="WARP_ASSET_OWNERS")
     # The workspace file `warp-sync reconcile` launches runs from (unset: the checkout's workspace.yaml).
     dagster_workspace: str | None = Field(default=None, alias="WARP_DAGSTER_WORKSPACE")
     # The local demo stack's ports (unset: free ones, chosen once and kept in the state folder).
@@ -185,7 +200,7 @@ class WarpSettings(BaseSettings):
     alert_lag_minutes: float = Field(default=15.0, alias="WARP_ALERT_LAG_MINUTES", gt=0.0)
     alert_pause_minutes: float = Field(default=15.0, alias="WARP_ALERT_PAUSE_MINUTES", ge=0.0)
     alert_quota_share: float = Field(default=0.1, alias="WARP_ALERT_QUOTA_SHARE", ge=0.0, le=1.0)
-    alert_sensor_interval_seconds: int = Field(default=60, alias="WARP_ALERT_SENSOR_INTERVAL_SECONDS", ge=5)
+    alert_sensor_interval_seconds: int = Field(default=30, alias="WARP_ALERT_SENSOR_INTERVAL_SECONDS", ge=5)
 
     # --- inbound webhooks
     webhook_allow_v1: Switch = Field(default=False, alias="WARP_WEBHOOK_ALLOW_V1")

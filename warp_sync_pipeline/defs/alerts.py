@@ -104,8 +104,14 @@ def _run_ended(context: dg.RunStatusSensorContext, db: DatabaseResource, email: 
     _announce(db.engine, [condition], email, context.log)
 
 
+def alert_sensor_interval() -> int:
+    """WARP_ALERT_SENSOR_INTERVAL_SECONDS, read when the definitions load; shared by the three sensors."""
+    return load_settings().alert_sensor_interval_seconds
+
+
 @dg.run_failure_sensor(
     name="run_failure_alert_sensor",
+    minimum_interval_seconds=alert_sensor_interval(),
     description="Alerts on a failed run of any job (one alert per job per interval); a failed reconciliation run's "
                 "row is marked failed.",
     default_status=dg.DefaultSensorStatus.RUNNING,
@@ -118,6 +124,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, db: DatabaseRe
 @dg.run_status_sensor(
     name="run_canceled_alert_sensor",
     run_status=dg.DagsterRunStatus.CANCELED,
+    minimum_interval_seconds=alert_sensor_interval(),
     description="Alerts on a cancelled run of any job; a cancelled reconciliation run counts as failed.",
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
@@ -141,13 +148,9 @@ def _run_alerts(instance: dg.DagsterInstance, engine: sa.Engine) -> list[Conditi
     return conditions
 
 
-def warp_alerts_sensor_interval() -> int:
-    return load_settings().alert_sensor_interval_seconds
-
-
 @dg.sensor(
     name="warp_alerts_sensor",
-    minimum_interval_seconds=warp_alerts_sensor_interval(),
+    minimum_interval_seconds=alert_sensor_interval(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Alerts (email and WARP_ALERT_WEBHOOK_URL) on dead letters, failed webhook events, failed ERROR "
                 "checks, lag, a missed nightly, an unsent report, the brake, a long HubSpot pause and the daily "

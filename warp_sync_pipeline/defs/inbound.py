@@ -24,9 +24,10 @@ from warp_sync_pipeline.core.inbound import (
 )
 from warp_sync_pipeline.core.pauses import PauseSettings, open_pauses, sensor_skip
 from warp_sync_pipeline.core.settings import load_settings
+from warp_sync_pipeline.defs.systems import SYSTEMS, WRITES_WARP
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import FLOW_TAG, active_runs, max_runtime_tags
+from warp_sync_pipeline.runs import CATALOG, FLOW_TAG, active_runs, max_runtime_tags
 
 hubspot_webhook_events = dg.AssetSpec(
     "hubspot_webhook_events",
@@ -37,6 +38,10 @@ hubspot_webhook_events = dg.AssetSpec(
     ),
     group_name="inbound",
     kinds={"postgres"},
+    # It reads HubSpot's changes and WARP's customers, and writes WARP's customers.
+    deps=SYSTEMS,
+    metadata=WRITES_WARP,
+    **CATALOG,
 )
 
 FLOW_TAGS = {FLOW_TAG: "webhook-apply"}

@@ -56,11 +56,13 @@ from warp_sync_pipeline.core.reconcile.frames import (
 )
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom, pulled_at
 from warp_sync_pipeline.core.settings import load_settings
+from warp_sync_pipeline.defs.systems import hubspot_companies_object, warp_customers_table
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
 from warp_sync_pipeline.runs import (
     BULK_TAGS,
+    CATALOG,
     FLOW_TAG,
     ONBOARDING_EXECUTE_JOB_NAME,
     ONBOARDING_FLOW,
@@ -76,7 +78,8 @@ PREVIEW_MAX_RUNTIME_SECONDS = 4 * 3600.0  # a million companies' pull is about 2
 EXECUTE_MAX_RUNTIME_SECONDS = 8 * 3600.0
 
 
-@dg.asset(group_name=GROUP, kinds={"postgres", "pandas"}, io_manager_key=IO_MANAGER)
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"postgres", "pandas"}, io_manager_key=IO_MANAGER,
+          deps=[warp_customers_table])
 def onboarding_warp_customers(context: dg.AssetExecutionContext,
                               db: DatabaseResource) -> dg.MaterializeResult[pd.DataFrame]:
     """Every WARP customer, pulled as the nightly pulls them (one consistent snapshot, keyset pages)."""
@@ -87,7 +90,8 @@ def onboarding_warp_customers(context: dg.AssetExecutionContext,
         "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT]})
 
 
-@dg.asset(group_name=GROUP, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER)
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
+          deps=[hubspot_companies_object])
 def onboarding_hubspot_companies(context: dg.AssetExecutionContext, db: DatabaseResource,
                                  hubspot: HubSpotResource) -> dg.MaterializeResult[pd.DataFrame]:
     """Every active HubSpot company with the mapped properties, its domains (domain, website,
@@ -105,7 +109,7 @@ def onboarding_hubspot_companies(context: dg.AssetExecutionContext, db: Database
         "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT]})
 
 
-@dg.asset(group_name=GROUP, kinds={"pandas", "postgres"})
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"pandas", "postgres"})
 def onboarding_preview(context: dg.AssetExecutionContext, onboarding_warp_customers: pd.DataFrame,
                        onboarding_hubspot_companies: pd.DataFrame, db: DatabaseResource,
                        hubspot: HubSpotResource) -> dg.MaterializeResult:

@@ -24,9 +24,10 @@ from warp_sync_pipeline.core.outbound import (
 )
 from warp_sync_pipeline.core.pauses import open_pauses, sensor_skip
 from warp_sync_pipeline.core.settings import load_settings
+from warp_sync_pipeline.defs.systems import SYSTEMS, WRITES_HUBSPOT
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import FLOW_TAG, active_runs, max_runtime_tags
+from warp_sync_pipeline.runs import CATALOG, FLOW_TAG, active_runs, max_runtime_tags
 
 DRAIN_JOB_NAME = "hubspot_sync_queue_job"
 DRAIN_TAGS = {FLOW_TAG: "queue-drain"}
@@ -41,6 +42,10 @@ hubspot_sync_queue = dg.AssetSpec(
     ),
     group_name="outbound",
     kinds={"postgres"},
+    # It reads WARP's changes and writes HubSpot's companies (re-read before each write).
+    deps=SYSTEMS,
+    metadata=WRITES_HUBSPOT,
+    **CATALOG,
 )
 
 _STOPPED_SCHEMA = dg.TableSchema(

@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import Field
 
 from warp_sync_pipeline.core.alerts import CheckOutcome, previously_found, record_check_results
-from warp_sync_pipeline.core.email import EmailDeliveryError
+from warp_sync_pipeline.core.email import EmailDeliveryError, render_markdown
 from warp_sync_pipeline.core.fields import FieldRules, load_rules
 from warp_sync_pipeline.core.pauses import open_pauses
 from warp_sync_pipeline.core.reconcile import (
@@ -40,15 +40,19 @@ from warp_sync_pipeline.core.reconcile import (
 from warp_sync_pipeline.core.reconcile.diff import duplicate_bans
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_COUNTS,
-    ATTR_PULLED_AT,
     ATTR_RULES,
+    BAN,
+    COMPANY_ID,
+    CUSTOMER_ID,
     CUSTOMER_SIDE_ORPHANS,
     KIND,
+    MATCH,
     rules_from_attr,
     rules_to_attr,
 )
 from warp_sync_pipeline.core.reconcile.options import BRAKED, DEFAULT_WARP_PAGE_SIZE
-from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom
+from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
+from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom, pulled_at
 from warp_sync_pipeline.core.reconcile.results import Report, WriteBackSummary
 from warp_sync_pipeline.core.reconciliation_runs import (
     finish_run,
@@ -58,11 +62,18 @@ from warp_sync_pipeline.core.reconciliation_runs import (
     start_run,
 )
 from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, load_settings
+from warp_sync_pipeline.defs.systems import (
+    WRITES_HUBSPOT,
+    WRITES_WARP,
+    hubspot_companies_object,
+    warp_customers_table,
+)
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.runs import (
     BULK_TAGS,
+    CATALOG,
     DRY_RUN_TAG,
     FLOW_TAG,
     RECONCILIATION_FLOW,
@@ -186,7 +197,32 @@ def _rules(db: DatabaseResource) -> FieldRules:
 
 
 def _numbers(counts: dict[str, Any]) -> dict[str, Any]:
-    return {name: int(value) if float(value).is_integer() else float(value) for name, value in counts.items()}
+    """Counts as numbers (charted across runs); shares rounded to four places."""
+    return {name: int(value) if float(value).is_integer() else round(float(value), 4) for name, value in counts.items()}
+
+
+# What the preview tables show: ids, BAN, field and reason; never names or values (the event log keeps them forever).
+DIFFERENCE_PREVIEW = [KIND, CUSTOMER_ID, BAN, COMPANY_ID, MATCH]
+PLAN_PREVIEW = [KIND, CUSTOMER_ID, BAN, COMPANY_ID, FIELD, ACTION, REASON]
+PREVIEW_ROWS = 20
+
+
+def _timestamp(frame: pd.DataFrame) -> dg.MetadataValue:
+    return dg.MetadataValue.timestamp(pulled_at(frame))
+
+
+def _column_schema(frame: pd.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(str(name), str(dtype)) for name, dtype in frame.dtypes.items()])
+
+
+def _preview(frame: pd.DataFrame, columns: list[str], rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    """The first rows of `columns` as a table (text cells; missing values empty)."""
+    shown = [c for c in columns if c in frame.columns]
+    head = frame.loc[:, shown].head(rows).astype("string").fillna("")
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord(dict(zip(shown, values, strict=True))) for values in head.itertuples(index=False)],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, "string") for c in shown]),
+    )
 
 
 def _progress(context: dg.AssetExecutionContext, db: DatabaseResource, stage: str) -> Callable[[str], None]:
@@ -245,7 +281,8 @@ def _errors_check(spec: dg.AssetCheckSpec, summary: WriteBackSummary) -> tuple[d
 # --- the assets ---------------------------------------------------------------------------------------------
 
 
-@dg.asset(group_name=GROUP, kinds={"postgres", "pandas"}, io_manager_key=IO_MANAGER)
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"postgres", "pandas"}, io_manager_key=IO_MANAGER,
+          deps=[warp_customers_table])
 def warp_customers(
     context: dg.AssetExecutionContext, db: DatabaseResource, reconciliation: ReconciliationSettings
 ) -> dg.MaterializeResult[pd.DataFrame]:
@@ -256,12 +293,13 @@ def warp_customers(
     frame = pull_warp_customers(db.engine, rules, page_size=options.warp_page_size,
                                 progress=_progress(context, db, "warp_pull"))
     return dg.MaterializeResult(value=frame, metadata={
-        "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT], "fields": len(rules),
+        "dagster/row_count": len(frame), "pulled_at": _timestamp(frame), "fields": len(rules),
+        "dagster/column_schema": _column_schema(frame),
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
-          check_specs=[HUBSPOT_COMPANIES_UNIQUE_WARP_BAN])
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
+          check_specs=[HUBSPOT_COMPANIES_UNIQUE_WARP_BAN], deps=[hubspot_companies_object])
 def hubspot_companies(
     context: dg.AssetExecutionContext, db: DatabaseResource, hubspot: HubSpotResource,
     reconciliation: ReconciliationSettings,
@@ -279,7 +317,8 @@ def hubspot_companies(
     frame.attrs[ATTR_RULES] = rules_to_attr(rules)
     check = _unique_ban_check(db, duplicate_bans(frame))
     return dg.MaterializeResult(value=frame, check_results=_recorded(context, db, check), metadata={
-        "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT],
+        "dagster/row_count": len(frame), "pulled_at": _timestamp(frame),
+        "dagster/column_schema": _column_schema(frame),
     })
 
 
@@ -306,7 +345,7 @@ def _unique_ban_check(db: DatabaseResource, duplicated: pd.Series) -> tuple[dg.A
     return spec, result, found
 
 
-@dg.asset(group_name=GROUP, kinds={"pandas"}, io_manager_key=IO_MANAGER,
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"pandas"}, io_manager_key=IO_MANAGER,
           check_specs=[FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED, FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT])
 def field_differences(
     context: dg.AssetExecutionContext, warp_customers: pd.DataFrame, hubspot_companies: pd.DataFrame,
@@ -344,11 +383,12 @@ def field_differences(
                       "pairs_differing": counts.get("pairs_differing", 0), "pairs": pairs},
         ), []))
     return dg.MaterializeResult(value=frame, check_results=checks, metadata={
-        "dagster/row_count": len(frame), **_numbers(counts),
+        "dagster/row_count": len(frame), **_numbers(counts), "dagster/column_schema": _column_schema(frame),
+        "preview": _preview(frame, DIFFERENCE_PREVIEW),
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
           retry_policy=dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS))
 def hubspot_property_history(
     context: dg.AssetExecutionContext, field_differences: pd.DataFrame, db: DatabaseResource,
@@ -365,7 +405,7 @@ def hubspot_property_history(
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"pandas"}, io_manager_key=IO_MANAGER)
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"pandas"}, io_manager_key=IO_MANAGER)
 def reconciliation_plan(
     context: dg.AssetExecutionContext, field_differences: pd.DataFrame, hubspot_property_history: pd.DataFrame,
     db: DatabaseResource,
@@ -377,14 +417,15 @@ def reconciliation_plan(
     plan.attrs[ATTR_RULES] = rules_to_attr(rules)
     counts = plan.attrs[ATTR_COUNTS]
     return dg.MaterializeResult(value=plan, metadata={
-        "dagster/row_count": len(plan),
+        "dagster/row_count": len(plan), "dagster/column_schema": _column_schema(plan),
+        "preview": _preview(plan, PLAN_PREVIEW),
         **{k: counts[k] for k in ("planned_to_hubspot", "planned_to_warp", "manual_conflicts", "invalid_values",
                                   "links_to_make", "agreements_to_record", "records_to_change")},
     })
 
 
-@dg.asset(group_name=GROUP, kinds={"hubspot"}, io_manager_key=IO_MANAGER,
-          check_specs=[HUBSPOT_WRITEBACK_WITHOUT_ERRORS])
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"hubspot"}, io_manager_key=IO_MANAGER,
+          check_specs=[HUBSPOT_WRITEBACK_WITHOUT_ERRORS], metadata=WRITES_HUBSPOT)
 def hubspot_writeback(
     context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, db: DatabaseResource,
     hubspot: HubSpotResource, reconciliation: ReconciliationSettings,
@@ -404,7 +445,8 @@ def hubspot_writeback(
                                                                                     summary)))
 
 
-@dg.asset(group_name=GROUP, kinds={"postgres"}, io_manager_key=IO_MANAGER, check_specs=[WARP_WRITEBACK_WITHOUT_ERRORS])
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"postgres"}, io_manager_key=IO_MANAGER, check_specs=[WARP_WRITEBACK_WITHOUT_ERRORS],
+          metadata=WRITES_WARP)
 def warp_writeback(
     context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, db: DatabaseResource,
     reconciliation: ReconciliationSettings,
@@ -425,7 +467,7 @@ def warp_writeback(
                                                                                     summary)))
 
 
-@dg.asset(group_name=GROUP, kinds={"postgres", "email"}, io_manager_key=IO_MANAGER,
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"postgres", "email"}, io_manager_key=IO_MANAGER,
           check_specs=[REPORT_EMAILED],
           # A missed night shows in the UI: the report is stale once this long has passed without one.
           freshness_policy=dg.FreshnessPolicy.time_window(
@@ -456,7 +498,9 @@ def reconciliation_report(
         severity=dg.AssetCheckSeverity.WARN, description=f"Report email: {delivery}.", metadata={"email": delivery})
     checks = _recorded(context, db, (REPORT_EMAILED, emailed, []))
     return dg.MaterializeResult(value=report, check_results=checks, metadata={
-        "report": dg.MetadataValue.md(stored.report_markdown or ""),
+        # Without names and values: Dagster's event log is not the place for customer data (the row keeps them).
+        "report": dg.MetadataValue.md(render_markdown(report, without_personal=True,
+                                                      review_url=load_settings().public_base_url)),
         **_numbers(report.counts),
         "alerts": len(report.alerts),
         "dry_run": options.dry_run,

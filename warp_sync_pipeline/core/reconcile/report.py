@@ -65,9 +65,14 @@ ORPHAN_LABELS = {
 }
 
 
+# Columns that hold customer data (names, field values, free text that may quote them).
+PERSONAL_COLUMNS = frozenset({"Company name", "Customer name", "Name", "HubSpot value before", "WARP value before",
+                              "New value", "WARP value", "HubSpot value", "Error", "Detail", "Message", "Why"})
+
+
 def _section(title: str, columns: list[str], rows: Sequence[Sequence[Any]], note: str = "") -> ReportSection:
     return ReportSection(title=title, columns=columns, rows=[list(r) for r in rows[:REPORT_MAX_ROWS]],
-                         total_rows=len(rows), note=note)
+                         total_rows=len(rows), note=note, personal=[c for c in columns if c in PERSONAL_COLUMNS])
 
 
 def _cell(value: Any) -> Any:
@@ -178,9 +183,10 @@ def report_warnings(seen: _Outcomes, hubspot: WriteBackSummary, warp: WriteBackS
 def report_sections(seen: _Outcomes, dry_run: bool) -> list[ReportSection]:
     verb = "written" if not seen.gated else ("that would be written" if dry_run else "planned (not written)")
     return [
-        _section(f"Changes {verb} to HubSpot", ["BAN", "Company", "Field", "HubSpot value before", "New value", "Reason"],
+        _section(f"Changes {verb} to HubSpot", ["BAN", "Company name", "Field", "HubSpot value before", "New value",
+                                                "Reason"],
                  [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_hubspot]),
-        _section(f"Changes {verb} to WARP", ["BAN", "Customer", "Field", "WARP value before", "New value", "Reason"],
+        _section(f"Changes {verb} to WARP", ["BAN", "Customer name", "Field", "WARP value before", "New value", "Reason"],
                  [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_warp]),
         _section("Skipped: changed after the pull", ["Side", "BAN", "Field", "Why"],
                  [[side, r.ban, r.field, r.message] for side, r in seen.skipped],

@@ -145,12 +145,17 @@ class ReportSection:
     rows: list[list[Any]]
     total_rows: int
     note: str = ""
+    # The columns holding customer data (names, field values, free text): left out where the report is shown
+    # outside the review pages and the email (Dagster's event log).
+    personal: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         section: dict[str, Any] = {"title": self.title, "columns": self.columns, "rows": self.rows,
                                    "total_rows": self.total_rows}
         if self.note:
             section["note"] = self.note
+        if self.personal:
+            section["personal"] = list(self.personal)
         return section
 
     @classmethod
@@ -161,7 +166,8 @@ class ReportSection:
         total = data.get("total_rows")  # kept rows are capped; a missing or smaller total means these are all
         total_rows = total if isinstance(total, int) and total >= len(rows) else len(rows)
         return cls(title=str(data.get("title") or ""), columns=[str(c) for c in data.get("columns") or []],
-                   rows=rows, total_rows=total_rows, note=str(data.get("note") or ""))
+                   rows=rows, total_rows=total_rows, note=str(data.get("note") or ""),
+                   personal=[str(c) for c in data.get("personal") or []])
 
 
 @dataclass(frozen=True)
