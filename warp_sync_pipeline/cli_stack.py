@@ -276,7 +276,8 @@ def dev(**ports: int | None) -> None:
 
     started = _step("receiver (gunicorn)")
     receiver_url = f"http://127.0.0.1:{settings['receiver_port']}"
-    stack.start("receiver", [str(bin_dir / "gunicorn"), "--bind", f"127.0.0.1:{settings['receiver_port']}",
+    stack.start("receiver", [str(bin_dir / "gunicorn"), "-c", "python:webhook_receiver.gunicorn_conf",
+                             "--bind", f"127.0.0.1:{settings['receiver_port']}",
                              "--workers", "2", "--worker-class", "gthread", "--threads", "4",
                              # Its own control socket: gunicorn's default path is shared by every instance.
                              "--control-socket", str(state_dir() / "receiver.ctl"),

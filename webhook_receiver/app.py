@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from warp_sync_pipeline.core.db import DATABASE_URL_HINT
 from warp_sync_pipeline.core.settings import load_dotenv, require
-from webhook_receiver import conflicts_api, customers, health, openapi, review, sync, webhooks
+from webhook_receiver import conflicts_api, customers, health, metrics, openapi, review, sync, webhooks
 from webhook_receiver.errors import register_error_handlers
 from webhook_receiver.resources import EXTENSION, ReceiverResources, receiver_settings
 
@@ -70,6 +70,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(review.bp)
     app.register_blueprint(conflicts_api.bp)
     app.register_blueprint(openapi.bp)
+    metrics.install(app)
     logging.getLogger("webhook_receiver").setLevel(logging.INFO)
     return app
 

@@ -167,6 +167,8 @@ class WarpSettings(BaseSettings):
     public_base_url: WebUrl = Field(default=None, alias="WARP_PUBLIC_BASE_URL")
     max_request_bytes: int = Field(default=1024 * 1024, alias="WARP_MAX_REQUEST_BYTES", ge=1024)
     trusted_proxy_hops: int = Field(default=0, alias="WARP_TRUSTED_PROXY_HOPS", ge=0)
+    # How long /metrics reuses what it read from PostgreSQL (several scrapers or workers cost one read).
+    metrics_cache_seconds: float = Field(default=5.0, alias="WARP_METRICS_CACHE_SECONDS", ge=0.0)
     db_pool_size: int = Field(default=10, alias="WARP_DB_POOL_SIZE", ge=2)
 
     # --- creates and pushes

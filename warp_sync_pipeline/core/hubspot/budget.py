@@ -202,6 +202,19 @@ class RequestBudget:
             if database_unreachable(exc) is None:
                 raise
 
+    def note_rate_limited(self, *, daily: bool) -> None:
+        """Count one 429 from HubSpot (per day and kind, shared through PostgreSQL for /metrics). Never raises for
+        an unreachable database: counting must not turn a 429 into another failure."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(sa.text(
+                    "INSERT INTO hubspot_rate_limit_hits (kind, hits) VALUES (:kind, 1) ON CONFLICT (day, kind) "
+                    "DO UPDATE SET hits = hubspot_rate_limit_hits.hits + 1, last_at = clock_timestamp()"),
+                    {"kind": "daily" if daily else "interval"})
+        except sa.exc.DBAPIError as exc:
+            if database_unreachable(exc) is None:
+                raise
+
     def daily_left(self) -> tuple[int, int] | None:
         """(limit, remaining) of the account's daily quota as last seen by any process today, if seen."""
         self._read_daily()

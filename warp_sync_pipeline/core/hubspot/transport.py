@@ -188,7 +188,10 @@ class Transport:
         self._note_daily(response)
         if response.is_success:
             return response
-        raise self._failure(request, response)
+        failure = self._failure(request, response)
+        if isinstance(failure, RateLimited) and self.budget is not None:
+            self.budget.note_rate_limited(daily=failure.daily)
+        raise failure
 
     def _exchange(self, request: _Request, deadline: float) -> httpx.Response:
         """Take a token from the budget and send; a request that never reached HubSpot, or whose answer was lost,
