@@ -34,5 +34,7 @@ dev: install
 stop:
 	@if [ -x $(BIN)/warp-sync ]; then $(BIN)/warp-sync stop; else echo "nothing to stop (not installed)"; fi
 
-clean: stop
-	rm -rf $(VENV) .warp-sync
+# The private PostgreSQL's data lives outside the checkout when run as root: `warp-sync clean` finds it.
+clean:
+	@if [ -x $(BIN)/warp-sync ]; then $(BIN)/warp-sync clean; else rm -rf .warp-sync; fi
+	rm -rf $(VENV)

@@ -147,12 +147,13 @@ def exec_(argv: tuple[str, ...]) -> None:
 # --- subcommands of other areas -----------------------------------------------------------------
 # Each area keeps its commands in a module of its own (warp_sync_pipeline/cli_<area>.py) and is
 # registered here with one line.
-from warp_sync_pipeline.cli_stack import demo, dev, mailcatcher, stop  # noqa: E402
+from warp_sync_pipeline.cli_stack import clean, demo, dev, mailcatcher, stop  # noqa: E402
 
 main.add_command(demo)
 main.add_command(dev)
 main.add_command(mailcatcher)
 main.add_command(stop)
+main.add_command(clean)
 
 from warp_sync_pipeline.cli_hubspot import hubspot  # noqa: E402
 

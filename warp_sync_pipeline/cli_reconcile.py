@@ -229,4 +229,4 @@ def demo_seed(customers: int, replace: bool, manual_field: str) -> None:
         if case != "in_sync":
             click.echo(f"      {count:>5,} x {case}")
     click.echo(f"      {data.cases.get('in_sync', 0):>5,} x in sync")
-    click.echo("next: warp-sync reconcile [--dry-run]")
+    click.echo("next: warp-sync reconcile --dry-run  (then without --dry-run to write both sides)")

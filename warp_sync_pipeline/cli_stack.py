@@ -26,6 +26,7 @@ from warp_sync_pipeline.runs import CODE_LOCATION
 DEMO_RECIPIENTS = "warp-admins@example.com"
 # The stack's ports and throwaway secrets, in the state folder.
 DEMO_SETTINGS_FILE = "demo-env.json"
+DEMO_MAX_CHANGE_SHARE = "0.25"
 
 
 def _step(message: str) -> float:
@@ -45,9 +46,10 @@ DEMO_PORTS = {
     "receiver_port": ("receiver", "WARP_DEMO_RECEIVER_PORT", "--receiver-port"),
     "dagster_port": ("dagster", "WARP_DEMO_DAGSTER_PORT", "--dagster-port"),
     "code_server_port": ("code-server", "WARP_DEMO_CODE_SERVER_PORT", "--code-server-port"),
+    "mailbox_port": ("mailcatcher", "WARP_DEMO_MAILBOX_PORT", "--mailbox-port"),
 }
 # What the demo itself needs (`make dev` adds the receiver and the UI).
-DEMO_SERVICES = ("sandbox_port", "smtp_port", "code_server_port")
+DEMO_SERVICES = ("sandbox_port", "smtp_port", "code_server_port", "mailbox_port")
 
 
 def demo_settings(ports: dict[str, int | None] | None = None) -> dict[str, str]:
@@ -120,6 +122,9 @@ def stack_variables(runtime: Runtime, settings: dict[str, str]) -> dict[str, str
         "WARP_REPORT_RECIPIENTS": DEMO_RECIPIENTS,
         "WARP_DAGSTER_UI_URL": f"http://127.0.0.1:{settings['dagster_port']}",
         "WARP_DAGSTER_WORKSPACE": str(workspace_file(settings)),
+        # The demo's data differs on purpose in one record of six or so (every kind of difference, for the report to
+        # show): the production brake (5%) would stop its nightly, so the demo allows a quarter.
+        "WARP_RECONCILE_MAX_CHANGE_SHARE": DEMO_MAX_CHANGE_SHARE,
     }
 
 
@@ -194,13 +199,14 @@ def _bring_up_base(ports: dict[str, int | None], *, services: tuple[str, ...] = 
                           url=env["HUBSPOT_BASE_URL"], ready_url=f"{env['HUBSPOT_BASE_URL']}/_sandbox/counters")
     _done(started, f"{sandbox.url} ({'reused' if sandbox_was_running else 'started'}; log {sandbox.log})")
 
-    started = _step("mail catcher (SMTP)")
+    started = _step("mail catcher (SMTP) and its mailbox pages")
     mail_dir = state_dir() / "mail"
     catcher = stack.start("mailcatcher", [_warp_sync(), "mailcatcher", "--port", settings["smtp_port"],
-                                          "--folder", str(mail_dir)], env=env,
-                          url=f"smtp://127.0.0.1:{settings['smtp_port']}")
+                                          "--folder", str(mail_dir), "--web-port", settings["mailbox_port"]],
+                          env=env, url=mailbox_url(settings))
     _wait_for_port(int(settings["smtp_port"]))
-    _done(started, f"{catcher.url}, messages saved in {mail_dir}")
+    _wait_for_port(int(settings["mailbox_port"]))
+    _done(started, f"smtp://127.0.0.1:{settings['smtp_port']}, read at {catcher.url} (saved in {mail_dir})")
 
     started = _step("HubSpot properties")
     subprocess.run([_warp_sync(), "hubspot", "setup"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -208,6 +214,10 @@ def _bring_up_base(ports: dict[str, int | None], *, services: tuple[str, ...] = 
 
     _bring_up_dagster(env, settings)
     return runtime, settings, env, sandbox_was_running
+
+
+def mailbox_url(settings: dict[str, str]) -> str:
+    return f"http://127.0.0.1:{settings['mailbox_port']}/"
 
 
 def _wait_for_port(port: int, timeout_s: float = 20.0) -> None:
@@ -251,12 +261,17 @@ def demo(customers: int, **ports: int | None) -> None:
     done = subprocess.run([_warp_sync(), "reconcile"], env=env)
     latest = latest_mail(state_dir() / "mail")
     click.echo("")
-    click.echo(f"emailed report: {latest or 'none saved yet'}")
+    click.echo(f"emailed report: {mailbox_url(settings)}message/{latest.name}" if latest else
+               "emailed report: none saved yet")
+    click.echo(f"mailbox:        {mailbox_url(settings)}  (every message as a web page; .eml files in "
+               f"{state_dir() / 'mail'})")
     click.echo(f"state folder:   {state_dir()}")
     click.echo(f"DAGSTER_HOME:   {runtime.dagster_home}")
     click.echo(f"sandbox:        {env['HUBSPOT_BASE_URL']}  (switches under /_sandbox/)")
     click.echo("Dagster UI:     make dev   (then open the run printed above; the receiver starts too)")
     click.echo("again:          make demo  (reuses the stack; a second reconciliation finds nothing to change)")
+    click.echo("by hand:        warp-sync reconcile --dry-run  (the stack's settings come with it; "
+               "`eval \"$(warp-sync env)\"` for other commands)")
     click.echo("stop it all:    make stop")
     if done.returncode != 0:
         sys.exit(done.returncode)
@@ -296,6 +311,7 @@ def dev(**ports: int | None) -> None:
     click.echo(f"Dagster UI:     {dagster_url}")
     click.echo(f"receiver:       {receiver_url}  (bearer token in {state_dir() / DEMO_SETTINGS_FILE})")
     click.echo(f"review pages:   {receiver_url}/review/conflicts")
+    click.echo(f"mailbox:        {mailbox_url(settings)}")
     click.echo(f"sandbox:        {env['HUBSPOT_BASE_URL']}  (switches under /_sandbox/)")
     click.echo("stop it all:    make stop")
 
@@ -305,13 +321,16 @@ def dev(**ports: int | None) -> None:
 @click.option("--port", default=8025, show_default=True, type=int, help="SMTP port to listen on.")
 @click.option("--folder", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where messages are saved (default: <state folder>/mail).")
-def mailcatcher(host: str, port: int, folder: Path | None) -> None:
+@click.option("--web-port", type=click.IntRange(1, 65535), default=None,
+              help="Also serve the saved messages as web pages on this port (the demo's mailbox).")
+def mailcatcher(host: str, port: int, folder: Path | None, web_port: int | None) -> None:
     """A local SMTP server that saves every message as an .eml file (the demo's mail server)."""
     from warp_sync_pipeline.devstack.mailcatcher import serve
 
     target = folder or state_dir() / "mail"
-    click.echo(f"saving mail to {target}, listening on {host}:{port}")
-    serve(target, host, port)
+    pages = f", pages on http://{host}:{web_port}/" if web_port else ""
+    click.echo(f"saving mail to {target}, listening on {host}:{port}{pages}")
+    serve(target, host, port, web_port=web_port)
 
 
 @click.command("stop")
@@ -322,6 +341,36 @@ def stop() -> None:
     if local_cluster().stop():
         click.echo("stopped private PostgreSQL")
     click.echo("nothing left running")
+
+
+# What the local stack keeps in the state folder; `clean` removes these and the folder when nothing else is in it
+# (WARP_STATE_DIR may name a folder that holds other things).
+STATE_ENTRIES = ("run", "mail", "dagster-home", DEMO_SETTINGS_FILE, "workspace.yaml", "receiver.ctl", "postgres")
+
+
+@click.command("clean")
+def clean() -> None:
+    """Stop everything, then delete the local stack's state: the private PostgreSQL's data wherever it lives (as
+    root it is outside the checkout, under /var/tmp/warp-sync), DAGSTER_HOME's default folder, the mail."""
+    import shutil
+
+    for name in stack.stop_all():
+        click.echo(f"stopped {name}")
+    cluster = local_cluster()
+    data = cluster.status().get("data_dir")
+    cluster.destroy()
+    if data:
+        click.echo(f"removed the private PostgreSQL ({Path(str(data)).parent})")
+    folder = state_dir()
+    for name in STATE_ENTRIES:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    click.echo(f"removed the local stack's state ({folder})")
 
 
 

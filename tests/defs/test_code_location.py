@@ -15,8 +15,11 @@ def test_the_dagster_definitions_load() -> None:
     assert "db" in defs().resources
 
 
-def test_dg_check_defs_passes(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+def test_a_bare_dg_check_defs_works_in_a_fresh_shell() -> None:
+    """No DAGSTER_HOME and none of warp-sync's variables, as in a fresh clone: Dagster then reads a dagster.yaml
+    from the current folder, so the instance template must not be there."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "DAGSTER_", "HUBSPOT_", "SMTP_"))}
+    assert not (REPO / "dagster.yaml").exists()
     done = subprocess.run(
         [str(Path(os.sys.executable).parent / "dg"), "check", "defs"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

@@ -90,4 +90,4 @@ def test_a_missed_night_shows_as_a_stale_report() -> None:
 
     policy = reconciliation_report.specs_by_key[dg.AssetKey("reconciliation_report")].freshness_policy
     assert policy is not None and policy.fail_window.to_timedelta() == timedelta(hours=26)
-    assert yaml.safe_load((REPO / "dagster.yaml").read_text())["freshness"] == {"enabled": True}
+    assert yaml.safe_load((REPO / "warp_sync_pipeline" / "instance" / "dagster.yaml").read_text())["freshness"] == {"enabled": True}

@@ -38,7 +38,7 @@ def test_the_flows_limits_come_from_their_budgets() -> None:
 def test_with_default_settings_a_dead_run_stalls_its_flow_at_most_five_minutes() -> None:
     # A run that dies silently is failed once past its maximum runtime, at the next monitoring poll (the instance
     # template's setting); the flow's sensor requests the next run at its next tick.
-    poll = float(yaml.safe_load((REPO / "dagster.yaml").read_text())["run_monitoring"]["poll_interval_seconds"])
+    poll = float(yaml.safe_load((REPO / "warp_sync_pipeline" / "instance" / "dagster.yaml").read_text())["run_monitoring"]["poll_interval_seconds"])
     drain, inbound = DrainSettings(), InboundSettings()
     assert drain.max_runtime_s + poll + outbound_defs.SENSOR_INTERVAL_SECONDS <= FIVE_MINUTES
     assert inbound.max_runtime.total_seconds() + poll + inbound_defs.SENSOR_INTERVAL_SECONDS <= FIVE_MINUTES

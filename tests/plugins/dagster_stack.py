@@ -268,7 +268,7 @@ def _merged(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any
 
 
 def _write_instance(home: Path, storage_db: str, grpc_port: int) -> dict[str, str]:
-    template = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    template = yaml.safe_load((REPO / "warp_sync_pipeline" / "instance" / "dagster.yaml").read_text())
     (home / "dagster.yaml").write_text(yaml.safe_dump(_merged(template, INSTANCE_OVERRIDES), sort_keys=False))
     (home / "workspace.yaml").write_text(yaml.safe_dump({"load_from": [
         {"grpc_server": {"host": "127.0.0.1", "port": grpc_port, "location_name": LOCATION}}]}))

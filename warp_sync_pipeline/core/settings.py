@@ -143,6 +143,7 @@ class WarpSettings(BaseSettings):
     demo_receiver_port: int | None = Field(default=None, alias="WARP_DEMO_RECEIVER_PORT", ge=1, le=65535)
     demo_dagster_port: int | None = Field(default=None, alias="WARP_DEMO_DAGSTER_PORT", ge=1, le=65535)
     demo_code_server_port: int | None = Field(default=None, alias="WARP_DEMO_CODE_SERVER_PORT", ge=1, le=65535)
+    demo_mailbox_port: int | None = Field(default=None, alias="WARP_DEMO_MAILBOX_PORT", ge=1, le=65535)
     run_margin_seconds: float = Field(default=15.0, alias="WARP_RUN_MARGIN_SECONDS", ge=1.0)
 
     # --- HubSpot

@@ -1,14 +1,14 @@
 """A local SMTP catcher for the demo: accepts every message and saves it as an .eml file.
 
 It stands in for the admins' mail server on one machine, so the emailed report can be opened
-in any mail client (or read as text). Built on aiosmtpd; never part of a production deployment.
+in any mail client, or as a web page (devstack/mailbox.py). Built on aiosmtpd; never part of a production
+deployment.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from email import message_from_bytes, policy
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -30,19 +30,18 @@ class SaveToFolder:
         return "250 Message accepted for delivery"
 
 
-def latest_message(folder: Path):  # noqa: ANN201 - email.message.EmailMessage | None
-    files = sorted(folder.glob("*.eml"))
-    if not files:
-        return None
-    return message_from_bytes(files[-1].read_bytes(), policy=policy.default)
-
-
-def serve(folder: Path, host: str = "127.0.0.1", port: int = 8025) -> None:
-    """Serve until interrupted (used by `warp-sync mailcatcher`)."""
+def serve(folder: Path, host: str = "127.0.0.1", port: int = 8025, *, web_port: int | None = None) -> None:
+    """Serve until interrupted (used by `warp-sync mailcatcher`); with `web_port`, the mailbox's web pages too."""
     controller = Controller(SaveToFolder(folder), hostname=host, port=port)
     controller.start()
     try:
-        while True:
-            time.sleep(3600)
+        if web_port is None:
+            while True:
+                time.sleep(3600)
+        from werkzeug.serving import make_server
+
+        from warp_sync_pipeline.devstack.mailbox import create_mailbox_app
+
+        make_server(host, web_port, create_mailbox_app(folder), threaded=True).serve_forever()
     finally:
         controller.stop()

@@ -14,8 +14,9 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from warp_sync_pipeline.core.db import with_database
-from warp_sync_pipeline.core.settings import load_settings, project_root, state_dir
+from warp_sync_pipeline.core.settings import load_settings, state_dir
 from warp_sync_pipeline.devstack.localpg import LocalCluster, ensure_database
+from warp_sync_pipeline.instance import TEMPLATE as INSTANCE_TEMPLATE
 
 APP_DATABASE = "warp"
 DAGSTER_DATABASE = "warp_dagster"
@@ -78,7 +79,7 @@ def prepare_dagster_home(home: Path, *, managed: bool = True) -> None:
     DAGSTER_HOME that someone chose (their instance file is theirs)."""
     home.mkdir(parents=True, exist_ok=True)
     home.chmod(0o700)
-    template = project_root() / "dagster.yaml"
+    template = INSTANCE_TEMPLATE
     target = home / "dagster.yaml"
     stale = not target.exists() or (managed and target.read_bytes() != template.read_bytes())
     if template.exists() and stale:

@@ -1,0 +1,86 @@
+"""Every command `make demo` prints works when pasted into a shell with the virtualenv activated: the demo runs in
+a state folder of its own (its private PostgreSQL, sandbox, mail catcher, Dagster code server and daemon), then
+each printed command runs in a plain `bash` whose only warp-sync setting is that folder."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests import REPO
+
+BIN = Path(sys.executable).parent
+# A command is `make TARGET` or `warp-sync ...` up to two spaces (what follows is a comment), or a backticked one.
+COMMAND = re.compile(r"(?:(?<=^)|(?<=:)|(?<=\s))((?:make|warp-sync) [^\s`(][^`(]*?)(?=\s{2}|\s*\(|$)|`([^`]+)`")
+
+
+def printed_commands(output: str) -> list[str]:
+    """The commands a person would paste from the demo's output, in order, each once."""
+    found: list[str] = []
+    for line in output.splitlines():
+        for plain, quoted in COMMAND.findall(line.split(":", 1)[1] if ":" in line else line):
+            command = (plain or quoted).strip()
+            if command.startswith(("make ", "warp-sync ", "eval ")) and command not in found:
+                found.append(command)
+    return found
+
+
+@pytest.fixture
+def shell_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """A shell with the virtualenv activated and a state folder of its own; everything is removed afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
+    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", VIRTUAL_ENV=str(BIN.parent), WARP_STATE_DIR=str(tmp_path / "state"))
+    yield env
+    subprocess.run([str(BIN / "warp-sync"), "clean"], env=env, capture_output=True, timeout=120)
+
+
+def counts(output: str) -> dict[str, int]:
+    """The report's counts as `warp-sync reconcile` prints them (`    changes written to hubspot        9`)."""
+    found = re.findall(r"^ {4}([a-z][a-z ]+?) {2,}([\d,]+)$", output, flags=re.MULTILINE)
+    return {name: int(value.replace(",", "")) for name, value in found}
+
+
+def _bash(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_the_parser_finds_the_commands_a_person_would_paste() -> None:
+    assert printed_commands(
+        "next: warp-sync reconcile --dry-run  (then without --dry-run to write both sides)\n"
+        "Dagster UI:     make dev   (then open the run printed above; the receiver starts too)\n"
+        "by hand:        warp-sync reconcile --dry-run  (... `eval \"$(warp-sync env)\"` for other commands)\n"
+        "stop it all:    make stop\n") == ["warp-sync reconcile --dry-run", "make dev", 'eval "$(warp-sync env)"',
+                                          "make stop"]
+
+
+def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict[str, str]) -> None:
+    demo = _bash("make demo", {**shell_env, "MAKEFLAGS": "-s"})
+    assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+    commands = printed_commands(demo.stdout)
+    assert {"warp-sync reconcile --dry-run", "make dev", "make demo", "make stop"} <= set(commands), commands
+    # The emailed report is a web page.
+    [link] = [line.split()[-1] for line in demo.stdout.splitlines() if line.startswith("emailed report:")]
+    assert "Reconciliation succeeded" in httpx.get(link, timeout=10).text
+    # The demo's nightly wrote (its data differs on purpose); the second (`make demo` again) finds nothing to change.
+    first = counts(demo.stdout)
+    assert first["changes written to hubspot"] > 0 and first["changes written to warp"] > 0, first
+
+    for command in commands:
+        if command == "make stop":
+            continue  # last: the others need the stack
+        pasted = _bash(command if not command.startswith("eval ") else f"{command} && warp-sync queue status",
+                       shell_env)
+        assert pasted.returncode == 0, (command, pasted.stdout[-2000:], pasted.stderr[-2000:])
+        if command == "make demo":
+            again = counts(pasted.stdout)
+            assert "reusing the" in pasted.stdout
+            assert again["changes planned to hubspot"] == again["changes planned to warp"] == 0, again
+    stopped = _bash("make stop", shell_env)
+    assert stopped.returncode == 0 and "nothing left running" in stopped.stdout, stopped.stdout + stopped.stderr
