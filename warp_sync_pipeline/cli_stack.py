@@ -259,7 +259,7 @@ def demo(customers: int, **ports: int | None) -> None:
         subprocess.run(seed, env=env, check=True)
 
     done = subprocess.run([_warp_sync(), "reconcile"], env=env)
-    latest = latest_mail(state_dir() / "mail")
+    latest = latest_report_mail(state_dir() / "mail")
     click.echo("")
     click.echo(f"emailed report: {mailbox_url(settings)}message/{latest.name}" if latest else
                "emailed report: none saved yet")
@@ -277,9 +277,18 @@ def demo(customers: int, **ports: int | None) -> None:
         sys.exit(done.returncode)
 
 
-def latest_mail(folder: Path) -> Path | None:
-    files = sorted(folder.glob("*.eml")) if folder.exists() else []
-    return files[-1] if files else None
+REPORT_SUBJECT = "[warp-sync] Reconciliation"
+
+
+def latest_report_mail(folder: Path) -> Path | None:
+    """The newest saved report (alerts, which the stack's sensors may send meanwhile, are skipped)."""
+    from email.parser import BytesHeaderParser
+
+    for path in sorted(folder.glob("*.eml"), reverse=True) if folder.exists() else []:
+        with path.open("rb") as handle:
+            if (BytesHeaderParser().parse(handle)["Subject"] or "").startswith(REPORT_SUBJECT):
+                return path
+    return None
 
 
 @click.command("dev")

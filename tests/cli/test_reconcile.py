@@ -42,19 +42,19 @@ def test_demo_seed_then_reconcile_through_the_run_queue(
     dagster_stack: DagsterStack, stack_database: str, stack_sandbox: SandboxHandle, stack_mail: SmtpCatcher,
 ) -> None:
     env = _shell(dagster_stack.environment)
-    seeded = _run(["demo-seed", "--customers", "300"], env)
+    seeded = _run(["demo-seed", "--customers", "150"], env)
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     assert "1 x one warp_ban on two companies" in seeded.stdout
     assert "contact_email is settled by MANUAL review" in seeded.stdout
-    again = _run(["demo-seed", "--customers", "300"], env)
+    again = _run(["demo-seed", "--customers", "150"], env)
     assert again.returncode == 2 and "DEMO_DATA_PRESENT" in again.stderr
 
     dry = _run(["reconcile", "--dry-run"], env)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "submitted to the run queue" in dry.stdout
     # Followed while it ran: the stages' progress, read from the run row.
-    assert "    HubSpot pull: 300 companies in 3 pages" in dry.stdout.splitlines()
-    assert "    WARP pull: 300 customers" in dry.stdout.splitlines()
+    assert "    HubSpot pull: 150 companies in 2 pages" in dry.stdout.splitlines()
+    assert "    WARP pull: 150 customers" in dry.stdout.splitlines()
     assert ": succeeded (dry run) in " in dry.stdout
     assert ["changes", "written", "to", "hubspot", "0"] in [line.split() for line in dry.stdout.splitlines()]
     # The run is the code location's: in the job's run list, with the job's tags (the queue's limits apply).
@@ -64,25 +64,19 @@ def test_demo_seed_then_reconcile_through_the_run_queue(
     assert tags["warp/flow"] == "reconciliation" and tags["warp/hubspot-bulk"] == "pull"
     assert tags["warp/dry-run"] == "true" and tags["warp/started-from"] == "shell"
 
-    # 300 customers with every case: the plan changes about 6% of them, past the brake's 5%.
-    done = _run(["reconcile", "--allow-mass-write"], env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    run_id = _run_id(done.stdout)
     engine = sa.create_engine(stack_database)
     try:
-        record = runs.get_run(engine, run_id)
+        record = runs.get_run(engine, dry_id)
     finally:
         engine.dispose()
-    assert record.status == "succeeded" and record.counts["customers_pulled"] == 300
-    assert record.progress["hubspot_writeback"].startswith("HubSpot write-back: ")
-    assert ["customers", "pulled", "300"] in [line.split() for line in done.stdout.splitlines()]
-    assert "email:     sent to 1 recipient(s)" in done.stdout or "email:     sent to 2 recipient(s)" in done.stdout
-    assert f"/runs/{run_id}" in done.stdout and "ALERT" not in done.stdout
-    assert record.counts["changes_written_to_hubspot"] == record.counts["changes_planned_to_hubspot"] > 0
-    # Each run keeps its own frames, in the private folder under the instance's DAGSTER_HOME.
+    assert record.status == "succeeded" and record.counts["customers_pulled"] == 150
+    assert record.progress["warp_pull"] == "WARP pull: 150 customers"
+    assert ["customers", "pulled", "150"] in [line.split() for line in dry.stdout.splitlines()]
+    assert "email:     sent to " in dry.stdout and f"/runs/{dry_id}" in dry.stdout
+    # The run kept its own frames, in the private folder under the instance's DAGSTER_HOME. (A writing run from
+    # the shell is the demo's: tests/cli/test_demo_commands.py.)
     frames = dagster_stack.home / "storage" / "frames" / "runs"
     assert (frames / dry_id / "assets" / "warp_customers.parquet").exists()
-    assert (frames / run_id / "assets" / "warp_customers.parquet").exists()
 
 
 def test_a_failed_shell_run_exits_with_its_reason_and_alerts_like_any_run(

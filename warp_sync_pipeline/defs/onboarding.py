@@ -49,7 +49,6 @@ from warp_sync_pipeline.core.onboarding.preview import (
 from warp_sync_pipeline.core.onboarding.previews import PreviewError
 from warp_sync_pipeline.core.reconcile import hubspot_properties, pull_hubspot_companies, pull_warp_customers
 from warp_sync_pipeline.core.reconcile.frames import (
-    ATTR_PULLED_AT,
     ATTR_RULES,
     rules_from_attr,
     rules_to_attr,
@@ -87,7 +86,7 @@ def onboarding_warp_customers(context: dg.AssetExecutionContext,
         rules = load_rules(conn)
     frame = pull_warp_customers(db.engine, rules, progress=context.log.info)
     return dg.MaterializeResult(value=frame, metadata={
-        "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT]})
+        "dagster/row_count": len(frame), "pulled_at": dg.MetadataValue.timestamp(pulled_at(frame))})
 
 
 @dg.asset(group_name=GROUP, **CATALOG, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
@@ -106,7 +105,7 @@ def onboarding_hubspot_companies(context: dg.AssetExecutionContext, db: Database
     frame = pull_hubspot_companies(hubspot.client, properties, progress=context.log.info)
     frame.attrs[ATTR_RULES] = rules_to_attr(rules)
     return dg.MaterializeResult(value=frame, metadata={
-        "dagster/row_count": len(frame), "pulled_at": frame.attrs[ATTR_PULLED_AT]})
+        "dagster/row_count": len(frame), "pulled_at": dg.MetadataValue.timestamp(pulled_at(frame))})
 
 
 @dg.asset(group_name=GROUP, **CATALOG, kinds={"pandas", "postgres"})
