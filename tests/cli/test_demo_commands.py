@@ -61,9 +61,9 @@ def test_the_parser_finds_the_commands_a_person_would_paste() -> None:
 
 
 def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict[str, str]) -> None:
-    # `make demo` runs `warp-sync demo` (1,000 customers); the first demo seeds fewer, to keep the suite quick. The
+    # `make demo` runs `warp-sync demo` (1,000 customers); the first demo seeds 300, to keep the suite quick. The
     # `make demo` it prints then runs as pasted, reusing them.
-    demo = _bash("warp-sync demo --customers 100", shell_env)
+    demo = _bash("warp-sync demo --customers 300", shell_env)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     commands = printed_commands(demo.stdout)
     assert {"warp-sync reconcile --dry-run", "make dev", "make demo", "make stop"} <= set(commands), commands
