@@ -76,7 +76,7 @@ def test_a_bad_reconciliation_setting_names_its_variable(monkeypatch: pytest.Mon
         reconciliation()
     monkeypatch.setenv("WARP_RECONCILE_MAX_CHANGE_SHARE", "0.02")
     monkeypatch.delenv("WARP_SCHEDULE_TIMEZONE", raising=False)
-    assert reconciliation().resources["reconciliation"].max_change_share == 0.02
+    assert reconciliation().resources["reconciliation"].options({}).max_change_share == 0.02
 
 
 def test_a_missed_night_shows_as_a_stale_report() -> None:
@@ -91,3 +91,24 @@ def test_a_missed_night_shows_as_a_stale_report() -> None:
     policy = reconciliation_report.specs_by_key[dg.AssetKey("reconciliation_report")].freshness_policy
     assert policy is not None and policy.fail_window.to_timedelta() == timedelta(hours=26)
     assert yaml.safe_load((REPO / "warp_sync_pipeline" / "instance" / "dagster.yaml").read_text())["freshness"] == {"enabled": True}
+
+
+def test_a_run_launched_with_config_keeps_the_warp_reconcile_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The request sensor and the shell launch runs with run config for the resource; Dagster then drops the values
+    the code set, so the limits must come from the settings when the run starts, not from the code."""
+    monkeypatch.setenv("WARP_RECONCILE_MAX_CHANGE_SHARE", "0.25")
+    monkeypatch.setenv("WARP_RECONCILE_CHUNK_SIZE", "250")
+    seen: dict[str, object] = {}
+
+    @dg.asset
+    def probe(context: dg.AssetExecutionContext, reconciliation: ReconciliationSettings) -> None:
+        seen["options"] = reconciliation.options(dict(context.run.tags))
+
+    defs = dg.Definitions(assets=[probe], jobs=[dg.define_asset_job("probe_job", selection=[probe])],
+                          resources={"reconciliation": ReconciliationSettings()})
+    job = defs.resolve_job_def("probe_job")
+    job.execute_in_process(run_config={"resources": {"reconciliation": {"config": {"dry_run": True}}}})
+    options = seen["options"]
+    assert (options.max_change_share, options.warp_chunk_size, options.dry_run) == (0.25, 250, True)
+    job.execute_in_process(run_config={"resources": {"reconciliation": {"config": {"max_change_share": 0.1}}}})
+    assert seen["options"].max_change_share == 0.1  # a run may still set its own

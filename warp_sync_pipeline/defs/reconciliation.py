@@ -61,7 +61,7 @@ from warp_sync_pipeline.core.reconciliation_runs import (
     record_progress,
     start_run,
 )
-from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, load_settings
+from warp_sync_pipeline.core.settings import SettingsError, load_settings
 from warp_sync_pipeline.defs.systems import (
     WRITES_HUBSPOT,
     WRITES_WARP,
@@ -96,55 +96,50 @@ SAMPLE = 20  # values listed in check metadata
 
 class ReconciliationSettings(dg.ConfigurableResource):
     """Settings of one reconciliation run, set per run (RunConfig resources). dry_run computes everything and
-    changes neither side; allow_mass_write lets this run past the brake."""
+    changes neither side; allow_mass_write lets this run past the brake.
+
+    The limits are unset unless a run sets them: unset, each is its WARP_RECONCILE_* setting, read when the run
+    starts. (Dagster replaces a resource's code values with the run config it is given, so a limit put in the code
+    from the environment would silently fall back to its default in every run launched with config: the request
+    sensor's, the shell's.)"""
 
     dry_run: bool = Field(default=False, description="Compute the plan and report; write nothing to either side.")
     allow_mass_write: bool = Field(
         default=False, description="Write even when the plan would change more than max_change_share of records."
     )
-    max_change_share: float = Field(
-        default=DEFAULTS.reconcile_max_change_share, ge=0, le=1,
-        description="The brake: share of compared records a plan may change."
+    max_change_share: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The brake: share of compared records a plan may change (unset: WARP_RECONCILE_MAX_CHANGE_SHARE)."
     )
-    max_drift_share: float = Field(
-        default=DEFAULTS.reconcile_max_drift_share, ge=0, le=1,
-        description="The drift check fails above this share of differing records."
+    max_drift_share: float | None = Field(
+        default=None, ge=0, le=1,
+        description="The drift check fails above this share of differing records (unset: "
+                    "WARP_RECONCILE_MAX_DRIFT_SHARE)."
     )
-    max_plan_age_hours: float = Field(
-        default=DEFAULTS.reconcile_max_plan_age_hours, gt=0,
-        description="Write-backs refuse a plan pulled longer ago than this."
+    max_plan_age_hours: float | None = Field(
+        default=None, gt=0,
+        description="Write-backs refuse a plan pulled longer ago than this (unset: WARP_RECONCILE_MAX_PLAN_AGE_HOURS)."
     )
-    warp_chunk_size: int = Field(default=DEFAULTS.reconcile_chunk_size, ge=1,
-                                 description="Customers per WARP write-back transaction.")
+    warp_chunk_size: int | None = Field(
+        default=None, ge=1,
+        description="Customers per WARP write-back transaction (unset: WARP_RECONCILE_CHUNK_SIZE).")
     warp_page_size: int = Field(default=DEFAULT_WARP_PAGE_SIZE, ge=1,
                                 description="Customers per keyset page of the WARP pull.")
-    create_missing_companies: bool = Field(
-        default=DEFAULTS.reconcile_create_missing,
-        description="Create a HubSpot company for each customer without one (WARP_RECONCILE_CREATE_MISSING); the "
-                    "creates count toward the brake.")
-
-    @classmethod
-    def from_env(cls) -> "ReconciliationSettings":
-        """Defaults from WARP_RECONCILE_* (validated now: a bad value stops the code location, naming it)."""
-        options = ReconcileOptions.from_env()
-        return cls(
-            max_change_share=options.max_change_share,
-            max_drift_share=options.max_drift_share,
-            max_plan_age_hours=options.max_plan_age_hours,
-            warp_chunk_size=options.warp_chunk_size,
-            create_missing_companies=options.create_missing,
-        )
+    create_missing_companies: bool | None = Field(
+        default=None,
+        description="Create a HubSpot company for each customer without one; the creates count toward the brake "
+                    "(unset: WARP_RECONCILE_CREATE_MISSING).")
 
     def options(self, run_tags: dict[str, str]) -> ReconcileOptions:
-        return ReconcileOptions(
+        """This run's options: what the run config set, else the WARP_RECONCILE_* settings."""
+        configured = {"max_change_share": self.max_change_share, "max_drift_share": self.max_drift_share,
+                      "max_plan_age_hours": self.max_plan_age_hours, "warp_chunk_size": self.warp_chunk_size,
+                      "create_missing": self.create_missing_companies}
+        return ReconcileOptions.from_env(
             dry_run=self.dry_run or dry_run_from_tags(run_tags),
             allow_mass_write=self.allow_mass_write,
-            max_change_share=self.max_change_share,
-            max_drift_share=self.max_drift_share,
-            max_plan_age_hours=self.max_plan_age_hours,
-            warp_chunk_size=self.warp_chunk_size,
             warp_page_size=self.warp_page_size,
-            create_missing=self.create_missing_companies,
+            **{name: value for name, value in configured.items() if value is not None},
         )
 
 
@@ -570,5 +565,5 @@ def reconciliation() -> dg.Definitions:
         assets=RECONCILIATION_ASSETS,
         jobs=[reconciliation_job],
         schedules=[reconciliation_schedule(timezone)],
-        resources={"reconciliation": ReconciliationSettings.from_env()},
+        resources={"reconciliation": ReconciliationSettings()},
     )
