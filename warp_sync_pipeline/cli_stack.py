@@ -152,16 +152,29 @@ def _bring_up_dagster(env: dict[str, str], settings: dict[str, str]) -> None:
     port = settings["code_server_port"]
     stack.start("code-server", [str(bin_dir / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", port,
                                 "-m", "warp_sync_pipeline.definitions", "--location-name", CODE_LOCATION],
-                env=env, ready=partial(_code_server_serving, bin_dir, port), timeout_s=180)
+                env=env, ready=_CodeServerCheck(bin_dir, port), timeout_s=180)
     since = time.time()
     daemon = stack.start("daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", env["WARP_DAGSTER_WORKSPACE"]],
                          env=env, ready=partial(_daemon_reporting, since), timeout_s=120)
     _done(started, f"code server on port {port}, daemon log {daemon.log}")
 
 
-def _code_server_serving(bin_dir: Path, port: str) -> bool:
-    check = [str(bin_dir / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", port]
-    return subprocess.run(check, capture_output=True, check=False).returncode == 0
+class _CodeServerCheck:
+    """The code server serves: its port listens, then Dagster's `grpc-health-check` passes. The health check is a
+    Python process of its own (seconds of CPU): asked at most every few seconds, never while the port is shut."""
+
+    EVERY_S = 3.0
+
+    def __init__(self, bin_dir: Path, port: str) -> None:
+        self._argv = [str(bin_dir / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", port]
+        self._port = int(port)
+        self._asked = 0.0
+
+    def __call__(self) -> bool:
+        if port_is_free(self._port) or time.monotonic() - self._asked < self.EVERY_S:
+            return False
+        self._asked = time.monotonic()
+        return subprocess.run(self._argv, capture_output=True, check=False).returncode == 0
 
 
 def _daemon_reporting(since: float) -> bool:

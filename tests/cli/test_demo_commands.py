@@ -4,6 +4,7 @@ each printed command runs in a plain `bash` whose only warp-sync setting is that
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -47,6 +48,24 @@ def counts(output: str) -> dict[str, int]:
     return {name: int(value.replace(",", "")) for name, value in found}
 
 
+def _the_shells_runs_are_the_code_locations(ui_url: str, run_ids: list[str], state: Path) -> None:
+    """Seen in the UI `make dev` serves: the shell's dry run is in the job's run list with the job's tags (so the
+    queue's limits and the sensors apply), and kept its own frames under DAGSTER_HOME."""
+    assert run_ids
+    query = ("query($id: ID!) { runOrError(runId: $id) { ... on Run { status pipelineName "
+             "repositoryOrigin { repositoryLocationName } tags { key value } } } }")
+    for run_id in run_ids:
+        run = httpx.post(f"{ui_url}/graphql", json={"query": query, "variables": {"id": run_id}},
+                         timeout=30).json()["data"]["runOrError"]
+        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        assert (run["status"], run["pipelineName"]) == ("SUCCESS", "reconciliation_job")
+        assert run["repositoryOrigin"]["repositoryLocationName"] == "warp_sync_pipeline"
+        assert tags["warp/flow"] == "reconciliation" and tags["warp/hubspot-bulk"] == "pull"
+        assert tags["warp/started-from"] == "shell" and tags["warp/dry-run"] == "true"
+        frames = state / "dagster-home" / "storage" / "frames" / "runs" / run_id / "assets"
+        assert (frames / "warp_customers.parquet").exists()
+
+
 def _bash(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-c", command], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
@@ -73,6 +92,16 @@ def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict
     # The demo's nightly wrote (its data differs on purpose); the second (`make demo` again) finds nothing to change.
     first = counts(demo.stdout)
     assert first["changes written to hubspot"] > 0 and first["changes written to warp"] > 0, first
+    assert "1 x one warp_ban on two companies" in demo.stdout and "contact_email is settled by MANUAL" in demo.stdout
+    # The nightly went through the run queue and the shell followed it: the stages' progress, then the counts.
+    assert "submitted to the run queue" in demo.stdout
+    assert "    HubSpot pull: 300 companies in 3 pages" in demo.stdout.splitlines()
+    assert "    WARP pull: 300 customers" in demo.stdout.splitlines()
+    assert any(line.startswith("    HubSpot write-back: ") for line in demo.stdout.splitlines())
+    reseed = _bash("warp-sync exec warp-sync demo-seed --customers 300", shell_env)  # exec: the stack's settings
+    assert reseed.returncode == 2 and "DEMO_DATA_PRESENT" in reseed.stderr
+    ui_url = f"http://127.0.0.1:{json.loads(Path(shell_env['WARP_STATE_DIR'], 'demo-env.json').read_text())['dagster_port']}"
+    run_ids = []
 
     for command in commands:
         if command == "make stop":
@@ -80,6 +109,9 @@ def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict
         pasted = _bash(command if not command.startswith("eval ") else f"{command} && warp-sync queue status",
                        shell_env)
         assert pasted.returncode == 0, (command, pasted.stdout[-2000:], pasted.stderr[-2000:])
+        run_ids += re.findall(r"^    run ([0-9a-f-]{36}): succeeded", pasted.stdout, flags=re.MULTILINE)
+        if command == "make dev":
+            _the_shells_runs_are_the_code_locations(ui_url, run_ids, Path(shell_env["WARP_STATE_DIR"]))
         if command == "make demo":
             again = counts(pasted.stdout)
             assert "reusing the" in pasted.stdout
