@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests import REPO
+from tests.plugins.database import scratch_database
 
 BIN = Path(sys.executable).parent
 # A command is `make TARGET` or `warp-sync ...` up to two spaces (what follows is a comment), or a backticked one.
@@ -34,12 +35,19 @@ def printed_commands(output: str) -> list[str]:
 
 
 @pytest.fixture
-def shell_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A shell with the virtualenv activated and a state folder of its own; everything is removed afterwards."""
+def shell_env(tmp_path: Path, database_url: str, pg_admin_url: str) -> Iterator[dict[str, str]]:
+    """A shell with the virtualenv activated and a state folder of its own; everything is removed afterwards. Its
+    databases are on the suite's PostgreSQL (WARP_DATABASE_URL, as a developer with a server of their own sets it),
+    which spares the suite a second server; the private cluster is `make clean`'s test."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
-    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", VIRTUAL_ENV=str(BIN.parent), WARP_STATE_DIR=str(tmp_path / "state"))
-    yield env
-    subprocess.run([str(BIN / "warp-sync"), "clean"], env=env, capture_output=True, timeout=120)
+    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", VIRTUAL_ENV=str(BIN.parent), WARP_STATE_DIR=str(tmp_path / "state"),
+               WARP_DATABASE_URL=database_url)
+    with scratch_database(pg_admin_url, "warp_test_demo_dagster") as dagster_url:
+        env["WARP_DAGSTER_DATABASE_URL"] = dagster_url
+        try:
+            yield env
+        finally:
+            subprocess.run([str(BIN / "warp-sync"), "clean"], env=env, capture_output=True, timeout=120)
 
 
 def counts(output: str) -> dict[str, int]:
