@@ -119,7 +119,7 @@ def _families(s: OperationalSnapshot) -> Iterator[Metric]:
     yield _gauge("warp_webhook_events", "Stored webhook events not yet applied, by state.",
                  labels={"pending": s.webhook_events_pending, "retrying": s.webhook_events_retrying,
                          "given_up": s.webhook_events_given_up}, label="state")
-    yield _gauge("warp_webhook_oldest_due_seconds", "How long the oldest pending webhook event has waited.",
+    yield _gauge("warp_webhook_oldest_due_seconds", "How long the oldest due webhook event has waited (0: none).",
                  s.webhook_oldest_due_seconds)
     yield _gauge("warp_hubspot_budget_in_use", "HubSpot request tokens taken in the current 10-second window.",
                  labels=dict(s.budget_in_use), label="priority")

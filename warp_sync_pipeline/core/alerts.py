@@ -20,6 +20,7 @@ from enum import StrEnum
 import httpx
 import sqlalchemy as sa
 
+from warp_sync_pipeline.core.metrics import oldest_due_seconds
 from warp_sync_pipeline.core.pauses import open_pauses
 from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 
@@ -118,7 +119,7 @@ def observe(engine: sa.Engine, settings: AlertSettings, *, now: datetime | None 
     with engine.connect() as conn, conn.begin():
         return [
             _dead_letters(conn), _events_given_up(conn), *_failed_checks(conn),
-            _queue_lag(conn, settings, now), _events_lag(conn, settings, now), _missed_nightly(conn, settings, now),
+            *_lags(conn, settings), _missed_nightly(conn, settings, now),
             *_last_nightly(conn), _paused(conn, settings, now), _daily_quota(conn, settings),
         ]
 
@@ -156,23 +157,19 @@ def _minutes(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 60:,.0f} min"
 
 
-def _queue_lag(conn: sa.Connection, settings: AlertSettings, now: datetime) -> Condition:
-    oldest = conn.execute(sa.text("SELECT min(next_attempt_at) FROM hubspot_sync_queue "
-                                  "WHERE status = 'pending' AND next_attempt_at <= now()")).scalar_one()
-    age = _age(oldest, now)
-    return Condition("queue_lag", age > settings.lag, f"the oldest due queue row has waited {_minutes(age)}",
-                     (f"Changes to HubSpot are not leaving the queue (limit {_minutes(settings.lag)}).",
-                      "Is the queue drain running (its sensor, its runs), or is HubSpot paused?"))
+def _lags(conn: sa.Connection, settings: AlertSettings) -> list[Condition]:
+    """The queue's and the webhook events' lag: the oldest due one waiting longer than WARP_ALERT_LAG_MINUTES (the
+    same reading /metrics serves)."""
+    flows = (("queue_lag", "queue row", "Changes to HubSpot are not leaving the queue", "queue drain"),
+             ("webhook_lag", "webhook event", "HubSpot's changes are not reaching WARP", "webhook processor"))
+    return [Condition(key, age > settings.lag, f"the oldest due {what} has waited {_minutes(age)}",
+                      (f"{symptom} (limit {_minutes(settings.lag)}).",
+                       f"Is the {job} running (its sensor, its runs), or is HubSpot paused?"))
+            for (key, what, symptom, job), age in zip(flows, map(_seconds, oldest_due_seconds(conn)), strict=True)]
 
 
-def _events_lag(conn: sa.Connection, settings: AlertSettings, now: datetime) -> Condition:
-    oldest = conn.execute(sa.text("SELECT min(COALESCE(next_attempt_at, received_at)) FROM hubspot_webhook_events "
-                                  "WHERE status = 'pending' AND COALESCE(next_attempt_at, received_at) <= now()"
-                                  )).scalar_one()
-    age = _age(oldest, now)
-    return Condition("webhook_lag", age > settings.lag, f"the oldest due webhook event has waited {_minutes(age)}",
-                     (f"HubSpot's changes are not reaching WARP (limit {_minutes(settings.lag)}).",
-                      "Is the webhook processor running (its sensor, its runs), or is HubSpot paused?"))
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
 
 
 def _missed_nightly(conn: sa.Connection, settings: AlertSettings, now: datetime) -> Condition:

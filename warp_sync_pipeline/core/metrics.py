@@ -38,8 +38,22 @@ class OperationalSnapshot:
     paused_seconds: dict[str, float] = field(default_factory=dict)  # open pauses by cause: how long open
 
 
+# What "waiting" means for each flow (the alerts' lag and /metrics read the same): a queue row due to be sent, a
+# webhook event due to be applied (its retry time, else when it arrived).
+QUEUE_OLDEST_DUE = ("SELECT min(next_attempt_at) FROM hubspot_sync_queue "
+                    "WHERE status = 'pending' AND next_attempt_at <= now()")
+WEBHOOK_OLDEST_DUE = ("SELECT min(COALESCE(next_attempt_at, received_at)) FROM hubspot_webhook_events "
+                      "WHERE status = 'pending' AND COALESCE(next_attempt_at, received_at) <= now()")
+
+
 def _age(conn: sa.Connection, sql: str) -> float:
     return float(conn.execute(sa.text(f"SELECT COALESCE(extract(epoch FROM now() - ({sql})), 0)")).scalar_one())
+
+
+def oldest_due_seconds(conn: sa.Connection) -> tuple[float, float]:
+    """How long the oldest due queue row and the oldest due webhook event have waited (0: none), by the
+    database's clock."""
+    return _age(conn, QUEUE_OLDEST_DUE), _age(conn, WEBHOOK_OLDEST_DUE)
 
 
 def read_snapshot(engine: sa.Engine, budget: BudgetSettings | None = None, *,
@@ -70,16 +84,15 @@ def read_snapshot(engine: sa.Engine, budget: BudgetSettings | None = None, *,
                                      "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
         paused = {r.cause: float(r.seconds) for r in conn.execute(sa.text(
             "SELECT cause, extract(epoch FROM clock_timestamp() - opened_at) AS seconds FROM hubspot_pauses"))}
+        queue_age, webhook_age = oldest_due_seconds(conn)
         return OperationalSnapshot(
             read_at=time.time(),
             queue_rows=queue,
-            queue_oldest_due_seconds=_age(conn, "SELECT min(next_attempt_at) FROM hubspot_sync_queue "
-                                                "WHERE status = 'pending' AND next_attempt_at <= now()"),
+            queue_oldest_due_seconds=queue_age,
             webhook_events_pending=events.pending,
             webhook_events_retrying=events.retrying,
             webhook_events_given_up=events.given_up,
-            webhook_oldest_due_seconds=_age(conn, "SELECT min(COALESCE(next_attempt_at, received_at)) FROM "
-                                                  "hubspot_webhook_events WHERE status = 'pending'"),
+            webhook_oldest_due_seconds=webhook_age,
             budget_in_use=in_use,
             budget_capacity=budget.capacity(Bucket.BURST, Priority.SYNC),
             rate_limited_today=limited,
