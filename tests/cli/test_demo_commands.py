@@ -96,7 +96,7 @@ def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict
     assert {"warp-sync reconcile --dry-run", "make dev", "make demo", "make stop"} <= set(commands), commands
     # The emailed report is a web page.
     [link] = [line.split()[-1] for line in demo.stdout.splitlines() if line.startswith("emailed report:")]
-    assert "Reconciliation succeeded" in httpx.get(link, timeout=10).text
+    assert "Reconciliation report: succeeded" in httpx.get(link, timeout=10).text
     # The demo's nightly wrote (its data differs on purpose); the second (`make demo` again) finds nothing to change.
     first = counts(demo.stdout)
     assert first["changes written to hubspot"] > 0 and first["changes written to warp"] > 0, first

@@ -100,12 +100,31 @@ def test_control_characters_are_stripped_and_values_stay_out_of_headers(smtp_ser
     headers = "\n".join(f"{k}: {v}" for k, v in message.items())
     assert "Evil" not in headers and "victim" not in headers and "script" not in headers
     assert "Bcc" not in message
-    assert message["Subject"] == "[warp-sync] Reconciliation succeeded - run 0f1e2d3c - 1 alert"
+    assert message["Subject"] == "[warp-sync] Reconciliation: nothing changed - run 0f1e2d3c"
 
 
 def test_the_subject_takes_no_free_text_from_the_report() -> None:
     report = sample_report(status="<b>pwned</b>", run_id="x\r\nBcc: a@b.test", dry_run=True)
-    assert render_report_email(report).subject == "[warp-sync] Reconciliation report (dry run)"
+    assert render_report_email(report).subject == "[warp-sync] Reconciliation (dry run): nothing changed"
+
+
+@pytest.mark.parametrize(("counts", "dry_run", "status", "subject"), [
+    ({"manual_conflicts": 2, "changes_planned_to_hubspot": 10, "changes_planned_to_warp": 7,
+      "changes_written_to_hubspot": 10, "changes_written_to_warp": 7, "write_errors": 0}, False, "succeeded",
+     "[warp-sync] Reconciliation: 2 need review, 17 changes written, 0 errors - run 0f1e2d3c"),
+    ({"manual_conflicts": 1, "changes_planned_to_hubspot": 1, "changes_written_to_hubspot": 1, "write_errors": 1},
+     False, "succeeded", "[warp-sync] Reconciliation: 1 needs review, 1 change written, 1 error - run 0f1e2d3c"),
+    ({"changes_planned_to_warp": 3, "manual_conflicts": 0}, True, "succeeded",
+     "[warp-sync] Reconciliation (dry run): 0 need review, 3 changes planned, 0 errors - run 0f1e2d3c"),
+    ({"changes_planned_to_hubspot": 900, "changes_written_to_hubspot": 0}, False, "succeeded",
+     "[warp-sync] Reconciliation: 0 need review, 900 changes planned, none written, 0 errors - run 0f1e2d3c"),
+    ({"manual_conflicts": 0, "write_errors": 0}, False, "succeeded",
+     "[warp-sync] Reconciliation: nothing changed - run 0f1e2d3c"),
+    ({}, False, "failed", "[warp-sync] Reconciliation FAILED - run 0f1e2d3c"),
+])
+def test_the_subject_says_what_needs_doing(counts: dict, dry_run: bool, status: str, subject: str) -> None:
+    report = sample_report(counts=counts, dry_run=dry_run, status=status)
+    assert render_report_email(report).subject == subject
 
 
 def test_a_dry_run_says_so_and_long_tables_are_cut(smtp_server: SmtpCatcher) -> None:

@@ -61,7 +61,6 @@ MARKDOWN_MAX_ROWS_PER_SECTION = 50
 # A hostile or broken value cannot blow up a table cell.
 MAX_CELL_CHARS = 300
 
-REPORT_STATUSES = ("running", "succeeded", "failed")
 
 DEFAULT_FROM = DEFAULTS.smtp_from
 DEFAULT_TIMEOUT_SECONDS = DEFAULTS.smtp_timeout_seconds
@@ -340,18 +339,36 @@ class RenderedEmail:
 
 
 def report_subject(report: Report | Mapping[str, Any]) -> str:
-    """Only our own words and a validated run id: nothing from HubSpot reaches a header."""
+    """What needs doing, for a person reading only the subject: "2 need review, 17 changes written, 0 errors" (or
+    "nothing changed"); a dry run, changes left unwritten (the brake, or write-back switched off) and a failed run
+    marked. Only our own words, numbers and a validated run id: nothing from HubSpot reaches a header."""
     read = Report.read(report)
-    parts = ["[warp-sync] Reconciliation", read.status if read.status in REPORT_STATUSES else "report"]
-    if read.dry_run:
-        parts.append("(dry run)")
     run_id = _safe_run_id(read.run_id)
-    if run_id:
-        parts.append(f"- run {run_id[:8]}")
-    alerts = read.alerts
-    if alerts:
-        parts.append(f"- {len(alerts)} alert{'s' if len(alerts) != 1 else ''}")
-    return " ".join(parts)
+    run = f" - run {run_id[:8]}" if run_id else ""
+    head = "[warp-sync] Reconciliation" + (" (dry run)" if read.dry_run else "")
+    if read.status == "failed":
+        return f"{head} FAILED{run}"
+    return f"{head}: {_what_needs_doing(read.counts, dry_run=read.dry_run)}{run}"
+
+
+def _count(counts: Mapping[str, Any], *names: str) -> int:
+    return sum(int(counts.get(name) or 0) for name in names)
+
+
+def _what_needs_doing(counts: Mapping[str, Any], *, dry_run: bool) -> str:
+    review = _count(counts, "manual_conflicts")
+    errors = _count(counts, "write_errors")
+    planned = _count(counts, "changes_planned_to_hubspot", "changes_planned_to_warp")
+    written = _count(counts, "changes_written_to_hubspot", "changes_written_to_warp")
+    if not (review or errors or planned or written):
+        return "nothing changed"
+    if dry_run:
+        changes = f"{planned:,} change{'s' if planned != 1 else ''} planned"
+    elif planned and not written:
+        changes = f"{planned:,} change{'s' if planned != 1 else ''} planned, none written"
+    else:
+        changes = f"{written:,} change{'s' if written != 1 else ''} written"
+    return f"{review:,} need{'s' if review == 1 else ''} review, {changes}, {errors:,} error{'s' if errors != 1 else ''}"
 
 
 def render_report_email(report: Report | Mapping[str, Any], *, max_rows: int = EMAIL_MAX_ROWS_PER_SECTION) -> RenderedEmail:
