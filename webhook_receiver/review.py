@@ -74,6 +74,7 @@ from warp_sync_pipeline.core.review import (
     resolve_conflict,
     session_principal,
 )
+from warp_sync_pipeline.core.wording import reason_sentence
 from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_settings
 from webhook_receiver.errors import ApiError, answer_of
 from webhook_receiver.resources import receiver_resources
@@ -190,6 +191,8 @@ def _helpers() -> dict[str, Any]:
         "may": (lambda permission: bool(principal and principal.may(permission))),
         "when": _when,
         "shown": _shown,
+        # Reason codes as people read them (core/wording.py, the email's table too).
+        "reason": reason_sentence,
     }
 
 

@@ -54,12 +54,14 @@ from tabulate import tabulate
 from warp_sync_pipeline.core.alerts import Notice, NoticeKind
 from warp_sync_pipeline.core.reconcile.results import Report
 from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, WarpSettings, load_settings
+from warp_sync_pipeline.core.wording import reason_sentence
 
 # Rows shown per table: an email of a million changes helps nobody; the full lists stay in the run.
 EMAIL_MAX_ROWS_PER_SECTION = 100
 MARKDOWN_MAX_ROWS_PER_SECTION = 50
 # A hostile or broken value cannot blow up a table cell.
 MAX_CELL_CHARS = 300
+REASON_COLUMN = "Reason"
 
 
 DEFAULT_FROM = DEFAULTS.smtp_from
@@ -276,9 +278,12 @@ def _prepare(report: Report | Mapping[str, Any], max_rows: int, *, without_perso
     for number, raw in enumerate(read.sections, start=1):
         shown = [i for i, c in enumerate(raw.columns) if not (without_personal and c in raw.personal)]
         columns = [clean_value(raw.columns[i]) for i in shown]
+        # Reason codes are read as sentences (one table: core/wording.py); the stored report keeps the codes.
+        worded = {i for i, c in enumerate(raw.columns) if c == REASON_COLUMN}
         rows: list[list[str]] = []
         for row in raw.rows[:max_rows]:
-            cells = [clean_value(v) for i, v in enumerate(row) if i in shown or i >= len(raw.columns)]
+            cells = [clean_value(reason_sentence(v) if i in worded else v)
+                     for i, v in enumerate(row) if i in shown or i >= len(raw.columns)]
             width = max(len(columns), len(cells))
             rows.append(cells + [""] * (width - len(cells)))
         if rows and len(columns) < len(rows[0]):

@@ -342,10 +342,11 @@ def test_the_customer_page_shows_what_changed_which_way_why_and_in_which_run(
     html = client.get(f"/review/customers/{made.customer_id}").get_data(as_text=True)
 
     history = html.split('id="history"', 1)[1]
-    assert "run <code>run-4f2a9c</code>" in history and "ONE_WAY_FROM_WARP" in history
+    assert "run <code>run-4f2a9c</code>" in history and "Flows from WARP only: WARP&#39;s value copied" in history
+    assert "ONE_WAY_FROM_WARP" not in history  # the code stays in the data; people read its sentence
     assert "reconciliation" in history and "resolution" in history
     assert history.count("WARP → HubSpot") == 2
-    assert "dave" in history and "MANUAL_RESOLUTION" in history
+    assert "dave" in history and "Chosen by a person on the review pages." in history
     assert "billing@acme.example" in history and "ops@acme.example" in history
     assert ">resolved<" in html  # the closed conflict in the customer's list
     assert client.get("/review/customers/00000000-0000-0000-0000-000000000000").status_code == 404

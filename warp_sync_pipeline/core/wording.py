@@ -1,0 +1,45 @@
+"""The words people read for warp-sync's codes: one table, used by the email, the Markdown report and the review
+pages. The codes stay in the data (the run row's report, the audit trail, the CSV and JSON exports); only what a
+person reads is worded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from warp_sync_pipeline.core.decision import Reason
+
+R = Reason
+REASON_SENTENCES: Mapping[str, str] = {
+    R.EQUAL: "Both sides agree.",
+    R.ONE_WAY_FROM_WARP: "Flows from WARP only: WARP's value copied to HubSpot.",
+    R.HUBSPOT_DRIFT_REVERTED: "Flows from WARP only, but HubSpot was changed: WARP's value put back.",
+    R.ONE_WAY_FROM_HUBSPOT: "Flows from HubSpot only: HubSpot's value copied to WARP.",
+    R.WARP_DRIFT_REVERTED: "Flows from HubSpot only, but WARP was changed: HubSpot's value put back.",
+    R.ONLY_WARP_CHANGED: "Changed in WARP only: copied to HubSpot.",
+    R.ONLY_HUBSPOT_CHANGED: "Changed in HubSpot only: copied to WARP.",
+    R.CONFLICT_HUBSPOT_WINS: "Both sides changed; the field's rule says HubSpot wins.",
+    R.CONFLICT_WARP_WINS: "Both sides changed; the field's rule says WARP wins.",
+    R.CONFLICT_LATEST_WINS_WARP_NEWER: "Both sides changed; WARP's change was later.",
+    R.CONFLICT_LATEST_WINS_HUBSPOT_NEWER_OR_TIE: "Both sides changed; HubSpot's change was later (or at the same time).",
+    R.CONFLICT_LATEST_WINS_TIME_UNKNOWN: "Both sides changed and WARP's change time is unknown: HubSpot's value kept.",
+    R.CONFLICT_MANUAL_REVIEW: "Both sides changed; the field's rule asks a person to choose.",
+    R.NO_AGREED_VALUE_HUBSPOT_WINS: "The sides differ and never agreed; the field's rule says HubSpot wins.",
+    R.NO_AGREED_VALUE_WARP_WINS: "The sides differ and never agreed; the field's rule says WARP wins.",
+    R.NO_AGREED_VALUE_LATEST_WINS_WARP_NEWER: "The sides differ and never agreed; WARP's value is the later one.",
+    R.NO_AGREED_VALUE_LATEST_WINS_HUBSPOT_NEWER_OR_TIE: "The sides differ and never agreed; HubSpot's value is the "
+                                                        "later one (or as old).",
+    R.NO_AGREED_VALUE_LATEST_WINS_TIME_UNKNOWN: "The sides differ and never agreed, and WARP's change time is unknown: "
+                                                "HubSpot's value kept.",
+    R.NO_AGREED_VALUE_MANUAL_REVIEW: "The sides differ and never agreed; the field's rule asks a person to choose.",
+    R.WARP_VALUE_INVALID: "WARP's value cannot be written to HubSpot: not copied.",
+    R.HUBSPOT_VALUE_INVALID: "HubSpot's value cannot be written to WARP: not copied.",
+    # The audit trail's reason for a value a person chose (core.review.MANUAL_RESOLUTION).
+    "MANUAL_RESOLUTION": "Chosen by a person on the review pages.",
+}
+
+
+def reason_sentence(code: object) -> str:
+    """The sentence for a reason code; anything else (free text, a code this table does not know) as it is."""
+    text = "" if code is None else str(code)
+    return REASON_SENTENCES.get(text, text)
