@@ -160,12 +160,14 @@ def _finish(instance: Any, engine: Any, run_id: str, status: Any, seconds: float
 
 
 def _print_summary(run_id: str, status: str, report: Report | None, email: str, seconds: float) -> None:
-    counts = report.counts if report else {}
+    from warp_sync_pipeline.core.wording import count_label
+
+    counts = {count_label(name): value for name, value in (report.counts if report else {}).items()}
     width = max((len(name) for name in counts), default=10)
     click.echo(f"    run {run_id}: {status}{' (dry run)' if report and report.dry_run else ''} in {seconds:.1f}s")
     click.echo("")
     for name, value in counts.items():
-        click.echo(f"    {name.replace('_', ' '):<{width}}  {value:>10,}")
+        click.echo(f"    {name:<{width}}  {value:>10,}")
     for alert in report.alerts if report else []:
         click.echo(f"    ALERT: {alert}")
     for note in report.notes if report else []:

@@ -51,8 +51,8 @@ def shell_env(tmp_path: Path, database_url: str, pg_admin_url: str) -> Iterator[
 
 
 def counts(output: str) -> dict[str, int]:
-    """The report's counts as `warp-sync reconcile` prints them (`    changes written to hubspot        9`)."""
-    found = re.findall(r"^ {4}([a-z][a-z ]+?) {2,}([\d,]+)$", output, flags=re.MULTILINE)
+    """The report's counts as `warp-sync reconcile` prints them (`    Changes written to HubSpot        9`)."""
+    found = re.findall(r"^ {4}([A-Z][A-Za-z: ]+?) {2,}([\d,]+)$", output, flags=re.MULTILINE)
     return {name: int(value.replace(",", "")) for name, value in found}
 
 
@@ -99,7 +99,7 @@ def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict
     assert "Reconciliation report: succeeded" in httpx.get(link, timeout=10).text
     # The demo's nightly wrote (its data differs on purpose); the second (`make demo` again) finds nothing to change.
     first = counts(demo.stdout)
-    assert first["changes written to hubspot"] > 0 and first["changes written to warp"] > 0, first
+    assert first["Changes written to HubSpot"] > 0 and first["Changes written to WARP"] > 0, first
     assert "1 x one warp_ban on two companies" in demo.stdout and "contact_email is settled by MANUAL" in demo.stdout
     # The nightly went through the run queue and the shell followed it: the stages' progress, then the counts.
     assert "submitted to the run queue" in demo.stdout
@@ -123,6 +123,6 @@ def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict
         if command == "make demo":
             again = counts(pasted.stdout)
             assert "reusing the" in pasted.stdout
-            assert again["changes planned to hubspot"] == again["changes planned to warp"] == 0, again
+            assert again["Changes planned to HubSpot"] == again["Changes planned to WARP"] == 0, again
     stopped = _bash("make stop", shell_env)
     assert stopped.returncode == 0 and "nothing left running" in stopped.stdout, stopped.stdout + stopped.stderr

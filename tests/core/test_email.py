@@ -65,7 +65,7 @@ def test_the_report_arrives_with_a_text_and_an_html_part(smtp_server: SmtpCatche
     assert message["Auto-Submitted"] == "auto-generated"
 
     # A summary first, then the tables.
-    assert text.index("SUMMARY") < text.index("Customers pulled") < text.index("CHANGES WRITTEN TO HUBSPOT")
+    assert text.index("SUMMARY") < text.index("Customers read from WARP") < text.index("CHANGES WRITTEN TO HUBSPOT")
     assert "1,000" in text and "ZT-000000002" in text
     assert html_part.index("Summary") < html_part.index("Changes written to HubSpot")
     assert "<table" in html_part and "12500.00" in html_part

@@ -28,3 +28,18 @@ def test_the_email_and_the_markdown_show_sentences_not_codes() -> None:
         for code in Reason:
             assert code.value not in text, code
     assert "Both sides changed; WARP" in rendered.text and "s change was later." in rendered.text
+
+
+def test_every_count_of_the_report_has_a_label_from_the_one_table() -> None:
+    import inspect
+
+    from warp_sync_pipeline.core.reconcile.report import report_counts
+    from warp_sync_pipeline.core.wording import COUNT_LABELS
+
+    keys = set(__import__("re").findall(r'"([a-z_]+)": ', inspect.getsource(report_counts)))
+    assert keys and keys <= set(COUNT_LABELS)
+    rendered = render_report_email({"run_id": "r", "dry_run": False, "status": "succeeded", "alerts": [],
+                                    "notes": [], "sections": [], "counts": dict.fromkeys(COUNT_LABELS, 1)})
+    for label in COUNT_LABELS.values():
+        assert label in rendered.text
+    assert "hubspot" not in rendered.text.replace("HubSpot", "")  # no lower-case system names in the labels

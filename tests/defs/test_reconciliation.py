@@ -113,7 +113,7 @@ def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
     html = message.get_body(preferencelist=("html",)).get_content()
     assert SCRIPT_NAME in text  # plain text shows the value as it is
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert text.index("SUMMARY") < text.index("Customers pulled") < text.index("CHANGES WRITTEN TO HUBSPOT")
+    assert text.index("SUMMARY") < text.index("Customers read from WARP") < text.index("CHANGES WRITTEN TO HUBSPOT")
 
     # The frames went through the Parquet IO manager with what the next steps need to know about them.
     stored = pd.read_parquet(tmp_path / "runs" / result.run_id / "assets" / "reconciliation_plan.parquet")

@@ -54,7 +54,7 @@ from tabulate import tabulate
 from warp_sync_pipeline.core.alerts import Notice, NoticeKind
 from warp_sync_pipeline.core.reconcile.results import Report
 from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, WarpSettings, load_settings
-from warp_sync_pipeline.core.wording import reason_sentence
+from warp_sync_pipeline.core.wording import count_label, reason_sentence
 
 # Rows shown per table: an email of a million changes helps nobody; the full lists stay in the run.
 EMAIL_MAX_ROWS_PER_SECTION = 100
@@ -245,12 +245,6 @@ def _format_count(value: Any) -> str:
     return clean_value(value)
 
 
-def humanize(name: str) -> str:
-    """`changes_to_hubspot` -> `Changes to hubspot` (count names are ours, but cleaned anyway)."""
-    text = clean_value(name).replace("_", " ").strip()
-    return text[:1].upper() + text[1:]
-
-
 # --- the report's view model ------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Section:
@@ -303,7 +297,7 @@ def _prepare(report: Report | Mapping[str, Any], max_rows: int, *, without_perso
         "status": clean_value(read.status) or "unknown",
         "started_at": _format_time(read.started_at),
         "finished_at": _format_time(read.finished_at),
-        "counts": [(humanize(str(k)), _format_count(v)) for k, v in read.counts.items()],
+        "counts": [(clean_value(count_label(str(k))), _format_count(v)) for k, v in read.counts.items()],
         "alerts": [clean_value(a, max_chars=2000) for a in read.alerts],
         "notes": [clean_value(n, max_chars=2000) for n in read.notes],
         "sections": sections,

@@ -39,6 +39,40 @@ REASON_SENTENCES: Mapping[str, str] = {
 }
 
 
+# The report's counts as people read them, in the email, the Markdown report and the shell (the data keeps the keys).
+COUNT_LABELS: Mapping[str, str] = {
+    "customers_pulled": "Customers read from WARP",
+    "companies_pulled": "Companies read from HubSpot",
+    "pairs_compared": "Customers compared with their company",
+    "pairs_in_sync": "Customers in step with their company",
+    "pairs_with_differences": "Customers that differ from their company",
+    "fields_differing": "Fields that differ",
+    "changes_planned_to_hubspot": "Changes planned to HubSpot",
+    "changes_written_to_hubspot": "Changes written to HubSpot",
+    "changes_planned_to_warp": "Changes planned to WARP",
+    "changes_written_to_warp": "Changes written to WARP",
+    "skipped_changed_since_pull": "Skipped: changed after the pull",
+    "manual_conflicts": "Conflicts waiting for a person",
+    "conflicts_opened": "Conflicts opened",
+    "invalid_values": "Values that cannot be copied",
+    "customers_linked_by_ban": "Customers linked by BAN",
+    "companies_created": "Companies created for customers without one",
+    "customers_following_merges": "Customers following a HubSpot merge",
+    "orphans": "Records without a counterpart",
+    "duplicate_bans": "BANs held by more than one company",
+    "agreements_recorded": "Agreed values recorded",
+    "write_errors": "Write errors",
+}
+
+
+def count_label(name: str) -> str:
+    """The label of a count; a count this table does not know reads as its name, capitalised."""
+    if name in COUNT_LABELS:
+        return COUNT_LABELS[name]
+    text = name.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
 def reason_sentence(code: object) -> str:
     """The sentence for a reason code; anything else (free text, a code this table does not know) as it is."""
     text = "" if code is None else str(code)
