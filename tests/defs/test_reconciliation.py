@@ -112,6 +112,9 @@ def test_the_assets_reconcile_record_the_run_and_report_in_the_ui_and_by_email(
     text = message.get_body(preferencelist=("plain",)).get_content()
     html = message.get_body(preferencelist=("html",)).get_content()
     assert SCRIPT_NAME in text  # plain text shows the value as it is
+    # Customers by BAN and name, never by UUID, in what people read (the run row's JSON keeps the ids).
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    assert not uuid.search(text.replace(run_id, "")) and not uuid.search(html.replace(run_id, ""))
     assert "<script>" not in html and "&lt;script&gt;" in html
     assert text.index("SUMMARY") < text.index("Customers read from WARP") < text.index("CHANGES WRITTEN TO HUBSPOT")
 

@@ -70,7 +70,7 @@ def test_the_nightly_moves_a_customer_to_the_company_its_merge_made_and_reports_
                           warp=run.warp_summary)
     assert report.counts["customers_following_merges"] == 1
     [section] = [s for s in report.sections if s.title == "Merges followed"]
-    assert section.rows == [["ZT-500000101", str(customer), merged_into, APPLIED, merged_into]]
+    assert section.rows == [["ZT-500000101", "Initech", merged_into, APPLIED, merged_into]]  # by BAN and name
     with engine.connect() as conn:  # the link was written as HubSpot's: nothing queued back
         assert conn.execute(sa.text("SELECT count(*) FROM hubspot_sync_queue")).scalar_one() == 0
 

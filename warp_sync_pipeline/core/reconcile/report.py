@@ -25,7 +25,6 @@ from warp_sync_pipeline.core.reconcile.frames import (
     COMPANY_NAME,
     COMPANY_NOT_LINKED,
     COMPANY_UNKNOWN_BAN,
-    CUSTOMER_ID,
     CUSTOMER_WITHOUT_COMPANY,
     DETAIL,
     DUPLICATE_BAN,
@@ -198,18 +197,19 @@ def report_sections(seen: _Outcomes, dry_run: bool) -> list[ReportSection]:
                  [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
                    f"{_cell(r[ERROR_CODE]) or ''}: {_cell(r[ERROR]) or ''}".strip(": ")]
                   for r in seen.invalid.to_dict("records")]),
-        _section("Orphans", ["Kind", "BAN", "Customer", "Company", "Name", "Detail"],
-                 [[ORPHAN_LABELS.get(r[KIND], r[KIND]), _cell(r[BAN]), _cell(r[CUSTOMER_ID]), _cell(r[COMPANY_ID]),
+        # Customers by BAN and name, never by their id (people do not read UUIDs); companies by HubSpot's id.
+        _section("Orphans", ["Kind", "BAN", "Company", "Name", "Detail"],
+                 [[ORPHAN_LABELS.get(r[KIND], r[KIND]), _cell(r[BAN]), _cell(r[COMPANY_ID]),
                    _cell(r[COMPANY_NAME]), _cell(r[DETAIL])] for r in seen.orphans.to_dict("records")]),
         _section("Duplicates: one warp_ban on several companies", ["BAN", "Company", "Name", "Detail"],
                  [[_cell(r[BAN]), _cell(r[COMPANY_ID]), _cell(r[COMPANY_NAME]), _cell(r[DETAIL])]
                   for r in seen.duplicates.to_dict("records")]),
-        _section("Customers linked by BAN", ["BAN", "Customer", "Company"],
-                 [[r.ban, r.customer_id, r.company_id] for r in seen.linked]),
-        _section("Companies created for customers without one", ["BAN", "Customer", "Company", "How"],
-                 [[r.ban, r.customer_id, r.company_id, r.reason] for r in seen.created]),
-        _section("Merges followed", ["BAN", "Customer", "Merged company", "Outcome", "Detail"],
-                 [[r.ban, r.customer_id, r.company_id, r.outcome, r.message or r.new]
+        _section("Customers linked by BAN", ["BAN", "Customer name", "Company"],
+                 [[r.ban, r.company_name, r.company_id] for r in seen.linked]),
+        _section("Companies created for customers without one", ["BAN", "Customer name", "Company", "How"],
+                 [[r.ban, r.company_name, r.company_id, r.reason] for r in seen.created]),
+        _section("Merges followed", ["BAN", "Customer name", "Merged company", "Outcome", "Detail"],
+                 [[r.ban, r.company_name, r.company_id, r.outcome, r.message or r.new]
                   for r in seen.merges]),
         _section("Errors", ["Side", "BAN", "Field", "Code", "Message"],
                  [[side, r.ban, r.field, r.code, r.message] for side, r in seen.failures]),
