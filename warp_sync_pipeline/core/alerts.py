@@ -20,7 +20,8 @@ from enum import StrEnum
 import httpx
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.metrics import oldest_due_seconds
+from warp_sync_pipeline.core.hubspot.budget import daily_quota_seen
+from warp_sync_pipeline.core.metrics import oldest_due_seconds, queue_rows, webhook_event_states
 from warp_sync_pipeline.core.pauses import open_pauses
 from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
 
@@ -118,23 +119,21 @@ def observe(engine: sa.Engine, settings: AlertSettings, *, now: datetime | None 
     now = now or datetime.now(UTC)
     with engine.connect() as conn, conn.begin():
         return [
-            _dead_letters(conn), _events_given_up(conn), *_failed_checks(conn),
+            _dead_letters(queue_rows(conn)["dead"]), _events_given_up(webhook_event_states(conn)["given_up"]),
+            *_failed_checks(conn),
             *_lags(conn, settings), _missed_nightly(conn, settings, now),
             *_last_nightly(conn), _paused(conn, settings, now), _daily_quota(conn, settings),
         ]
 
 
-def _dead_letters(conn: sa.Connection) -> Condition:
-    count = conn.execute(sa.text("SELECT count(*) FROM hubspot_sync_queue WHERE status = 'dead'")).scalar_one()
+def _dead_letters(count: int) -> Condition:
     return Condition("queue_dead_letters", count > 0, f"{count:,} queue row(s) dead-lettered",
                      ("Changes that could not be sent to HubSpot after every retry.",
                       "`warp-sync queue status` lists them with their errors; `warp-sync queue retry` sends them "
                       "again once the cause is fixed."))
 
 
-def _events_given_up(conn: sa.Connection) -> Condition:
-    count = conn.execute(sa.text("SELECT count(*) FROM hubspot_webhook_events "
-                                 "WHERE status = 'failed' AND next_attempt_at IS NULL")).scalar_one()
+def _events_given_up(count: int) -> Condition:
     return Condition("webhook_events_failed", count > 0, f"{count:,} webhook event(s) given up on",
                      ("HubSpot changes that could not be applied to WARP after every attempt.",
                       "`warp-sync events status` lists them; `warp-sync events retry` applies them again."))
@@ -213,10 +212,9 @@ def _paused(conn: sa.Connection, settings: AlertSettings, now: datetime) -> Cond
 
 
 def _daily_quota(conn: sa.Connection, settings: AlertSettings) -> Condition:
-    row = conn.execute(sa.text("SELECT daily_limit, remaining FROM hubspot_daily_quota "
-                               "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
-    low = row is not None and row.daily_limit > 0 and row.remaining < row.daily_limit * settings.quota_share
-    left = f"{row.remaining:,} of {row.daily_limit:,}" if row else "unknown"
+    seen = daily_quota_seen(conn)
+    low = seen is not None and seen[0] > 0 and seen[1] < seen[0] * settings.quota_share
+    left = f"{seen[1]:,} of {seen[0]:,}" if seen else "unknown"
     return Condition("daily_quota_low", low, f"HubSpot's daily quota nearly spent: {left} calls left",
                      ("Bulk work (the nightly, drains) stops at the share kept for creates; the quota resets at "
                       "midnight in the account's time zone.",))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.hubspot.budget import Bucket, BudgetSettings, Priority
+from warp_sync_pipeline.core.hubspot.budget import Bucket, BudgetSettings, Priority, daily_quota_seen
 
 ACTIVE_QUEUE_STATUSES = ("pending", "claimed", "dead", "parked")
 
@@ -50,6 +50,27 @@ def _age(conn: sa.Connection, sql: str) -> float:
     return float(conn.execute(sa.text(f"SELECT COALESCE(extract(epoch FROM now() - ({sql})), 0)")).scalar_one())
 
 
+def queue_rows(conn: sa.Connection) -> dict[str, int]:
+    """hubspot_sync_queue rows by active status: one count per partial index (done rows, the bulk of the table,
+    are never scanned)."""
+    counts = conn.execute(sa.text("SELECT " + ", ".join(
+        f"(SELECT count(*) FROM hubspot_sync_queue WHERE status = '{status}')" for status in ACTIVE_QUEUE_STATUSES
+    ))).one()
+    return dict(zip(ACTIVE_QUEUE_STATUSES, counts, strict=True))
+
+
+def webhook_event_states(conn: sa.Connection) -> dict[str, int]:
+    """Stored webhook events not yet applied: pending, retrying (failed, attempts left) and given up on (failed, none
+    left), each counted on its partial index."""
+    row = conn.execute(sa.text(
+        "SELECT (SELECT count(*) FROM hubspot_webhook_events WHERE status = 'pending') AS pending, "
+        "(SELECT count(*) FROM hubspot_webhook_events WHERE status = 'failed' AND next_attempt_at IS NOT NULL) "
+        "AS retrying, "
+        "(SELECT count(*) FROM hubspot_webhook_events WHERE status = 'failed' AND next_attempt_at IS NULL) "
+        "AS given_up")).one()
+    return dict(row._mapping)
+
+
 def oldest_due_seconds(conn: sa.Connection) -> tuple[float, float]:
     """How long the oldest due queue row and the oldest due webhook event have waited (0: none), by the
     database's clock."""
@@ -62,16 +83,8 @@ def read_snapshot(engine: sa.Engine, budget: BudgetSettings | None = None, *,
     budget = budget or BudgetSettings.from_env()
     with engine.connect() as conn, conn.begin():
         conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(statement_timeout_ms)}"))
-        # One count per partial index (done and processed rows, the bulk of both tables, are never scanned).
-        queue = dict(zip(ACTIVE_QUEUE_STATUSES, conn.execute(sa.text(
-            "SELECT " + ", ".join(f"(SELECT count(*) FROM hubspot_sync_queue WHERE status = '{status}')"
-                                  for status in ACTIVE_QUEUE_STATUSES))).one(), strict=True))
-        events = conn.execute(sa.text(
-            "SELECT (SELECT count(*) FROM hubspot_webhook_events WHERE status = 'pending') AS pending, "
-            "(SELECT count(*) FROM hubspot_webhook_events WHERE status = 'failed' AND next_attempt_at IS NOT NULL) "
-            "AS retrying, "
-            "(SELECT count(*) FROM hubspot_webhook_events WHERE status = 'failed' AND next_attempt_at IS NULL) "
-            "AS given_up")).one()
+        queue = queue_rows(conn)
+        events = webhook_event_states(conn)
         in_use = {priority.value: 0 for priority in Priority}
         in_use.update({r.priority: r.n for r in conn.execute(sa.text(
             "SELECT priority, count(*) AS n FROM hubspot_rate_budget WHERE bucket = :bucket "
@@ -80,8 +93,7 @@ def read_snapshot(engine: sa.Engine, budget: BudgetSettings | None = None, *,
         limited = {"daily": 0, "interval": 0}
         limited.update({r.kind: r.hits for r in conn.execute(sa.text(
             "SELECT kind, hits FROM hubspot_rate_limit_hits WHERE day = current_date"))})
-        quota = conn.execute(sa.text("SELECT daily_limit, remaining FROM hubspot_daily_quota "
-                                     "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
+        quota = daily_quota_seen(conn)
         paused = {r.cause: float(r.seconds) for r in conn.execute(sa.text(
             "SELECT cause, extract(epoch FROM clock_timestamp() - opened_at) AS seconds FROM hubspot_pauses"))}
         queue_age, webhook_age = oldest_due_seconds(conn)
@@ -89,15 +101,15 @@ def read_snapshot(engine: sa.Engine, budget: BudgetSettings | None = None, *,
             read_at=time.time(),
             queue_rows=queue,
             queue_oldest_due_seconds=queue_age,
-            webhook_events_pending=events.pending,
-            webhook_events_retrying=events.retrying,
-            webhook_events_given_up=events.given_up,
+            webhook_events_pending=events["pending"],
+            webhook_events_retrying=events["retrying"],
+            webhook_events_given_up=events["given_up"],
             webhook_oldest_due_seconds=webhook_age,
             budget_in_use=in_use,
             budget_capacity=budget.capacity(Bucket.BURST, Priority.SYNC),
             rate_limited_today=limited,
-            daily_quota_limit=quota.daily_limit if quota else None,
-            daily_quota_remaining=quota.remaining if quota else None,
+            daily_quota_limit=quota[0] if quota else None,
+            daily_quota_remaining=quota[1] if quota else None,
             paused_seconds=paused,
         )
 

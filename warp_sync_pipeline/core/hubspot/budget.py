@@ -102,6 +102,13 @@ class BudgetSettings:
         return int(base + self.margin_ms)
 
 
+def daily_quota_seen(conn: sa.Connection) -> tuple[int, int] | None:
+    """(limit, remaining) of the account's daily quota as any process last saw it within a day, if it did."""
+    row = conn.execute(sa.text("SELECT daily_limit, remaining FROM hubspot_daily_quota "
+                               "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
+    return (row.daily_limit, row.remaining) if row is not None else None
+
+
 class RequestBudget:
     """Takes request tokens from the shared window, waiting (up to a deadline) when it is full."""
 
@@ -229,15 +236,13 @@ class RequestBudget:
         self._daily_checked = time.monotonic()
         try:
             with self._engine.connect() as conn:
-                row = conn.execute(sa.text(
-                    "SELECT daily_limit, remaining FROM hubspot_daily_quota "
-                    "WHERE observed_at > clock_timestamp() - interval '1 day'")).first()
+                seen = daily_quota_seen(conn)
         except sa.exc.DBAPIError as exc:
             if database_unreachable(exc) is None:
                 raise
             return
-        if row is not None:
-            self._daily = (row.daily_limit, row.remaining)
+        if seen is not None:
+            self._daily = seen
 
     def _keep_daily_reserve(self) -> None:
         """Bulk callers stop while the account's daily quota left is within the creates' share."""
