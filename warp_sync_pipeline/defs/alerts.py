@@ -58,7 +58,7 @@ def _failure_reason(context: dg.RunFailureSensorContext) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def _channels(email: EmailResource, log: dg.DagsterLogManager) -> Channels:
+def _channels(email: EmailResource, webhook_url: str | None, log: dg.DagsterLogManager) -> Channels:
     try:
         configured = email.is_configured
     except SettingsError:
@@ -69,15 +69,14 @@ def _channels(email: EmailResource, log: dg.DagsterLogManager) -> Channels:
     return Channels(
         send_email=(lambda notice: email.send_alert(notice, timeout_seconds=SENSOR_TIMEOUT_SECONDS))
         if configured else None,
-        webhook_url=AlertSettings.from_settings().webhook_url,
+        webhook_url=webhook_url,
         timeout_s=SENSOR_TIMEOUT_SECONDS,
     )
 
 
-def _announce(engine: sa.Engine, conditions: list[Condition], email: EmailResource,
-              log: dg.DagsterLogManager) -> Announced:
-    settings = AlertSettings.from_settings()
-    channels = _channels(email, log)
+def _announce(engine: sa.Engine, conditions: list[Condition], email: EmailResource, log: dg.DagsterLogManager,
+              settings: AlertSettings) -> Announced:
+    channels = _channels(email, settings.webhook_url, log)
     outcome = announce(engine, conditions, channels, repeat=settings.repeat)
     for notice in outcome.sent:
         log.info(f"Sent: {notice.subject}")
@@ -101,7 +100,7 @@ def _run_ended(context: dg.RunStatusSensorContext, db: DatabaseResource, email: 
     condition = run_failed(run.job_name, run.run_id, cancelled=cancelled, reason=reason,
                            dry_run=dry_run_from_tags(run.tags), request_id=request_id_from_tags(run.tags),
                            what_happened=what_happened)
-    _announce(db.engine, [condition], email, context.log)
+    _announce(db.engine, [condition], email, context.log, AlertSettings.from_settings())
 
 
 def alert_sensor_interval() -> int:
@@ -133,19 +132,19 @@ def run_canceled_alert_sensor(context: dg.RunStatusSensorContext, db: DatabaseRe
     _run_ended(context, db, email, cancelled=True, reason=message)
 
 
-def _run_alerts(instance: dg.DagsterInstance, engine: sa.Engine) -> list[Condition]:
-    """Each job whose run alert fires: resolved once its latest finished run succeeded, else still firing (with
-    no new notice: the run-status sensors announce failures)."""
-    conditions = []
+def _run_alerts(instance: dg.DagsterInstance, engine: sa.Engine) -> tuple[list[Condition], list[str]]:
+    """The jobs whose run alert fires: (recovered, as conditions that resolve it: their latest finished run
+    succeeded; still failing, by key: the run-status sensors announce their failures, not this sensor)."""
+    recovered, failing = [], []
     for key in firing_keys(engine, RUN_FAILED):
         job = key.removeprefix(RUN_FAILED)
         [latest] = instance.get_runs(dg.RunsFilter(job_name=job, statuses=[
             dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]), limit=1) or [None]
         if latest is not None and latest.status == dg.DagsterRunStatus.SUCCESS:
-            conditions.append(run_recovered(job, latest.run_id))
+            recovered.append(run_recovered(job, latest.run_id))
         else:
-            conditions.append(Condition(key, True, f"{job} failed"))
-    return conditions
+            failing.append(key)
+    return recovered, failing
 
 
 @dg.sensor(
@@ -158,11 +157,10 @@ def _run_alerts(instance: dg.DagsterInstance, engine: sa.Engine) -> list[Conditi
 )
 def warp_alerts_sensor(context: dg.SensorEvaluationContext, db: DatabaseResource,
                        email: EmailResource) -> dg.SkipReason:
-    now = datetime.now(UTC)
-    conditions = observe(db.engine, AlertSettings.from_settings(), now=now) + _run_alerts(context.instance, db.engine)
-    firing = [c.key for c in conditions if c.firing]
-    # A failed job's reminder belongs to its next failure (the run-status sensors), not to this tick.
-    outcome = _announce(db.engine, [c for c in conditions if not c.key.startswith(RUN_FAILED) or not c.firing],
-                        email, context.log)
+    settings = AlertSettings.from_settings()
+    recovered, failing = _run_alerts(context.instance, db.engine)
+    conditions = observe(db.engine, settings, now=datetime.now(UTC)) + recovered
+    firing = [c.key for c in conditions if c.firing] + failing
+    outcome = _announce(db.engine, conditions, email, context.log, settings)
     return dg.SkipReason(f"{len(firing)} condition(s) firing ({', '.join(firing) or 'none'}); "
                          f"{len(outcome.sent)} notice(s) sent.")
