@@ -23,17 +23,13 @@ if TYPE_CHECKING:
 def _dagster_ui() -> str:
     """Where the Dagster UI is: WARP_DAGSTER_UI_URL; else the local stack's port (`make dev` serves it there);
     else port 3000, where `dg dev` alone serves it."""
-    import json
-
-    from warp_sync_pipeline.cli_stack import DEMO_SETTINGS_FILE
-    from warp_sync_pipeline.core.settings import state_dir
+    from warp_sync_pipeline.cli_stack import kept_demo_settings
 
     configured = load_settings().dagster_ui_url
     if configured:
         return configured
-    kept = state_dir() / DEMO_SETTINGS_FILE
-    port = json.loads(kept.read_text()).get("dagster_port") if kept.exists() else None
-    return f"http://127.0.0.1:{port or 3000}"
+    kept = kept_demo_settings()
+    return f"http://127.0.0.1:{kept['dagster_port'] if kept else 3000}"
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -49,8 +45,8 @@ def _fail(message: str, code: int = 2) -> None:
 def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool) -> None:
     """Submit a run of the reconciliation job to the Dagster run queue and follow it to its end.
 
-    The run is built from the code location (WARP_DAGSTER_WORKSPACE, else the checkout's workspace.yaml), like a
-    run launched in the UI: it waits for another reconciliation or full pull to finish, the run-status sensors see
+    The run is built from the code location (WARP_DAGSTER_WORKSPACE, else the local stack's while its code server
+    runs, else the checkout's workspace.yaml), like a run launched in the UI: it waits for another reconciliation or full pull to finish, the run-status sensors see
     it, and the UI can re-execute it. A Dagster daemon must be running (`make demo` and `make dev` start one). The
     shell shows each stage's progress, then the report's counts; the exit status is the run's (0 succeeded).
     """

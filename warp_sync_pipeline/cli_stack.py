@@ -95,12 +95,16 @@ def stack_environment(runtime: Runtime, settings: dict[str, str]) -> dict[str, s
     return {**os.environ, **stack_variables(runtime, settings)}
 
 
+def kept_demo_settings() -> dict[str, str] | None:
+    """The stack's settings once `make demo` or `make dev` has made them, else None (nothing is made here)."""
+    return demo_settings() if (state_dir() / DEMO_SETTINGS_FILE).exists() else None
+
+
 def existing_stack_variables(runtime: Runtime) -> dict[str, str]:
     """The stack's variables once `make demo` or `make dev` has made its settings, else only the runtime's (for
     `warp-sync env` and `exec`, so every command the demo prints works under them)."""
-    if not (state_dir() / DEMO_SETTINGS_FILE).exists():
-        return runtime.environment()
-    return stack_variables(runtime, demo_settings())
+    kept = kept_demo_settings()
+    return stack_variables(runtime, kept) if kept else runtime.environment()
 
 
 def stack_variables(runtime: Runtime, settings: dict[str, str]) -> dict[str, str]:
