@@ -142,7 +142,8 @@ def _finish(instance: Any, engine: Any, run_id: str, status: Any, seconds: float
 
     from warp_sync_pipeline.core.reconcile.results import Report
     from warp_sync_pipeline.core.reconciliation_runs import get_run
-    from warp_sync_pipeline.shell_runs import failure_messages, materialization_metadata
+    from warp_sync_pipeline.runs import failure_messages
+    from warp_sync_pipeline.shell_runs import materialization_metadata
 
     if status != dg.DagsterRunStatus.SUCCESS:
         reasons = failure_messages(instance, run_id) or ["no reason recorded"]

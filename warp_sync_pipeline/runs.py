@@ -50,6 +50,25 @@ def root_error_message(error: object) -> str:
     return str(getattr(error, "message", "") or "").strip()
 
 
+# Step errors quoted in a failed run's reason, at most (the rest is in the run's event log).
+MAX_STEP_ERRORS = 5
+
+
+def failure_messages(instance: dg.DagsterInstance, run_id: str, limit: int = MAX_STEP_ERRORS) -> list[str]:
+    """Why the run failed, as its event log holds it: the run's failure (or cancellation) message, then each failed
+    step's root error (the alerts' reason and the shell's both read it here)."""
+    ended = instance.get_records_for_run(
+        run_id, of_type={dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.RUN_CANCELED}).records
+    messages = [(record.event_log_entry.dagster_event.message or "").strip() for record in ended[-1:]
+                if record.event_log_entry.dagster_event is not None]
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records[:limit]:
+        event = record.event_log_entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event is not None else None
+        message = root_error_message(error) if error is not None else ""
+        messages.append(f"{event.step_key if event is not None else 'step'}: {message or 'no error message'}")
+    return [message for message in messages if message]
+
+
 def dry_run_from_tags(tags: Mapping[str, str]) -> bool:
     return (tags.get(DRY_RUN_TAG) or "").strip().lower() in {"1", "true", "yes", "on"}
 

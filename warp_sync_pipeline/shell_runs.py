@@ -21,8 +21,6 @@ from typing import Any
 
 import dagster as dg
 
-from warp_sync_pipeline.runs import root_error_message
-
 # The daemon that takes runs off the queue, and how old its heartbeat may be (it beats every 30 s).
 QUEUE_DAEMON = "QUEUED_RUN_COORDINATOR"
 DAEMON_STALE_SECONDS = 90.0
@@ -111,21 +109,6 @@ def queued_behind(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]
     return [f"{other.job_name} {other.run_id[:8]}" for other in running
             if other.run_id != run.run_id and any(other.tags.get(key) == value for key, value in run.tags.items()
                                                   if key.startswith("warp/"))]
-
-
-def failure_messages(instance: dg.DagsterInstance, run_id: str, limit: int = 5) -> list[str]:
-    """The run's failure message and its failed steps' root errors, as the run's event log holds them."""
-    messages = []
-    for event_type in (dg.DagsterEventType.RUN_FAILURE, dg.DagsterEventType.STEP_FAILURE,
-                       dg.DagsterEventType.RUN_CANCELED):
-        for record in instance.get_records_for_run(run_id, of_type=event_type).records[:limit]:
-            event = record.event_log_entry.dagster_event
-            error = getattr(event.event_specific_data, "error", None) if event else None
-            text = root_error_message(error) if error is not None else (event.message if event else "") or ""
-            step = f"{event.step_key}: " if event and event.step_key else ""
-            if text.strip():
-                messages.append(f"{step}{text.strip()}")
-    return messages
 
 
 def materialization_metadata(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict[str, Any]:

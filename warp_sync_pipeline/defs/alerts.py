@@ -36,26 +36,19 @@ from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 from warp_sync_pipeline.runs import (
     dry_run_from_tags,
+    failure_messages,
     is_reconciliation_run,
     request_id_from_tags,
-    root_error_message,
 )
 
 # Per SMTP operation and webhook call; a handful of them stay well under a sensor's 60 s.
 SENSOR_TIMEOUT_SECONDS = 5.0
-# Step errors quoted in the reason, at most (the rest is in the run's event log).
-MAX_STEP_ERRORS = 5
 RECONCILIATION_FAILED = ("The reconciliation run did not finish; nothing after the failing step was done. Its run "
                          "record is marked failed. The next scheduled run will try again, or start one by hand.")
 
 
 def _failure_reason(context: dg.RunFailureSensorContext) -> str:
-    parts = [(context.failure_event.message or "").strip()]
-    for event in context.get_step_failure_events()[:MAX_STEP_ERRORS]:
-        error = getattr(event.event_specific_data, "error", None)
-        message = root_error_message(error) if error is not None else ""
-        parts.append(f"{event.step_key}: {message or 'no error message'}")
-    return "\n".join(p for p in parts if p)
+    return "\n".join(failure_messages(context.instance, context.dagster_run.run_id))
 
 
 def _channels(email: EmailResource, webhook_url: str | None, log: dg.DagsterLogManager) -> Channels:
