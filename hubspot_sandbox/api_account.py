@@ -40,7 +40,7 @@ def details() -> Response:
         "additionalCurrencies": [],
         "utcOffset": f"{sign}{hours:02d}:{minutes:02d}",
         "utcOffsetMilliseconds": offset_ms,
-        "uiDomain": "app.hubspot.com",
+        "uiDomain": config.ui_domain,
         "dataHostingLocation": "na1",
     })
 

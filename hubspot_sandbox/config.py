@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -40,6 +41,8 @@ class SandboxConfig:
     # app of the account and reset at midnight in its time zone.
     daily_limit: int = 250_000
     time_zone: str = "America/New_York"
+    # Where the account's records open in HubSpot's UI (the details' uiDomain): regional accounts use another.
+    ui_domain: str = "app.hubspot.com"
     webhook_target_url: str | None = None
     webhook_timeout_seconds: float = 5.0
     webhook_max_retries: int = 10
@@ -121,6 +124,12 @@ def _one_of(forms: tuple[str, ...]) -> Any:
     return check
 
 
+def _ui_domain(key: str, value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(r"app(-[a-z0-9]+)?\.hubspot\.com", value):
+        raise bad_request(f"{key} must be app.hubspot.com or a regional app-<region>.hubspot.com.")
+    return value
+
+
 def _property_names(key: str, value: Any) -> Any:
     if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
         raise bad_request(f"{key} must be a list of property names or null.")
@@ -160,7 +169,7 @@ def _seconds(key: str, value: Any) -> Any:
 
 _CHECKS: dict[str, Any] = {
     "access_token": _token, "client_secret": _token, "webhook_target_url": _target_url,
-    "webhook_repeat_event_ids": _flag, "time_zone": _time_zone,
+    "webhook_repeat_event_ids": _flag, "time_zone": _time_zone, "ui_domain": _ui_domain,
     "batch_write_errors": _one_of(BATCH_WRITE_ERROR_FORMS), "unique_conflict_form": _one_of(UNIQUE_CONFLICT_FORMS),
     "webhook_subscribed_properties": _property_names,
     **dict.fromkeys(_OPTIONAL_POSITIVE_INTS | _POSITIVE_INTS | _NON_NEGATIVE_INTS, _whole_number),

@@ -161,6 +161,9 @@ class WarpSettings(BaseSettings):
     hubspot_client_secret: str | None = _secret("HUBSPOT_CLIENT_SECRET")
     hubspot_client_secret_previous: str | None = _secret("HUBSPOT_CLIENT_SECRET_PREVIOUS")
     hubspot_webhook_target_url: WebUrl = Field(default=None, alias="HUBSPOT_WEBHOOK_TARGET_URL")
+    # Where a company's HubSpot record opens (both unset: read once from GET /account-info/v3/details).
+    hubspot_portal_id: int | None = Field(default=None, alias="WARP_HUBSPOT_PORTAL_ID", ge=1)
+    hubspot_ui_domain: HostName = Field(default=None, alias="WARP_HUBSPOT_UI_DOMAIN")
 
     # --- the receiver
     api_token: str | None = _secret("WARP_API_TOKEN")

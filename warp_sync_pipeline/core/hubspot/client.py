@@ -224,6 +224,11 @@ class HubSpotClient:
             params["idProperty"] = id_property
         return Company.from_api(self._transport.call("GET", f"{self.paths.companies}/{path_segment(company_id)}", params=params))
 
+    def account_details(self) -> Mapping[str, Any]:
+        """`GET /account-info/v3/details`: the account's `portalId`, `timeZone` and `uiDomain`, among others."""
+        details = self._transport.call("GET", f"{ACCOUNT_INFO}/details")
+        return details if isinstance(details, Mapping) else {}
+
     def daily_quota(self) -> DailyQuota | None:
         """The account's daily quota and its reset (`resetsAt` of the private-apps usage); failing that, the next
         midnight in the account's time zone (its details); None when neither can be read."""
@@ -238,7 +243,7 @@ class HubSpotClient:
         except (HubSpotError, ValueError):
             pass  # not every token may read the usage (OAuth apps cannot): fall back to the time zone
         try:
-            zone = ZoneInfo(str((self._transport.call("GET", f"{ACCOUNT_INFO}/details") or {}).get("timeZone")))
+            zone = ZoneInfo(str(self.account_details().get("timeZone")))
         except (HubSpotError, ValueError, ZoneInfoNotFoundError):
             return None
         tomorrow = datetime.now(zone).date() + timedelta(days=1)
