@@ -197,7 +197,7 @@ def test_the_checks_fail_on_data_made_to_fail_them(
     assert refused and {(r.field, r.code) for r in refused} == {("status", "INVALID_OPTION")}
     record = runs.get_run(engine, result.run_id)
     assert record.counts["write_errors"] == len(refused) + 1
-    assert any(f"{len(refused) + 1} write(s) failed" in alert for alert in record.report["alerts"])
+    assert any(f"{len(refused) + 1} writes failed" in alert for alert in record.report["alerts"])
 
 
 def test_a_dry_run_is_recorded_and_says_so_and_changes_nothing(

@@ -52,9 +52,11 @@ import jinja2
 from tabulate import tabulate
 
 from warp_sync_pipeline.core.alerts import Notice, NoticeKind
-from warp_sync_pipeline.core.reconcile.results import Report
+from warp_sync_pipeline.core.reconcile.results import Report, ReportSection, TrendPoint
+from warp_sync_pipeline.core.report_tables import Attachment, file_name, report_attachments
 from warp_sync_pipeline.core.settings import DEFAULTS, SettingsError, WarpSettings, load_settings
-from warp_sync_pipeline.core.wording import count_label, reason_sentence
+from warp_sync_pipeline.core.web_links import WebLinks
+from warp_sync_pipeline.core.wording import count_label, field_label, reason_sentence
 
 # Rows shown per table: an email of a million changes helps nobody; the full lists stay in the run.
 EMAIL_MAX_ROWS_PER_SECTION = 100
@@ -62,6 +64,10 @@ MARKDOWN_MAX_ROWS_PER_SECTION = 50
 # A hostile or broken value cannot blow up a table cell.
 MAX_CELL_CHARS = 300
 REASON_COLUMN = "Reason"
+FIELD_COLUMN = "Field"
+# The widest bar of the trend chart, in pixels (HTML table cells: many mail clients block images).
+TREND_BAR_PX = 120
+NO_LINKS = WebLinks()
 
 
 DEFAULT_FROM = DEFAULTS.smtp_from
@@ -253,6 +259,10 @@ class _Section:
     columns: list[str]
     rows: list[list[str]]
     total_rows: int
+    # Each cell's link (None: none), parallel to `rows`.
+    urls: list[list[str | None]] = field(default_factory=list)
+    # The CSV attached with the whole table, and whether it holds every row.
+    attachment: Attachment | None = None
 
     @property
     def hidden_rows(self) -> int:
@@ -264,34 +274,72 @@ def _safe_run_id(run_id: Any) -> str | None:
     return text if _SAFE_RUN_ID.match(text) else None
 
 
-def _prepare(report: Report | Mapping[str, Any], max_rows: int, *, without_personal: bool = False) -> dict[str, Any]:
-    """The report with every value turned into clean text (values are data: HubSpot's and WARP's); without the
-    columns that hold customer data when `without_personal`."""
+def _shown_cell(raw: ReportSection, column: str | None, value: Any, keys: Mapping[str, str]) -> str:
+    """A cell as people read it: reason codes as sentences and fields by their labels (one table:
+    core/wording.py); the stored report and the CSV keep the codes and names."""
+    if column == REASON_COLUMN:
+        value = reason_sentence(value)
+    elif column == FIELD_COLUMN and value:
+        value = field_label(value, keys.get("property"))
+    return clean_value(value)
+
+
+def _prepare_section(raw: ReportSection, number: int, max_rows: int, *, without_personal: bool, links: WebLinks,
+                     attachment: Attachment | None = None) -> _Section:
+    shown = [i for i, c in enumerate(raw.columns) if not (without_personal and c in raw.personal)]
+    columns = [clean_value(raw.columns[i]) for i in shown]
+    rows: list[list[str]] = []
+    urls: list[list[str | None]] = []
+    for index, row in enumerate(raw.rows[:max_rows]):
+        keys = raw.row_keys(index)
+        kept = [i for i in range(len(row)) if i in shown or i >= len(raw.columns)]
+        names = [raw.columns[i] if i < len(raw.columns) else None for i in kept]
+        cells = [_shown_cell(raw, name, row[i], keys) for i, name in zip(kept, names, strict=True)]
+        cell_urls = [links.open(raw.link_columns[name], keys) if name in raw.link_columns and cell else None
+                     for name, cell in zip(names, cells, strict=True)]
+        width = max(len(columns), len(cells))
+        rows.append(cells + [""] * (width - len(cells)))
+        urls.append(cell_urls + [None] * (width - len(cells)))
+    if rows and len(columns) < len(rows[0]):
+        columns += [""] * (len(rows[0]) - len(columns))
+    return _Section(title=clean_value(raw.title or f"Table {number}"), note=clean_value(raw.note, max_chars=1000),
+                    columns=columns, rows=rows, total_rows=max(raw.total_rows, len(raw.rows)), urls=urls,
+                    attachment=attachment)
+
+
+def _trend_view(trend: Sequence[TrendPoint], links: WebLinks) -> list[dict[str, Any]]:
+    """The trend's rows, each figure with its bar's width (scaled to the largest of its kind)."""
+    figures = ("drift", "conflicts_opened", "errors")
+    peaks = {name: max((getattr(p, name) or 0 for p in trend), default=0) for name in figures}
+    rows = []
+    for point in trend:
+        row: dict[str, Any] = {"when": _format_time(point.started_at)[:16], "run": point.run_id[:8],
+                               "url": links.run(point.run_id),
+                               "mark": "failed" if point.status == "failed" else ("dry run" if point.dry_run else "")}
+        for name in figures:
+            value = getattr(point, name)
+            row[name] = "" if value is None else f"{value:,}"
+            row[name + "_px"] = (max(1, round(TREND_BAR_PX * value / peaks[name])) if value and peaks[name] else 0)
+        rows.append(row)
+    return rows
+
+
+def _prepare(report: Report | Mapping[str, Any], max_rows: int, *, without_personal: bool = False,
+             links: WebLinks = NO_LINKS, attachments: Sequence[Attachment] = (),
+             trend: Sequence[TrendPoint] = ()) -> dict[str, Any]:
+    """The report with every value turned into clean text (values are data: HubSpot's and WARP's) and the links
+    `links` can make; without the columns that hold customer data when `without_personal`."""
     read = Report.read(report)
-    sections: list[_Section] = []
-    for number, raw in enumerate(read.sections, start=1):
-        shown = [i for i, c in enumerate(raw.columns) if not (without_personal and c in raw.personal)]
-        columns = [clean_value(raw.columns[i]) for i in shown]
-        # Reason codes are read as sentences (one table: core/wording.py); the stored report keeps the codes.
-        worded = {i for i, c in enumerate(raw.columns) if c == REASON_COLUMN}
-        rows: list[list[str]] = []
-        for row in raw.rows[:max_rows]:
-            cells = [clean_value(reason_sentence(v) if i in worded else v)
-                     for i, v in enumerate(row) if i in shown or i >= len(raw.columns)]
-            width = max(len(columns), len(cells))
-            rows.append(cells + [""] * (width - len(cells)))
-        if rows and len(columns) < len(rows[0]):
-            columns += [""] * (len(rows[0]) - len(columns))
-        sections.append(
-            _Section(
-                title=clean_value(raw.title or f"Table {number}"),
-                note=clean_value(raw.note, max_chars=1000),
-                columns=columns,
-                rows=rows,
-                total_rows=max(raw.total_rows, len(raw.rows)),
-            )
-        )
+    attached = {a.filename.split(".")[0]: a for a in attachments}
+    sections = [_prepare_section(raw, number, max_rows, without_personal=without_personal, links=links,
+                                 attachment=attached.get(file_name(raw.title)))
+                for number, raw in enumerate(read.sections, start=1)]
+    review = int(read.counts.get("manual_conflicts") or 0)
     return {
+        "run_url": links.run(read.run_id),
+        "review_url": links.conflicts() if review else None,
+        "review_count": review,
+        "trend": _trend_view(trend, links),
         "run_id": clean_value(read.run_id),
         "dry_run": read.dry_run,
         "status": clean_value(read.status) or "unknown",
@@ -326,6 +374,14 @@ def _summary_table(counts: Sequence[tuple[str, str]]) -> str:
     return tabulate(list(counts), tablefmt="plain", colalign=("left", "right"), disable_numparse=True)
 
 
+def _trend_table(trend: Sequence[Mapping[str, Any]]) -> str:
+    rows = [[f"{p['when']} {p['run']}" + (f" ({p['mark']})" if p["mark"] else ""), p["drift"] or "-",
+             p["conflicts_opened"] or "-", p["errors"] or "-"] for p in trend]
+    return tabulate(rows, headers=["Run", "Drift", "Conflicts", "Errors"], tablefmt="simple",
+                    colalign=("left", "right", "right", "right"), disable_numparse=True)
+
+
+_jinja.filters["trend_table"] = _trend_table
 _jinja.filters["text_table"] = _text_table
 _jinja.filters["summary_table"] = _summary_table
 
@@ -335,6 +391,7 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+    attachments: tuple[Attachment, ...] = ()
 
 
 def report_subject(report: Report | Mapping[str, Any]) -> str:
@@ -370,28 +427,42 @@ def _what_needs_doing(counts: Mapping[str, Any], *, dry_run: bool) -> str:
     return f"{review:,} need{'s' if review == 1 else ''} review, {changes}, {errors:,} error{'s' if errors != 1 else ''}"
 
 
-def render_report_email(report: Report | Mapping[str, Any], *, max_rows: int = EMAIL_MAX_ROWS_PER_SECTION) -> RenderedEmail:
-    view = _prepare(report, max_rows)
-    subject = report_subject(report)
+def render_report_email(report: Report | Mapping[str, Any], *, max_rows: int = EMAIL_MAX_ROWS_PER_SECTION,
+                        links: WebLinks = NO_LINKS, trend: Sequence[TrendPoint] = ()) -> RenderedEmail:
+    """Subject, plain text and HTML, with links where `links` knows the bases, the `trend` of the last runs, and
+    each table longer than `max_rows` attached whole as CSV."""
+    read = Report.read(report)
+    attachments = report_attachments(read, max_rows)
+    view = _prepare(read, max_rows, links=links, attachments=attachments, trend=trend)
+    subject = report_subject(read)
     context = {"r": view, "subject": subject}
     return RenderedEmail(
         subject=subject,
         text=_jinja.get_template("report_email.txt").render(context),
         html=_jinja.get_template("report_email.html").render(context),
+        attachments=tuple(attachments),
     )
 
 
+def _md_link(text: str, url: str | None) -> str:
+    """Escaped text, linked when there is a URL (ours: built from validated ids and settings, `<>`-wrapped)."""
+    shown = escape_markdown(text)
+    return f"[{shown}](<{url}>)" if url and shown and "<" not in url and ">" not in url else shown
+
+
 def render_markdown(report: Report | Mapping[str, Any], *, max_rows: int = MARKDOWN_MAX_ROWS_PER_SECTION,
-                    without_personal: bool = False, review_url: str | None = None) -> str:
-    """The report as Markdown; every value escaped. `without_personal` (Dagster's metadata: its event log is not
-    the place for customer data) leaves out names, values and free text, pointing to the review pages instead."""
-    view = _prepare(report, max_rows, without_personal=without_personal)
+                    without_personal: bool = False, links: WebLinks = NO_LINKS) -> str:
+    """The report as Markdown; every value escaped, BANs and companies linked where `links` knows the bases.
+    `without_personal` (Dagster's metadata: its event log is not the place for customer data) leaves out names,
+    values and free text, pointing to the review pages instead."""
+    view = _prepare(report, max_rows, without_personal=without_personal, links=links)
     md = escape_markdown
     lines = [f"## Reconciliation report: {md(view['status'])}{' (dry run)' if view['dry_run'] else ''}", ""]
     if without_personal:
-        where = f"on the [review pages]({review_url}/review/conflicts)" if review_url else "on the review pages"
+        pages = links.conflicts()
+        where = f"on the [review pages](<{pages}>)" if pages else "on the review pages"
         lines += [f"Names and values are left out here: they are in the emailed report and {where}.", ""]
-    meta = [f"Run {md(view['run_id'])}"]
+    meta = [f"Run {_md_link(view['run_id'], view['run_url'])}"]
     if view["started_at"]:
         meta.append(f"started {md(view['started_at'])}")
     if view["finished_at"]:
@@ -419,7 +490,8 @@ def render_markdown(report: Report | Mapping[str, Any], *, max_rows: int = MARKD
         header = [md(c) or " " for c in section.columns]
         lines.append("| " + " | ".join(header) + " |")
         lines.append("| " + " | ".join("---" for _ in header) + " |")
-        lines += ["| " + " | ".join(md(c) for c in row) + " |" for row in section.rows]
+        lines += ["| " + " | ".join(_md_link(c, u) for c, u in zip(row, urls, strict=True)) + " |"
+                  for row, urls in zip(section.rows, section.urls, strict=True)]
         if section.hidden_rows:
             lines += ["", f"… and {section.hidden_rows:,} more rows (total {section.total_rows:,})."]
         lines.append("")
@@ -460,6 +532,15 @@ def build_message(rendered: RenderedEmail, settings: EmailSettings) -> EmailMess
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    for attachment in rendered.attachments:
+        maintype, subtype = attachment.content_type.split("/", 1)
+        # multipart/mixed around the alternatives: clients show the text and list the files.
+        if maintype == "text":  # declared UTF-8, so no client guesses the names' accents
+            message.add_attachment(attachment.content.decode("utf-8"), subtype=subtype, charset="utf-8",
+                                   filename=attachment.filename)
+        else:
+            message.add_attachment(attachment.content, maintype=maintype, subtype=subtype,
+                                   filename=attachment.filename)
     return message
 
 
@@ -534,8 +615,10 @@ def send_report(
     *,
     ssl_context: ssl.SSLContext | None = None,
     timeout_seconds: float | None = None,
+    links: WebLinks = NO_LINKS,
+    trend: Sequence[TrendPoint] = (),
 ) -> DeliveryResult:
-    message = build_message(render_report_email(report), settings)
+    message = build_message(render_report_email(report, links=links, trend=trend), settings)
     return send_message(message, settings, ssl_context=ssl_context, timeout_seconds=timeout_seconds)
 
 

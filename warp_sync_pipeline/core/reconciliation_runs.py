@@ -28,7 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.email import render_markdown
-from warp_sync_pipeline.core.reconcile.results import Report
+from warp_sync_pipeline.core.reconcile.results import Report, TrendPoint
 
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -352,6 +352,32 @@ def get_run(engine: sa.Engine, run_id: str) -> RunRecord | None:
     with engine.connect() as conn:
         row = conn.execute(_GET, {"run_id": run_id}).first()
     return _record(row) if row is not None else None
+
+
+# How many finished runs the report's trend shows.
+TREND_RUNS = 30
+
+_TREND = sa.text(
+    """
+    SELECT run_id, started_at, status, dry_run,
+           (counts->>'pairs_with_differences')::bigint AS drift,
+           (counts->>'conflicts_opened')::bigint AS conflicts_opened,
+           (counts->>'write_errors')::bigint AS errors
+      FROM hubspot_reconciliation_runs
+     WHERE status <> 'running'
+     ORDER BY started_at DESC, run_id DESC
+     LIMIT :limit
+    """
+)
+
+
+def recent_trend(engine: sa.Engine, limit: int = TREND_RUNS) -> list[TrendPoint]:
+    """The last `limit` finished runs, oldest first: the report's night-over-night trend."""
+    with engine.connect() as conn:
+        rows = conn.execute(_TREND, {"limit": limit}).mappings().all()
+    return [TrendPoint(run_id=r["run_id"], started_at=r["started_at"], status=r["status"], dry_run=r["dry_run"],
+                       drift=r["drift"], conflicts_opened=r["conflicts_opened"], errors=r["errors"])
+            for r in reversed(rows)]
 
 
 def get_run_for_request(engine: sa.Engine, request_id: str | int) -> RunRecord | None:

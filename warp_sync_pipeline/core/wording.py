@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from warp_sync_pipeline.core.decision import Reason
+from warp_sync_pipeline.core.fields import SEEDED_RULES
+from warp_sync_pipeline.core.hubspot.properties import PROPERTIES_BY_NAME
 
 R = Reason
 REASON_SENTENCES: Mapping[str, str] = {
@@ -65,12 +67,43 @@ COUNT_LABELS: Mapping[str, str] = {
 }
 
 
+# How a conflict ended (hubspot_conflicts.resolution), as the customer page says it.
+RESOLUTION_PHRASES: Mapping[str, str] = {
+    "warp": "kept WARP's value",
+    "hubspot": "took HubSpot's value",
+    "value": "set a corrected value",
+    "sides_agree": "the two sides came to agree without anyone choosing",
+}
+
+
+def resolution_phrase(code: object) -> str:
+    text = "" if code is None else str(code)
+    return RESOLUTION_PHRASES.get(text, text)
+
+
 def count_label(name: str) -> str:
     """The label of a count; a count this table does not know reads as its name, capitalised."""
     if name in COUNT_LABELS:
         return COUNT_LABELS[name]
     text = name.replace("_", " ").strip()
     return text[:1].upper() + text[1:]
+
+
+# HubSpot's own label of its built-in company property warp-sync maps (ours are in core/hubspot/properties.py).
+HUBSPOT_LABELS: Mapping[str, str] = {"name": "Company name",
+                                     **{name: p.label for name, p in PROPERTIES_BY_NAME.items()}}
+_SEEDED_PROPERTY = {rule.warp_field: rule.hubspot_property for rule in SEEDED_RULES}
+
+
+def field_label(warp_field: object, hubspot_property: object = None) -> str:
+    """A mapped field as people read it: the HubSpot property's label and the WARP column, "WARP credit limit
+    (credit_limit)". Without the property, the seeded mapping's; a property we know no label of shows by name."""
+    name = "" if warp_field is None else str(warp_field)
+    if not name:
+        return ""
+    prop = str(hubspot_property) if hubspot_property else _SEEDED_PROPERTY.get(name)
+    label = HUBSPOT_LABELS.get(prop or "", prop)
+    return f"{label} ({name})" if label else name
 
 
 def reason_sentence(code: object) -> str:

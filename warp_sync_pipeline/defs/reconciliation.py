@@ -53,15 +53,18 @@ from warp_sync_pipeline.core.reconcile.frames import (
 from warp_sync_pipeline.core.reconcile.options import BRAKED, DEFAULT_WARP_PAGE_SIZE
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom, pulled_at
-from warp_sync_pipeline.core.reconcile.results import Report, WriteBackSummary
+from warp_sync_pipeline.core.reconcile.report import REPORT_MAX_ROWS
+from warp_sync_pipeline.core.reconcile.results import Report, TrendPoint, WriteBackSummary
 from warp_sync_pipeline.core.reconciliation_runs import (
     finish_run,
     get_run,
+    recent_trend,
     record_email_outcome,
     record_progress,
     start_run,
 )
 from warp_sync_pipeline.core.settings import SettingsError, load_settings
+from warp_sync_pipeline.core.web_links import WebLinks, web_links
 from warp_sync_pipeline.defs.systems import (
     WRITES_HUBSPOT,
     WRITES_WARP,
@@ -469,24 +472,27 @@ def warp_writeback(
               fail_window=timedelta(hours=load_settings().reconcile_freshness_hours)))
 def reconciliation_report(
     context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, hubspot_writeback: WriteBackSummary,
-    warp_writeback: WriteBackSummary, db: DatabaseResource, email: EmailResource,
+    warp_writeback: WriteBackSummary, db: DatabaseResource, email: EmailResource, hubspot: HubSpotResource,
     reconciliation: ReconciliationSettings,
 ):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
     """Counts, the changes made each way, skipped rows, conflicts, orphans, duplicates and errors: stored in
     hubspot_reconciliation_runs, shown here as Markdown (counts also as numbers, charted across runs), and
-    emailed to WARP_REPORT_RECIPIENTS."""
+    emailed to WARP_REPORT_RECIPIENTS with the last runs' trend and links to the run, the review pages and
+    HubSpot."""
     run_id = context.run.run_id
     options = _begin(context, db, reconciliation)
     record = get_run(db.engine, run_id)
-    report = build_report(
+    whole = build_report(
         run_id=run_id, dry_run=options.dry_run, plan=reconciliation_plan, hubspot=hubspot_writeback,
         warp=warp_writeback, started_at=record.started_at if record else None, finished_at=datetime.now(UTC),
     )
+    report = whole.capped(REPORT_MAX_ROWS)  # the run row and the asset's value; the email attaches the whole tables
     braked = BRAKED in (hubspot_writeback.status, warp_writeback.status)
     stored = finish_run(db.engine, run_id, report.counts, report, braked=braked)
     if stored.status != "succeeded":
         context.log.warning(f"The run row was already {stored.status}; left as it was")
-    delivery = _send(context, email, report)
+    links = web_links(load_settings(), db.engine, hubspot.client)
+    delivery = _send(context, email, whole, links, recent_trend(db.engine))
     record_email_outcome(db.engine, run_id, delivery)
     emailed = dg.AssetCheckResult(
         check_name=REPORT_EMAILED.name, passed=not delivery.startswith("failed"),
@@ -494,8 +500,7 @@ def reconciliation_report(
     checks = _recorded(context, db, (REPORT_EMAILED, emailed, []))
     return dg.MaterializeResult(value=report, check_results=checks, metadata={
         # Without names and values: Dagster's event log is not the place for customer data (the row keeps them).
-        "report": dg.MetadataValue.md(render_markdown(report, without_personal=True,
-                                                      review_url=load_settings().public_base_url)),
+        "report": dg.MetadataValue.md(render_markdown(report, without_personal=True, links=links)),
         **_numbers(report.counts),
         "alerts": len(report.alerts),
         "dry_run": options.dry_run,
@@ -503,13 +508,14 @@ def reconciliation_report(
     })
 
 
-def _send(context: dg.AssetExecutionContext, email: EmailResource, report: Report) -> str:
+def _send(context: dg.AssetExecutionContext, email: EmailResource, report: Report, links: WebLinks,
+          trend: Sequence[TrendPoint]) -> str:
     """Email the report; a delivery failure is logged and noted, never a failed run (the row is stored)."""
     try:
         if not email.is_configured:
             context.log.info("Email is not configured (SMTP_HOST, WARP_REPORT_RECIPIENTS): report not emailed")
             return "not configured"
-        result = email.send_report(report, timeout_seconds=REPORT_SMTP_TIMEOUT_SECONDS)
+        result = email.send_report(report, timeout_seconds=REPORT_SMTP_TIMEOUT_SECONDS, links=links, trend=trend)
     except (EmailDeliveryError, SettingsError) as exc:
         code = getattr(exc, "code", None) or f"SETTING {getattr(exc, 'variable', '')}".strip()
         context.log.error(f"The report email was not sent: {code}: {exc}")

@@ -10,15 +10,16 @@ UI shows variable names, never the password, and unset optional ones keep their 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 
 from warp_sync_pipeline.core.alerts import Notice
-from warp_sync_pipeline.core.email import DeliveryResult, EmailSettings, send_alert, send_report
-from warp_sync_pipeline.core.reconcile.results import Report
+from warp_sync_pipeline.core.email import NO_LINKS, DeliveryResult, EmailSettings, send_alert, send_report
+from warp_sync_pipeline.core.reconcile.results import Report, TrendPoint
 from warp_sync_pipeline.core.settings import load_settings
+from warp_sync_pipeline.core.web_links import WebLinks
 
 # Resource field -> environment variable.
 ENV_VARIABLES: dict[str, str] = {
@@ -56,10 +57,11 @@ class EmailResource(dg.ConfigurableResource):
         """An SMTP host and at least one recipient are set."""
         return self.settings().configured
 
-    def send_report(self, report: Report | Mapping[str, Any], *,
-                    timeout_seconds: float | None = None) -> DeliveryResult:
-        """Email the report (a Report, or its JSON) to WARP_REPORT_RECIPIENTS."""
-        return send_report(report, self.settings(), timeout_seconds=timeout_seconds)
+    def send_report(self, report: Report | Mapping[str, Any], *, timeout_seconds: float | None = None,
+                    links: WebLinks = NO_LINKS, trend: Sequence[TrendPoint] = ()) -> DeliveryResult:
+        """Email the report (a Report, or its JSON) to WARP_REPORT_RECIPIENTS, linked through `links`, with the
+        `trend` of the last runs."""
+        return send_report(report, self.settings(), timeout_seconds=timeout_seconds, links=links, trend=trend)
 
     def send_alert(self, notice: Notice, *, timeout_seconds: float | None = None) -> DeliveryResult:
         """Email an alert notice (core.alerts) to WARP_REPORT_RECIPIENTS."""

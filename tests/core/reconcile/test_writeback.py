@@ -282,3 +282,16 @@ def test_hubspot_calls_stay_within_pages_history_and_two_per_hundred_writes(
     assert d > 0 and w > 0
     budget = math.ceil(n / 100) + math.ceil(d / 50) + 2 * math.ceil(w / 100)
     assert calls["total"] <= budget, calls["by_endpoint"]
+
+
+def test_conflicts_the_nightly_opens_carry_both_sides_change_times(
+    engine: sa.Engine, hubspot_client: HubSpotClient, demo: SeededDemo
+) -> None:
+    run_flow(engine, hubspot_client)
+    with engine.connect() as conn:
+        opened = conn.execute(sa.text(
+            "SELECT warp_field, warp_changed_at, hubspot_changed_at FROM hubspot_conflicts "
+            "WHERE detected_by = 'reconciliation'")).all()
+    assert opened, "the demo has MANUAL conflicts"
+    # The review page says when each side changed (the pull reads MANUAL fields' times as LATEST_WINS ones).
+    assert all(row.warp_changed_at is not None and row.hubspot_changed_at is not None for row in opened), opened

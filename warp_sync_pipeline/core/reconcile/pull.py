@@ -49,8 +49,9 @@ HUBSPOT_CHUNK_ROWS = 50_000
 
 
 def needs_change_times(rule: FieldRule) -> bool:
-    """Only LATEST_WINS compares change times."""
-    return rule.direction is Direction.BIDIRECTIONAL and rule.strategy is Strategy.LATEST_WINS
+    """LATEST_WINS compares change times; a MANUAL conflict shows both to the person who settles it (the review
+    pages). Other rules never read them, so their fields cost no history reads."""
+    return rule.direction is Direction.BIDIRECTIONAL and rule.strategy in (Strategy.LATEST_WINS, Strategy.MANUAL)
 
 
 def warp_columns(rules: FieldRules) -> list[str]:

@@ -25,6 +25,7 @@ from warp_sync_pipeline.core.reconcile.frames import (
     COMPANY_NAME,
     COMPANY_NOT_LINKED,
     COMPANY_UNKNOWN_BAN,
+    CUSTOMER_ID,
     CUSTOMER_WITHOUT_COMPANY,
     DETAIL,
     DUPLICATE_BAN,
@@ -38,6 +39,7 @@ from warp_sync_pipeline.core.reconcile.plan import (
     ERROR,
     ERROR_CODE,
     FIELD,
+    HUBSPOT_PROPERTY,
     HUBSPOT_RAW_VALUE,
     REASON,
     WARP_RAW_VALUE,
@@ -51,8 +53,10 @@ from warp_sync_pipeline.core.reconcile.results import (
     ReportSection,
     WriteBackSummary,
 )
+from warp_sync_pipeline.core.web_links import COMPANY, CONFLICTS, CUSTOMER
 
-# Rows kept per section in the stored report (the email shows 100, the Markdown 50; totals are kept).
+# Rows kept per section in the stored report (the email shows 100 and attaches the whole tables as CSV, the Markdown
+# 50; totals are kept).
 REPORT_MAX_ROWS = 500
 
 ORPHAN_LABELS = {
@@ -69,9 +73,28 @@ PERSONAL_COLUMNS = frozenset({"Company name", "Customer name", "Name", "HubSpot 
                               "New value", "WARP value", "HubSpot value", "Error", "Detail", "Message", "Why"})
 
 
-def _section(title: str, columns: list[str], rows: Sequence[Sequence[Any]], note: str = "") -> ReportSection:
-    return ReportSection(title=title, columns=columns, rows=[list(r) for r in rows[:REPORT_MAX_ROWS]],
-                         total_rows=len(rows), note=note, personal=[c for c in columns if c in PERSONAL_COLUMNS])
+def _section(title: str, columns: list[str], rows: Sequence[Sequence[Any]], note: str = "", *,
+             links: Mapping[str, str] | None = None, keys: Sequence[Mapping[str, Any]] = ()) -> ReportSection:
+    """A section of every row (the run row stores it capped: `Report.capped`); `links` says which column opens
+    what, `keys` are each row's ids for it."""
+    return ReportSection(title=title, columns=columns, rows=[list(r) for r in rows], total_rows=len(rows), note=note,
+                         personal=[c for c in columns if c in PERSONAL_COLUMNS], link_columns=dict(links or {}),
+                         keys=[{k: str(v) for k, v in row.items() if _cell(v) is not None} for row in keys])
+
+
+def _record_keys(records: Sequence[Record]) -> list[dict[str, Any]]:
+    return [{CUSTOMER: r.customer_id, COMPANY: r.company_id, "property": r.hubspot_property} for r in records]
+
+
+def _frame_keys(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{CUSTOMER: _cell(r.get(CUSTOMER_ID)), COMPANY: _cell(r.get(COMPANY_ID)), "ban": _cell(r.get(BAN)),
+             "field": _cell(r.get(FIELD)), "property": _cell(r.get(HUBSPOT_PROPERTY))}
+            for r in frame.to_dict("records")]
+
+
+# A customer's BAN opens its history; a company (its id or, where no id is shown, its name) opens it in HubSpot.
+BY_CUSTOMER = {"BAN": CUSTOMER}
+BY_CUSTOMER_AND_COMPANY = {"BAN": CUSTOMER, "Company": COMPANY}
 
 
 def _cell(value: Any) -> Any:
@@ -159,60 +182,79 @@ def report_warnings(seen: _Outcomes, hubspot: WriteBackSummary, warp: WriteBackS
         if reason and summary.status != DRY_RUN and reason not in alerts:
             alerts.append(reason)
     if seen.failures:
-        alerts.append(f"{len(seen.failures):,} write(s) failed; see Errors.")
+        alerts.append(f"{_n(len(seen.failures), 'write')} failed; see Errors.")
     notes: list[str] = []
     if dry_run:
         notes.append(hubspot.reason or "Dry run: nothing was written to either side.")
     if seen.skipped:
-        notes.append(f"{len(seen.skipped):,} change(s) were skipped because a side changed after the pull; the live "
+        notes.append(f"{_n(len(seen.skipped), 'change')} skipped because a side changed after the pull; the live "
                      "flows or the next run settle them.")
     if len(seen.manual):
-        notes.append(f"{len(seen.manual):,} MANUAL conflict(s) wait for review.")
+        notes.append(f"{_n(len(seen.manual), 'conflict')} waiting for a person to choose a value (see MANUAL "
+                     "conflicts for review).")
     if seen.plan_counts.get("duplicate_bans"):
-        notes.append(f"{seen.plan_counts['duplicate_bans']:,} BAN(s) are held by more than one company: merge them "
+        notes.append(f"{_n(seen.plan_counts['duplicate_bans'], 'BAN')} held by more than one company: merge them "
                      "in HubSpot.")
     if seen.merges:
-        notes.append(f"{len(seen.merges):,} customer(s) were linked to a company HubSpot merged into another; their "
+        notes.append(f"{_n(len(seen.merges), 'customer')} linked to a company HubSpot merged into another; their "
                      "links follow the merge (see Merges followed).")
     if len(seen.orphans):
-        notes.append(f"{len(seen.orphans):,} orphan(s) need a person (see Orphans).")
+        notes.append(f"{_n(len(seen.orphans), 'record')} without a counterpart, for a person (see Orphans).")
     return alerts, notes
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def report_sections(seen: _Outcomes, dry_run: bool) -> list[ReportSection]:
     verb = "written" if not seen.gated else ("that would be written" if dry_run else "planned (not written)")
+    changes_links = {"BAN": CUSTOMER, "Company name": COMPANY}
+    skipped = [r for _, r in seen.skipped]
+    failed = [r for _, r in seen.failures]
     return [
         _section(f"Changes {verb} to HubSpot", ["BAN", "Company name", "Field", "HubSpot value before", "New value",
                                                 "Reason"],
-                 [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_hubspot]),
+                 [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_hubspot],
+                 links=changes_links, keys=_record_keys(seen.to_hubspot)),
         _section(f"Changes {verb} to WARP", ["BAN", "Customer name", "Field", "WARP value before", "New value", "Reason"],
-                 [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_warp]),
+                 [[r.ban, r.company_name, r.field, r.old, r.new, r.reason] for r in seen.to_warp],
+                 links={"BAN": CUSTOMER, "Customer name": COMPANY}, keys=_record_keys(seen.to_warp)),
         _section("Skipped: changed after the pull", ["Side", "BAN", "Field", "Why"],
                  [[side, r.ban, r.field, r.message] for side, r in seen.skipped],
-                 note="Nothing newer is ever overwritten."),
+                 note="Nothing newer is ever overwritten.", links=BY_CUSTOMER, keys=_record_keys(skipped)),
+        # A conflict's BAN opens the review queue at that customer's conflict on that field.
         _section("MANUAL conflicts for review", ["BAN", "Field", "WARP value", "HubSpot value", "Reason"],
                  [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
-                   _cell(r[REASON])] for r in seen.manual.to_dict("records")]),
+                   _cell(r[REASON])] for r in seen.manual.to_dict("records")],
+                 links={"BAN": CONFLICTS}, keys=_frame_keys(seen.manual)),
         _section("Invalid values (not written)", ["BAN", "Field", "WARP value", "HubSpot value", "Error"],
                  [[_cell(r[BAN]), _cell(r[FIELD]), _cell(r[WARP_RAW_VALUE]), _cell(r[HUBSPOT_RAW_VALUE]),
                    f"{_cell(r[ERROR_CODE]) or ''}: {_cell(r[ERROR]) or ''}".strip(": ")]
-                  for r in seen.invalid.to_dict("records")]),
+                  for r in seen.invalid.to_dict("records")],
+                 links=BY_CUSTOMER, keys=_frame_keys(seen.invalid)),
         # Customers by BAN and name, never by their id (people do not read UUIDs); companies by HubSpot's id.
         _section("Orphans", ["Kind", "BAN", "Company", "Name", "Detail"],
                  [[ORPHAN_LABELS.get(r[KIND], r[KIND]), _cell(r[BAN]), _cell(r[COMPANY_ID]),
-                   _cell(r[COMPANY_NAME]), _cell(r[DETAIL])] for r in seen.orphans.to_dict("records")]),
+                   _cell(r[COMPANY_NAME]), _cell(r[DETAIL])] for r in seen.orphans.to_dict("records")],
+                 links=BY_CUSTOMER_AND_COMPANY, keys=_frame_keys(seen.orphans)),
         _section("Duplicates: one warp_ban on several companies", ["BAN", "Company", "Name", "Detail"],
                  [[_cell(r[BAN]), _cell(r[COMPANY_ID]), _cell(r[COMPANY_NAME]), _cell(r[DETAIL])]
-                  for r in seen.duplicates.to_dict("records")]),
+                  for r in seen.duplicates.to_dict("records")],
+                 links=BY_CUSTOMER_AND_COMPANY, keys=_frame_keys(seen.duplicates)),
         _section("Customers linked by BAN", ["BAN", "Customer name", "Company"],
-                 [[r.ban, r.company_name, r.company_id] for r in seen.linked]),
+                 [[r.ban, r.company_name, r.company_id] for r in seen.linked],
+                 links=BY_CUSTOMER_AND_COMPANY, keys=_record_keys(seen.linked)),
         _section("Companies created for customers without one", ["BAN", "Customer name", "Company", "How"],
-                 [[r.ban, r.company_name, r.company_id, r.reason] for r in seen.created]),
+                 [[r.ban, r.company_name, r.company_id, r.reason] for r in seen.created],
+                 links=BY_CUSTOMER_AND_COMPANY, keys=_record_keys(seen.created)),
         _section("Merges followed", ["BAN", "Customer name", "Merged company", "Outcome", "Detail"],
                  [[r.ban, r.company_name, r.company_id, r.outcome, r.message or r.new]
-                  for r in seen.merges]),
+                  for r in seen.merges],
+                 links={"BAN": CUSTOMER}, keys=_record_keys(seen.merges)),
         _section("Errors", ["Side", "BAN", "Field", "Code", "Message"],
-                 [[side, r.ban, r.field, r.code, r.message] for side, r in seen.failures]),
+                 [[side, r.ban, r.field, r.code, r.message] for side, r in seen.failures],
+                 links=BY_CUSTOMER, keys=_record_keys(failed)),
     ]
 
 

@@ -8,7 +8,7 @@ assets (and hands back the typed value), the run row keeps the report as jsonb, 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -148,6 +148,18 @@ class ReportSection:
     # The columns holding customer data (names, field values, free text): left out where the report is shown
     # outside the review pages and the email (Dagster's event log).
     personal: list[str] = field(default_factory=list)
+    # Which columns open something (column -> a core.web_links kind: customer, company, conflicts, run), and each
+    # row's keys for them (kind -> id; "ban" and "field" for conflicts): ids people need not read, kept beside the
+    # rows so the renderers can link the BAN or the name shown.
+    link_columns: dict[str, str] = field(default_factory=dict)
+    keys: list[dict[str, str]] = field(default_factory=list)
+
+    def row_keys(self, index: int) -> dict[str, str]:
+        return self.keys[index] if index < len(self.keys) else {}
+
+    def capped(self, max_rows: int) -> ReportSection:
+        """The first `max_rows` rows (and their keys), the total kept."""
+        return replace(self, rows=self.rows[:max_rows], keys=self.keys[:max_rows])
 
     def to_json(self) -> dict[str, Any]:
         section: dict[str, Any] = {"title": self.title, "columns": self.columns, "rows": self.rows,
@@ -156,6 +168,9 @@ class ReportSection:
             section["note"] = self.note
         if self.personal:
             section["personal"] = list(self.personal)
+        if self.link_columns:
+            section["link_columns"] = dict(self.link_columns)
+            section["keys"] = [dict(k) for k in self.keys]
         return section
 
     @classmethod
@@ -165,9 +180,14 @@ class ReportSection:
         rows = [list(r.values()) if isinstance(r, Mapping) else list(r) for r in data.get("rows") or []]
         total = data.get("total_rows")  # kept rows are capped; a missing or smaller total means these are all
         total_rows = total if isinstance(total, int) and total >= len(rows) else len(rows)
+        link_columns = data.get("link_columns") or {}
+        keys = [{str(k): str(v) for k, v in row.items() if v is not None}
+                for row in data.get("keys") or [] if isinstance(row, Mapping)]
         return cls(title=str(data.get("title") or ""), columns=[str(c) for c in data.get("columns") or []],
                    rows=rows, total_rows=total_rows, note=str(data.get("note") or ""),
-                   personal=[str(c) for c in data.get("personal") or []])
+                   personal=[str(c) for c in data.get("personal") or []],
+                   link_columns={str(k): str(v) for k, v in link_columns.items()} if isinstance(link_columns, Mapping)
+                   else {}, keys=keys)
 
 
 @dataclass(frozen=True)
@@ -183,6 +203,10 @@ class Report:
     sections: list[ReportSection]
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+    def capped(self, max_rows: int) -> Report:
+        """The report with each section's first `max_rows` rows (the totals kept): what the run row stores."""
+        return replace(self, sections=[s.capped(max_rows) for s in self.sections])
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -240,3 +264,17 @@ def from_stored(data: Any) -> Any:
     if "type" not in data and data.get("side") in WriteBackSummary.SIDES and "records" in data:
         return WriteBackSummary.from_json(data)
     return data
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """One finished run as the report's trend shows it: how far the sides had drifted apart, how many conflicts it
+    opened for people, how many writes failed (None: a run that failed before it counted)."""
+
+    run_id: str
+    started_at: datetime
+    status: str
+    dry_run: bool
+    drift: int | None
+    conflicts_opened: int | None
+    errors: int | None
