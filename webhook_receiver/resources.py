@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,14 @@ from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.hubspot import HubSpotClient, HubSpotSettings, Priority, client_from_settings
 from warp_sync_pipeline.core.hubspot.versions import api_version_from_settings
 from warp_sync_pipeline.core.outbound import PushSettings
-from warp_sync_pipeline.core.settings import VARIABLES, WarpSettings, load_settings, overlaid_environ
+from warp_sync_pipeline.core.settings import (
+    VARIABLES,
+    SettingsError,
+    WarpSettings,
+    load_settings,
+    overlaid_environ,
+)
+from warp_sync_pipeline.core.web_links import WebLinks, web_links
 
 if TYPE_CHECKING:
     from webhook_receiver.webhooks import WebhookConfig
@@ -43,6 +51,9 @@ WEBHOOK_STATEMENT_TIMEOUT_MS = 3000
 # One connection per thread at most (the route opens one transaction); opened lazily.
 WEBHOOK_POOL_SIZE = 5
 WEBHOOK_POOL_OVERFLOW = 15
+# HubSpot's account details, for links to its records: asked with this deadline, again after this long while unknown.
+LINKS_DEADLINE_SECONDS = 3.0
+LINKS_RETRY_SECONDS = 600.0
 
 
 def receiver_settings(app_config: Mapping[str, Any]) -> WarpSettings:
@@ -64,6 +75,8 @@ class ReceiverResources:
     create_slots: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(10))
     _hubspot: HubSpotClient | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _links: WebLinks | None = None
+    _links_at: float = 0.0
 
     @classmethod
     def build(cls, app_config: Mapping[str, Any], settings: WarpSettings, *,
@@ -98,6 +111,21 @@ class ReceiverResources:
                     self._hubspot = client_from_settings(HubSpotSettings.from_settings(self.settings), self.db,
                                                          Priority.SYNC)
         return self._hubspot
+
+    def links(self) -> WebLinks:
+        """Where the review pages link (core.web_links): built on first use; while HubSpot's account is not known
+        (not set, not stored yet, HubSpot not answering) asked again at most every LINKS_RETRY_SECONDS, with a
+        short deadline, so a page never waits long on HubSpot."""
+        now = time.monotonic()
+        if self._links is None or (self._links.hubspot is None and now - self._links_at > LINKS_RETRY_SECONDS):
+            try:
+                client = self.hubspot()
+            except SettingsError:
+                client = None
+            self._links = web_links(self.settings, self.db,
+                                    client.with_deadline(LINKS_DEADLINE_SECONDS) if client else None)
+            self._links_at = now
+        return self._links
 
     def close(self) -> None:
         """Close the client and both pools (tests and benchmarks; a server process just exits)."""

@@ -74,7 +74,7 @@ from warp_sync_pipeline.core.review import (
     resolve_conflict,
     session_principal,
 )
-from warp_sync_pipeline.core.wording import reason_sentence
+from warp_sync_pipeline.core.wording import field_label, reason_sentence, resolution_phrase
 from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_settings
 from webhook_receiver.errors import ApiError, answer_of
 from webhook_receiver.resources import receiver_resources
@@ -191,8 +191,12 @@ def _helpers() -> dict[str, Any]:
         "may": (lambda permission: bool(principal and principal.may(permission))),
         "when": _when,
         "shown": _shown,
-        # Reason codes as people read them (core/wording.py, the email's table too).
+        # Reason codes and fields as people read them (core/wording.py, the email's table too).
         "reason": reason_sentence,
+        "field_label": field_label,
+        "resolution": resolution_phrase,
+        # Runs to the Dagster UI, companies to HubSpot, customers to their history (None: no link).
+        "links": receiver_resources().links(),
     }
 
 
@@ -354,16 +358,23 @@ def resolve(conflict_id: int) -> Any:
 
 
 @bp.get("/customers/<customer_id>")
-@page_requires("history:read")
+@page_requires("conflicts:read")
 def customer(customer_id: str) -> Any:
+    """A customer's sync history: for admins (history:read), and for resolvers, of the customers whose conflicts
+    they see (what happened before is what a resolver needs to choose)."""
     try:
         customer_uuid = UUID(customer_id)
     except ValueError:
         return error_page(404, "NOT_FOUND", "No such customer (the id is not a UUID).")
     engine = _engine()
     summary = customer_summary(engine, customer_uuid)
+    conflicts_of_customer = customer_conflicts(engine, customer_uuid) if summary is not None else []
+    if not g.principal.may("history:read") and not conflicts_of_customer:
+        # The same answer whether or not the customer exists: a resolver cannot probe for customers.
+        return error_page(403, "FORBIDDEN", f"Credential {g.principal.name!r} may read the history of customers "
+                                            "with conflicts only.")
     if summary is None:
-        return error_page(404, "NOT_FOUND", f"No customer {customer_uuid}.")
+        return error_page(404, "NOT_FOUND", "No such customer.")
     before_raw = request.args.get("before", "")
     before = _keyset(before_raw)
     history = customer_history(engine, customer_uuid, before=before)
@@ -371,7 +382,7 @@ def customer(customer_id: str) -> Any:
              if len(history) == HISTORY_LIMIT_DEFAULT else None)
     return render_template(
         "review/customer.html", customer=summary, history=history,
-        conflicts=customer_conflicts(engine, customer_uuid), older_url=older,
+        conflicts=conflicts_of_customer, older_url=older,
         messages=get_flashed_messages(with_categories=True),
     )
 

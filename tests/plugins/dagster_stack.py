@@ -105,6 +105,8 @@ class DagsterStack:
     mail: SmtpCatcher  # where the stack's reports and alerts are sent
     webhook: HTTPServer  # where the stack's alerts are posted (WARP_ALERT_WEBHOOK_URL)
     environment: dict[str, str]  # what the stack's processes were started with
+    # Where the stack's reports link the review pages (WARP_PUBLIC_BASE_URL): a test serves the receiver there.
+    review_port: int = 0
     logs: dict[str, Path] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     # Start one of the stack's processes again, on its port (set by the fixture, which owns their lifetimes).
@@ -367,7 +369,7 @@ def dagster_stack(
         webhook.expect_request(WEBHOOK_PATH, method="POST").respond_with_data("ok")
         webhook.start()
         stack.callback(webhook.stop)
-        grpc_port, web_port = free_port(), free_port()
+        grpc_port, web_port, review_port = free_port(), free_port(), free_port()
         inherited = {k: v for k, v in os.environ.items() if not k.startswith(("WARP_", "HUBSPOT_", "SMTP_", "DAGSTER_"))}
         environment = {
             **_write_instance(home, storage_db, grpc_port),
@@ -381,6 +383,9 @@ def dagster_stack(
             "HUBSPOT_CLIENT_SECRET": SANDBOX_CLIENT_SECRET,
             **mail.environ(),
             "WARP_ALERT_WEBHOOK_URL": webhook.url_for(WEBHOOK_PATH),
+            # The reports link runs to this webserver and the review pages to where a test serves them.
+            "WARP_DAGSTER_UI_URL": f"http://127.0.0.1:{web_port}",
+            "WARP_PUBLIC_BASE_URL": f"http://127.0.0.1:{review_port}",
             **FLOW_SETTINGS,
         }
         env = {**inherited, **environment}
@@ -391,7 +396,7 @@ def dagster_stack(
                             "-m", "warp_sync_pipeline.definitions", "--location-name", LOCATION]
         running = DagsterStack(url=f"http://127.0.0.1:{web_port}", web_port=web_port, home=home,
                                database_url=warp_db, hubspot=hubspot, mail=mail, webhook=webhook,
-                               environment=environment)
+                               environment=environment, review_port=review_port)
 
         def starter(name: str, argv: list[str], port: int | None = None) -> Callable[[], subprocess.Popen[bytes]]:
             def start() -> subprocess.Popen[bytes]:

@@ -193,6 +193,7 @@ class ConflictView:
     closed_by: str | None
     resolution: str | None
     resolved_value: str | None
+    hubspot_company_id: str | None = None  # the customer's company, for a link to its HubSpot record
 
     @property
     def is_open(self) -> bool:
@@ -276,7 +277,8 @@ _CONFLICT_COLUMNS = [c for c in conflicts_table.c]
 
 
 def _conflict_select() -> sa.Select:
-    return sa.select(*_CONFLICT_COLUMNS, _customers.c.ban, _customers.c.company_name).select_from(
+    return sa.select(*_CONFLICT_COLUMNS, _customers.c.ban, _customers.c.company_name,
+                     customer_company_id.label("hubspot_company_id")).select_from(
         conflicts_table.outerjoin(_customers, _customers.c.id == conflicts_table.c.customer_id)
     )
 

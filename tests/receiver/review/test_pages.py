@@ -198,12 +198,21 @@ def test_an_admin_reads_but_cannot_resolve(client, tokens, make_conflict, engine
     assert client.get(f"/review/customers/{made.customer_id}").status_code == 200
 
 
-def test_a_resolver_cannot_read_customer_history(client, tokens, make_conflict) -> None:
+def test_a_resolver_reads_the_history_of_customers_with_conflicts_only(client, tokens, make_conflict,
+                                                                        engine) -> None:
     made = make_conflict()
     sign_in(client, tokens.resolver)
     html = client.get("/review/conflicts").get_data(as_text=True)
-    assert f"/review/customers/{made.customer_id}" not in html
-    assert client.get(f"/review/customers/{made.customer_id}").status_code == 403
+    assert f"/review/customers/{made.customer_id}" in html
+    page = client.get(f"/review/customers/{made.customer_id}")
+    assert page.status_code == 200 and "Waiting for a person." in page.get_data(as_text=True)
+    with engine.begin() as conn:
+        other = conn.execute(sa.text("INSERT INTO customers (ban, company_name) VALUES ('ZT-399999999', 'Quiet Co') "
+                                     "RETURNING id")).scalar_one()
+    refused = client.get(f"/review/customers/{other}")
+    assert refused.status_code == 403 and "customers with conflicts only" in refused.get_data(as_text=True)
+    # The same answer for a customer that does not exist: nothing to probe.
+    assert client.get("/review/customers/00000000-0000-4000-8000-000000000000").status_code == 403
 
 
 def test_api_refuses_missing_wrong_and_wrong_role_credentials(client, tokens, make_conflict) -> None:
@@ -348,7 +357,7 @@ def test_the_customer_page_shows_what_changed_which_way_why_and_in_which_run(
     assert history.count("WARP → HubSpot") == 2
     assert "dave" in history and "Chosen by a person on the review pages." in history
     assert "billing@acme.example" in history and "ops@acme.example" in history
-    assert ">resolved<" in html  # the closed conflict in the customer's list
+    assert ">Resolved</span>" in html and "by dave: kept WARP&#39;s value" in html  # the closed conflict, in words
     assert client.get("/review/customers/00000000-0000-0000-0000-000000000000").status_code == 404
     assert client.get("/review/customers/not-a-uuid").status_code == 404
 
@@ -362,3 +371,26 @@ def test_history_rows_of_a_failed_create_by_ban_are_included(client, tokens, mak
     sign_in(client, tokens.admin)
     html = client.get(f"/review/customers/{made.customer_id}").get_data(as_text=True)
     assert "rolled_back" in html and "an earlier attempt" in html
+
+
+def test_an_admin_is_told_why_there_are_no_resolve_buttons(client, tokens, make_conflict) -> None:
+    made = make_conflict()
+    sign_in(client, tokens.admin)
+    html = client.get("/review/conflicts").get_data(as_text=True)
+    assert f'id="take-warp-{made.id}"' not in html
+    assert 'id="read-only"' in html and "resolving needs the <strong>resolver</strong> role" in html
+    resolver = client.application.test_client()
+    sign_in(resolver, tokens.resolver)
+    assert 'id="read-only"' not in resolver.get("/review/conflicts").get_data(as_text=True)
+
+
+def test_conflicts_and_customers_link_their_hubspot_record(client, tokens, make_conflict) -> None:
+    made = make_conflict()
+    sign_in(client, tokens.both)
+    record = f"https://app.hubspot.com/contacts/62515/record/0-2/{made.company_id}"  # the sandbox's account details
+    conflicts = client.get("/review/conflicts").get_data(as_text=True)
+    assert f'<a class="muted" href="{record}"' in conflicts
+    assert "WARP contact email (contact_email)" in conflicts
+    customer = client.get(f"/review/customers/{made.customer_id}").get_data(as_text=True)
+    assert f'href="{record}"' in customer
+    assert str(made.customer_id) not in customer.replace(f"/review/customers/{made.customer_id}", "")
