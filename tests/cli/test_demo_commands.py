@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import httpx
@@ -97,6 +99,7 @@ def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict
     # The emailed report is a web page.
     [link] = [line.split()[-1] for line in demo.stdout.splitlines() if line.startswith("emailed report:")]
     assert "Reconciliation report: succeeded" in httpx.get(link, timeout=10).text
+    _the_demos_email_reads_well(link.replace("/message/", "/raw/"), shell_env)
     # The demo's nightly wrote (its data differs on purpose); the second (`make demo` again) finds nothing to change.
     first = counts(demo.stdout)
     assert first["Changes written to HubSpot"] > 0 and first["Changes written to WARP"] > 0, first
@@ -126,3 +129,20 @@ def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict
             assert again["Changes planned to HubSpot"] == again["Changes planned to WARP"] == 0, again
     stopped = _bash("make stop", shell_env)
     assert stopped.returncode == 0 and "nothing left running" in stopped.stdout, stopped.stdout + stopped.stderr
+
+
+def _the_demos_email_reads_well(raw_url: str, shell_env: dict[str, str]) -> None:
+    """Subject, plain text and HTML: what needs doing, in words, linked to the stack's Dagster and review pages."""
+    message = BytesParser(policy=policy.default).parsebytes(httpx.get(raw_url, timeout=10).content)
+    assert re.fullmatch(r"\[warp-sync\] Reconciliation: [\d,]+ needs? review, [\d,]+ changes? written, 0 errors "
+                        r"- run [0-9a-f]{8}", message["Subject"]), message["Subject"]
+    ports = json.loads(Path(shell_env["WARP_STATE_DIR"], "demo-env.json").read_text())
+    text = message.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")
+    html = message.get_body(preferencelist=("html",)).get_content()
+    assert f"The run in Dagster: http://127.0.0.1:{ports['dagster_port']}/runs/" in text
+    assert f"needs a person: http://127.0.0.1:{ports['receiver_port']}/review/conflicts" in text
+    assert "WARP contact email (contact_email)" in text and re.search(r"^THE LAST \d* ?RUNS?$", text, re.M)
+    receiver = f"http://127.0.0.1:{ports['receiver_port']}"
+    assert f'href="{receiver}/review/customers/' in html
+    assert 'href="https://app.hubspot.com/contacts/' in html
+    assert "_WINS" not in text and "_CHANGED" not in text  # reasons in words, not codes

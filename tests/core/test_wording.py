@@ -43,3 +43,18 @@ def test_every_count_of_the_report_has_a_label_from_the_one_table() -> None:
     for label in COUNT_LABELS.values():
         assert label in rendered.text
     assert "hubspot" not in rendered.text.replace("HubSpot", "")  # no lower-case system names in the labels
+
+
+def test_every_mapped_field_reads_as_its_hubspot_label_and_warp_name() -> None:
+    from warp_sync_pipeline.core.fields import SEEDED_RULES
+    from warp_sync_pipeline.core.wording import HUBSPOT_LABELS, RESOLUTION_PHRASES, field_label
+
+    for rule in SEEDED_RULES:
+        assert rule.hubspot_property in HUBSPOT_LABELS, rule
+        assert field_label(rule.warp_field) == f"{HUBSPOT_LABELS[rule.hubspot_property]} ({rule.warp_field})"
+    assert field_label("credit_limit") == "WARP credit limit (credit_limit)"
+    assert field_label("phone", "phone") == "phone (phone)"  # a property warp-sync has no label for, by name
+    from warp_sync_pipeline.core.conflicts import SIDES_AGREE
+    from warp_sync_pipeline.core.review import Choice
+
+    assert {c.value for c in Choice} | {SIDES_AGREE} <= set(RESOLUTION_PHRASES)
