@@ -394,3 +394,23 @@ def test_conflicts_and_customers_link_their_hubspot_record(client, tokens, make_
     customer = client.get(f"/review/customers/{made.customer_id}").get_data(as_text=True)
     assert f'href="{record}"' in customer
     assert str(made.customer_id) not in customer.replace(f"/review/customers/{made.customer_id}", "")
+
+
+def test_the_history_says_what_happened_to_a_conflict(client, tokens, make_conflict, engine) -> None:
+    made = make_conflict("contact_email")
+    with engine.begin() as conn:  # the audit row the nightly writes when it opens a conflict (warp_apply)
+        log_sync(conn, SyncLogEntry(
+            trigger=Trigger.RECONCILIATION, outcome=Outcome.CONFLICT, customer_id=made.customer_id,
+            warp_field="contact_email", hubspot_property="warp_contact_email", old_value="finance@acme.example",
+            new_value="ap@acme.example", action="OPEN_CONFLICT", reason="CONFLICT_MANUAL_REVIEW",
+            details={"conflict_id": made.id, "opened": True}, run_id="run-77aa"))
+    api = client.application.test_client()
+    api.post(f"/v1/conflicts/{made.id}/resolve", json={"choice": "hubspot", "expected_version": made.version},
+             headers=bearer(tokens.both))
+    sign_in(client, tokens.both)
+    history = client.get(f"/review/customers/{made.customer_id}").get_data(as_text=True).split('id="history"')[1]
+    opened = (f'Conflict #{made.id} opened: WARP has <span class="value">finance@acme.example</span>, HubSpot has '
+              '<span class="value">ap@acme.example</span>.')
+    assert opened in history
+    assert f"Conflict #{made.id} resolved by dave:" in history
+    assert "→ <span class=\"value\">(none)</span>" not in history  # a conflict is not a value cleared
