@@ -180,6 +180,10 @@ from warp_sync_pipeline.cli_reconcile import demo_seed, reconcile  # noqa: E402
 main.add_command(reconcile)
 main.add_command(demo_seed)
 
+from warp_sync_pipeline.cli_rules import rules  # noqa: E402
+
+main.add_command(rules)
+
 
 if __name__ == "__main__":
     main()

@@ -42,7 +42,10 @@ def _fail(message: str, code: int = 2) -> None:
 @click.option("--allow-mass-write", is_flag=True,
               help="Let this run write even when the plan would change more than the brake allows.")
 @click.option("--no-follow", is_flag=True, help="Submit the run and print its id; do not wait for it.")
-def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool) -> None:
+@click.option("--rule-draft", default=None, metavar="NAME",
+              help="Preview rule draft NAME (`warp-sync rules draft`): a dry run whose report compares the draft's "
+                   "plan with the live rules' on the same pull.")
+def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool, rule_draft: str | None) -> None:
     """Submit a run of the reconciliation job to the Dagster run queue and follow it to its end.
 
     The run is built from the code location (WARP_DAGSTER_WORKSPACE, else the local stack's while its code server
@@ -56,7 +59,7 @@ def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool) -> None:
 
     from warp_sync_pipeline.core.db import make_engine
     from warp_sync_pipeline.devstack.runtime import ensure_runtime
-    from warp_sync_pipeline.runs import DRY_RUN_TAG, RECONCILIATION_JOB_NAME, STARTED_FROM_TAG
+    from warp_sync_pipeline.runs import DRY_RUN_TAG, RECONCILIATION_JOB_NAME, RULE_DRAFT_TAG, STARTED_FROM_TAG
     from warp_sync_pipeline.shell_runs import ShellRunError, daemon_problem, launch
 
     try:
@@ -67,8 +70,14 @@ def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool) -> None:
     if not workspace.is_file():
         _fail(f"WARP_DAGSTER_WORKSPACE: no workspace file at {workspace}")
     run_id = str(uuid.uuid4())
-    config = {"resources": {"reconciliation": {"config": {"dry_run": dry_run, "allow_mass_write": allow_mass_write}}}}
-    click.echo(f"==> reconciliation{' (dry run)' if dry_run else ''}{' allowing mass writes' if allow_mass_write else ''}")
+    dry_run = dry_run or rule_draft is not None  # a preview never writes
+    settings: dict[str, Any] = {"dry_run": dry_run, "allow_mass_write": allow_mass_write}
+    tags = {DRY_RUN_TAG: "true" if dry_run else "false", STARTED_FROM_TAG: "shell"}
+    if rule_draft:
+        settings["rule_draft"], tags[RULE_DRAFT_TAG] = rule_draft, rule_draft
+    config = {"resources": {"reconciliation": {"config": settings}}}
+    click.echo(f"==> reconciliation{' (dry run)' if dry_run else ''}{' allowing mass writes' if allow_mass_write else ''}"
+               f"{f' previewing rule draft {rule_draft}' if rule_draft else ''}")
     with dg.DagsterInstance.get() as instance:
         problem = daemon_problem(instance)
         if problem:
@@ -76,8 +85,7 @@ def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool) -> None:
                   f"`dagster-daemon run -w {workspace}` with this DAGSTER_HOME")
         started = time.monotonic()
         try:
-            launch(workspace, RECONCILIATION_JOB_NAME, run_id=run_id, run_config=config,
-                   tags={DRY_RUN_TAG: "true" if dry_run else "false", STARTED_FROM_TAG: "shell"})
+            launch(workspace, RECONCILIATION_JOB_NAME, run_id=run_id, run_config=config, tags=tags)
         except ShellRunError as exc:
             _fail(str(exc))
         click.echo(f"    run {run_id} submitted to the run queue: {_dagster_ui()}/runs/{run_id}")
@@ -154,6 +162,20 @@ def _finish(instance: Any, engine: Any, run_id: str, status: Any, seconds: float
     report = Report.read(record.report) if record and record.report else None
     email = materialization_metadata(instance, run_id, "reconciliation_report").get("email", "unknown")
     _print_summary(run_id, record.status if record else "unknown", report, str(email), seconds)
+    _print_preview(engine, run_id)
+
+
+def _print_preview(engine: Any, run_id: str) -> None:
+    """What a run under a rule draft found: per field, the live rules' counts beside the draft's."""
+    from warp_sync_pipeline.cli_rules import preview_lines
+    from warp_sync_pipeline.core.rule_drafts import preview_of_run
+
+    stored = preview_of_run(engine, run_id)
+    if stored is None:
+        return
+    click.echo(f"rule draft {stored.summary.get('draft')}: live rules -> draft, on this run's pull")
+    for line in preview_lines(stored.summary):
+        click.echo(f"    {line}")
 
 
 def _print_summary(run_id: str, status: str, report: Report | None, email: str, seconds: float) -> None:

@@ -23,6 +23,8 @@ RECONCILIATION_JOB_NAME = "reconciliation_job"
 REQUEST_TAG = "warp/reconcile-request"
 # "true" when the run is a dry run (mirrors the run's dry_run resource, for filtering).
 DRY_RUN_TAG = "warp/dry-run"
+# The rule draft a run previews (core/rule_drafts.py): such a run is always a dry run, whatever its config says.
+RULE_DRAFT_TAG = "warp/rule-draft"
 # "shell" on runs that `warp-sync reconcile` submitted (for filtering the run list).
 STARTED_FROM_TAG = "warp/started-from"
 ONBOARDING_FLOW = "onboarding"

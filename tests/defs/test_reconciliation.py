@@ -262,3 +262,41 @@ def test_a_mapping_changed_between_the_two_pulls_stops_the_diff(
     assert not second.success
     [failure] = [e for e in second.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "RULES_CHANGED_MID_RUN" in failure.step_failure_data.error.message
+
+
+def test_a_run_under_a_rule_draft_is_a_dry_run_that_compares_both_plans_on_one_pull(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, smtp_server: SmtpCatcher,
+    demo: SeededDemo, tmp_path: Path,
+) -> None:
+    from warp_sync_pipeline.core.rule_drafts import create_draft, preview_of_run, set_rule
+
+    create_draft(engine, "email-warp-wins", "ana")
+    # The demo's contact_email is MANUAL: under WARP_WINS its conflicts become writes to HubSpot.
+    set_rule(engine, "email-warp-wins", "contact_email", strategy="WARP_WINS")
+    before = _snapshot(engine, sandbox)
+    settings = ReconciliationSettings(rule_draft="email-warp-wins")  # no dry_run: the draft makes it one
+    result = _materialize(instance, _resources(database_url, sandbox, smtp_server, tmp_path, settings))
+    assert result.success
+    assert _snapshot(engine, sandbox) == before  # nothing written, whatever the config said
+    tags = instance.get_run_by_id(result.run_id).tags
+    assert tags["warp/dry-run"] == "true" and tags["warp/rule-draft"] == "email-warp-wins"
+
+    stored = preview_of_run(engine, result.run_id)
+    email_field = stored.summary["fields"]["contact_email"]
+    live_conflicts = email_field["live"]["conflicts"]
+    assert live_conflicts > 0 and email_field["draft"]["conflicts"] == 0
+    assert email_field["draft"]["to_hubspot"] == email_field["live"]["to_hubspot"] + live_conflicts
+    moved = [r for r in stored.summary["records"] if r["field"] == "contact_email"]
+    assert len(moved) == live_conflicts and {(r["live"], r["draft"]) for r in moved} == {
+        ("OPEN_CONFLICT", "WRITE_TO_HUBSPOT")}
+    # Other fields are treated alike by both rule sets.
+    assert stored.summary["records_total"] == live_conflicts
+
+    [preview] = result.asset_materializations_for_node("rule_draft_preview")
+    markdown = preview.metadata["preview"].value
+    assert "contact_email: warp_contact_email, BIDIRECTIONAL, MANUAL -> " in markdown
+    assert "@" not in markdown  # counts only in Dagster's event log: no values
+    [message] = smtp_server.wait_for(1)
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "RECORDS RULE DRAFT EMAIL-WARP-WINS WOULD TREAT DIFFERENTLY" in text
+    assert "a conflict for a person" in text and "written to HubSpot: " in text

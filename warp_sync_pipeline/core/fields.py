@@ -7,7 +7,7 @@ one warp-sync has no type for). Callers report failures in WARP's names: `FieldR
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -129,9 +129,8 @@ SEEDED_RULES: tuple[FieldRule, ...] = (
 )
 
 
-def load_rules(conn: sa.Connection) -> FieldRules:
-    """Read `hubspot_field_mappings` into typed rules; raise FieldRuleError naming every unusable row."""
-    columns = set(
+def customer_columns(conn: sa.Connection) -> set[str]:
+    return set(
         conn.execute(
             sa.text(
                 "SELECT column_name FROM information_schema.columns "
@@ -139,6 +138,10 @@ def load_rules(conn: sa.Connection) -> FieldRules:
             )
         ).scalars()
     )
+
+
+def load_rules(conn: sa.Connection) -> FieldRules:
+    """Read `hubspot_field_mappings` into typed rules; raise FieldRuleError naming every unusable row."""
     rows = conn.execute(
         sa.text(
             "SELECT warp_field, hubspot_property, direction, strategy, "
@@ -146,6 +149,12 @@ def load_rules(conn: sa.Connection) -> FieldRules:
             "FROM hubspot_field_mappings ORDER BY warp_field"
         )
     ).all()
+    return rules_from_rows(rows, customer_columns(conn))
+
+
+def rules_from_rows(rows: Iterable[Sequence[object]], columns: set[str]) -> FieldRules:
+    """Rows of (warp_field, hubspot_property, direction, strategy, watched_since) as typed rules, each checked
+    against the `customers` columns; FieldRuleError names every unusable row (the live table's and a draft's)."""
     problems: list[str] = []
     rules: list[FieldRule] = []
     for warp_field, hubspot_property, direction, strategy, watched_since in rows:
@@ -156,7 +165,8 @@ def load_rules(conn: sa.Connection) -> FieldRules:
             problems.append(f"{warp_field!r} is not a field warp-sync can sync")
             continue
         try:
-            rule = FieldRule(warp_field, hubspot_property, Direction(direction), Strategy(strategy), watched_since)
+            rule = FieldRule(str(warp_field), str(hubspot_property), Direction(direction), Strategy(strategy),
+                             watched_since if isinstance(watched_since, datetime) else None)
         except ValueError as exc:
             problems.append(f"{warp_field!r}: {exc}")
             continue

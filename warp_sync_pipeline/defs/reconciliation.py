@@ -12,6 +12,7 @@ tagged as a dry run is a dry run whatever its config says (the safe reading of a
 
 # No `from __future__ import annotations`: Dagster reads the assets' parameter annotations at definition.
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +41,7 @@ from warp_sync_pipeline.core.reconcile import (
 from warp_sync_pipeline.core.reconcile.diff import duplicate_bans
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_COUNTS,
+    ATTR_DRAFT_RULES,
     ATTR_RULES,
     BAN,
     COMPANY_ID,
@@ -47,11 +49,18 @@ from warp_sync_pipeline.core.reconcile.frames import (
     CUSTOMER_SIDE_ORPHANS,
     KIND,
     MATCH,
+    draft_rules_from_attr,
     rules_from_attr,
     rules_to_attr,
 )
 from warp_sync_pipeline.core.reconcile.options import BRAKED, DEFAULT_WARP_PAGE_SIZE
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
+from warp_sync_pipeline.core.reconcile.preview import (
+    RulePreview,
+    preview_draft,
+    preview_markdown,
+    rules_for_pull,
+)
 from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom, pulled_at
 from warp_sync_pipeline.core.reconcile.report import REPORT_MAX_ROWS
 from warp_sync_pipeline.core.reconcile.results import Report, TrendPoint, WriteBackSummary
@@ -62,6 +71,13 @@ from warp_sync_pipeline.core.reconciliation_runs import (
     record_email_outcome,
     record_progress,
     start_run,
+)
+from warp_sync_pipeline.core.rule_drafts import (
+    RuleDraftError,
+    draft_rules,
+    get_draft,
+    live_rules,
+    record_preview,
 )
 from warp_sync_pipeline.core.settings import SettingsError, load_settings
 from warp_sync_pipeline.core.web_links import WebLinks, web_links
@@ -81,6 +97,7 @@ from warp_sync_pipeline.runs import (
     FLOW_TAG,
     RECONCILIATION_FLOW,
     RECONCILIATION_JOB_NAME,
+    RULE_DRAFT_TAG,
     dry_run_from_tags,
     max_runtime_tags,
     request_id_from_tags,
@@ -132,14 +149,22 @@ class ReconciliationSettings(dg.ConfigurableResource):
         default=None,
         description="Create a HubSpot company for each customer without one; the creates count toward the brake "
                     "(unset: WARP_RECONCILE_CREATE_MISSING).")
+    rule_draft: str | None = Field(
+        default=None,
+        description="Preview this open rule draft (`warp-sync rules draft ...`): the run is a dry run, and its report "
+                    "compares the draft's plan with the live rules' on the same pull.")
+
+    def draft_name(self, run_tags: dict[str, str]) -> str | None:
+        return self.rule_draft or run_tags.get(RULE_DRAFT_TAG) or None
 
     def options(self, run_tags: dict[str, str]) -> ReconcileOptions:
-        """This run's options: what the run config set, else the WARP_RECONCILE_* settings."""
+        """This run's options: what the run config set, else the WARP_RECONCILE_* settings. A run under a rule
+        draft is a dry run, whatever else it says."""
         configured = {"max_change_share": self.max_change_share, "max_drift_share": self.max_drift_share,
                       "max_plan_age_hours": self.max_plan_age_hours, "warp_chunk_size": self.warp_chunk_size,
                       "create_missing": self.create_missing_companies}
         return ReconcileOptions.from_env(
-            dry_run=self.dry_run or dry_run_from_tags(run_tags),
+            dry_run=self.dry_run or dry_run_from_tags(run_tags) or self.draft_name(run_tags) is not None,
             allow_mass_write=self.allow_mass_write,
             warp_page_size=self.warp_page_size,
             **{name: value for name, value in configured.items() if value is not None},
@@ -183,15 +208,41 @@ def _begin(context: dg.AssetExecutionContext, db: DatabaseResource, settings: Re
     options = settings.options(dict(run.tags))
     start_run(db.engine, run.run_id, request_id_from_tags(run.tags), options.dry_run)
     wanted = {FLOW_TAG: RECONCILIATION_FLOW, DRY_RUN_TAG: "true" if options.dry_run else "false"}
+    draft = settings.draft_name(dict(run.tags))
+    if draft:
+        wanted[RULE_DRAFT_TAG] = draft
     missing = {key: value for key, value in wanted.items() if run.tags.get(key) != value}
     if missing:
         context.instance.add_run_tags(run.run_id, missing)
     return options
 
 
-def _rules(db: DatabaseResource) -> FieldRules:
+@dataclass(frozen=True)
+class _RunRules:
+    live: FieldRules
+    draft: FieldRules | None  # a previewed draft's rules
+    pull: FieldRules  # what the pulls read: the live rules', and the draft's too
+
+    def mark(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The pulled frame labelled with the rules each step follows (the live rules decide the run's plan)."""
+        frame.attrs[ATTR_RULES] = rules_to_attr(self.live)
+        if self.draft is not None:
+            frame.attrs[ATTR_DRAFT_RULES] = rules_to_attr(self.draft)
+        return frame
+
+
+def _rules(context: dg.AssetExecutionContext, db: DatabaseResource,
+           settings: ReconciliationSettings) -> _RunRules:
+    draft_name = settings.draft_name(dict(context.run.tags))
     with db.engine.connect() as conn:
-        return load_rules(conn)
+        live = load_rules(conn)
+        if draft_name is None:
+            return _RunRules(live, None, live)
+        try:
+            draft = draft_rules(conn, get_draft(conn, draft_name))
+        except RuleDraftError as exc:
+            raise dg.Failure(description=f"{exc.code}: {exc.message}") from exc
+    return _RunRules(live, draft, rules_for_pull(live, draft))
 
 
 def _numbers(counts: dict[str, Any]) -> dict[str, Any]:
@@ -287,11 +338,11 @@ def warp_customers(
     """Every WARP customer with its mapped fields (as stored), HubSpot link, field state and per-field change
     times, read in keyset pages from one consistent snapshot."""
     options = _begin(context, db, reconciliation)
-    rules = _rules(db)
-    frame = pull_warp_customers(db.engine, rules, page_size=options.warp_page_size,
-                                progress=_progress(context, db, "warp_pull"))
+    rules = _rules(context, db, reconciliation)
+    frame = rules.mark(pull_warp_customers(db.engine, rules.pull, page_size=options.warp_page_size,
+                                           progress=_progress(context, db, "warp_pull")))
     return dg.MaterializeResult(value=frame, metadata={
-        "dagster/row_count": len(frame), "pulled_at": _timestamp(frame), "fields": len(rules),
+        "dagster/row_count": len(frame), "pulled_at": _timestamp(frame), "fields": len(rules.pull),
         "dagster/column_schema": _column_schema(frame),
     })
 
@@ -305,14 +356,13 @@ def hubspot_companies(
     """Every active HubSpot company with only the properties warp-sync maps, listed 100 a page and streamed
     page by page (progress in the run log)."""
     _begin(context, db, reconciliation)
-    rules = _rules(db)
+    rules = _rules(context, db, reconciliation)
     try:
         check_daily_headroom(db.engine, hubspot.client.budget)
     except DailyQuotaTooLow as exc:
         raise dg.Failure(description=str(exc)) from exc
-    frame = pull_hubspot_companies(hubspot.client, hubspot_properties(rules),
-                                   progress=_progress(context, db, "hubspot_pull"))
-    frame.attrs[ATTR_RULES] = rules_to_attr(rules)
+    frame = rules.mark(pull_hubspot_companies(hubspot.client, hubspot_properties(rules.pull),
+                                              progress=_progress(context, db, "hubspot_pull")))
     check = _unique_ban_check(db, duplicate_bans(frame))
     return dg.MaterializeResult(value=frame, check_results=_recorded(context, db, check), metadata={
         "dagster/row_count": len(frame), "pulled_at": _timestamp(frame),
@@ -354,7 +404,8 @@ def field_differences(
     differ (or whose agreed value must be recorded), the orphans and the duplicates."""
     options = reconciliation.options(dict(context.run.tags))
     rules = rules_from_attr(warp_customers)
-    if rules_from_attr(hubspot_companies) != rules:
+    if rules_from_attr(hubspot_companies) != rules or (
+            draft_rules_from_attr(hubspot_companies) != draft_rules_from_attr(warp_customers)):
         # The mapping changed between the two pulls: the frames do not describe the same fields.
         raise dg.Failure(description="The field mapping changed between the WARP and the HubSpot pull "
                                      "(RULES_CHANGED_MID_RUN); run the reconciliation again.")
@@ -422,6 +473,39 @@ def reconciliation_plan(
     })
 
 
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"pandas"}, io_manager_key=IO_MANAGER)
+def rule_draft_preview(
+    context: dg.AssetExecutionContext, warp_customers: pd.DataFrame, hubspot_companies: pd.DataFrame,
+    field_differences: pd.DataFrame, hubspot_property_history: pd.DataFrame, reconciliation_plan: pd.DataFrame,
+    db: DatabaseResource, hubspot: HubSpotResource, reconciliation: ReconciliationSettings,
+) -> dg.MaterializeResult[dict]:
+    """In a run under a rule draft (a dry run): the draft's plan from the same pulled frames, beside the live rules'
+    plan, per field and reason, and the records the draft would treat differently; kept for the review pages.
+    In any other run, nothing to compare."""
+    draft = draft_rules_from_attr(warp_customers)
+    if draft is None:
+        return dg.MaterializeResult(value={}, metadata={"rule_draft": "none"})
+    name = reconciliation.draft_name(dict(context.run.tags)) or ""
+    if draft_rules_from_attr(hubspot_companies) != draft:
+        raise dg.Failure(description="The rule draft changed between the WARP and the HubSpot pull "
+                                     "(RULES_CHANGED_MID_RUN); run the preview again.")
+    live = rules_from_attr(reconciliation_plan)
+    with db.engine.connect() as conn:
+        changed = get_draft(conn, name, any_status=True).changes(live_rules(conn))
+    preview = preview_draft(
+        name, changed, warp=warp_customers, hubspot=hubspot_companies, live_differences=field_differences,
+        live_history=hubspot_property_history, live_plan=reconciliation_plan, live=live, draft=draft,
+        fetch_history=lambda ids, props: fetch_property_history(hubspot.client, ids, props))
+    record_preview(db.engine, name, context.run.run_id, preview)
+    return dg.MaterializeResult(value=preview.to_json(), metadata={
+        "rule_draft": name,
+        # Counts only: which records and values is for the review pages and the email.
+        "preview": dg.MetadataValue.md(preview_markdown(preview)),
+        "records_treated_differently": preview.records_total,
+        **{f"{side}_{label}": value for side, totals in preview.totals.items() for label, value in totals.items()},
+    })
+
+
 @dg.asset(group_name=GROUP, **CATALOG, kinds={"hubspot"}, io_manager_key=IO_MANAGER,
           check_specs=[HUBSPOT_WRITEBACK_WITHOUT_ERRORS], metadata=WRITES_HUBSPOT)
 def hubspot_writeback(
@@ -472,8 +556,8 @@ def warp_writeback(
               fail_window=timedelta(hours=load_settings().reconcile_freshness_hours)))
 def reconciliation_report(
     context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, hubspot_writeback: WriteBackSummary,
-    warp_writeback: WriteBackSummary, db: DatabaseResource, email: EmailResource, hubspot: HubSpotResource,
-    reconciliation: ReconciliationSettings,
+    warp_writeback: WriteBackSummary, rule_draft_preview: dict, db: DatabaseResource, email: EmailResource,
+    hubspot: HubSpotResource, reconciliation: ReconciliationSettings,
 ):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
     """Counts, the changes made each way, skipped rows, conflicts, orphans, duplicates and errors: stored in
     hubspot_reconciliation_runs, shown here as Markdown (counts also as numbers, charted across runs), and
@@ -485,6 +569,7 @@ def reconciliation_report(
     whole = build_report(
         run_id=run_id, dry_run=options.dry_run, plan=reconciliation_plan, hubspot=hubspot_writeback,
         warp=warp_writeback, started_at=record.started_at if record else None, finished_at=datetime.now(UTC),
+        preview=RulePreview.from_json(rule_draft_preview) if rule_draft_preview else None,
     )
     report = whole.capped(REPORT_MAX_ROWS)  # the run row and the asset's value; the email attaches the whole tables
     braked = BRAKED in (hubspot_writeback.status, warp_writeback.status)
@@ -526,7 +611,7 @@ def _send(context: dg.AssetExecutionContext, email: EmailResource, report: Repor
 
 RECONCILIATION_ASSETS = [
     warp_customers, hubspot_companies, field_differences, hubspot_property_history, reconciliation_plan,
-    hubspot_writeback, warp_writeback, reconciliation_report,
+    rule_draft_preview, hubspot_writeback, warp_writeback, reconciliation_report,
 ]
 
 reconciliation_job = dg.define_asset_job(

@@ -104,6 +104,7 @@ ATTR_PLANNED_AT = "planned_at"
 ATTR_COUNTS = "counts"
 ATTR_BRAKE = "brake"
 ATTR_RULES = "rules"  # the field rules the run started with, so every step follows the same ones
+ATTR_DRAFT_RULES = "draft_rules"  # a run under a rule draft (a dry run): the draft's rules, previewed beside them
 
 
 def now_utc() -> datetime:
@@ -161,6 +162,12 @@ def jsonable_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
 def rules_to_attr(rules: FieldRules) -> list[list[str | None]]:
     return [[r.warp_field, r.hubspot_property, r.direction.value, r.strategy.value,
              None if r.watched_since is None else iso(r.watched_since)] for r in rules.values()]
+
+
+def draft_rules_from_attr(frame: pd.DataFrame) -> FieldRules | None:
+    """The rule draft a run previews (None: a run under the live rules only)."""
+    raw = frame.attrs.get(ATTR_DRAFT_RULES)
+    return FieldRules(_rule_from_attr(*item) for item in raw) if raw else None
 
 
 def rules_from_attr(frame: pd.DataFrame) -> FieldRules:

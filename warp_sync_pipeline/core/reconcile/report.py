@@ -44,6 +44,7 @@ from warp_sync_pipeline.core.reconcile.plan import (
     REASON,
     WARP_RAW_VALUE,
 )
+from warp_sync_pipeline.core.reconcile.preview import NO_CHANGE, OUTCOMES, RulePreview
 from warp_sync_pipeline.core.reconcile.results import (
     APPLIED,
     NOT_WRITTEN,
@@ -258,6 +259,38 @@ def report_sections(seen: _Outcomes, dry_run: bool) -> list[ReportSection]:
     ]
 
 
+# How a plan treats a record, as the preview's columns say it (codes of core.decision.Action, and none).
+OUTCOME_WORDS = {"WRITE_TO_HUBSPOT": "written to HubSpot", "WRITE_TO_WARP": "written to WARP",
+                 "OPEN_CONFLICT": "a conflict for a person", "SKIP_INVALID": "not copied (invalid)",
+                 NO_CHANGE: "left as it is"}
+
+
+def preview_sections(preview: RulePreview) -> list[ReportSection]:
+    """A rule draft's preview: per field, what each rule set would do; then the records it would treat
+    differently (with the value each would write)."""
+    per_field = [[name, *(f"{sides['live'][label]:,} / {sides['draft'][label]:,}" for label, _ in OUTCOMES)]
+                 for name, sides in preview.fields.items()]
+    moved = [[r["ban"], r["field"], _outcome(r["live"], r["live_value"]), _outcome(r["draft"], r["draft_value"]),
+              r["draft_reason"] or r["live_reason"]] for r in preview.records]
+    changed = "; ".join(preview.changed_rules) or "the draft's rules equal the live ones"
+    return [
+        ReportSection(title=f"Rule draft {preview.draft_name}: per field, live rules / draft",
+                      columns=["Field", "To HubSpot", "To WARP", "Conflicts", "Cannot copy"], rows=per_field,
+                      total_rows=len(per_field), note=f"The draft changes: {changed}. Both plans come from this "
+                                                      "run's pull; nothing was written."),
+        ReportSection(title=f"Records rule draft {preview.draft_name} would treat differently",
+                      columns=["BAN", "Field", "Live rules", "Draft", "Reason"], rows=moved,
+                      total_rows=preview.records_total, personal=["Live rules", "Draft"],
+                      link_columns={"BAN": CUSTOMER},
+                      keys=[{CUSTOMER: r["customer_id"]} if r.get("customer_id") else {} for r in preview.records]),
+    ]
+
+
+def _outcome(action: str, value: str | None) -> str:
+    words = OUTCOME_WORDS.get(action, action)
+    return f"{words}: {value}" if value is not None and action in ("WRITE_TO_HUBSPOT", "WRITE_TO_WARP") else words
+
+
 def build_report(
     *,
     run_id: str,
@@ -267,11 +300,18 @@ def build_report(
     warp: WriteBackSummary,
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
+    preview: RulePreview | None = None,
 ) -> Report:
     """The report from the plan and the two write-back summaries: counts, warnings (alerts and notes) and
-    sections, each built by a function of its own from one reading of the outcomes."""
+    sections, each built by a function of its own from one reading of the outcomes; a rule draft's preview
+    first when the run previewed one."""
     seen = _Outcomes.read(plan, hubspot, warp)
     alerts, notes = report_warnings(seen, hubspot, warp, dry_run)
+    sections = report_sections(seen, dry_run)
+    if preview is not None:
+        notes.insert(0, f"A preview of rule draft {preview.draft_name}: the counts and changes below are the live "
+                        f"rules'; the draft would treat {preview.records_total:,} records differently.")
+        sections = preview_sections(preview) + sections
     return Report(run_id=run_id, dry_run=dry_run, status="succeeded", counts=report_counts(seen, hubspot, warp),
-                  alerts=alerts, notes=notes, sections=report_sections(seen, dry_run), started_at=started_at,
+                  alerts=alerts, notes=notes, sections=sections, started_at=started_at,
                   finished_at=finished_at)
