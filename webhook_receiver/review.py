@@ -60,6 +60,8 @@ from warp_sync_pipeline.core.onboarding.previews import (
     measured_precision,
     sample_rows,
 )
+from warp_sync_pipeline.core.reconcile.preview import RulePreview
+from warp_sync_pipeline.core.reconcile.report import OUTCOME_WORDS
 from warp_sync_pipeline.core.review import (
     HISTORY_LIMIT_DEFAULT,
     ConflictChanged,
@@ -73,6 +75,17 @@ from warp_sync_pipeline.core.review import (
     parse_version,
     resolve_conflict,
     session_principal,
+)
+from warp_sync_pipeline.core.rule_drafts import (
+    RuleDraftError,
+    draft_previews,
+    draft_rules,
+    get_draft,
+    list_drafts,
+    live_rules,
+    publish_draft,
+    roll_back,
+    rule_versions,
 )
 from warp_sync_pipeline.core.wording import field_label, reason_sentence, resolution_phrase
 from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_settings
@@ -525,3 +538,68 @@ def link_action(customer_id: str, action: str) -> Any:
     log.info("link of %s: %s by %s", customer, action, actor)
     flash(message, "success")
     return redirect(url_for("review.link_case", customer_id=customer), code=303)
+
+
+# --- rule drafts (admin) -----------------------------------------------------------------------------------------
+
+
+@bp.get("/rules")
+@page_requires("rules:read")
+def rules_page() -> Any:
+    engine = _engine()
+    with engine.connect() as conn:
+        live = live_rules(conn)
+    drafts = list_drafts(engine)
+    return render_template("review/rules.html", live=live, drafts=drafts, versions=rule_versions(engine, limit=20),
+                           changes={d.id: d.changes(live) for d in drafts},
+                           messages=get_flashed_messages(with_categories=True))
+
+
+@bp.get("/rules/<name>")
+@page_requires("rules:read")
+def rule_draft_page(name: str) -> Any:
+    engine = _engine()
+    try:
+        with engine.connect() as conn:
+            draft = get_draft(conn, name, any_status=True)
+            live = live_rules(conn)
+            try:
+                draft_rules(conn, draft)
+                problem = None
+            except RuleDraftError as exc:
+                problem = exc.message
+    except RuleDraftError as exc:
+        return error_page(404, exc.code, exc.message)
+    previews = draft_previews(engine, name)
+    preview = RulePreview.from_json(previews[0].summary) if previews else None
+    return render_template("review/rule_draft.html", draft=draft, changes=draft.changes(live), problem=problem,
+                           preview=preview, latest=previews[0] if previews else None, outcomes=OUTCOME_WORDS,
+                           messages=get_flashed_messages(with_categories=True))
+
+
+@bp.post("/rules/<name>/publish")
+@page_requires("rules:publish")
+def rule_draft_publish(name: str) -> Any:
+    try:
+        done = publish_draft(_engine(), name, g.principal.name)
+    except RuleDraftError as exc:
+        flash(f"Draft {name} was not published ({exc.code}): {exc.message}", "error")
+        return redirect(url_for("review.rule_draft_page", name=name), code=303)
+    log.info("rule draft %s published by %s (version %s kept)", name, g.principal.name, done.version_id)
+    flash(f"Draft {name} published: every flow follows it now. The rules it replaced are kept as version "
+          f"{done.version_id}.", "success")
+    return redirect(url_for("review.rules_page"), code=303)
+
+
+@bp.post("/rules/rollback/<int:version_id>")
+@page_requires("rules:publish")
+def rules_rollback(version_id: int) -> Any:
+    try:
+        done = roll_back(_engine(), g.principal.name, version_id)
+    except RuleDraftError as exc:
+        flash(f"Not rolled back ({exc.code}): {exc.message}", "error")
+        return redirect(url_for("review.rules_page"), code=303)
+    log.info("rules rolled back to version %s by %s", version_id, g.principal.name)
+    flash(f"Rules rolled back to version {version_id}; the rules replaced are kept as version {done.version_id}.",
+          "success")
+    return redirect(url_for("review.rules_page"), code=303)

@@ -41,6 +41,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "onboarding:read": frozenset({Role.ADMIN}),
     "onboarding:approve": frozenset({Role.ADMIN}),
     "links:manage": frozenset({Role.ADMIN}),
+    "rules:read": frozenset({Role.ADMIN}),
+    "rules:publish": frozenset({Role.ADMIN}),
 }
 
 
