@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_reconcile.py diff [--customers 1000000] [--scalar-sample 20000] [--repeat 3]
     .venv/bin/python bench/bench_reconcile.py e2e  [--customers 100000]
+    .venv/bin/python bench/bench_reconcile.py preview [--customers 1000000] [--repeat 5]
 
 diff: diff and plan (compute_differences + build_plan) for --customers customers x 8 fields, from two DataFrames
 built exactly as the pull assets hold them (WARP's `column::text`, HubSpot's strings: amounts as HubSpot keeps
@@ -32,6 +33,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,9 +137,11 @@ def _forms(field: str, ids: np.ndarray) -> tuple[pd.Series, pd.Series, pd.Series
     return text, text, text
 
 
-def build_pulls(n: int, seed: int = 11, drift: float = 0.052, aligned: bool = True
+def build_pulls(n: int, seed: int = 11, drift: float = 0.052, aligned: bool = True, rules: FieldRules | None = None
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """`drift`: share of each field's values that differ in some way (the mix below, scaled)."""
+    """`drift`: share of each field's values that differ in some way (the mix below, scaled). `rules`: what the
+    pull serves (default RULES; a preview's pull reads change times for the draft's LATEST_WINS fields too)."""
+    rules = rules or RULES
     rng = np.random.default_rng(seed)
     base = np.arange(n, dtype=np.int64) * 4
     company_ids = _s(40_000_000_001 + np.arange(n))
@@ -154,7 +158,7 @@ def build_pulls(n: int, seed: int = 11, drift: float = 0.052, aligned: bool = Tr
         CUSTOMER_CREATED_AT: times(3_600_000),
     }
     hubspot: dict[str, pd.Series] = {COMPANY_ID: company_ids, COMPANY_UPDATED_AT: times(86_400_000)}
-    for field, rule in RULES.items():
+    for field, rule in rules.items():
         roll = rng.random(n) * (0.052 / drift)  # per 5.2%: 2% WARP only, 2% HubSpot only, 0.5% both, ...
         warp_moved = (roll < 0.02) | ((roll >= 0.04) & (roll < 0.045))
         hub_moved = (roll >= 0.02) & (roll < 0.045)
@@ -192,9 +196,14 @@ def build_pulls(n: int, seed: int = 11, drift: float = 0.052, aligned: bool = Tr
     return warp_df, hub_df
 
 
-def synthetic_history(differences: pd.DataFrame) -> pd.DataFrame:
+def synthetic_history(differences: pd.DataFrame, rules: FieldRules | None = None) -> pd.DataFrame:
     """What hubspot_property_history would hold: a change time per needed company and property."""
-    ids, properties = history_needed(differences, RULES)
+    ids, properties = history_needed(differences, rules or RULES)
+    return history_rows(ids, properties)
+
+
+def history_rows(ids: list[str], properties: list[str]) -> pd.DataFrame:
+    """A change time for each of those companies and properties (what HubSpot's history read returns)."""
     rows = [(company, prop) for company in ids for prop in properties]
     return pd.DataFrame({
         COMPANY_ID: pd.Series([c for c, _ in rows], dtype="str"),
@@ -293,6 +302,48 @@ def bench_diff(args: argparse.Namespace) -> None:
     print(f"scalar path row by row: {seconds:.2f} s for {rows:,} customers -> {extrapolated:.1f} s extrapolated to "
           f"{args.customers:,} (same {len(expected):,} plan rows on the sample)")
     print(f"ratio: vectorized {extrapolated / best:.0f}x faster (best), {extrapolated / median:.0f}x (median)")
+
+
+# --- a rule draft's preview ---------------------------------------------------------------------------------
+
+
+def bench_preview(args: argparse.Namespace) -> None:
+    """The live diff + plan (the baseline) and a draft's preview (its own diff + plan from the same frames and the
+    comparison), timed alternately in one run. The draft switches credit_limit from HUBSPOT_WINS to LATEST_WINS
+    and contact_email from LATEST_WINS to MANUAL; the pull serves both (rules_for_pull)."""
+    from warp_sync_pipeline.core.fields import Strategy
+    from warp_sync_pipeline.core.reconcile.preview import preview_draft, rules_for_pull
+
+    draft = FieldRules(replace(rule, strategy={"credit_limit": Strategy.LATEST_WINS,
+                                               "contact_email": Strategy.MANUAL}.get(name, rule.strategy))
+                       for name, rule in RULES.items())
+    print(f"# rule draft preview: Python {platform.python_version()}, pandas {pd.__version__}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    warp, hubspot = build_pulls(args.customers, drift=args.drift, rules=rules_for_pull(RULES, draft))
+    differences = compute_differences(warp, hubspot, RULES)
+    history = synthetic_history(differences)
+    live_plan = build_plan(differences, history, RULES)
+    live_times, preview_times = [], []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        differences = compute_differences(warp, hubspot, RULES)
+        live_plan = build_plan(differences, history, RULES)
+        live_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        preview = preview_draft("bench", [], warp=warp, hubspot=hubspot, live_differences=differences,
+                                live_history=history, live_plan=live_plan, live=RULES, draft=draft,
+                                fetch_history=history_rows)
+        preview_times.append(time.perf_counter() - started)
+    live, previewed = statistics.median(live_times), statistics.median(preview_times)
+    print(f"live diff + plan: median {live:.3f} s ({', '.join(f'{t:.3f}' for t in live_times)})")
+    print(f"draft preview (diff + plan under the draft, history it adds, comparison): median {previewed:.3f} s "
+          f"({', '.join(f'{t:.3f}' for t in preview_times)})")
+    print("  per field, live -> draft: " + "; ".join(
+        f"{name} conflicts {sides['live']['conflicts']:,}->{sides['draft']['conflicts']:,}, to WARP "
+        f"{sides['live']['to_warp']:,}->{sides['draft']['to_warp']:,}" for name, sides in preview.fields.items()
+        if sides["live"] != sides["draft"]))
+    print(f"  records treated differently: {preview.records_total:,}")
+    print(f"ratio: preview / live diff + plan = {previewed / live:.2f} (target at most 2)")
 
 
 # --- end to end ---------------------------------------------------------------------------------------------
@@ -402,8 +453,12 @@ def main() -> None:
                       help="share of each field's values that differ (0.01: ~8%% of customers differ somewhere)")
     e2e = sub.add_parser("e2e")
     e2e.add_argument("--customers", type=int, default=100_000)
+    preview = sub.add_parser("preview")
+    preview.add_argument("--customers", type=int, default=1_000_000)
+    preview.add_argument("--repeat", type=int, default=5)
+    preview.add_argument("--drift", type=float, default=0.01)
     args = parser.parse_args()
-    bench_diff(args) if args.command == "diff" else bench_e2e(args)
+    {"diff": bench_diff, "e2e": bench_e2e, "preview": bench_preview}[args.command](args)
 
 
 if __name__ == "__main__":
