@@ -79,14 +79,22 @@ def draft_create(name: str, note: str, by: str | None) -> None:
 @click.option("--property", "hubspot_property", default=None, help="The HubSpot property (a new field needs it).")
 @click.option("--direction", default=None, type=click.Choice(["WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL"]))
 @click.option("--strategy", default=None, type=click.Choice(["HUBSPOT_WINS", "WARP_WINS", "LATEST_WINS", "MANUAL"]))
+@click.option("--type", "field_type", default=None,
+              type=click.Choice(["string", "email", "enumeration", "amount", "services", "integer", "boolean", "date"]),
+              help="What the field holds (a new field needs it); checked against the customers column.")
+@click.option("--option", "options", multiple=True, help="An enumeration's value or a set's flag (repeatable, in order).")
+@click.option("--scale", type=click.IntRange(0, 6), default=None, help="An amount's decimal places (default 2).")
+@click.option("--minimum", default=None, help="The smallest amount or whole number allowed.")
 def draft_set(name: str, field: str, hubspot_property: str | None, direction: str | None,
-              strategy: str | None) -> None:
-    """Change FIELD's rule in draft NAME, or add FIELD to it."""
+              strategy: str | None, field_type: str | None, options: tuple[str, ...], scale: int | None,
+              minimum: str | None) -> None:
+    """Change FIELD's rule in draft NAME, or add FIELD (a `customers` column) to it."""
     from warp_sync_pipeline.core.rule_drafts import RuleDraftError, set_rule, validate_draft
 
     engine = _engine()
     try:
-        set_rule(engine, name, field, hubspot_property=hubspot_property, direction=direction, strategy=strategy)
+        set_rule(engine, name, field, hubspot_property=hubspot_property, direction=direction, strategy=strategy,
+                 field_type=field_type, options=options or None, scale=scale, minimum=minimum)
         validate_draft(engine, name)
     except RuleDraftError as exc:
         _fail(exc)

@@ -24,7 +24,7 @@ def test_draft_show_publish_and_roll_back_from_the_shell(database_url: str, engi
     code, out = run(database_url, "draft", "set", "credit-latest", "credit_limit", "--strategy", "LATEST_WINS")
     assert code == 0, out
     code, out = run(database_url, "draft", "show", "credit-latest")
-    assert "valid" in out and "credit_limit: warp_credit_limit, BIDIRECTIONAL, HUBSPOT_WINS -> " in out
+    assert "valid" in out and "credit_limit: strategy HUBSPOT_WINS -> LATEST_WINS" in out
     assert "no preview yet: `warp-sync reconcile --rule-draft credit-latest`" in out
     assert strategy(engine, "credit_limit") == "HUBSPOT_WINS"
 

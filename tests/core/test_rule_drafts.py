@@ -37,8 +37,7 @@ def test_a_draft_starts_as_the_live_rules_and_changes_nothing_live(engine: sa.En
     assert strategies(engine) == before  # the live rules are untouched until a publish
     with engine.connect() as conn:
         assert get_draft(conn, "credit-latest").changes(live_rules(conn)) == [
-            "credit_limit: warp_credit_limit, BIDIRECTIONAL, HUBSPOT_WINS -> warp_credit_limit, BIDIRECTIONAL, "
-            "LATEST_WINS"]
+            "credit_limit: strategy HUBSPOT_WINS -> LATEST_WINS"]
     assert validate_draft(engine, "credit-latest")["credit_limit"].strategy is Strategy.LATEST_WINS
     with pytest.raises(RuleDraftError) as taken:
         create_draft(engine, "credit-latest", "bo")
@@ -50,7 +49,7 @@ def test_a_draft_starts_as_the_live_rules_and_changes_nothing_live(engine: sa.En
     ({"warp_field": "status", "strategy": "HUBSPOT_WINS"}, "INVALID_FIELD_MAPPING", "won by the side it flows from"),
     ({"warp_field": "credit_limit", "hubspot_property": "warp_status"}, "INVALID_FIELD_MAPPING",
      "another field of the draft maps to that HubSpot property"),
-    ({"warp_field": "phone_number"}, "VALIDATION_ERROR", "give its hubspot_property, direction, strategy"),
+    ({"warp_field": "phone_number"}, "VALIDATION_ERROR", "give its hubspot_property, direction, strategy, field_type"),
     ({"warp_field": "credit_limit", "strategy": "SOMETIMES"}, "VALIDATION_ERROR", "SOMETIMES"),
 ])
 def test_a_rule_that_cannot_work_is_refused_with_its_reason(engine: sa.Engine, change: dict[str, str], code: str,
@@ -65,7 +64,7 @@ def test_a_rule_that_cannot_work_is_refused_with_its_reason(engine: sa.Engine, c
 def test_a_draft_the_live_rules_could_not_hold_is_never_published(engine: sa.Engine) -> None:
     create_draft(engine, "ghost", "ana")
     set_rule(engine, "ghost", "no_such_column", hubspot_property="warp_ghost", direction="BIDIRECTIONAL",
-             strategy="MANUAL")
+             strategy="MANUAL", field_type="string")
     with pytest.raises(RuleDraftError) as refused:
         publish_draft(engine, "ghost", "ana")
     assert "'no_such_column' is not a column of customers" in refused.value.message

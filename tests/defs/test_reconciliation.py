@@ -294,7 +294,7 @@ def test_a_run_under_a_rule_draft_is_a_dry_run_that_compares_both_plans_on_one_p
 
     [preview] = result.asset_materializations_for_node("rule_draft_preview")
     markdown = preview.metadata["preview"].value
-    assert "contact_email: warp_contact_email, BIDIRECTIONAL, MANUAL -> " in markdown
+    assert "contact_email: strategy MANUAL -> WARP_WINS" in markdown
     assert "@" not in markdown  # counts only in Dagster's event log: no values
     [message] = smtp_server.wait_for(1)
     text = message.get_body(preferencelist=("plain",)).get_content()

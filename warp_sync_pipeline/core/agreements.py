@@ -64,7 +64,8 @@ def record_field_state(conn: sa.Connection, updates: Sequence[FieldStateUpdate],
     for update in updates:
         if update.agreed is None or update.agreed.at is None:
             continue
-        value = update.agreed.value if values_are_comparable else comparable(update.warp_field, update.agreed.value)
+        value = (update.agreed.value if values_are_comparable
+                 else comparable(update.spec or update.warp_field, update.agreed.value))
         settled.append(Settled(update.customer_id, update.warp_field, None if value is None else str(value),
                                update.agreed.at))
     return close_settled_conflicts(conn, settled, closed_by=closed_by)

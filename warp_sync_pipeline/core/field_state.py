@@ -9,6 +9,7 @@ is always written.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,9 +21,11 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.decision import AGREED, column
 from warp_sync_pipeline.core.fields import FieldRule
-from warp_sync_pipeline.core.normalize import FIELD_SPECS, comparable
+from warp_sync_pipeline.core.normalize import FIELD_SPECS, FieldSpec, comparable
 
 PARTS = ("agreed", "warp", "hubspot")
+# A column name as load_rules accepts it (a `customers` column): safe to build SQL aliases from.
+_SAFE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _TIME_COLUMN = {"agreed": "agreed_at", "warp": "warp_changed_at", "hubspot": "hubspot_changed_at"}
 
 
@@ -91,6 +94,8 @@ class FieldStateUpdate:
     agreed: StateValue | None = None
     warp: StateValue | None = None
     hubspot: StateValue | None = None
+    # How to normalise the values (the field's mapping row); None: the seeded field's spec.
+    spec: FieldSpec | None = None
 
 
 def sent_to_hubspot(customer_id: UUID | str, warp_field: str, value: str | None, *, at: datetime,
@@ -151,7 +156,7 @@ def upsert_field_state(
     for update in updates:
         if update.agreed is not None and update.agreed.at is None:
             raise ValueError(f"{update.warp_field}: an agreed value needs the time it was agreed")
-        if update.warp_field not in FIELD_SPECS:
+        if update.spec is None and update.warp_field not in FIELD_SPECS:
             raise KeyError(f"{update.warp_field!r} is not a WARP field warp-sync syncs")
         row: dict[str, object] = {"customer_id": str(UUID(str(update.customer_id))), "warp_field": update.warp_field}
         present = []
@@ -160,7 +165,7 @@ def upsert_field_state(
             present.append(state is not None)
             value = None if state is None else state.value
             if state is not None and not values_are_comparable:
-                value = comparable(update.warp_field, state.value)
+                value = comparable(update.spec or update.warp_field, state.value)
             row[f"{part}_value"] = value
             row[_TIME_COLUMN[part]] = None if state is None else state.at
         groups.setdefault((present[0], present[1], present[2]), []).append(row)
@@ -239,7 +244,7 @@ def field_state_frame(
     names: list[str] = []
     for position, rule in enumerate(rule_list):
         field = rule.warp_field
-        if field not in FIELD_SPECS:  # also keeps the aliases below to known, safe names
+        if not _SAFE_NAME.fullmatch(field):  # the aliases below are built from it
             raise KeyError(f"{field!r} is not a WARP field warp-sync syncs")
         params[f"f{position}"] = field
         for source, part in (

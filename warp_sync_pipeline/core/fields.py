@@ -7,15 +7,16 @@ one warp-sync has no type for). Callers report failures in WARP's names: `FieldR
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import TypeVar
 
 import sqlalchemy as sa
 
-from warp_sync_pipeline.core.normalize import FIELD_SPECS, FieldSpec
+from warp_sync_pipeline.core.normalize import FIELD_SPECS, FieldSpec, FieldType
 
 
 class Direction(StrEnum):
@@ -40,10 +41,18 @@ class FieldRule:
     # Since when the outbox trigger (sql/007) has recorded every WARP change of this field: the later of the
     # trigger's migration and the mapping row's creation. None when not known (rules made in code).
     watched_since: datetime | None = field(default=None, compare=False)
+    # What the field holds, as its mapping row declares it (None: the seeded field's spec, for rules made in code).
+    declared: FieldSpec | None = None
 
     @property
     def spec(self) -> FieldSpec:
-        return FIELD_SPECS[self.warp_field]
+        if self.declared is not None:
+            return self.declared
+        try:
+            return FIELD_SPECS[self.warp_field]
+        except KeyError:
+            raise KeyError(f"{self.warp_field!r} has no declared type (rules made in code know the seeded "
+                           "fields only)") from None
 
 
 class FieldRuleError(ValueError):
@@ -117,7 +126,7 @@ NEVER_MAPPED = frozenset({"id", "created_at", "updated_at", "external_ids", "hub
 
 # The eight rules sql/002 seeds (DESIGN.md's field table), for code that runs without a database:
 # benchmarks and unit tests. Running flows always read the table, which the data team may have changed.
-SEEDED_RULES: tuple[FieldRule, ...] = (
+_SEEDED: tuple[FieldRule, ...] = (
     FieldRule("ban", "warp_ban", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
     FieldRule("company_name", "name", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
     FieldRule("status", "warp_status", Direction.WARP_TO_HUBSPOT, Strategy.WARP_WINS),
@@ -127,46 +136,98 @@ SEEDED_RULES: tuple[FieldRule, ...] = (
     FieldRule("payment_terms", "warp_payment_terms", Direction.HUBSPOT_TO_WARP, Strategy.HUBSPOT_WINS),
     FieldRule("contact_email", "warp_contact_email", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS),
 )
+SEEDED_RULES: tuple[FieldRule, ...] = tuple(replace(rule, declared=FIELD_SPECS[rule.warp_field]) for rule in _SEEDED)
 
 
-def customer_columns(conn: sa.Connection) -> set[str]:
-    return set(
-        conn.execute(
-            sa.text(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_schema = current_schema() AND table_name = 'customers'"
-            )
-        ).scalars()
-    )
+@dataclass(frozen=True)
+class Column:
+    """A `customers` column as the database describes it."""
+
+    data_type: str  # information_schema's: text, character varying, numeric, integer, boolean, date, jsonb, ...
+    nullable: bool
+    numeric_scale: int | None
+
+
+def customer_columns(conn: sa.Connection) -> dict[str, Column]:
+    rows = conn.execute(sa.text(
+        "SELECT column_name, data_type, is_nullable = 'YES', numeric_scale FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = 'customers'")).all()
+    return {name: Column(data_type, bool(nullable), scale) for name, data_type, nullable, scale in rows}
+
+
+# Which database column types can hold each field type's values.
+COLUMN_TYPES: Mapping[FieldType, frozenset[str]] = {
+    FieldType.BAN: frozenset({"text", "character varying"}),
+    FieldType.STRING: frozenset({"text", "character varying"}),
+    FieldType.EMAIL: frozenset({"text", "character varying"}),
+    FieldType.ENUMERATION: frozenset({"text", "character varying"}),
+    FieldType.AMOUNT: frozenset({"numeric"}),
+    FieldType.SERVICES: frozenset({"jsonb"}),
+    FieldType.INTEGER: frozenset({"smallint", "integer", "bigint"}),
+    FieldType.BOOLEAN: frozenset({"boolean"}),
+    FieldType.DATE: frozenset({"date"}),
+}
+
+RULE_COLUMNS = ("warp_field, hubspot_property, direction, strategy, field_type, options, scale, minimum")
 
 
 def load_rules(conn: sa.Connection) -> FieldRules:
     """Read `hubspot_field_mappings` into typed rules; raise FieldRuleError naming every unusable row."""
     rows = conn.execute(
         sa.text(
-            "SELECT warp_field, hubspot_property, direction, strategy, "
+            f"SELECT {RULE_COLUMNS}, "
             "greatest(created_at, (SELECT applied_at FROM warp_schema_migrations WHERE version = '007')) "
-            "FROM hubspot_field_mappings ORDER BY warp_field"
+            "AS watched_since FROM hubspot_field_mappings ORDER BY warp_field"
         )
-    ).all()
+    ).mappings().all()
     return rules_from_rows(rows, customer_columns(conn))
 
 
-def rules_from_rows(rows: Iterable[Sequence[object]], columns: set[str]) -> FieldRules:
-    """Rows of (warp_field, hubspot_property, direction, strategy, watched_since) as typed rules, each checked
-    against the `customers` columns; FieldRuleError names every unusable row (the live table's and a draft's)."""
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
+
+
+def declared_spec(row: Mapping[str, object], column: Column) -> FieldSpec:
+    """The spec a mapping row declares, checked against its column; ValueError says why they cannot agree."""
+    name = str(row["warp_field"])
+    kind = FieldType(str(row["field_type"]))
+    if (kind is FieldType.BAN) != (name == "ban"):
+        raise ValueError("the ban type belongs to the ban column alone")
+    if column.data_type not in COLUMN_TYPES[kind]:
+        raise ValueError(f"{_a(kind.value)} field cannot live in {_a(column.data_type)} column "
+                         f"(it needs {' or '.join(sorted(COLUMN_TYPES[kind]))})")
+    options = tuple(str(option) for option in (row.get("options") or ()))  # type: ignore[union-attr]
+    if kind in (FieldType.ENUMERATION, FieldType.SERVICES) and not options:
+        raise ValueError(f"{_a(kind.value)} field needs its options")
+    scale = row.get("scale")
+    if kind is FieldType.AMOUNT and column.numeric_scale is not None and scale != column.numeric_scale:
+        raise ValueError(f"the row says {scale} decimals, the column keeps {column.numeric_scale}")
+    minimum = row.get("minimum")
+    # An empty set of flags is a value (all off), whatever the column's NULL rule.
+    return FieldSpec(name, kind, options, nullable=column.nullable or kind is FieldType.SERVICES,
+                     minimum=None if minimum is None else Decimal(str(minimum)),
+                     scale=int(scale) if isinstance(scale, int) else 2)  # type: ignore[arg-type]
+
+
+def rules_from_rows(rows: Iterable[Mapping[str, object]], columns: Mapping[str, Column]) -> FieldRules:
+    """Mapping rows (RULE_COLUMNS and watched_since) as typed rules, each checked against its `customers` column;
+    FieldRuleError names every unusable row (the live table's and a draft's)."""
     problems: list[str] = []
     rules: list[FieldRule] = []
-    for warp_field, hubspot_property, direction, strategy, watched_since in rows:
-        if warp_field not in columns:
+    for row in rows:
+        warp_field = str(row["warp_field"])
+        column = columns.get(warp_field)
+        if column is None:
             problems.append(f"{warp_field!r} is not a column of customers")
             continue
-        if warp_field in NEVER_MAPPED or warp_field not in FIELD_SPECS:
+        if warp_field in NEVER_MAPPED:
             problems.append(f"{warp_field!r} is not a field warp-sync can sync")
             continue
+        watched_since = row.get("watched_since")
         try:
-            rule = FieldRule(str(warp_field), str(hubspot_property), Direction(direction), Strategy(strategy),
-                             watched_since if isinstance(watched_since, datetime) else None)
+            rule = FieldRule(warp_field, str(row["hubspot_property"]), Direction(row["direction"]),
+                             Strategy(row["strategy"]), watched_since if isinstance(watched_since, datetime) else None,
+                             declared_spec(row, column))
         except ValueError as exc:
             problems.append(f"{warp_field!r}: {exc}")
             continue

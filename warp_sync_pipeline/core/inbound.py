@@ -803,8 +803,9 @@ class _Changes:
                       hubspot: StateValue | None = None) -> None:
         if agreed is None and warp is None and hubspot is None:
             return
-        record_field_state(conn, [FieldStateUpdate(customer_id, field_name, agreed=agreed, warp=warp, hubspot=hubspot)],
-                           closed_by=DETECTED_BY)
+        spec = self.rules[field_name].spec if field_name in self.rules else None
+        record_field_state(conn, [FieldStateUpdate(customer_id, field_name, agreed=agreed, warp=warp, hubspot=hubspot,
+                                                   spec=spec)], closed_by=DETECTED_BY)
 
     # company.creation
     def creation(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:

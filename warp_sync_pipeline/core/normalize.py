@@ -13,8 +13,11 @@ Three forms of a value exist:
 A value that cannot be taken by the other side (a sub-cent amount, an unknown option, an empty value for a
 column WARP requires) raises `InvalidFieldValue` with a stable `code`; the vectorized form marks it NA.
 
-The field TYPES are intrinsic to WARP's columns and live here; which columns are mapped, and how they flow,
-is data (`hubspot_field_mappings`, see fields.py).
+Types are code, fields are data: each type's forms live here (`FieldType`, one comparable function a type, its
+vectorized twin tied by property tests, and the SQL form `hubspot_sync_comparable_typed` in sql/021 that the
+outbox trigger uses); which columns are mapped, with which type and options, is `hubspot_field_mappings`
+(fields.py builds each mapped field's `FieldSpec` from its row). FIELD_SPECS are the seeded fields' specs, for
+code that runs without a database.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -38,8 +41,11 @@ class FieldType(StrEnum):
     STRING = "string"
     ENUMERATION = "enumeration"
     AMOUNT = "amount"
-    SERVICES = "services"
+    SERVICES = "services"  # a set of flags: WARP's jsonb object of booleans, HubSpot's ';'-joined checkboxes
     EMAIL = "email"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    DATE = "date"
 
 
 STATUS_VALUES = ("PENDING", "ACTIVE", "SUSPENDED", "CLOSED")
@@ -62,6 +68,8 @@ class FieldSpec:
     # False where WARP's column is NOT NULL: an empty value cannot be written there.
     nullable: bool = True
     minimum: Decimal | None = None
+    # Amounts: decimal places WARP keeps (numeric(p, scale)).
+    scale: int = 2
 
 
 FIELD_SPECS: Mapping[str, FieldSpec] = {
@@ -217,22 +225,31 @@ def _amount_text(spec: FieldSpec, value: object) -> str:
     raise InvalidFieldValue(spec.name, "WRONG_TYPE", f"expected an amount, got {type(value).__name__}")
 
 
+def _places_pattern(scale: int) -> re.Pattern[str]:
+    """Digits past `scale` decimals must be zeros ("10.500" is 10.50 at two places, "10.505" is not)."""
+    if scale == 2:
+        return AMOUNT_CENTS
+    return re.compile(rf"[+-]?(?:[0-9]+(?:\.[0-9]{{0,{scale}}}0*)?|\.[0-9]{{1,{max(scale, 1)}}}0*)")
+
+
 def amount_decimal(spec: FieldSpec, value: object) -> Decimal | None:
-    """The amount as a Decimal with two places (None when empty); raises InvalidFieldValue."""
+    """The amount as a Decimal with the spec's places, two by default (None when empty); raises
+    InvalidFieldValue."""
     text = _amount_text(spec, value).strip()
     if not text:
         return None
     if not AMOUNT_SYNTAX.fullmatch(text):
         raise InvalidFieldValue(spec.name, "INVALID_AMOUNT", f"{_short(text)} is not a number")
-    if not AMOUNT_CENTS.fullmatch(text):
-        raise InvalidFieldValue(spec.name, "AMOUNT_TOO_PRECISE", f"{_short(text)} has more than two decimals")
+    if not _places_pattern(spec.scale).fullmatch(text):
+        raise InvalidFieldValue(spec.name, "AMOUNT_TOO_PRECISE",
+                                f"{_short(text)} has more than {'two' if spec.scale == 2 else spec.scale} decimals")
     number = Decimal(text)
     if abs(number) >= AMOUNT_LIMIT:
         raise InvalidFieldValue(spec.name, "AMOUNT_OUT_OF_RANGE", f"{_short(text)} is out of range")
     if spec.minimum is not None and number < spec.minimum:
         raise InvalidFieldValue(spec.name, "AMOUNT_BELOW_MINIMUM", f"{_short(text)} is below {spec.minimum}")
-    cents = number.quantize(CENT)
-    return Decimal("0.00") if cents == 0 else cents  # no "-0.00"
+    places = number.quantize(Decimal(1).scaleb(-spec.scale))
+    return places.copy_abs() if places == 0 else places  # no "-0.00"
 
 
 def _comparable_amount(spec: FieldSpec, value: object) -> str:
@@ -274,6 +291,74 @@ def _comparable_services(spec: FieldSpec, value: object) -> str:
     return ";".join(services_enabled(spec, value))
 
 
+INTEGER_SYNTAX = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+# bigint's range: what WARP's widest integer column holds.
+INTEGER_LIMIT = 2**63
+BOOLEAN_WORDS = {"true": "true", "false": "false"}
+DATE_SYNTAX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def _comparable_integer(spec: FieldSpec, value: object) -> str:
+    if isinstance(value, np.integer):
+        value = int(value)
+    if isinstance(value, bool | np.bool_):
+        raise InvalidFieldValue(spec.name, "WRONG_TYPE", "expected a whole number, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, Decimal | float):
+        if value != value or value in (float("inf"), float("-inf")) or value != int(value):
+            raise InvalidFieldValue(spec.name, "INVALID_INTEGER", f"{_short(value)} is not a whole number")
+        number = int(value)
+    else:
+        text = _require_text(spec, value).strip()
+        if not text:
+            return _empty(spec)
+        # HubSpot's number properties may answer "42.0" for 42.
+        if not INTEGER_SYNTAX.fullmatch(text):
+            raise InvalidFieldValue(spec.name, "INVALID_INTEGER", f"{_short(text)} is not a whole number")
+        number = int(text.split(".")[0])
+    if abs(number) >= INTEGER_LIMIT:
+        raise InvalidFieldValue(spec.name, "INTEGER_OUT_OF_RANGE", f"{_short(value)} is out of range")
+    if spec.minimum is not None and number < spec.minimum:
+        raise InvalidFieldValue(spec.name, "INTEGER_BELOW_MINIMUM", f"{number} is below {spec.minimum}")
+    return str(number)
+
+
+def _comparable_boolean(spec: FieldSpec, value: object) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "true" if value else "false"
+    text = _require_text(spec, value).strip()
+    if not text:
+        return _empty(spec)
+    # HubSpot's booleancheckbox properties carry "true" and "false".
+    word = BOOLEAN_WORDS.get(text.lower())
+    if word is None:
+        raise InvalidFieldValue(spec.name, "INVALID_BOOLEAN", f"{_short(text)} is not true or false")
+    return word
+
+
+def _comparable_date(spec: FieldSpec, value: object) -> str:
+    if isinstance(value, datetime):
+        raise InvalidFieldValue(spec.name, "WRONG_TYPE", "expected a date, got a date and time")
+    if isinstance(value, date):
+        return value.isoformat()
+    text = _require_text(spec, value).strip()
+    if not text:
+        return _empty(spec)
+    if re.fullmatch(r"[0-9]{1,15}", text):
+        # HubSpot's date properties may carry midnight UTC in epoch milliseconds.
+        moment = datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        if moment.time() != datetime.min.time():
+            raise InvalidFieldValue(spec.name, "INVALID_DATE", f"{_short(text)} is not a midnight UTC")
+        return moment.date().isoformat()
+    if not DATE_SYNTAX.fullmatch(text):
+        raise InvalidFieldValue(spec.name, "INVALID_DATE", f"{_short(text)} is not a date (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise InvalidFieldValue(spec.name, "INVALID_DATE", f"{_short(text)} is not a date") from None
+
+
 _COMPARABLE = {
     FieldType.STRING: _comparable_string,
     FieldType.BAN: _comparable_ban,
@@ -281,6 +366,9 @@ _COMPARABLE = {
     FieldType.EMAIL: _comparable_email,
     FieldType.AMOUNT: _comparable_amount,
     FieldType.SERVICES: _comparable_services,
+    FieldType.INTEGER: _comparable_integer,
+    FieldType.BOOLEAN: _comparable_boolean,
+    FieldType.DATE: _comparable_date,
 }
 
 
@@ -312,6 +400,12 @@ def from_hubspot(field: str | FieldSpec, hubspot_value: str | None) -> object:
         return None
     if spec.type is FieldType.AMOUNT:
         return Decimal(canonical)
+    if spec.type is FieldType.INTEGER:
+        return int(canonical)
+    if spec.type is FieldType.BOOLEAN:
+        return canonical == "true"
+    if spec.type is FieldType.DATE:
+        return date.fromisoformat(canonical)
     if spec.type is FieldType.EMAIL:
         return hubspot_value.strip()  # type: ignore[union-attr]  # not empty, so a string
     return canonical
@@ -388,6 +482,8 @@ def comparable_series(field: str | FieldSpec, values: pd.Series) -> pd.Series:
     spec = spec_for(field)
     if pd.api.types.is_bool_dtype(values.dtype):
         return _per_element(spec, values)
+    if spec.type is FieldType.AMOUNT and spec.scale != 2:
+        return _per_element(spec, values)  # the fast path below counts cents
     if spec.type is FieldType.AMOUNT and pd.api.types.is_numeric_dtype(values.dtype):
         # Same text a scalar float/int gets (repr); NaN stays missing.
         return _amount_vector(spec, values.astype("str"))
@@ -504,4 +600,8 @@ _VECTOR = {
     FieldType.AMOUNT: _amount_vector,
     FieldType.ENUMERATION: _per_unique,
     FieldType.SERVICES: _per_unique,
+    # Few distinct values, or types a data team maps now and then: each distinct value through the scalar form.
+    FieldType.INTEGER: _per_unique,
+    FieldType.BOOLEAN: _per_unique,
+    FieldType.DATE: _per_unique,
 }

@@ -69,7 +69,6 @@ from warp_sync_pipeline.core.leases import (
 from warp_sync_pipeline.core.ledger import definitely_not_applied, update_company_ledger_first
 from warp_sync_pipeline.core.links import LinkStatus
 from warp_sync_pipeline.core.normalize import (
-    FIELD_SPECS,
     InvalidFieldValue,
     comparable,
     from_hubspot,
@@ -928,7 +927,7 @@ def session_principal(
 def mapped_fields(engine: sa.Engine) -> list[str]:
     """WARP fields the rules map (for the page's field filter)."""
     with engine.connect() as conn:
-        return [name for name in load_rules(conn) if name in FIELD_SPECS]
+        return list(load_rules(conn))
 
 
 def parse_version(raw: object) -> int:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,6 +24,7 @@ import sqlalchemy as sa
 from warp_sync_pipeline.core.audit import name_writer
 from warp_sync_pipeline.core.errors import Failure, ServiceError
 from warp_sync_pipeline.core.fields import (
+    Column,
     Direction,
     FieldRuleError,
     FieldRules,
@@ -31,12 +33,14 @@ from warp_sync_pipeline.core.fields import (
     load_rules,
     rules_from_rows,
 )
+from warp_sync_pipeline.core.normalize import FieldType
 
 DRAFT = "draft"
 PUBLISHED = "published"
 DISCARDED = "discarded"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-RULE_KEYS = ("warp_field", "hubspot_property", "direction", "strategy")
+RULE_KEYS = ("warp_field", "hubspot_property", "direction", "strategy", "field_type", "options", "scale", "minimum")
+_TYPE_KEYS = ("field_type", "options", "scale", "minimum")
 
 
 class RuleDraftError(ServiceError):
@@ -49,9 +53,26 @@ class DraftRule:
     hubspot_property: str
     direction: str
     strategy: str
+    field_type: str = "string"
+    options: tuple[str, ...] = ()
+    scale: int | None = None
+    minimum: str | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return {key: getattr(self, key) for key in RULE_KEYS}
+    @classmethod
+    def of(cls, row: Any) -> DraftRule:
+        data = dict(row._mapping) if hasattr(row, "_mapping") else dict(row)
+        minimum = data.get("minimum")
+        return cls(str(data["warp_field"]), str(data["hubspot_property"]), str(data["direction"]),
+                   str(data["strategy"]), str(data.get("field_type") or "string"),
+                   tuple(str(o) for o in data.get("options") or ()), data.get("scale"),
+                   None if minimum is None else format(Decimal(str(minimum)), "f"))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {key: list(value) if isinstance(value := getattr(self, key), tuple) else value for key in RULE_KEYS}
+
+    def params(self) -> dict[str, Any]:
+        """As SQL parameters (options as JSON text)."""
+        return {**self.as_dict(), "options": json.dumps(list(self.options))}
 
 
 @dataclass(frozen=True)
@@ -77,12 +98,23 @@ class Draft:
             elif new is None and old is not None:
                 lines.append(f"{field}: removed (was {_describe(old)})")
             elif new != old and new is not None and old is not None:
-                lines.append(f"{field}: {_describe(old)} -> {_describe(new)}")
+                moved = [f"{key.replace('_', ' ')} {_part(getattr(old, key))} -> {_part(getattr(new, key))}"
+                         for key in RULE_KEYS[1:] if getattr(old, key) != getattr(new, key)]
+                lines.append(f"{field}: " + ", ".join(moved))
         return lines
 
 
+def _part(value: object) -> str:
+    if isinstance(value, tuple):
+        return "|".join(value) or "none"
+    return "none" if value is None else str(value)
+
+
 def _describe(rule: DraftRule) -> str:
-    return f"{rule.hubspot_property}, {rule.direction}, {rule.strategy}"
+    kind = rule.field_type + (f" {'|'.join(rule.options)}" if rule.options else "") + (
+        f" scale {rule.scale}" if rule.scale is not None else "") + (
+        f" min {rule.minimum}" if rule.minimum is not None else "")
+    return f"{rule.hubspot_property}, {rule.direction}, {rule.strategy}, {kind}"
 
 
 _DRAFT_COLUMNS = "id, name, note, status, created_by, created_at, published_by, published_at"
@@ -97,7 +129,7 @@ def _check_name(name: str) -> str:
 
 def live_rules(conn: sa.Connection) -> list[DraftRule]:
     rows = conn.execute(sa.text(f"SELECT {', '.join(RULE_KEYS)} FROM hubspot_field_mappings ORDER BY warp_field"))
-    return [DraftRule(*row) for row in rows]
+    return [DraftRule.of(row) for row in rows]
 
 
 def _draft_row(conn: sa.Connection, name: str, *, status: str | None = DRAFT, lock: bool = False) -> sa.Row:
@@ -116,7 +148,7 @@ def _read(conn: sa.Connection, row: sa.Row) -> Draft:
     rules = conn.execute(sa.text(f"SELECT {', '.join(RULE_KEYS)} FROM hubspot_rule_draft_fields "
                                  "WHERE draft_id = :id ORDER BY warp_field"), {"id": row.id})
     return Draft(row.id, row.name, row.note, row.status, row.created_by, row.created_at, row.published_by,
-                 row.published_at, tuple(DraftRule(*r) for r in rules))
+                 row.published_at, tuple(DraftRule.of(r) for r in rules))
 
 
 def create_draft(engine: sa.Engine, name: str, actor: str, note: str = "") -> Draft:
@@ -151,27 +183,39 @@ def list_drafts(engine: sa.Engine) -> list[Draft]:
 
 
 def set_rule(engine: sa.Engine, name: str, warp_field: str, *, hubspot_property: str | None = None,
-             direction: str | None = None, strategy: str | None = None) -> Draft:
+             direction: str | None = None, strategy: str | None = None, field_type: str | None = None,
+             options: Sequence[str] | None = None, scale: int | None = None, minimum: str | None = None) -> Draft:
     """Add a field to the draft or change its rule (unnamed parts keep the draft's current values; a new field
-    needs all three). The table's checks refuse a rule that cannot be (a one-way field not won by its owner)."""
+    needs its property, direction, strategy and type). The table's checks refuse a rule that cannot be (a one-way
+    field not won by its owner, an enumeration without options)."""
     with engine.begin() as conn:
         row = _draft_row(conn, name, lock=True)
         current = {r.warp_field: r for r in _read(conn, row).rules}.get(warp_field)
-        values = {"hubspot_property": hubspot_property or (current.hubspot_property if current else None),
-                  "direction": direction or (current.direction if current else None),
-                  "strategy": strategy or (current.strategy if current else None)}
+        values: dict[str, Any] = {
+            "hubspot_property": hubspot_property or (current.hubspot_property if current else None),
+            "direction": direction or (current.direction if current else None),
+            "strategy": strategy or (current.strategy if current else None),
+            "field_type": field_type or (current.field_type if current else None)}
         missing = [key for key, value in values.items() if not value]
         if missing:
             raise RuleDraftError(Failure.INVALID, "VALIDATION_ERROR",
                                  f"{warp_field!r} is new to the draft: give its {', '.join(missing)}.")
-        _check_enums(values["direction"], values["strategy"])
+        _check_enums(values["direction"], values["strategy"], values["field_type"])
+        retyped = field_type is not None and current is not None and field_type != current.field_type
+        keep = current if current is not None and not retyped else None
+        values["options"] = json.dumps(list(options if options is not None else (keep.options if keep else ())))
+        values["scale"] = scale if scale is not None else (keep.scale if keep else
+                                                           (2 if values["field_type"] == "amount" else None))
+        values["minimum"] = minimum if minimum is not None else (keep.minimum if keep else None)
         try:
             with conn.begin_nested():
                 conn.execute(sa.text(
                     "INSERT INTO hubspot_rule_draft_fields (draft_id, warp_field, hubspot_property, direction, "
-                    "strategy) VALUES (:id, :field, :hubspot_property, :direction, :strategy) "
+                    "strategy, field_type, options, scale, minimum) VALUES (:id, :field, :hubspot_property, "
+                    ":direction, :strategy, :field_type, CAST(:options AS jsonb), :scale, CAST(:minimum AS numeric)) "
                     "ON CONFLICT (draft_id, warp_field) DO UPDATE SET hubspot_property = EXCLUDED.hubspot_property, "
-                    "direction = EXCLUDED.direction, strategy = EXCLUDED.strategy"),
+                    "direction = EXCLUDED.direction, strategy = EXCLUDED.strategy, field_type = EXCLUDED.field_type, "
+                    "options = EXCLUDED.options, scale = EXCLUDED.scale, minimum = EXCLUDED.minimum"),
                     {"id": row.id, "field": warp_field, **values})
         except sa.exc.IntegrityError as exc:
             raise RuleDraftError(Failure.INVALID, "INVALID_FIELD_MAPPING",
@@ -180,10 +224,11 @@ def set_rule(engine: sa.Engine, name: str, warp_field: str, *, hubspot_property:
         return _read(conn, _draft_row(conn, name))
 
 
-def _check_enums(direction: Any, strategy: Any) -> None:
+def _check_enums(direction: Any, strategy: Any, field_type: Any) -> None:
     try:
         Direction(direction)
         Strategy(strategy)
+        FieldType(field_type)
     except ValueError as exc:
         raise RuleDraftError(Failure.INVALID, "VALIDATION_ERROR", str(exc)) from None
 
@@ -193,6 +238,8 @@ _CONSTRAINT_WORDS = {
                      "HUBSPOT_TO_WARP with HUBSPOT_WINS)",
     "ban_from_warp": "ban is mapped to warp_ban and flows from WARP only",
     "property_key": "another field of the draft maps to that HubSpot property",
+    "options_given": "an enumeration or a set of flags needs its options",
+    "scale_valid": "an amount has between 0 and 6 decimals, and only an amount has a scale",
 }
 
 
@@ -225,11 +272,11 @@ def draft_rules(conn: sa.Connection, draft: Draft) -> FieldRules:
     """The draft as typed rules, checked like the live ones; a field already live keeps the time since which the
     outbox trigger has watched it, a new one has none yet (its WARP change times count as unknown)."""
     watched = {rule.warp_field: rule.watched_since for rule in load_rules(conn).values()}
-    return _validated([(r.warp_field, r.hubspot_property, r.direction, r.strategy, watched.get(r.warp_field))
-                       for r in draft.rules], customer_columns(conn))
+    return _validated([{**r.as_dict(), "watched_since": watched.get(r.warp_field)} for r in draft.rules],
+                      customer_columns(conn))
 
 
-def _validated(rows: list[tuple[Any, ...]], columns: set[str]) -> FieldRules:
+def _validated(rows: list[dict[str, Any]], columns: Mapping[str, Column]) -> FieldRules:
     try:
         rules = rules_from_rows(rows, columns)
     except FieldRuleError as exc:
@@ -265,15 +312,16 @@ def _replace_live(conn: sa.Connection, rules: Sequence[DraftRule], actor: str) -
         conn.execute(sa.text("DELETE FROM hubspot_field_mappings WHERE warp_field = ANY(:gone)"), {"gone": gone})
     # A property may move from one field to another: one field per property is checked at commit (sql/020).
     conn.execute(sa.text("SET CONSTRAINTS hubspot_field_mappings_property_key DEFERRED"))
+    columns = "hubspot_property, direction, strategy, field_type, options, scale, minimum"
     for rule in rules:
         conn.execute(sa.text(
-            "INSERT INTO hubspot_field_mappings (warp_field, hubspot_property, direction, strategy) "
-            "VALUES (:warp_field, :hubspot_property, :direction, :strategy) ON CONFLICT (warp_field) DO UPDATE SET "
-            "hubspot_property = EXCLUDED.hubspot_property, direction = EXCLUDED.direction, "
-            "strategy = EXCLUDED.strategy, updated_at = now() "
-            "WHERE (hubspot_field_mappings.hubspot_property, hubspot_field_mappings.direction, "
-            "hubspot_field_mappings.strategy) IS DISTINCT FROM "
-            "(EXCLUDED.hubspot_property, EXCLUDED.direction, EXCLUDED.strategy)"), rule.as_dict())
+            f"INSERT INTO hubspot_field_mappings (warp_field, {columns}) VALUES (:warp_field, :hubspot_property, "
+            ":direction, :strategy, :field_type, CAST(:options AS jsonb), :scale, CAST(:minimum AS numeric)) "
+            "ON CONFLICT (warp_field) DO UPDATE SET hubspot_property = EXCLUDED.hubspot_property, "
+            "direction = EXCLUDED.direction, strategy = EXCLUDED.strategy, field_type = EXCLUDED.field_type, "
+            "options = EXCLUDED.options, scale = EXCLUDED.scale, minimum = EXCLUDED.minimum, updated_at = now() "
+            f"WHERE ({', '.join('hubspot_field_mappings.' + c.strip() for c in columns.split(','))}) "
+            f"IS DISTINCT FROM ({', '.join('EXCLUDED.' + c.strip() for c in columns.split(','))})"), rule.params())
     return before
 
 
@@ -319,7 +367,7 @@ def rule_versions(engine: sa.Engine, limit: int = 50) -> list[RuleVersion]:
             "FROM hubspot_rule_versions v LEFT JOIN hubspot_rule_drafts d ON d.id = v.draft_id "
             "ORDER BY v.id DESC LIMIT :limit"), {"limit": limit}).all()
     return [RuleVersion(r.id, r.replaced_at, r.replaced_by, r.name, r.rolled_back_to,
-                        tuple(DraftRule(**rule) for rule in r.rules)) for r in rows]
+                        tuple(DraftRule.of(rule) for rule in r.rules)) for r in rows]
 
 
 def roll_back(engine: sa.Engine, actor: str, version_id: int | None = None) -> Published:
@@ -333,9 +381,8 @@ def roll_back(engine: sa.Engine, actor: str, version_id: int | None = None) -> P
             raise RuleDraftError(Failure.NOT_FOUND, "VERSION_NOT_FOUND",
                                  "No kept rules to roll back to." if version_id is None
                                  else f"No kept rules version {version_id}.")
-        rules = [DraftRule(**rule) for rule in row.rules]
-        _validated([(r.warp_field, r.hubspot_property, r.direction, r.strategy, None) for r in rules],
-                   customer_columns(conn))
+        rules = [DraftRule.of(rule) for rule in row.rules]
+        _validated([r.as_dict() for r in rules], customer_columns(conn))
         replaced = _replace_live(conn, rules, actor)
         version = _keep_version(conn, replaced, actor, rolled_back_to=row.id)
         load_rules(conn)

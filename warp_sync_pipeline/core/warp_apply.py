@@ -46,7 +46,8 @@ CUSTOMER_GONE = "CUSTOMER_GONE"
 CONFLICT_OPENED = "CONFLICT_OPENED"
 CONFLICT_UPDATED = "CONFLICT_UPDATED"
 
-_SQL_TYPE = {FieldType.AMOUNT: "numeric", FieldType.SERVICES: "jsonb"}
+_SQL_TYPE = {FieldType.AMOUNT: "numeric", FieldType.SERVICES: "jsonb", FieldType.INTEGER: "bigint",
+             FieldType.BOOLEAN: "boolean", FieldType.DATE: "date"}
 
 
 @dataclass(frozen=True)

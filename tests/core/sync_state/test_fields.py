@@ -14,11 +14,15 @@ from warp_sync_pipeline.core.fields import (
     Strategy,
     load_rules,
 )
+from warp_sync_pipeline.core.normalize import FIELD_SPECS
 
 
 def test_the_seeded_rules_load_typed(rules: FieldRules) -> None:
     assert len(rules) == 8
-    assert rules["company_name"] == FieldRule("company_name", "name", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS)
+    assert rules["company_name"] == FieldRule("company_name", "name", Direction.BIDIRECTIONAL, Strategy.LATEST_WINS,
+                                              declared=FIELD_SPECS["company_name"])
+    # The types the table declares (sql/021) are the seeded fields' specs exactly.
+    assert {name: rule.spec for name, rule in rules.items()} == dict(FIELD_SPECS)
     assert rules["payment_terms"].direction is Direction.HUBSPOT_TO_WARP
     assert rules["credit_limit"].spec.minimum == 0
 
@@ -45,8 +49,8 @@ def test_a_row_naming_no_usable_column_is_refused(engine: sa.Engine, warp_field:
     with engine.begin() as conn:
         conn.execute(
             sa.text(
-                "INSERT INTO hubspot_field_mappings (warp_field, hubspot_property, direction, strategy) "
-                "VALUES (:field, 'warp_extra', 'BIDIRECTIONAL', 'MANUAL')"
+                "INSERT INTO hubspot_field_mappings (warp_field, hubspot_property, direction, strategy, field_type) "
+                "VALUES (:field, 'warp_extra', 'BIDIRECTIONAL', 'MANUAL', 'string')"
             ),
             {"field": warp_field},
         )
@@ -54,6 +58,32 @@ def test_a_row_naming_no_usable_column_is_refused(engine: sa.Engine, warp_field:
         load_rules(conn)
     assert caught.value.code == "INVALID_FIELD_MAPPING"
     assert caught.value.problems == [f"{warp_field!r} {problem}"]
+
+
+@pytest.mark.parametrize(("column", "field_type", "extra", "problem"), [
+    ("employees integer", "string", "", "a string field cannot live in an integer column (it needs character "
+                                        "varying or text)"),
+    ("employees text", "integer", "", "an integer field cannot live in a text column"),
+    ("unit_price numeric(12, 4)", "amount", ", scale = 2", "the row says 2 decimals, the column keeps 4"),
+    ("segment text", "enumeration", "", "an enumeration field needs its options"),
+])
+def test_a_declared_type_the_column_cannot_hold_is_refused(engine: sa.Engine, column: str, field_type: str,
+                                                           extra: str, problem: str) -> None:
+    name = column.split()[0]
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"ALTER TABLE customers ADD COLUMN {column}"))
+        # The table's own checks refuse an enumeration without options: the column check comes first here.
+        conn.execute(sa.text("ALTER TABLE hubspot_field_mappings DROP CONSTRAINT hubspot_field_mappings_options_given"))
+        conn.execute(sa.text(
+            "INSERT INTO hubspot_field_mappings (warp_field, hubspot_property, direction, strategy, field_type, scale) "
+            "VALUES (:field, 'warp_extra', 'BIDIRECTIONAL', 'MANUAL', :type, "
+            "CASE WHEN :type = 'amount' THEN 4 END)"), {"field": name, "type": field_type})
+        if extra:
+            conn.execute(sa.text(f"UPDATE hubspot_field_mappings SET {extra.lstrip(', ')} WHERE warp_field = :f"),
+                         {"f": name})
+    with engine.connect() as conn, pytest.raises(FieldRuleError) as caught:
+        load_rules(conn)
+    assert any(problem in p for p in caught.value.problems), caught.value.problems
 
 
 def test_a_rule_edit_is_picked_up_without_a_release(engine: sa.Engine) -> None:

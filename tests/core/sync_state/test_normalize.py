@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pandas as pd
@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from warp_sync_pipeline.core.normalize import (
     FIELD_SPECS,
+    FieldSpec,
+    FieldType,
     InvalidFieldValue,
     comparable,
     comparable_series,
@@ -277,3 +279,50 @@ def test_every_ascii_edge_character_is_handled_alike(field: str) -> None:
     ]
     expected = [_scalar(field, value) for value in values]
     assert _as_list(comparable_series(field, pd.Series(values, dtype="str"))) == expected
+
+
+# --- the types a mapping row may declare for a new column (issue 18, item 2) -----------------------------------
+
+TYPED_SPECS = {
+    "employees": FieldSpec("employees", FieldType.INTEGER, minimum=Decimal(0)),
+    "is_reseller": FieldSpec("is_reseller", FieldType.BOOLEAN),
+    "contract_start": FieldSpec("contract_start", FieldType.DATE),
+    "unit_price": FieldSpec("unit_price", FieldType.AMOUNT, scale=4),
+    "segment": FieldSpec("segment", FieldType.ENUMERATION, ("SMB", "ENTERPRISE"), nullable=False),
+}
+TYPED_TEXTS = st.one_of(TEXTS, st.sampled_from(
+    ["42", "42.0", "-3", "007", "1e3", "9223372036854775808", "true", "FALSE", " True ", "yes", "2026-02-29",
+     "2024-02-29", "1767225600000", "1767225600001", "2026-1-2", "12.3456", "12.34567", "0.0000", "SMB", "smb"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(sorted(TYPED_SPECS)), values=st.lists(TYPED_TEXTS, min_size=1, max_size=25))
+def test_declared_types_vectorize_like_their_scalar_form(name: str, values: list[str | None]) -> None:
+    spec = TYPED_SPECS[name]
+    expected = [_scalar(spec, value) for value in values]  # type: ignore[arg-type]
+    assert _as_list(comparable_series(spec, pd.Series(values, dtype="str"))) == expected
+    for value in expected:  # idempotent, and what HubSpot is sent reads back the same
+        if value:
+            assert comparable(spec, value) == value
+            assert comparable(spec, from_hubspot(spec, to_hubspot(spec, value))) == value
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("employees", "42.0", "42"), ("employees", 7, "7"), ("is_reseller", " True ", "true"),
+    ("is_reseller", False, "false"), ("contract_start", "1767225600000", "2026-01-01"),
+    ("contract_start", date(2026, 1, 2), "2026-01-02"), ("unit_price", "12.34500", "12.3450"),
+])
+def test_declared_types_compare_in_one_canonical_text(name: str, value: object, expected: str) -> None:
+    assert comparable(TYPED_SPECS[name], value) == expected
+
+
+@pytest.mark.parametrize(("name", "value", "code"), [
+    ("employees", "-1", "INTEGER_BELOW_MINIMUM"), ("employees", "4.5", "INVALID_INTEGER"),
+    ("employees", True, "WRONG_TYPE"), ("is_reseller", "yes", "INVALID_BOOLEAN"),
+    ("contract_start", "2026-02-29", "INVALID_DATE"), ("contract_start", "1767225600001", "INVALID_DATE"),
+    ("unit_price", "1.23456", "AMOUNT_TOO_PRECISE"), ("segment", "", "VALUE_REQUIRED"),
+])
+def test_declared_types_refuse_what_the_other_side_cannot_hold(name: str, value: object, code: str) -> None:
+    with pytest.raises(InvalidFieldValue) as refused:
+        comparable(TYPED_SPECS[name], value)
+    assert refused.value.code == code

@@ -39,8 +39,7 @@ def test_an_admin_reads_a_draft_and_its_preview_then_publishes_and_rolls_back(cl
 
     listing = client.get("/review/rules").get_data(as_text=True)
     assert 'href="/review/rules/email-warp-wins"' in listing and "sales asked" in listing
-    assert "contact_email: warp_contact_email, BIDIRECTIONAL, MANUAL -&gt; warp_contact_email, BIDIRECTIONAL, " \
-           "WARP_WINS" in listing
+    assert "contact_email: strategy MANUAL -&gt; WARP_WINS" in listing
     page = client.get("/review/rules/email-warp-wins").get_data(as_text=True)
     assert "3 → <strong>0</strong>" in page and "2 → <strong>5</strong>" in page  # conflicts and writes, live → draft
     assert f'href="/review/customers/{made.customer_id}">ZT-300000001</a>' in page

@@ -30,7 +30,7 @@ from warp_sync_pipeline.core.field_state import warp_changed_at_series
 from warp_sync_pipeline.core.fields import FieldRule, FieldRules
 from warp_sync_pipeline.core.hubspot import MERGED_IDS_PROPERTY
 from warp_sync_pipeline.core.links import LinkStatus
-from warp_sync_pipeline.core.normalize import BAN_PATTERN, FieldType, comparable_series, spec_for
+from warp_sync_pipeline.core.normalize import BAN_PATTERN, FieldType, comparable_series
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_COUNTS,
     ATTR_PULLED_AT,
@@ -390,7 +390,7 @@ _DICTIONARY_FROM = 10_000
 
 def normalised(rule: FieldRule, raw: pd.Series) -> pd.Series:
     """comparable_series() of `raw`, with the same result."""
-    spec = spec_for(rule.warp_field)
+    spec = rule.spec
     if spec.type not in _FEW_VALUES or len(raw) < _DICTIONARY_FROM:
         return comparable_series(spec, raw)
     encoded = pa.array(raw.astype("str").array).dictionary_encode(null_encoding="encode")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ import pyarrow.compute as pc
 from warp_sync_pipeline.core.decision import column
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
 from warp_sync_pipeline.core.hubspot.properties import BAN_PROPERTY as BAN_PROPERTY  # the frame's BAN column
+from warp_sync_pipeline.core.normalize import FieldSpec, FieldType
 
 # --- identity columns ---------------------------------------------------------------------------------------
 CUSTOMER_ID = "customer_id"
@@ -159,9 +161,25 @@ def jsonable_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(attrs, default=str))
 
 
-def rules_to_attr(rules: FieldRules) -> list[list[str | None]]:
+def rules_to_attr(rules: FieldRules) -> list[list[Any]]:
     return [[r.warp_field, r.hubspot_property, r.direction.value, r.strategy.value,
-             None if r.watched_since is None else iso(r.watched_since)] for r in rules.values()]
+             None if r.watched_since is None else iso(r.watched_since), _spec_to_attr(r.declared)]
+            for r in rules.values()]
+
+
+def _spec_to_attr(spec: FieldSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    return {"type": spec.type.value, "options": list(spec.options), "nullable": spec.nullable,
+            "minimum": None if spec.minimum is None else str(spec.minimum), "scale": spec.scale}
+
+
+def _spec_from_attr(name: str, data: dict[str, Any] | None) -> FieldSpec | None:
+    if not data:
+        return None
+    return FieldSpec(name, FieldType(data["type"]), tuple(data.get("options") or ()), nullable=bool(data["nullable"]),
+                     minimum=None if data.get("minimum") is None else Decimal(data["minimum"]),
+                     scale=int(data.get("scale") or 2))
 
 
 def draft_rules_from_attr(frame: pd.DataFrame) -> FieldRules | None:
@@ -183,7 +201,8 @@ def rules_from_attr(frame: pd.DataFrame) -> FieldRules:
     return FieldRules(_rule_from_attr(*item) for item in raw)
 
 
-def _rule_from_attr(field: str, prop: str, direction: str, strategy: str, watched_since: str | None = None) -> FieldRule:
-    # Frames stored before watched_since was carried have four items.
+def _rule_from_attr(field: str, prop: str, direction: str, strategy: str, watched_since: str | None = None,
+                    spec: dict[str, Any] | None = None) -> FieldRule:
+    # Frames stored before watched_since (or the declared type) was carried have fewer items.
     return FieldRule(field, prop, Direction(direction), Strategy(strategy),
-                     parse_iso(watched_since) if watched_since else None)
+                     parse_iso(watched_since) if watched_since else None, _spec_from_attr(field, spec))

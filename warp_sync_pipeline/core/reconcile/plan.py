@@ -25,7 +25,7 @@ from warp_sync_pipeline.core.decision import (
     decide_frame,
 )
 from warp_sync_pipeline.core.fields import FieldRules
-from warp_sync_pipeline.core.normalize import InvalidFieldValue, comparable
+from warp_sync_pipeline.core.normalize import FieldSpec, InvalidFieldValue, comparable
 from warp_sync_pipeline.core.reconcile.diff import TIME_DTYPE, bare, positions
 from warp_sync_pipeline.core.reconcile.frames import (
     AGREEMENT,
@@ -142,7 +142,7 @@ def build_plan(
             HUBSPOT_TIME: take(col(field, HUBSPOT_CHANGED_AT)),
             VALUE: value,
         })
-        parts.append(_explain_invalid(part, field))
+        parts.append(_explain_invalid(part, rules[field].spec))
     links = pairs[pairs[MATCH] == MATCH_BAN]
     if len(links):
         parts.append(pd.DataFrame({
@@ -177,7 +177,7 @@ def _with_history(pairs: pd.DataFrame, history: pd.DataFrame, rules: FieldRules)
     return pairs
 
 
-def _explain_invalid(part: pd.DataFrame, field: str) -> pd.DataFrame:
+def _explain_invalid(part: pd.DataFrame, field: FieldSpec) -> pd.DataFrame:
     """Why a value could not be written (SKIP_INVALID): the normaliser's code and message, once per distinct
     value (the scalar normaliser says why; invalid values are few and repeat)."""
     reasons = part[REASON]
