@@ -156,7 +156,8 @@ def upsert_field_state(
     for update in updates:
         if update.agreed is not None and update.agreed.at is None:
             raise ValueError(f"{update.warp_field}: an agreed value needs the time it was agreed")
-        if update.spec is None and update.warp_field not in FIELD_SPECS:
+        known = update.spec is not None or update.warp_field in FIELD_SPECS
+        if not (known or (values_are_comparable and _SAFE_NAME.fullmatch(update.warp_field))):
             raise KeyError(f"{update.warp_field!r} is not a WARP field warp-sync syncs")
         row: dict[str, object] = {"customer_id": str(UUID(str(update.customer_id))), "warp_field": update.warp_field}
         present = []

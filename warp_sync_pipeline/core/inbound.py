@@ -86,7 +86,7 @@ from warp_sync_pipeline.core.pauses import (
     pause_for,
 )
 from warp_sync_pipeline.core.settings import DEFAULTS, WarpSettings, load_settings
-from warp_sync_pipeline.core.sync_tables import customers
+from warp_sync_pipeline.core.sync_tables import customer_column, customers
 from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions
 
 log = logging.getLogger(__name__)
@@ -398,9 +398,11 @@ class _Customer:
     values: Mapping[str, Any]
 
 
-def _select_customers(where: sa.ColumnElement[bool]) -> sa.Select:
+def _select_customers(where: sa.ColumnElement[bool], rules: FieldRules | None = None) -> sa.Select:
+    """The customers matching `where`, locked, with every column: the declared ones and any a mapping row added."""
+    added = [customer_column(name) for name in (rules or ()) if name not in customers.c]
     return (
-        sa.select(customers)
+        sa.select(customers, *added)
         .where(where)
         .order_by(customers.c.id)  # one lock order for statements locking several customers
         .with_for_update(of=customers)
@@ -712,7 +714,7 @@ class _Changes:
             if rule is None:
                 return self.finish(conn, event, _ignored(
                     UNMAPPED_PROPERTY, f"HubSpot property {event.property_name!r} is not mapped to a WARP field"))
-            row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
+            row = conn.execute(_select_customers(linked_to_companies([event.object_id]), self.rules)).first()
             if row is None:
                 return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"no WARP customer is linked to company {event.object_id}"))
@@ -831,12 +833,12 @@ class _Changes:
                 return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"company {event.object_id} has no warp_ban: not a WARP customer"))
             # Re-checked under the row locks: another writer may have linked it since.
-            holder_row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
+            holder_row = conn.execute(_select_customers(linked_to_companies([event.object_id]), self.rules)).first()
             if holder_row is not None:
                 return self.finish(conn, event, _ignored(
                     ALREADY_LINKED, f"company {event.object_id} is already linked to customer {holder_row.id}",
                     customer_id=str(holder_row.id)))
-            row = conn.execute(_select_customers(customers.c.ban == ban)).first()
+            row = conn.execute(_select_customers(customers.c.ban == ban, self.rules)).first()
             if row is None:
                 return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"company {event.object_id}'s warp_ban {ban} is not a WARP customer's"))
@@ -857,7 +859,7 @@ class _Changes:
     # company.deletion
     def deletion(self, event: ClaimedEvent, leases: _LeaseBook) -> EventOutcome:
         with self.engine.begin() as conn:
-            row = conn.execute(_select_customers(linked_to_companies([event.object_id]))).first()
+            row = conn.execute(_select_customers(linked_to_companies([event.object_id]), self.rules)).first()
             if row is None:
                 return self.finish(conn, event, _ignored(
                     UNKNOWN_COMPANY, f"no WARP customer is linked to company {event.object_id}"))

@@ -75,7 +75,7 @@ from warp_sync_pipeline.core.normalize import (
     to_hubspot,
 )
 from warp_sync_pipeline.core.sync_tables import conflicts as conflicts_table
-from warp_sync_pipeline.core.sync_tables import customer_company_id, sync_log
+from warp_sync_pipeline.core.sync_tables import customer_column, customer_company_id, sync_log
 from warp_sync_pipeline.core.sync_tables import customers as _customers
 from warp_sync_pipeline.core.warp_apply import Applier, FieldDecision, apply_decisions
 
@@ -456,7 +456,7 @@ def _read_customer(engine: sa.Engine, customer_id: UUID, rule: FieldRule) -> sa.
     with engine.connect() as conn:
         row = conn.execute(
             sa.select(
-                _customers.c[rule.warp_field].label("value"),
+                customer_column(rule.warp_field).label("value"),
                 customer_company_id.label("company_id"),
                 _customers.c.hubspot_link_status,
             ).where(_customers.c.id == customer_id)
@@ -786,7 +786,7 @@ def _lock_unchanged(conn: sa.Connection, plan: _Plan) -> object:
     if current is None or current.status != "open" or current.version != conflict.version:
         raise _ConflictMoved()
     holds = conn.execute(
-        sa.select(_customers.c[rule.warp_field]).where(_customers.c.id == conflict.customer_id).with_for_update()
+        sa.select(customer_column(rule.warp_field)).where(_customers.c.id == conflict.customer_id).with_for_update()
     ).first()
     if holds is None:
         raise _ConflictMoved()

@@ -32,6 +32,17 @@ customers = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True)),
     sa.Column("updated_at", sa.DateTime(timezone=True)),
 )
+
+
+def customer_column(name: str) -> sa.ColumnElement:
+    """A `customers` column by name: the declared ones above, and a column a mapping row added since (fields are
+    data: load_rules accepts only real `customers` columns, so the name is one, and it is quoted)."""
+    if name in customers.c:
+        return customers.c[name]
+    quoted = '"' + name.replace('"', '""') + '"'
+    return sa.literal_column(f"customers.{quoted}").label(name)
+
+
 # The HubSpot company a customer links to (unique across customers, see sql/001).
 customer_company_id = customers.c.external_ids["hubspot_company_id"].astext
 # Set in a transaction that writes HubSpot's values to WARP: the outbox trigger (sql/) then queues nothing back.

@@ -24,14 +24,14 @@ REASON_SENTENCES: Mapping[str, str] = {
     R.CONFLICT_WARP_WINS: "Both sides changed; the field's rule says WARP wins.",
     R.CONFLICT_LATEST_WINS_WARP_NEWER: "Both sides changed; WARP's change was later.",
     R.CONFLICT_LATEST_WINS_HUBSPOT_NEWER_OR_TIE: "Both sides changed; HubSpot's change was later (or at the same time).",
-    R.CONFLICT_LATEST_WINS_TIME_UNKNOWN: "Both sides changed and WARP's change time is unknown: HubSpot's value kept.",
+    R.CONFLICT_LATEST_WINS_TIME_UNKNOWN: "Both sides changed and a change time is unknown: HubSpot's value kept.",
     R.CONFLICT_MANUAL_REVIEW: "Both sides changed; the field's rule asks a person to choose.",
     R.NO_AGREED_VALUE_HUBSPOT_WINS: "The sides differ and never agreed; the field's rule says HubSpot wins.",
     R.NO_AGREED_VALUE_WARP_WINS: "The sides differ and never agreed; the field's rule says WARP wins.",
     R.NO_AGREED_VALUE_LATEST_WINS_WARP_NEWER: "The sides differ and never agreed; WARP's value is the later one.",
     R.NO_AGREED_VALUE_LATEST_WINS_HUBSPOT_NEWER_OR_TIE: "The sides differ and never agreed; HubSpot's value is the "
                                                         "later one (or as old).",
-    R.NO_AGREED_VALUE_LATEST_WINS_TIME_UNKNOWN: "The sides differ and never agreed, and WARP's change time is unknown: "
+    R.NO_AGREED_VALUE_LATEST_WINS_TIME_UNKNOWN: "The sides differ and never agreed, and a change time is unknown: "
                                                 "HubSpot's value kept.",
     R.NO_AGREED_VALUE_MANUAL_REVIEW: "The sides differ and never agreed; the field's rule asks a person to choose.",
     R.WARP_VALUE_INVALID: "WARP's value cannot be written to HubSpot: not copied.",
