@@ -29,6 +29,14 @@ def _inputs(body: dict) -> list:
     return inputs
 
 
+@properties.get("/crm/v3/property-validations/<company_type:object_type>")
+def property_validations(object_type: str) -> Response:
+    """The account's validation rules on company properties (shape: see warp_sync_pipeline/core/field_properties)."""
+    rules = sandbox_state().config.property_validations
+    return json_response({"results": [{"propertyName": name, "propertyValidationRules": list(items)}
+                                      for name, items in sorted(rules.items())]})
+
+
 @properties.get(BASE)
 def list_properties(object_type: str) -> Response:
     return json_response({"results": sandbox_state().portal.list_properties(query_bool("archived"))})

@@ -43,6 +43,10 @@ class SandboxConfig:
     time_zone: str = "America/New_York"
     # Where the account's records open in HubSpot's UI (the details' uiDomain): regional accounts use another.
     ui_domain: str = "app.hubspot.com"
+    # The account's property validation rules (GET /crm/v3/property-validations/0-2), by property name: lists of
+    # {"ruleType": "MAX_LENGTH" | "FORMAT" | "EMAIL_BLOCKED_DOMAINS" | ..., "ruleArguments": [...]}. Served as read;
+    # the sandbox does not enforce them on writes (a gap, noted in the README's sandbox section).
+    property_validations: dict[str, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     webhook_target_url: str | None = None
     webhook_timeout_seconds: float = 5.0
     webhook_max_retries: int = 10
@@ -124,6 +128,15 @@ def _one_of(forms: tuple[str, ...]) -> Any:
     return check
 
 
+def _validations(key: str, value: Any) -> Any:
+    ok = isinstance(value, dict) and all(
+        isinstance(rules, list) and all(isinstance(r, dict) and isinstance(r.get("ruleType"), str) for r in rules)
+        for rules in value.values())
+    if not ok:
+        raise bad_request(f"{key} must map property names to lists of {{ruleType, ruleArguments}}.")
+    return value
+
+
 def _ui_domain(key: str, value: Any) -> Any:
     if not isinstance(value, str) or not re.fullmatch(r"app(-[a-z0-9]+)?\.hubspot\.com", value):
         raise bad_request(f"{key} must be app.hubspot.com or a regional app-<region>.hubspot.com.")
@@ -169,7 +182,7 @@ def _seconds(key: str, value: Any) -> Any:
 
 _CHECKS: dict[str, Any] = {
     "access_token": _token, "client_secret": _token, "webhook_target_url": _target_url,
-    "webhook_repeat_event_ids": _flag, "time_zone": _time_zone, "ui_domain": _ui_domain,
+    "webhook_repeat_event_ids": _flag, "time_zone": _time_zone, "ui_domain": _ui_domain, "property_validations": _validations,
     "batch_write_errors": _one_of(BATCH_WRITE_ERROR_FORMS), "unique_conflict_form": _one_of(UNIQUE_CONFLICT_FORMS),
     "webhook_subscribed_properties": _property_names,
     **dict.fromkeys(_OPTIONAL_POSITIVE_INTS | _POSITIVE_INTS | _NON_NEGATIVE_INTS, _whole_number),

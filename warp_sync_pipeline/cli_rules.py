@@ -26,6 +26,17 @@ def _show_rules(rules: Any) -> None:
         click.echo(f"  {rule.warp_field:<20} {rule.hubspot_property:<24} {rule.direction:<16} {rule.strategy}")
 
 
+def _hubspot() -> Any:
+    """A HubSpot client when HUBSPOT_ACCESS_TOKEN is set (drafts are then checked against HubSpot's properties)."""
+    from warp_sync_pipeline.core.hubspot import client_from_env
+    from warp_sync_pipeline.core.settings import load_settings
+
+    if not load_settings().hubspot_access_token:
+        click.echo("note: HUBSPOT_ACCESS_TOKEN is not set, so HubSpot's properties are not checked", err=True)
+        return None
+    return client_from_env()
+
+
 BY_OPTION = click.option("--by", default=None,
                          help="Who does it, for the audit trail (default: the operating-system user).")
 
@@ -196,12 +207,17 @@ def draft_discard(name: str) -> None:
 @BY_OPTION
 def publish(name: str, by: str | None) -> None:
     """Make draft NAME the live rules, all at once (the rules it replaces are kept for `rules rollback`)."""
+    from warp_sync_pipeline.core.hubspot import HubSpotError
     from warp_sync_pipeline.core.rule_drafts import RuleDraftError, publish_draft
 
+    hubspot = _hubspot()
     try:
-        done = publish_draft(_engine(), name, by or getpass.getuser())
-    except RuleDraftError as exc:
+        done = publish_draft(_engine(), name, by or getpass.getuser(), hubspot)
+    except (RuleDraftError, HubSpotError) as exc:
         _fail(exc)
+    finally:
+        if hubspot is not None:
+            hubspot.close()
     click.echo(f"draft {name} published; the rules it replaced are kept as version {done.version_id}")
     for line in done.changes:
         click.echo(f"  {line}")

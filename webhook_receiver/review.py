@@ -39,6 +39,7 @@ from wtforms import ValidationError
 from warp_sync_pipeline.core.auth import Principal, Role
 from warp_sync_pipeline.core.errors import ServiceError
 from warp_sync_pipeline.core.fields import load_rules
+from warp_sync_pipeline.core.hubspot import HubSpotError
 from warp_sync_pipeline.core.link_review import (
     NEEDS_A_PERSON,
     case,
@@ -581,9 +582,14 @@ def rule_draft_page(name: str) -> Any:
 @page_requires("rules:publish")
 def rule_draft_publish(name: str) -> Any:
     try:
-        done = publish_draft(_engine(), name, g.principal.name)
+        # HubSpot's properties are checked when the receiver can reach HubSpot (HUBSPOT_ACCESS_TOKEN).
+        done = publish_draft(_engine(), name, g.principal.name, receiver_resources().hubspot())
     except RuleDraftError as exc:
         flash(f"Draft {name} was not published ({exc.code}): {exc.message}", "error")
+        return redirect(url_for("review.rule_draft_page", name=name), code=303)
+    except HubSpotError as exc:
+        flash(f"Draft {name} was not published: HubSpot's properties could not be checked ({exc.message}). "
+              "Try again once HubSpot answers.", "error")
         return redirect(url_for("review.rule_draft_page", name=name), code=303)
     log.info("rule draft %s published by %s (version %s kept)", name, g.principal.name, done.version_id)
     flash(f"Draft {name} published: every flow follows it now. The rules it replaced are kept as version "

@@ -113,3 +113,22 @@ def test_a_reader_sees_the_old_rules_or_the_new_never_a_mix(engine: sa.Engine) -
         assert {k: v.strategy.value for k, v in load_rules(reader).items()} == before
     assert {strategies(engine)[f] for f in ("company_name", "credit_limit", "contact_email")} == {"MANUAL"}
     assert draft_previews(engine, "all-manual") == []
+
+
+def test_publishing_checks_each_field_against_its_hubspot_property(engine: sa.Engine, warp_hubspot) -> None:  # noqa: ANN001
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE customers ADD COLUMN is_reseller boolean"))
+    create_draft(engine, "resellers", "ana")
+    set_rule(engine, "resellers", "is_reseller", hubspot_property="warp_is_reseller", direction="WARP_TO_HUBSPOT",
+             strategy="WARP_WINS", field_type="boolean")
+    with pytest.raises(RuleDraftError) as missing:
+        publish_draft(engine, "resellers", "ana", warp_hubspot)
+    assert missing.value.code == "HUBSPOT_PROPERTY_MISMATCH"
+    assert "HubSpot has no property warp_is_reseller (`warp-sync hubspot setup` creates it)" in missing.value.message
+    # A property of another type cannot hold a boolean: refused, naming both types.
+    warp_hubspot.create_property({"name": "warp_is_reseller", "label": "Reseller", "type": "string",
+                                  "fieldType": "text", "groupName": "companyinformation"})
+    with pytest.raises(RuleDraftError) as mistyped:
+        publish_draft(engine, "resellers", "ana", warp_hubspot)
+    assert "is 'string', a boolean field needs 'bool'" in mistyped.value.message
+    assert "is_reseller" not in strategies(engine)  # nothing was published

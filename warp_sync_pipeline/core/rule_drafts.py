@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.audit import name_writer
 from warp_sync_pipeline.core.errors import Failure, ServiceError
+from warp_sync_pipeline.core.field_properties import check_properties
 from warp_sync_pipeline.core.fields import (
     Column,
     Direction,
@@ -289,9 +290,22 @@ def _validated(rows: list[dict[str, Any]], columns: Mapping[str, Column]) -> Fie
     return rules
 
 
-def validate_draft(engine: sa.Engine, name: str) -> FieldRules:
+def validate_draft(engine: sa.Engine, name: str, hubspot: Any = None) -> FieldRules:
+    """The draft's rules, checked like the live ones and, with a HubSpot client, against HubSpot's properties."""
     with engine.connect() as conn:
-        return draft_rules(conn, get_draft(conn, name))
+        rules = draft_rules(conn, get_draft(conn, name))
+    if hubspot is not None:
+        _check_hubspot(rules, hubspot)
+    return rules
+
+
+def _check_hubspot(rules: FieldRules, hubspot: Any) -> None:
+    """Refuse rules whose HubSpot properties are missing or cannot hold their fields' values."""
+    checked = check_properties(rules, hubspot)
+    problems = checked.problems + [f"HubSpot has no property {name} (`warp-sync hubspot setup` creates it)"
+                                   for name in checked.missing]
+    if problems:
+        raise RuleDraftError(Failure.INVALID, "HUBSPOT_PROPERTY_MISMATCH", "; ".join(problems), problems=problems)
 
 
 @dataclass(frozen=True)
@@ -334,8 +348,11 @@ def _keep_version(conn: sa.Connection, replaced: Sequence[DraftRule], actor: str
          "rules": json.dumps([r.as_dict() for r in replaced])}).scalar_one())
 
 
-def publish_draft(engine: sa.Engine, name: str, actor: str) -> Published:
-    """Make the draft the live rules, all at once; the rules it replaces are kept for a rollback."""
+def publish_draft(engine: sa.Engine, name: str, actor: str, hubspot: Any = None) -> Published:
+    """Make the draft the live rules, all at once; the rules it replaces are kept for a rollback. With a HubSpot
+    client, each field's property is checked first (HubSpot is read before the transaction, never inside it)."""
+    if hubspot is not None:
+        validate_draft(engine, name, hubspot)
     with engine.begin() as conn:
         row = _draft_row(conn, name, lock=True)
         draft = _read(conn, row)

@@ -71,12 +71,14 @@ def test_property_read_create_archive(hubspot: HubSpotClient) -> None:
         hubspot.get_property("warp_test_flag")
 
 
-def test_warp_sync_hubspot_setup(sandbox) -> None:  # noqa: ANN001
-    env = {**os.environ, "HUBSPOT_BASE_URL": sandbox.base_url, "HUBSPOT_ACCESS_TOKEN": sandbox.access_token}
+def test_warp_sync_hubspot_setup(sandbox, database_url: str) -> None:  # noqa: ANN001
+    env = {**os.environ, "HUBSPOT_BASE_URL": sandbox.base_url, "HUBSPOT_ACCESS_TOKEN": sandbox.access_token,
+           "WARP_DATABASE_URL": database_url}
     command = [str(Path(os.sys.executable).parent / "warp-sync"), "hubspot", "setup"]
     first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "created  warp_ban" in first.stdout and "7 created, 0 already present" in first.stdout
+    assert "every mapped field's property can hold its values (8 fields)" in first.stdout
     second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert second.returncode == 0 and "0 created, 7 already present" in second.stdout
     assert sandbox.access_token not in first.stdout + first.stderr
@@ -88,3 +90,32 @@ def test_warp_sync_hubspot_setup(sandbox) -> None:  # noqa: ANN001
     unset = subprocess.run(command, cwd=REPO, env={k: v for k, v in env.items() if k != "HUBSPOT_ACCESS_TOKEN"},
                            capture_output=True, text=True, timeout=60)
     assert unset.returncode == 2 and "HUBSPOT_ACCESS_TOKEN" in unset.stderr
+
+
+def test_setup_creates_what_the_table_maps_and_refuses_a_property_that_cannot_hold_it(
+    sandbox, database_url: str, engine,  # noqa: ANN001
+) -> None:
+    import sqlalchemy as sa
+
+    env = {**os.environ, "HUBSPOT_BASE_URL": sandbox.base_url, "HUBSPOT_ACCESS_TOKEN": sandbox.access_token,
+           "WARP_DATABASE_URL": database_url}
+    command = [str(Path(os.sys.executable).parent / "warp-sync"), "hubspot", "setup"]
+    with engine.begin() as conn:  # a new column, mapped by one row; HubSpot has no property for it yet
+        conn.execute(sa.text("ALTER TABLE customers ADD COLUMN segment text"))
+        conn.execute(sa.text(
+            "INSERT INTO hubspot_field_mappings (warp_field, hubspot_property, direction, strategy, field_type, options) "
+            "VALUES ('segment', 'warp_segment', 'WARP_TO_HUBSPOT', 'WARP_WINS', 'enumeration', '[\"SMB\", \"ENTERPRISE\"]')"))
+    made = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert "created  warp_segment (mapped from segment)" in made.stdout
+    with HubSpotClient(sandbox.base_url, sandbox.access_token, time_budget_s=10) as client:
+        segment = client.get_property("warp_segment")
+        assert (segment["type"], segment["fieldType"]) == ("enumeration", "select")
+        assert [o["value"] for o in segment["options"]] == ["SMB", "ENTERPRISE"]
+        # An admin's validation rule on the contact email that WARP's values would break; a property made read-only.
+        sandbox.control.configure(property_validations={"warp_contact_email": [
+            {"ruleType": "EMAIL_BLOCKED_DOMAINS", "ruleArguments": ["gmail.com"]}]})
+    refused = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert ("error: contact_email -> warp_contact_email: HubSpot refuses emails at gmail.com, which WARP accepts"
+            in refused.stderr)

@@ -451,6 +451,11 @@ class HubSpotClient:
         """Every company property, as HubSpot's `Property` objects."""
         return self._schema.list_all(archived=archived)
 
+    def property_validations(self) -> Mapping[str, Any]:
+        """`GET /crm/v3/property-validations/0-2`: the account's validation rules on company properties."""
+        answer = self._transport.call("GET", "/crm/v3/property-validations/0-2")
+        return answer if isinstance(answer, Mapping) else {}
+
     def get_property(self, name: str) -> dict[str, Any]:
         return self._schema.get(name)
 
