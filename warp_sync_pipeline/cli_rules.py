@@ -88,8 +88,10 @@ def draft_create(name: str, note: str, by: str | None) -> None:
 @click.argument("name")
 @click.argument("field")
 @click.option("--property", "hubspot_property", default=None, help="The HubSpot property (a new field needs it).")
-@click.option("--direction", default=None, type=click.Choice(["WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL"]))
-@click.option("--strategy", default=None, type=click.Choice(["HUBSPOT_WINS", "WARP_WINS", "LATEST_WINS", "MANUAL"]))
+@click.option("--direction", default=None, type=click.Choice(["WARP_TO_HUBSPOT", "HUBSPOT_TO_WARP", "BIDIRECTIONAL"]),
+              help="Which way the field flows (a new field needs it).")
+@click.option("--strategy", default=None, type=click.Choice(["HUBSPOT_WINS", "WARP_WINS", "LATEST_WINS", "MANUAL"]),
+              help="Who wins when both sides changed (a one-way field: the side it flows from).")
 @click.option("--type", "field_type", default=None,
               type=click.Choice(["string", "email", "enumeration", "amount", "services", "integer", "boolean", "date"]),
               help="What the field holds (a new field needs it); checked against the customers column.")

@@ -4,7 +4,6 @@ report, and renders in the UI: the asset graph, the latest report with its Markd
 test-artifacts/ (git-ignored). Where Chromium is not installed the test skips, saying so."""
 
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
@@ -12,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from werkzeug.serving import make_server
 
 from tests import ARTIFACTS
 from tests.cdp import Page, anchors, chromium_page, find_chromium
 from tests.plugins.dagster_stack import DagsterStack
 from tests.plugins.sandbox import SandboxHandle
 from tests.plugins.smtp import SmtpCatcher
-from tests.receiver.review.conftest import receiver_config
+from tests.receiver.review.conftest import receiver_config, serving
 from warp_sync_pipeline.core.auth import issue
 from warp_sync_pipeline.core.db import make_engine
 from warp_sync_pipeline.core.decision import Reason
@@ -91,15 +89,10 @@ SUBJECT = re.compile(r"\[warp-sync\] Reconciliation: [\d,]+ needs? review, [\d,]
 def review_pages(stack: DagsterStack, database_url: str, sandbox: SandboxHandle) -> Iterator[str]:
     """The receiver's review pages on the stack's database, served where the stack's reports link them."""
     app = create_app(receiver_config(database_url, sandbox))
-    server = make_server("127.0.0.1", stack.review_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="review-pages", daemon=True)
-    thread.start()
     try:
-        yield f"http://127.0.0.1:{stack.review_port}"
+        with serving(app, stack.review_port) as url:
+            yield url
     finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
         close_app(app)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.serving import make_server
 
 from warp_sync_pipeline.core.auth import issue
 from warp_sync_pipeline.core.conflicts import open_or_update_conflict
@@ -243,3 +246,17 @@ def sign_in(test_client: FlaskClient, token: str, next_url: str | None = None) -
     if next_url is not None:
         form["next"] = next_url
     return test_client.post("/review/login", data=form)
+
+
+@contextmanager
+def serving(app: Flask, port: int = 0) -> Iterator[str]:
+    """The app under a real HTTP server on a loopback port (a free one by default), stopped afterwards."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="review-pages", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+        server.server_close()

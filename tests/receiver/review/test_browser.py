@@ -5,17 +5,15 @@ Screenshots land in test-artifacts/ (git-ignored). Where Chromium is not install
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from tests import ARTIFACTS
 from tests.cdp import chromium_page, find_chromium
-from tests.receiver.review.conftest import conflict_row, resolution_log, warp_value
+from tests.receiver.review.conftest import conflict_row, resolution_log, serving, warp_value
 
 CHROMIUM = find_chromium()
 
@@ -28,15 +26,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture
 def live_receiver(app: Flask) -> Iterator[str]:
     """The receiver under a real HTTP server on a free loopback port, stopped after the test."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="review-receiver", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
-        server.server_close()
+    with serving(app) as url:
+        yield url
 
 
 def test_a_person_signs_in_and_resolves_a_conflict_in_the_browser(
