@@ -68,7 +68,8 @@ def _epoch_us(expression: str) -> str:
     return f"(extract(epoch FROM {expression}) * 1000000)::bigint"
 
 
-def _page_sql(rules: FieldRules, quote: Callable[[str], str], params: dict[str, Any], *, first: bool) -> str:
+def _page_sql(rules: FieldRules, quote: Callable[[str], str], params: dict[str, Any], *, first: bool,
+              only: bool = False) -> str:
     """One keyset page of customers with their field state (one lateral aggregate per customer)."""
     state = []
     for position, (field, rule) in enumerate(rules.items()):
@@ -88,7 +89,8 @@ def _page_sql(rules: FieldRules, quote: Callable[[str], str], params: dict[str, 
         FROM customers AS c
         LEFT JOIN LATERAL (SELECT {", ".join(state)} FROM hubspot_field_state WHERE customer_id = c.id) AS s
             ON true
-        {"" if first else "WHERE c.id > CAST(:after AS uuid)"}
+        WHERE true {"" if first else "AND c.id > CAST(:after AS uuid)"}
+        {"AND c.id = ANY(CAST(:only AS uuid[]))" if only else ""}
         ORDER BY c.id
         LIMIT :limit
     """
@@ -106,8 +108,10 @@ def pull_warp_customers(
     *,
     page_size: int = DEFAULT_WARP_PAGE_SIZE,
     progress: Progress | None = None,
+    only: Iterable[str] | None = None,
 ) -> pd.DataFrame:
-    """Every customer with its mapped fields, link and field state, read in keyset pages of `page_size`.
+    """Every customer (or the `only` ones: an incremental run's) with its mapped fields, link and field state, read
+    in keyset pages of `page_size`.
 
     All pages come from one REPEATABLE READ snapshot, so the frame is one consistent moment of WARP.
     `attrs["pulled_at"]` is when the pull started (a plan is as old as its oldest pull).
@@ -120,8 +124,10 @@ def pull_warp_customers(
         conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
         quote = conn.dialect.identifier_preparer.quote
         params: dict[str, Any] = {"limit": page_size}
-        first = sa.text(_page_sql(rules, quote, params, first=True))
-        following = sa.text(_page_sql(rules, quote, params, first=False))
+        if only is not None:
+            params["only"] = sorted(set(only))
+        first = sa.text(_page_sql(rules, quote, params, first=True, only=only is not None))
+        following = sa.text(_page_sql(rules, quote, params, first=False, only=only is not None))
         with conn.begin():
             after: str | None = None
             while True:
