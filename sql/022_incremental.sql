@@ -28,3 +28,21 @@ CREATE TABLE hubspot_reconcile_carried (
 );
 CREATE UNIQUE INDEX hubspot_reconcile_carried_record ON hubspot_reconcile_carried
     (coalesce(customer_id::text, ''), coalesce(company_id, ''));
+
+-- Every run says what kind it was (the report, the trend and the alerts tell them apart).
+ALTER TABLE hubspot_reconciliation_runs ADD COLUMN mode text NOT NULL DEFAULT 'full'
+    CONSTRAINT hubspot_reconciliation_runs_mode_valid CHECK (mode IN ('full', 'incremental'));
+
+-- A change of the rules (published, or a row inserted by hand) makes the next run a full sweep: what was in step
+-- under the old rules may not be under the new.
+CREATE FUNCTION hubspot_field_mappings_forget_watermark() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM hubspot_reconcile_watermark;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER hubspot_field_mappings_forget_watermark
+    AFTER INSERT OR UPDATE OR DELETE ON hubspot_field_mappings
+    FOR EACH STATEMENT EXECUTE FUNCTION hubspot_field_mappings_forget_watermark();

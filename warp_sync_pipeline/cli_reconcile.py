@@ -45,7 +45,11 @@ def _fail(message: str, code: int = 2) -> None:
 @click.option("--rule-draft", default=None, metavar="NAME",
               help="Preview rule draft NAME (`warp-sync rules draft`): a dry run whose report compares the draft's "
                    "plan with the live rules' on the same pull.")
-def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool, rule_draft: str | None) -> None:
+@click.option("--incremental", is_flag=True,
+              help="Reconcile only what moved since the last good run (the schedule's choice on most nights); "
+                   "without one, the run sweeps in full.")
+def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool, rule_draft: str | None,
+              incremental: bool) -> None:
     """Submit a run of the reconciliation job to the Dagster run queue and follow it to its end.
 
     The run is built from the code location (WARP_DAGSTER_WORKSPACE, else the local stack's while its code server
@@ -71,7 +75,8 @@ def reconcile(dry_run: bool, allow_mass_write: bool, no_follow: bool, rule_draft
         _fail(f"WARP_DAGSTER_WORKSPACE: no workspace file at {workspace}")
     run_id = str(uuid.uuid4())
     dry_run = dry_run or rule_draft is not None  # a preview never writes
-    settings: dict[str, Any] = {"dry_run": dry_run, "allow_mass_write": allow_mass_write}
+    settings: dict[str, Any] = {"dry_run": dry_run, "allow_mass_write": allow_mass_write,
+                                "mode": "incremental" if incremental else "full"}
     tags = {DRY_RUN_TAG: "true" if dry_run else "false", STARTED_FROM_TAG: "shell"}
     if rule_draft:
         settings["rule_draft"], tags[RULE_DRAFT_TAG] = rule_draft, rule_draft

@@ -25,6 +25,8 @@ REQUEST_TAG = "warp/reconcile-request"
 DRY_RUN_TAG = "warp/dry-run"
 # The rule draft a run previews (core/rule_drafts.py): such a run is always a dry run, whatever its config says.
 RULE_DRAFT_TAG = "warp/rule-draft"
+# full or incremental (core/reconcile/incremental.py): the schedule picks it by weekday; unset, a full sweep.
+RECONCILE_MODE_TAG = "warp/reconcile-mode"
 # "shell" on runs that `warp-sync reconcile` submitted (for filtering the run list).
 STARTED_FROM_TAG = "warp/started-from"
 ONBOARDING_FLOW = "onboarding"

@@ -89,6 +89,7 @@ def test_the_parser_finds_the_commands_a_person_would_paste() -> None:
                                           "make stop"]
 
 
+@pytest.mark.early  # about four minutes: it must not start last
 def test_every_command_the_demo_prints_works_pasted_into_a_shell(shell_env: dict[str, str]) -> None:
     # `make demo` runs `warp-sync demo` (1,000 customers); the first demo seeds 300, to keep the suite quick. The
     # `make demo` it prints then runs as pasted, reusing them.

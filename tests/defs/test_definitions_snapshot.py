@@ -33,7 +33,7 @@ SCHEDULES = {
 ASSETS = [
     "field_differences", "hubspot/companies", "hubspot_companies", "hubspot_property_history", "hubspot_sync_queue",
     "hubspot_webhook_events", "hubspot_writeback", "onboarding_hubspot_companies", "onboarding_preview",
-    "onboarding_warp_customers", "reconciliation_plan", "reconciliation_report", "rule_draft_preview", "warp/customers", "warp_customers",
+    "onboarding_warp_customers", "reconciliation_plan", "reconciliation_report", "reconciliation_scope", "rule_draft_preview", "warp/customers", "warp_customers",
     "warp_writeback",
 ]
 CHECKS = [

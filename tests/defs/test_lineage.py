@@ -24,8 +24,9 @@ def _reads(graph: Any, key: str) -> set[dg.AssetKey]:
 def test_the_three_flows_read_warps_customers_and_hubspots_companies(graph: Any) -> None:
     assert {WARP, HUBSPOT} <= _reads(graph, "hubspot_sync_queue")  # outbound
     assert {WARP, HUBSPOT} <= _reads(graph, "hubspot_webhook_events")  # inbound
-    assert _reads(graph, "warp_customers") == {WARP}  # the nightly's two pulls
-    assert _reads(graph, "hubspot_companies") == {HUBSPOT}
+    assert WARP in _reads(graph, "warp_customers")  # the nightly's two pulls, after its scope (which reads both)
+    assert HUBSPOT in _reads(graph, "hubspot_companies")
+    assert _reads(graph, "reconciliation_scope") == {WARP, HUBSPOT}
     for system in (WARP, HUBSPOT):
         node = graph.get(system)
         assert not node.is_materializable and node.group_name == "systems"

@@ -5,6 +5,7 @@ sandbox and an aiosmtpd server; the run row, the report in the UI and by email, 
 import json
 import re
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,7 @@ def test_a_mapping_changed_between_the_two_pulls_stops_the_diff(
     # The WARP pull runs under one mapping, the HubSpot pull under another: the frames describe different fields,
     # and the diff refuses them rather than compare them (issue 14).
     resources = _resources(database_url, sandbox, None, tmp_path)
-    first = dg.materialize(RECONCILIATION_ASSETS, selection=["warp_customers"], resources=resources,
+    first = dg.materialize(RECONCILIATION_ASSETS, selection=["reconciliation_scope", "warp_customers"], resources=resources,
                            instance=instance, tags={"warp/flow": "reconciliation"}, raise_on_error=False)
     assert first.success
     with engine.begin() as conn:
@@ -300,3 +301,55 @@ def test_a_run_under_a_rule_draft_is_a_dry_run_that_compares_both_plans_on_one_p
     text = message.get_body(preferencelist=("plain",)).get_content()
     assert "RECORDS RULE DRAFT EMAIL-WARP-WINS WOULD TREAT DIFFERENTLY" in text
     assert "a conflict for a person" in text and "written to HubSpot: " in text
+
+
+def test_an_incremental_run_reconciles_what_moved_and_moves_the_watermark_only_when_it_may(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, demo: SeededDemo,
+    tmp_path: Path,
+) -> None:
+    from warp_sync_pipeline.core.reconcile.incremental import read_watermark
+
+    def materialize(**settings: Any) -> dg.ExecuteInProcessResult:
+        result = _materialize(instance, _resources(database_url, sandbox, None, tmp_path,
+                                                   ReconciliationSettings(**settings)))
+        assert result.success
+        return result
+
+    # No good run yet: asked for incremental, the run sweeps in full, and starts the watermark.
+    first = materialize(mode="incremental", allow_mass_write=True)
+    assert instance.get_run_by_id(first.run_id).tags["warp/reconcile-mode"] == "full"
+    assert read_watermark(engine).run_id == first.run_id
+    with engine.begin() as conn:
+        customer, company, limit = conn.execute(sa.text(
+            "UPDATE customers SET credit_limit = credit_limit + 1 WHERE id = (SELECT id FROM customers "
+            "WHERE hubspot_link_status = 'linked' ORDER BY ban LIMIT 1) "
+            "RETURNING id::text, external_ids ->> 'hubspot_company_id', credit_limit")).one()
+
+    second = materialize(mode="incremental")
+    assert instance.get_run_by_id(second.run_id).tags["warp/reconcile-mode"] == "incremental"
+    record = runs.get_run(engine, second.run_id)
+    assert record.mode == "incremental" and record.counts["customers_pulled"] < DEMO_CUSTOMERS // 10
+    assert record.counts["changes_written_to_hubspot"] >= 1
+    assert any(note.startswith("An incremental run: it reconciled the ") for note in record.report["notes"])
+    company_now = next(c for c in sandbox.control.all_companies() if c["id"] == company)
+    assert Decimal(company_now["properties"]["warp_credit_limit"]) == limit
+    assert read_watermark(engine).run_id == second.run_id
+
+    # A dry run reconciles nothing for good: the watermark stays where the last real run left it.
+    materialize(mode="incremental", dry_run=True)
+    assert read_watermark(engine).run_id == second.run_id
+    # A change of the rules makes the next run a full sweep.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_field_mappings SET strategy = 'MANUAL' WHERE warp_field = 'company_name'"))
+    assert read_watermark(engine) is None
+    third = materialize(mode="incremental", allow_mass_write=True)
+    assert runs.get_run(engine, third.run_id).mode == "full"
+
+
+def test_the_schedule_sweeps_in_full_on_its_weekday_and_incrementally_otherwise() -> None:
+    from datetime import datetime
+
+    from warp_sync_pipeline.defs.reconciliation import nightly_mode
+
+    sunday, monday = datetime(2026, 12, 6, 2), datetime(2026, 12, 7, 2)
+    assert (nightly_mode(sunday), nightly_mode(monday)) == ("full", "incremental")  # the default sweep day: 6

@@ -17,7 +17,7 @@ from warp_sync_pipeline.defs.reconciliation import (
 from warp_sync_pipeline.resources.database import DatabaseResource
 
 ASSETS = {"warp_customers", "hubspot_companies", "field_differences", "hubspot_property_history",
-          "reconciliation_plan", "rule_draft_preview", "hubspot_writeback", "warp_writeback", "reconciliation_report"}
+          "reconciliation_plan", "rule_draft_preview", "reconciliation_scope", "hubspot_writeback", "warp_writeback", "reconciliation_report"}
 
 
 def test_the_job_schedule_checks_and_sensors_are_defined(monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:

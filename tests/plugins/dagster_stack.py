@@ -459,5 +459,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     on_stack = [item for item in items if "dagster_stack" in getattr(item, "fixturenames", ())]
     for item in on_stack:
         item.add_marker(pytest.mark.xdist_group(STACK_GROUP))
-    items[:] = on_stack + [item for item in items if item not in on_stack]
+    # Long tests marked early start next, on the other workers, instead of trailing the suite.
+    early = [item for item in items if item not in on_stack and item.get_closest_marker("early")]
+    items[:] = on_stack + early + [item for item in items if item not in on_stack and item not in early]
 

@@ -315,7 +315,10 @@ def _trend_view(trend: Sequence[TrendPoint], links: WebLinks) -> list[dict[str, 
     for point in trend:
         row: dict[str, Any] = {"when": _format_time(point.started_at)[:16], "run": point.run_id[:8],
                                "url": links.run(point.run_id),
-                               "mark": "failed" if point.status == "failed" else ("dry run" if point.dry_run else "")}
+                               "mark": ", ".join(word for word, on in (("failed", point.status == "failed"),
+                                                                       ("dry run", point.dry_run),
+                                                                       ("incremental", point.mode == "incremental"))
+                                                 if on)}
         for name in figures:
             value = getattr(point, name)
             row[name] = "" if value is None else f"{value:,}"

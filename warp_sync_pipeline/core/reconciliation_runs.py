@@ -65,6 +65,7 @@ class RunRecord:
     updated_at: dt.datetime
     # The latest progress line of each stage while the run goes (warp_pull, hubspot_pull, ...).
     progress: dict[str, str] = field(default_factory=dict)
+    mode: str = "full"  # full or incremental (core/reconcile/incremental.py)
 
     @property
     def finished(self) -> bool:
@@ -162,7 +163,7 @@ def _clean_counts(counts: Mapping[str, Any]) -> dict[str, int | float]:
 # --- statements -------------------------------------------------------------------------------
 _COLUMNS = (
     "run_id, request_id, status, dry_run, started_at, finished_at, counts, report, report_markdown, "
-    "failure_reason, updated_at, progress"
+    "failure_reason, updated_at, progress, mode"
 )
 
 _START = sa.text(
@@ -234,6 +235,7 @@ def _record(row: sa.Row) -> RunRecord:
         failure_reason=m["failure_reason"],
         updated_at=m["updated_at"],
         progress=dict(m["progress"] or {}),
+        mode=m["mode"],
     )
 
 
@@ -342,6 +344,13 @@ def record_email_outcome(engine: sa.Engine, run_id: str, outcome: str) -> None:
                      {"run_id": _require_run_id(run_id), "outcome": outcome[:500]})
 
 
+def set_mode(engine: sa.Engine, run_id: str, mode: str) -> None:
+    """What kind of run it is (a finished row is left alone)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hubspot_reconciliation_runs SET mode = :mode WHERE run_id = :run_id "
+                             "AND status = 'running'"), {"run_id": _require_run_id(run_id), "mode": mode})
+
+
 def record_progress(engine: sa.Engine, run_id: str, stage: str, message: str) -> None:
     """Keep `message` as the latest progress of `stage` in a running row (a finished row is left alone)."""
     with engine.begin() as conn:
@@ -359,7 +368,7 @@ TREND_RUNS = 30
 
 _TREND = sa.text(
     """
-    SELECT run_id, started_at, status, dry_run,
+    SELECT run_id, started_at, status, dry_run, mode,
            (counts->>'pairs_with_differences')::bigint AS drift,
            (counts->>'conflicts_opened')::bigint AS conflicts_opened,
            (counts->>'write_errors')::bigint AS errors
@@ -376,7 +385,7 @@ def recent_trend(engine: sa.Engine, limit: int = TREND_RUNS) -> list[TrendPoint]
     with engine.connect() as conn:
         rows = conn.execute(_TREND, {"limit": limit}).mappings().all()
     return [TrendPoint(run_id=r["run_id"], started_at=r["started_at"], status=r["status"], dry_run=r["dry_run"],
-                       drift=r["drift"], conflicts_opened=r["conflicts_opened"], errors=r["errors"])
+                       drift=r["drift"], conflicts_opened=r["conflicts_opened"], errors=r["errors"], mode=r["mode"])
             for r in reversed(rows)]
 
 

@@ -225,6 +225,13 @@ class WarpSettings(BaseSettings):
     writeback_enabled: Switch = Field(default=True, alias="WARP_WRITEBACK_ENABLED")
     reconcile_create_missing: Switch = Field(default=False, alias="WARP_RECONCILE_CREATE_MISSING")
     reconcile_freshness_hours: float = Field(default=26.0, alias="WARP_RECONCILE_FRESHNESS_HOURS", ge=1.0)
+    # The incremental nightly (core/reconcile/incremental.py): the day of the full sweep (0 Monday .. 6 Sunday),
+    # the overlap of HubSpot's search windows, how far search lags writes, and WARP's margin for long transactions.
+    reconcile_full_sweep_weekday: int = Field(default=6, alias="WARP_RECONCILE_FULL_SWEEP_WEEKDAY", ge=0, le=6)
+    reconcile_search_overlap_seconds: float = Field(default=300.0, alias="WARP_RECONCILE_SEARCH_OVERLAP_SECONDS",
+                                                    ge=0.0)
+    reconcile_index_lag_seconds: float = Field(default=60.0, alias="WARP_RECONCILE_INDEX_LAG_SECONDS", ge=0.0)
+    reconcile_warp_margin_seconds: float = Field(default=900.0, alias="WARP_RECONCILE_WARP_MARGIN_SECONDS", ge=0.0)
     reconcile_max_change_share: float = Field(default=0.05, alias="WARP_RECONCILE_MAX_CHANGE_SHARE", ge=0.0, le=1.0)
     reconcile_max_drift_share: float = Field(default=0.05, alias="WARP_RECONCILE_MAX_DRIFT_SHARE", ge=0.0, le=1.0)
     reconcile_max_plan_age_hours: float = Field(default=6.0, alias="WARP_RECONCILE_MAX_PLAN_AGE_HOURS", ge=0.01)

@@ -53,6 +53,18 @@ from warp_sync_pipeline.core.reconcile.frames import (
     rules_from_attr,
     rules_to_attr,
 )
+from warp_sync_pipeline.core.reconcile.incremental import (
+    FULL,
+    INCREMENTAL,
+    Watermark,
+    advance_watermark,
+    carry,
+    find_scope,
+    measure_against_population,
+    read_watermark,
+    settle_carried,
+    unsettled,
+)
 from warp_sync_pipeline.core.reconcile.options import BRAKED, DEFAULT_WARP_PAGE_SIZE
 from warp_sync_pipeline.core.reconcile.plan import ACTION, FIELD, REASON
 from warp_sync_pipeline.core.reconcile.preview import (
@@ -61,7 +73,12 @@ from warp_sync_pipeline.core.reconcile.preview import (
     preview_markdown,
     rules_for_pull,
 )
-from warp_sync_pipeline.core.reconcile.pull import DailyQuotaTooLow, check_daily_headroom, pulled_at
+from warp_sync_pipeline.core.reconcile.pull import (
+    DailyQuotaTooLow,
+    check_daily_headroom,
+    pulled_at,
+    read_hubspot_companies,
+)
 from warp_sync_pipeline.core.reconcile.report import REPORT_MAX_ROWS
 from warp_sync_pipeline.core.reconcile.results import Report, TrendPoint, WriteBackSummary
 from warp_sync_pipeline.core.reconciliation_runs import (
@@ -70,6 +87,7 @@ from warp_sync_pipeline.core.reconciliation_runs import (
     recent_trend,
     record_email_outcome,
     record_progress,
+    set_mode,
     start_run,
 )
 from warp_sync_pipeline.core.rule_drafts import (
@@ -95,6 +113,7 @@ from warp_sync_pipeline.runs import (
     CATALOG,
     DRY_RUN_TAG,
     FLOW_TAG,
+    RECONCILE_MODE_TAG,
     RECONCILIATION_FLOW,
     RECONCILIATION_JOB_NAME,
     RULE_DRAFT_TAG,
@@ -149,6 +168,10 @@ class ReconciliationSettings(dg.ConfigurableResource):
         default=None,
         description="Create a HubSpot company for each customer without one; the creates count toward the brake "
                     "(unset: WARP_RECONCILE_CREATE_MISSING).")
+    mode: str | None = Field(
+        default=None, pattern="^(full|incremental)$",
+        description="full: every customer and company; incremental: what moved since the last good run (the "
+                    "schedule's choice on other days than the sweep's; unset: the warp/reconcile-mode tag, else full).")
     rule_draft: str | None = Field(
         default=None,
         description="Preview this open rule draft (`warp-sync rules draft ...`): the run is a dry run, and its report "
@@ -156,6 +179,9 @@ class ReconciliationSettings(dg.ConfigurableResource):
 
     def draft_name(self, run_tags: dict[str, str]) -> str | None:
         return self.rule_draft or run_tags.get(RULE_DRAFT_TAG) or None
+
+    def wanted_mode(self, run_tags: dict[str, str]) -> str:
+        return self.mode or run_tags.get(RECONCILE_MODE_TAG) or FULL
 
     def options(self, run_tags: dict[str, str]) -> ReconcileOptions:
         """This run's options: what the run config set, else the WARP_RECONCILE_* settings. A run under a rule
@@ -330,17 +356,59 @@ def _errors_check(spec: dg.AssetCheckSpec, summary: WriteBackSummary) -> tuple[d
 # --- the assets ---------------------------------------------------------------------------------------------
 
 
+@dg.asset(group_name=GROUP, **CATALOG, kinds={"postgres", "hubspot"}, io_manager_key=IO_MANAGER,
+          deps=[warp_customers_table, hubspot_companies_object])
+def reconciliation_scope(
+    context: dg.AssetExecutionContext, db: DatabaseResource, hubspot: HubSpotResource,
+    reconciliation: ReconciliationSettings,
+) -> dg.MaterializeResult[dict]:
+    """Full or incremental, and for an incremental run what moved since the last good one: HubSpot's search by
+    hs_lastmodifieddate over the window since the watermark (split past 10,000 results), the stored webhook events,
+    WARP's changes, each record's counterpart and the records carried over. With no watermark, or a rule draft to
+    preview, the run is a full sweep."""
+    options = _begin(context, db, reconciliation)
+    started_at = datetime.now(UTC)
+    tags = dict(context.run.tags)
+    wanted = reconciliation.wanted_mode(tags)
+    mark = read_watermark(db.engine)
+    settings = load_settings()
+    if wanted == INCREMENTAL and mark is not None and reconciliation.draft_name(tags) is None:
+        scope = find_scope(db.engine, hubspot.client, mark, started_at=started_at,
+                           overlap=timedelta(seconds=settings.reconcile_search_overlap_seconds),
+                           index_lag=timedelta(seconds=settings.reconcile_index_lag_seconds),
+                           warp_margin=timedelta(seconds=settings.reconcile_warp_margin_seconds))
+        value = {"mode": INCREMENTAL, "started_at": started_at.isoformat(), "customer_ids": sorted(scope.customer_ids),
+                 "company_ids": sorted(scope.company_ids), "hubspot_to": scope.hubspot_to.isoformat(),
+                 "describe": scope.describe()}
+        why = f"what moved since {mark.warp_through.isoformat()}"
+    else:
+        value = {"mode": FULL, "started_at": started_at.isoformat(),
+                 "hubspot_to": (started_at - timedelta(seconds=settings.reconcile_index_lag_seconds)).isoformat()}
+        why = ("the run asked for a full sweep" if wanted == FULL else
+               "a rule draft is previewed" if mark is not None else "no good run yet to start from")
+    set_mode(db.engine, context.run.run_id, value["mode"])
+    if tags.get(RECONCILE_MODE_TAG) != value["mode"]:
+        context.instance.add_run_tags(context.run.run_id, {RECONCILE_MODE_TAG: value["mode"]})
+    context.log.info(f"{value['mode']} run ({why}){' (dry run)' if options.dry_run else ''}")
+    return dg.MaterializeResult(value=value, metadata={
+        "mode": value["mode"], "why": why,
+        **{k: v for k, v in (value.get("describe") or {}).items() if isinstance(v, int)},
+    })
+
+
 @dg.asset(group_name=GROUP, **CATALOG, kinds={"postgres", "pandas"}, io_manager_key=IO_MANAGER,
           deps=[warp_customers_table])
 def warp_customers(
-    context: dg.AssetExecutionContext, db: DatabaseResource, reconciliation: ReconciliationSettings
+    context: dg.AssetExecutionContext, reconciliation_scope: dict, db: DatabaseResource,
+    reconciliation: ReconciliationSettings,
 ) -> dg.MaterializeResult[pd.DataFrame]:
-    """Every WARP customer with its mapped fields (as stored), HubSpot link, field state and per-field change
-    times, read in keyset pages from one consistent snapshot."""
+    """Every WARP customer (an incremental run: those in its scope) with its mapped fields (as stored), HubSpot link,
+    field state and per-field change times, read in keyset pages from one consistent snapshot."""
     options = _begin(context, db, reconciliation)
     rules = _rules(context, db, reconciliation)
+    only = reconciliation_scope.get("customer_ids") if reconciliation_scope.get("mode") == INCREMENTAL else None
     frame = rules.mark(pull_warp_customers(db.engine, rules.pull, page_size=options.warp_page_size,
-                                           progress=_progress(context, db, "warp_pull")))
+                                           progress=_progress(context, db, "warp_pull"), only=only))
     return dg.MaterializeResult(value=frame, metadata={
         "dagster/row_count": len(frame), "pulled_at": _timestamp(frame), "fields": len(rules.pull),
         "dagster/column_schema": _column_schema(frame),
@@ -350,19 +418,23 @@ def warp_customers(
 @dg.asset(group_name=GROUP, **CATALOG, kinds={"hubspot", "pandas"}, io_manager_key=IO_MANAGER,
           check_specs=[HUBSPOT_COMPANIES_UNIQUE_WARP_BAN], deps=[hubspot_companies_object])
 def hubspot_companies(
-    context: dg.AssetExecutionContext, db: DatabaseResource, hubspot: HubSpotResource,
+    context: dg.AssetExecutionContext, reconciliation_scope: dict, db: DatabaseResource, hubspot: HubSpotResource,
     reconciliation: ReconciliationSettings,
 ):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
     """Every active HubSpot company with only the properties warp-sync maps, listed 100 a page and streamed
-    page by page (progress in the run log)."""
+    page by page (progress in the run log); an incremental run reads its scope's companies, 100 a batch read."""
     _begin(context, db, reconciliation)
     rules = _rules(context, db, reconciliation)
-    try:
-        check_daily_headroom(db.engine, hubspot.client.budget)
-    except DailyQuotaTooLow as exc:
-        raise dg.Failure(description=str(exc)) from exc
-    frame = rules.mark(pull_hubspot_companies(hubspot.client, hubspot_properties(rules.pull),
-                                              progress=_progress(context, db, "hubspot_pull")))
+    if reconciliation_scope.get("mode") == INCREMENTAL:
+        frame = rules.mark(read_hubspot_companies(hubspot.client, reconciliation_scope.get("company_ids") or [],
+                                                  hubspot_properties(rules.pull)))
+    else:
+        try:
+            check_daily_headroom(db.engine, hubspot.client.budget)
+        except DailyQuotaTooLow as exc:
+            raise dg.Failure(description=str(exc)) from exc
+        frame = rules.mark(pull_hubspot_companies(hubspot.client, hubspot_properties(rules.pull),
+                                                  progress=_progress(context, db, "hubspot_pull")))
     check = _unique_ban_check(db, duplicate_bans(frame))
     return dg.MaterializeResult(value=frame, check_results=_recorded(context, db, check), metadata={
         "dagster/row_count": len(frame), "pulled_at": _timestamp(frame),
@@ -396,8 +468,8 @@ def _unique_ban_check(db: DatabaseResource, duplicated: pd.Series) -> tuple[dg.A
 @dg.asset(group_name=GROUP, **CATALOG, kinds={"pandas"}, io_manager_key=IO_MANAGER,
           check_specs=[FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED, FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT])
 def field_differences(
-    context: dg.AssetExecutionContext, warp_customers: pd.DataFrame, hubspot_companies: pd.DataFrame,
-    db: DatabaseResource, reconciliation: ReconciliationSettings,
+    context: dg.AssetExecutionContext, reconciliation_scope: dict, warp_customers: pd.DataFrame,
+    hubspot_companies: pd.DataFrame, db: DatabaseResource, reconciliation: ReconciliationSettings,
 ):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
     """Customers and companies joined on the HubSpot company id (falling back to warp_ban for unlinked
     customers), every mapped field normalised and compared with vectorized operations. Keeps the pairs that
@@ -414,21 +486,26 @@ def field_differences(
     unlinked = frame[frame[KIND].isin(CUSTOMER_SIDE_ORPHANS)]
     pairs = counts.get("pairs", 0)
     drift = counts.get("pairs_differing", 0) / pairs if pairs else 0.0
+    # Population checks are judged on full sweeps: an incremental run compares only what moved, which differs.
+    full = reconciliation_scope.get("mode", FULL) == FULL
+    scope = {"scope": "every customer and company" if full else "the records that moved since the last good run"}
     checks = _recorded(context, db, (FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED, dg.AssetCheckResult(
             check_name=FIELD_DIFFERENCES_EVERY_CUSTOMER_LINKED.name,
             passed=unlinked.empty,
             severity=dg.AssetCheckSeverity.WARN,
             description=f"{len(unlinked):,} customer(s) without a HubSpot company." if len(unlinked) else
             "Every customer has its company.",
-            metadata={"customers_without_company": len(unlinked),
+            metadata={**scope, "customers_without_company": len(unlinked),
                       "by_kind": {str(k): int(v) for k, v in unlinked[KIND].value_counts().items()},
                       "sample_bans": sorted(unlinked["ban"].dropna().tolist())[:SAMPLE]},
         ), []), (FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT, dg.AssetCheckResult(
             check_name=FIELD_DIFFERENCES_DRIFT_BELOW_LIMIT.name,
-            passed=drift <= options.max_drift_share,
+            passed=drift <= options.max_drift_share or not full,
             severity=dg.AssetCheckSeverity.WARN,
-            description=f"{drift:.2%} of pairs differ (limit {options.max_drift_share:.2%}).",
-            metadata={"drift_share": round(float(drift), 4), "max_drift_share": options.max_drift_share,
+            description=(f"{drift:.2%} of pairs differ (limit {options.max_drift_share:.2%})." if full else
+                         f"Not judged on an incremental run: {drift:.2%} of the {pairs:,} pairs that moved differ; "
+                         "the weekly full sweep judges drift."),
+            metadata={**scope, "drift_share": round(float(drift), 4), "max_drift_share": options.max_drift_share,
                       "pairs_differing": counts.get("pairs_differing", 0), "pairs": pairs},
         ), []))
     return dg.MaterializeResult(value=frame, check_results=checks, metadata={
@@ -456,14 +533,17 @@ def hubspot_property_history(
 
 @dg.asset(group_name=GROUP, **CATALOG, kinds={"pandas"}, io_manager_key=IO_MANAGER)
 def reconciliation_plan(
-    context: dg.AssetExecutionContext, field_differences: pd.DataFrame, hubspot_property_history: pd.DataFrame,
-    db: DatabaseResource,
+    context: dg.AssetExecutionContext, reconciliation_scope: dict, field_differences: pd.DataFrame,
+    hubspot_property_history: pd.DataFrame, db: DatabaseResource,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     """Each difference decided by the one decision function (vectorized): to WARP, to HubSpot, a MANUAL
-    conflict, an invalid value; plus customers to link by BAN, orphans on both sides and duplicates."""
+    conflict, an invalid value; plus customers to link by BAN, orphans on both sides and duplicates. An incremental
+    run's brake is measured against every linked customer."""
     rules = rules_from_attr(field_differences)
     plan = build_plan(field_differences, hubspot_property_history, rules)
     plan.attrs[ATTR_RULES] = rules_to_attr(rules)
+    if reconciliation_scope.get("mode") == INCREMENTAL:
+        measure_against_population(plan, db.engine)
     counts = plan.attrs[ATTR_COUNTS]
     return dg.MaterializeResult(value=plan, metadata={
         "dagster/row_count": len(plan), "dagster/column_schema": _column_schema(plan),
@@ -556,8 +636,8 @@ def warp_writeback(
               fail_window=timedelta(hours=load_settings().reconcile_freshness_hours)))
 def reconciliation_report(
     context: dg.AssetExecutionContext, reconciliation_plan: pd.DataFrame, hubspot_writeback: WriteBackSummary,
-    warp_writeback: WriteBackSummary, rule_draft_preview: dict, db: DatabaseResource, email: EmailResource,
-    hubspot: HubSpotResource, reconciliation: ReconciliationSettings,
+    warp_writeback: WriteBackSummary, rule_draft_preview: dict, reconciliation_scope: dict, db: DatabaseResource,
+    email: EmailResource, hubspot: HubSpotResource, reconciliation: ReconciliationSettings,
 ):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
     """Counts, the changes made each way, skipped rows, conflicts, orphans, duplicates and errors: stored in
     hubspot_reconciliation_runs, shown here as Markdown (counts also as numbers, charted across runs), and
@@ -570,12 +650,15 @@ def reconciliation_report(
         run_id=run_id, dry_run=options.dry_run, plan=reconciliation_plan, hubspot=hubspot_writeback,
         warp=warp_writeback, started_at=record.started_at if record else None, finished_at=datetime.now(UTC),
         preview=RulePreview.from_json(rule_draft_preview) if rule_draft_preview else None,
+        scope=reconciliation_scope.get("describe") if reconciliation_scope.get("mode") == INCREMENTAL else None,
     )
     report = whole.capped(REPORT_MAX_ROWS)  # the run row and the asset's value; the email attaches the whole tables
     braked = BRAKED in (hubspot_writeback.status, warp_writeback.status)
     stored = finish_run(db.engine, run_id, report.counts, report, braked=braked)
     if stored.status != "succeeded":
         context.log.warning(f"The run row was already {stored.status}; left as it was")
+    elif not options.dry_run and not braked:
+        _move_watermark(db, run_id, reconciliation_scope, (hubspot_writeback, warp_writeback))
     links = web_links(load_settings(), db.engine, hubspot.client)
     delivery = _send(context, email, whole, links, recent_trend(db.engine))
     record_email_outcome(db.engine, run_id, delivery)
@@ -591,6 +674,18 @@ def reconciliation_report(
         "dry_run": options.dry_run,
         "email": delivery,
     })
+
+
+def _move_watermark(db: DatabaseResource, run_id: str, scope: dict, summaries: Sequence[WriteBackSummary]) -> None:
+    """After a succeeded, non-dry, unbraked run: the next incremental run starts where this one's windows ended;
+    what it could not settle is carried into it, and what it settled of the carried records is forgotten."""
+    started_at = datetime.fromisoformat(scope["started_at"])
+    incremental = scope["mode"] == INCREMENTAL
+    settle_carried(db.engine, scope.get("customer_ids") if incremental else None,
+                   scope.get("company_ids") if incremental else None, before=started_at)
+    carry(db.engine, run_id, unsettled(summaries))
+    advance_watermark(db.engine, Watermark(datetime.fromisoformat(scope["hubspot_to"]), started_at, run_id,
+                                           scope["mode"]))
 
 
 def _send(context: dg.AssetExecutionContext, email: EmailResource, report: Report, links: WebLinks,
@@ -610,7 +705,7 @@ def _send(context: dg.AssetExecutionContext, email: EmailResource, report: Repor
 
 
 RECONCILIATION_ASSETS = [
-    warp_customers, hubspot_companies, field_differences, hubspot_property_history, reconciliation_plan,
+    reconciliation_scope, warp_customers, hubspot_companies, field_differences, hubspot_property_history, reconciliation_plan,
     rule_draft_preview, hubspot_writeback, warp_writeback, reconciliation_report,
 ]
 
@@ -626,6 +721,12 @@ reconciliation_job = dg.define_asset_job(
 )
 
 
+def nightly_mode(when: datetime | None) -> str:
+    """The full sweep on WARP_RECONCILE_FULL_SWEEP_WEEKDAY (in the schedule's time zone), incremental otherwise."""
+    weekday = (when or datetime.now(UTC)).weekday()
+    return FULL if weekday == load_settings().reconcile_full_sweep_weekday else INCREMENTAL
+
+
 def reconciliation_schedule(timezone: str) -> dg.ScheduleDefinition:
     """02:00 in `timezone` (on a spring-forward day Dagster runs it at 03:00, the next time that exists); skipped,
     naming the pause, while the HubSpot flows are paused (core.pauses): the run could only fail."""
@@ -638,12 +739,13 @@ def reconciliation_schedule(timezone: str) -> dg.ScheduleDefinition:
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="The nightly reconciliation at 02:00 in WARP_SCHEDULE_TIMEZONE (skipped while HubSpot is paused).",
     )
-    def reconciliation_daily_schedule(db: DatabaseResource) -> dg.RunRequest | dg.SkipReason:
+    def reconciliation_daily_schedule(context: dg.ScheduleEvaluationContext,
+                                      db: DatabaseResource) -> dg.RunRequest | dg.SkipReason:
         pauses = open_pauses(db.engine)
         if pauses:
             return dg.SkipReason(f"{pauses[0].describe()}. Tonight's reconciliation is skipped; run it once the "
                                  "flows resume (`warp-sync reconcile`, or launch reconciliation_job in the UI).")
-        return dg.RunRequest()
+        return dg.RunRequest(tags={RECONCILE_MODE_TAG: nightly_mode(context.scheduled_execution_time)})
 
     return reconciliation_daily_schedule
 

@@ -208,11 +208,40 @@ def carry(engine: sa.Engine, run_id: str, records: Sequence[tuple[str | None, st
              for c, co, reason in records])
 
 
-def settle_carried(engine: sa.Engine, customer_ids: Iterable[str], company_ids: Iterable[str],
+def settle_carried(engine: sa.Engine, customer_ids: Iterable[str] | None, company_ids: Iterable[str] | None,
                    before: datetime) -> None:
-    """Forget carried records a run reconciled (those carried before it started)."""
+    """Forget carried records a run reconciled (those carried before it started); a full sweep (None) reconciled
+    them all."""
     with engine.begin() as conn:
+        if customer_ids is None or company_ids is None:
+            conn.execute(sa.text("DELETE FROM hubspot_reconcile_carried WHERE carried_at < :before"),
+                         {"before": before})
+            return
         conn.execute(sa.text(
             "DELETE FROM hubspot_reconcile_carried WHERE carried_at < :before AND "
             "(customer_id = ANY(CAST(:customers AS uuid[])) OR company_id = ANY(:companies))"),
             {"before": before, "customers": sorted(customer_ids), "companies": sorted(company_ids)})
+
+
+def measure_against_population(plan: Any, engine: sa.Engine) -> int:
+    """An incremental plan's brake judged against every linked customer, not the few compared (a share of the
+    compared set would trip every night): sets the plan's brake denominator; returns the population."""
+    from warp_sync_pipeline.core.reconcile.frames import ATTR_BRAKE
+
+    with engine.connect() as conn:
+        population = int(conn.execute(sa.text(
+            "SELECT count(*) FROM customers WHERE hubspot_link_status = 'linked'")).scalar_one())
+    brake = dict(plan.attrs.get(ATTR_BRAKE) or {})
+    brake["records_compared"] = max(population, int(brake.get("records_compared") or 0))
+    plan.attrs[ATTR_BRAKE] = brake
+    return population
+
+
+def unsettled(summaries: Iterable[Any]) -> list[tuple[str | None, str | None, str]]:
+    """The records a run's write-backs skipped or failed (write-back summaries), to carry into the next run."""
+    out: list[tuple[str | None, str | None, str]] = []
+    for summary in summaries:
+        for record in summary.records:
+            if record.outcome in ("skipped", "failed"):
+                out.append((record.customer_id, record.company_id, f"{record.outcome}: {record.code or ''}".strip()))
+    return out

@@ -301,6 +301,7 @@ def build_report(
     started_at: datetime | None = None,
     finished_at: datetime | None = None,
     preview: RulePreview | None = None,
+    scope: dict[str, Any] | None = None,
 ) -> Report:
     """The report from the plan and the two write-back summaries: counts, warnings (alerts and notes) and
     sections, each built by a function of its own from one reading of the outcomes; a rule draft's preview
@@ -308,6 +309,14 @@ def build_report(
     seen = _Outcomes.read(plan, hubspot, warp)
     alerts, notes = report_warnings(seen, hubspot, warp, dry_run)
     sections = report_sections(seen, dry_run)
+    if scope is not None:
+        notes.insert(0, f"An incremental run: it reconciled the {scope['customers']:,} customers and "
+                        f"{scope['companies']:,} companies that moved since {scope['warp_since'][:16].replace('T', ' ')}"
+                        f" UTC ({scope['changed_by_search']:,} found by HubSpot's search in {scope['search_windows']:,} "
+                        f"window(s), {scope['changed_by_webhooks']:,} by webhook events, {scope['changed_in_warp']:,} "
+                        f"changed in WARP, {scope['carried']:,} carried over; HubSpot reports {scope['churn']:,} "
+                        "companies modified in the window). Orphans, duplicates and drift are judged on the weekly "
+                        "full sweep.")
     if preview is not None:
         notes.insert(0, f"A preview of rule draft {preview.draft_name}: the counts and changes below are the live "
                         f"rules'; the draft would treat {preview.records_total:,} records differently.")

@@ -278,3 +278,4 @@ class TrendPoint:
     drift: int | None
     conflicts_opened: int | None
     errors: int | None
+    mode: str = "full"  # an incremental run's drift counts only what moved: the mark tells the two apart
