@@ -11,13 +11,15 @@ import sqlalchemy as sa
 EVERY_CONDITION = {
     "queue_dead_letters", "webhook_events_failed", "check_failed:hubspot_companies.unique_warp_ban", "queue_lag",
     "webhook_lag", "nightly_missed", "report_unsent", "brake_tripped", "hubspot_paused", "daily_quota_low",
+    "full_sweep_missed",
 }
 
 
 def raise_every_condition(engine: sa.Engine) -> None:
     """As a bad day leaves the database: a dead and an overdue queue row, an event given up on and an overdue one,
     a failed ERROR check (and a failed WARN one, which must not alert), the last good nightly three days ago (braked,
-    its report unsent), a pause open for an hour, and the daily quota nearly spent."""
+    its report unsent, incremental: no full sweep since installation a month ago), a pause open for an hour, and the
+    daily quota nearly spent."""
     with engine.begin() as conn:
         customer = conn.execute(sa.text("INSERT INTO customers (ban, company_name) VALUES (:ban, 'Alert Ltd') "
                                         "RETURNING id"), {"ban": f"ZT-{uuid.uuid4().int % 10**9:09d}"}).scalar_one()
@@ -45,9 +47,9 @@ def raise_every_condition(engine: sa.Engine) -> None:
             "('hubspot_companies', 'unique_warp_ban', 'ERROR', false, '1 new duplicate BAN(s)', 'run-1'), "
             "('field_differences', 'drift_below_limit', 'WARN', false, '9% of pairs differ', 'run-1')"))
         conn.execute(sa.text(
-            "INSERT INTO hubspot_reconciliation_runs (run_id, status, started_at, finished_at, braked, email_outcome) "
-            "VALUES ('run-three-days-ago', 'succeeded', now() - interval '3 days', now() - interval '3 days', true, "
-            "'failed: SMTP_UNAVAILABLE')"))
+            "INSERT INTO hubspot_reconciliation_runs (run_id, status, started_at, finished_at, braked, email_outcome, "
+            "mode) VALUES ('run-three-days-ago', 'succeeded', now() - interval '3 days', now() - interval '3 days', "
+            "true, 'failed: SMTP_UNAVAILABLE', 'incremental')"))
         conn.execute(sa.text("UPDATE warp_schema_migrations SET applied_at = now() - interval '30 days'"))
         conn.execute(sa.text(
             "INSERT INTO hubspot_pauses (cause, reason, opened_by, opened_at, next_probe_at) VALUES ('token_refused', "

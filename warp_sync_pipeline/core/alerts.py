@@ -121,7 +121,7 @@ def observe(engine: sa.Engine, settings: AlertSettings, *, now: datetime | None 
         return [
             _dead_letters(queue_rows(conn)["dead"]), _events_given_up(webhook_event_states(conn)["given_up"]),
             *_failed_checks(conn),
-            *_lags(conn, settings), _missed_nightly(conn, settings, now),
+            *_lags(conn, settings), _missed_nightly(conn, settings, now), _missed_sweep(conn, settings, now),
             *_last_nightly(conn), _paused(conn, settings, now), _daily_quota(conn, settings),
         ]
 
@@ -181,6 +181,27 @@ def _missed_nightly(conn: sa.Connection, settings: AlertSettings, now: datetime)
     return Condition("nightly_missed", missed, f"no nightly reconciliation has succeeded {when}",
                      (f"The last successful (not dry) run is older than {settings.missed_nightly.total_seconds() / 3600:g} h.",
                       "Is the schedule running, is HubSpot paused, did the last runs fail?"))
+
+
+# The nightly is incremental most nights; a full sweep is due once a week (WARP_RECONCILE_FULL_SWEEP_WEEKDAY).
+SWEEP_EVERY = timedelta(days=7)
+
+
+def _missed_sweep(conn: sa.Connection, settings: AlertSettings, now: datetime) -> Condition:
+    """No succeeded, non-dry full sweep within a week and the nightly's slack: the orphans, duplicates and drift an
+    incremental run cannot see go unjudged, and deletions missed by webhooks linger."""
+    last = conn.execute(sa.text("SELECT max(finished_at) FROM hubspot_reconciliation_runs "
+                                "WHERE status = 'succeeded' AND NOT dry_run AND mode = 'full'")).scalar_one()
+    installed = conn.execute(sa.text("SELECT min(applied_at) FROM warp_schema_migrations")).scalar_one()
+    since = last or installed
+    limit = SWEEP_EVERY + settings.missed_nightly
+    missed = since is not None and now - since > limit
+    when = f"since {last.isoformat(timespec='minutes')}" if last else "ever"
+    return Condition("full_sweep_missed", missed, f"no full reconciliation sweep has succeeded {when}",
+                     (f"A full sweep is due every week (WARP_RECONCILE_FULL_SWEEP_WEEKDAY); the last is older than "
+                      f"{limit.total_seconds() / 86400:g} days.",
+                      "Incremental runs cannot judge orphans, duplicates or drift: run `warp-sync reconcile` (a full "
+                      "sweep) or check why the sweep day's run failed."))
 
 
 def _last_nightly(conn: sa.Connection) -> list[Condition]:
