@@ -35,6 +35,7 @@ import time
 import tracemalloc
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -404,7 +405,7 @@ def bench_e2e(args: argparse.Namespace) -> None:
                                                requests_per_10s=100_000),
                     "email": EmailResource(),
                     "parquet_io_manager": ParquetIOManager(base_dir=str(frames)),
-                    "reconciliation": ReconciliationSettings(),
+                    "reconciliation": ReconciliationSettings(allow_mass_write=args.incremental_share > 0),
                 }
                 _reset_peak()
                 rss_before = _status_kb("VmRSS")
@@ -432,12 +433,61 @@ def bench_e2e(args: argparse.Namespace) -> None:
                 print(f"  {endpoint}: {count}")
             print("counts:", {k: v for k, v in report.counts.items() if v})
             with engine.connect() as conn:
-                print("run row:", conn.execute(sa.text("SELECT status FROM hubspot_reconciliation_runs")).scalar_one())
+                print("run rows:", conn.execute(sa.text("SELECT status FROM hubspot_reconciliation_runs")).scalars().all())
+            if args.incremental_share > 0:
+                _bench_incremental(args, engine, base_url, token, {**resources}, wall, calls["total"])
             engine.dispose()
         finally:
             sandbox.terminate()
             sandbox.wait(timeout=30)
             shutil.rmtree(frames, ignore_errors=True)
+
+
+def _bench_incremental(args: argparse.Namespace, engine: Any, base_url: str, token: str,
+                       resources: dict[str, Any], full_wall: float, full_calls: int) -> None:
+    """After the full run: --incremental-share of the customers changed in WARP and as many companies in HubSpot,
+    then an incremental run, its wall time and HubSpot calls by endpoint beside the full run's."""
+    import dagster as dg
+    import sqlalchemy as sa
+
+    from hubspot_sandbox.control import SandboxControl
+    from warp_sync_pipeline.core.hubspot import CompanyUpdate, HubSpotClient
+    from warp_sync_pipeline.defs.reconciliation import RECONCILIATION_ASSETS, ReconciliationSettings
+
+    share = args.incremental_share
+    # The sandbox's search index has no lag: a window may end when the run starts (HubSpot's is lagged by
+    # WARP_RECONCILE_INDEX_LAG_SECONDS, so a real run leaves the last minute to the next one).
+    os.environ["WARP_RECONCILE_INDEX_LAG_SECONDS"] = "0"
+    with engine.begin() as conn:
+        warp_moved = conn.execute(sa.text(
+            "UPDATE customers SET credit_limit = coalesce(credit_limit, 0) + 1 WHERE id IN (SELECT id FROM customers "
+            "WHERE hubspot_link_status = 'linked' ORDER BY md5(id::text) LIMIT :n)"),
+            {"n": int(args.customers * share)}).rowcount
+        companies = conn.execute(sa.text(
+            "SELECT external_ids ->> 'hubspot_company_id' FROM customers WHERE hubspot_link_status = 'linked' "
+            "ORDER BY md5(ban) LIMIT :n"), {"n": int(args.customers * share)}).scalars().all()
+    with HubSpotClient(base_url, token) as client, SandboxControl(base_url) as control:
+        outcomes = client.batch_update_companies(
+            [CompanyUpdate(c, {"warp_credit_limit": str(900_000 + i)}) for i, c in enumerate(companies)])
+        hubspot_moved = sum(1 for o in outcomes if o.company is not None)
+        control.reset_counters()
+        started = time.perf_counter()
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(RECONCILIATION_ASSETS, instance=instance, tags={"warp/flow": "reconciliation"},
+                                    resources={**resources,
+                                               "reconciliation": ReconciliationSettings(mode="incremental")})
+        wall = time.perf_counter() - started
+        calls = control.counters()
+    scope = result.output_for_node("reconciliation_scope")
+    described = scope.get("describe") or {}
+    print(f"incremental run ({scope['mode']}): {warp_moved:,} customers changed in WARP, {hubspot_moved:,} companies "
+          f"in HubSpot; scope {described.get('customers', 0):,} customers, {described.get('companies', 0):,} "
+          f"companies; search {described.get('search_calls')} calls in {described.get('search_windows')} window(s); "
+          f"churn {described.get('churn')}; {described}")
+    print(f"wall time {wall:.1f} s (full run {full_wall:.1f} s: ratio {full_wall / wall:.1f}x); HubSpot calls "
+          f"{calls['total']} (full run {full_calls})")
+    for endpoint, count in sorted(calls["by_endpoint"].items()):
+        print(f"  {endpoint}: {count}")
 
 
 def main() -> None:
@@ -453,6 +503,8 @@ def main() -> None:
                       help="share of each field's values that differ (0.01: ~8%% of customers differ somewhere)")
     e2e = sub.add_parser("e2e")
     e2e.add_argument("--customers", type=int, default=100_000)
+    e2e.add_argument("--incremental-share", type=float, default=0.0,
+                     help="then change this share on each side and time an incremental run beside the full one")
     preview = sub.add_parser("preview")
     preview.add_argument("--customers", type=int, default=1_000_000)
     preview.add_argument("--repeat", type=int, default=5)
