@@ -114,3 +114,17 @@ def test_carried_records_come_back_until_a_run_settles_them(
     # The watermark never moves backwards.
     advance_watermark(engine, Watermark(now - timedelta(days=1), now - timedelta(days=1), "old", INCREMENTAL))
     assert read_watermark(engine).hubspot_through == now
+
+
+def test_when_nothing_moved_an_incremental_run_reads_and_plans_nothing(
+    engine: sa.Engine, hubspot_client: HubSpotClient, demo: SeededDemo
+) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=1)  # a watermark past every change the demo made
+    advance_watermark(engine, Watermark(later, later, "sweep", "full"))
+    scope = find_scope(engine, hubspot_client, read_watermark(engine), started_at=later, **NO_LAG)
+    assert scope.customer_ids == frozenset() and scope.company_ids == frozenset()
+    rules = rules_of(engine)
+    warp = pull_warp_customers(engine, rules, only=scope.customer_ids)
+    hubspot = read_hubspot_companies(hubspot_client, scope.company_ids, hubspot_properties(rules))
+    plan = build_plan(compute_differences(warp, hubspot, rules), fetch_property_history(hubspot_client, [], []), rules)
+    assert len(warp) == len(hubspot) == 0 and _changes(plan) == set()
