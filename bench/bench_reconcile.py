@@ -488,6 +488,8 @@ def _bench_incremental(args: argparse.Namespace, engine: Any, base_url: str, tok
           f"{calls['total']} (full run {full_calls})")
     for endpoint, count in sorted(calls["by_endpoint"].items()):
         print(f"  {endpoint}: {count}")
+    steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}
+    print("incremental run's steps: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in steps.items()))
 
 
 def main() -> None:

@@ -165,14 +165,17 @@ def _counterparts(conn: sa.Connection, customer_ids: Iterable[str], company_ids:
     customer (linked to it)."""
     customers = set(customer_ids)
     companies = set(company_ids)
+    # Joins on unnested ids, each looked up by its index (the link's index is partial: the `?` test lets it serve).
     if companies:
         customers |= {str(r) for r in conn.execute(sa.text(
-            "SELECT id FROM customers WHERE external_ids ->> 'hubspot_company_id' = ANY(:ids)"),
+            "SELECT c.id FROM unnest(CAST(:ids AS text[])) AS o(company_id) JOIN customers AS c "
+            "ON c.external_ids ->> 'hubspot_company_id' = o.company_id AND c.external_ids ? 'hubspot_company_id'"),
             {"ids": sorted(companies)}).scalars()}
     if customers:
         companies |= {str(r) for r in conn.execute(sa.text(
-            "SELECT external_ids ->> 'hubspot_company_id' FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) "
-            "AND external_ids ? 'hubspot_company_id'"), {"ids": sorted(customers)}).scalars()}
+            "SELECT c.external_ids ->> 'hubspot_company_id' FROM unnest(CAST(:ids AS uuid[])) AS o(id) "
+            "JOIN customers AS c ON c.id = o.id WHERE c.external_ids ? 'hubspot_company_id'"),
+            {"ids": sorted(customers)}).scalars()}
     return customers, companies
 
 
