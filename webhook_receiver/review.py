@@ -88,6 +88,7 @@ from warp_sync_pipeline.core.rule_drafts import (
     roll_back,
     rule_versions,
 )
+from warp_sync_pipeline.core.web_links import WebLinks
 from warp_sync_pipeline.core.wording import field_label, reason_sentence, resolution_phrase
 from webhook_receiver.conflicts_api import STATUS_BY_CODE, hubspot_client, resolution_settings
 from webhook_receiver.errors import ApiError, answer_of
@@ -209,9 +210,13 @@ def _helpers() -> dict[str, Any]:
         "reason": reason_sentence,
         "field_label": field_label,
         "resolution": resolution_phrase,
-        # Runs to the Dagster UI, companies to HubSpot, customers to their history (None: no link).
-        "links": receiver_resources().links(),
     }
+
+
+def _links() -> WebLinks:
+    """Runs to the Dagster UI, companies to HubSpot (None: no link): for the pages that show them only, since the
+    first call in a worker may ask HubSpot for its account (the sign-in page never waits on that)."""
+    return receiver_resources().links()
 
 
 def _when(moment: datetime | None) -> str:
@@ -325,7 +330,7 @@ def _conflicts_page(status: int = 200, notice: dict[str, Any] | None = None,
     page = list_open_conflicts(engine, field=field, customer=filters.get("customer"), after=after)
     html = render_template(
         "review/conflicts.html", page=page, fields=fields, filters=filters, notice=notice,
-        drafts=drafts or {}, messages=get_flashed_messages(with_categories=True),
+        drafts=drafts or {}, messages=get_flashed_messages(with_categories=True), links=_links(),
         next_url=(url_for("review.conflicts", after=page.next_after, **filters) if page.next_after else None),
     )
     return html, status
@@ -396,7 +401,7 @@ def customer(customer_id: str) -> Any:
              if len(history) == HISTORY_LIMIT_DEFAULT else None)
     return render_template(
         "review/customer.html", customer=summary, history=history,
-        conflicts=conflicts_of_customer, older_url=older,
+        conflicts=conflicts_of_customer, older_url=older, links=_links(),
         messages=get_flashed_messages(with_categories=True),
     )
 
@@ -575,7 +580,7 @@ def rule_draft_page(name: str) -> Any:
     preview = RulePreview.from_json(previews[0].summary) if previews else None
     return render_template("review/rule_draft.html", draft=draft, changes=draft.changes(live), problem=problem,
                            preview=preview, latest=previews[0] if previews else None, outcomes=OUTCOME_WORDS,
-                           messages=get_flashed_messages(with_categories=True))
+                           links=_links(), messages=get_flashed_messages(with_categories=True))
 
 
 @bp.post("/rules/<name>/publish")

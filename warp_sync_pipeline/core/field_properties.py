@@ -1,7 +1,7 @@
 """Whether each mapped field's HubSpot property can hold the same values as its WARP column (issue 18, item 2).
 
 Checked when a rule draft is validated or published and by `warp-sync hubspot setup`, never when the flows load the
-rules (that must not call HubSpot). A property can hold a field when its type fits the field's (`HUBSPOT_TYPES`),
+rules (that must not call HubSpot). A property can hold a field when its type fits the field's (`SHAPES`),
 an enumeration or a set of flags offers every option the field's row lists, HubSpot lets integrations write it
 when warp-sync writes it (`modificationMetadata.readOnlyValue`), and the account's property validation rules
 (`GET /crm/v3/property-validations/0-2`: format, maximum length, blocked email domains) do not refuse values WARP
@@ -25,24 +25,27 @@ from warp_sync_pipeline.core.hubspot.errors import HubSpotError
 from warp_sync_pipeline.core.hubspot.properties import PROPERTIES_BY_NAME, PropertyDefinition, PropertyOption
 from warp_sync_pipeline.core.normalize import FieldType
 
-# HubSpot property types (and field types) that hold each field type's values.
-HUBSPOT_TYPES: Mapping[FieldType, tuple[str, frozenset[str] | None]] = {
-    FieldType.BAN: ("string", None),
-    FieldType.STRING: ("string", None),
-    FieldType.EMAIL: ("string", None),
-    FieldType.ENUMERATION: ("enumeration", frozenset({"select", "radio"})),
-    FieldType.SERVICES: ("enumeration", frozenset({"checkbox"})),
-    FieldType.AMOUNT: ("number", None),
-    FieldType.INTEGER: ("number", None),
-    FieldType.BOOLEAN: ("bool", frozenset({"booleancheckbox"})),
-    FieldType.DATE: ("date", None),
-}
-# What each field type's property is made with: (type, fieldType).
-CREATED_AS: Mapping[FieldType, tuple[str, str]] = {
-    FieldType.STRING: ("string", "text"), FieldType.EMAIL: ("string", "text"), FieldType.BAN: ("string", "text"),
-    FieldType.ENUMERATION: ("enumeration", "select"), FieldType.SERVICES: ("enumeration", "checkbox"),
-    FieldType.AMOUNT: ("number", "number"), FieldType.INTEGER: ("number", "number"),
-    FieldType.BOOLEAN: ("bool", "booleancheckbox"), FieldType.DATE: ("date", "date"),
+
+@dataclass(frozen=True)
+class PropertyShape:
+    """The HubSpot property a field type needs: its `type`, the `fieldType` setup makes it with, and the field
+    types that hold its values (None: any)."""
+
+    type: str
+    created_as: str
+    holds: frozenset[str] | None = None
+
+
+SHAPES: Mapping[FieldType, PropertyShape] = {
+    FieldType.BAN: PropertyShape("string", "text"),
+    FieldType.STRING: PropertyShape("string", "text"),
+    FieldType.EMAIL: PropertyShape("string", "text"),
+    FieldType.ENUMERATION: PropertyShape("enumeration", "select", frozenset({"select", "radio"})),
+    FieldType.SERVICES: PropertyShape("enumeration", "checkbox", frozenset({"checkbox"})),
+    FieldType.AMOUNT: PropertyShape("number", "number"),
+    FieldType.INTEGER: PropertyShape("number", "number"),
+    FieldType.BOOLEAN: PropertyShape("bool", "booleancheckbox", frozenset({"booleancheckbox"})),
+    FieldType.DATE: PropertyShape("date", "date"),
 }
 
 
@@ -62,12 +65,12 @@ def definition_for(rule: FieldRule) -> PropertyDefinition:
     if rule.hubspot_property in PROPERTIES_BY_NAME:
         return PROPERTIES_BY_NAME[rule.hubspot_property]
     spec = rule.spec
-    kind, field_type = CREATED_AS[spec.type]
+    shape = SHAPES[spec.type]
     options = tuple(PropertyOption(o, o) for o in spec.options)
     if spec.type is FieldType.BOOLEAN:
         options = (PropertyOption("true", "Yes"), PropertyOption("false", "No"))
     label = "WARP " + rule.warp_field.replace("_", " ")
-    return PropertyDefinition(rule.hubspot_property, label, kind, field_type,
+    return PropertyDefinition(rule.hubspot_property, label, shape.type, shape.created_as,
                               f"WARP's customers.{rule.warp_field} ({spec.type.value}), synced by warp-sync.",
                               options=options)
 
@@ -80,14 +83,14 @@ def property_problems(rule: FieldRule, prop: Mapping[str, Any], validations: Seq
     """Why `prop` cannot hold the values of `rule`'s field (empty: it can)."""
     spec = rule.spec
     where = f"{rule.warp_field} -> {rule.hubspot_property}"
-    wanted, field_types = HUBSPOT_TYPES[spec.type]
+    shape = SHAPES[spec.type]
     problems = []
-    if prop.get("type") != wanted:
+    if prop.get("type") != shape.type:
         problems.append(f"{where}: HubSpot's property is {prop.get('type')!r}, a {spec.type.value} field needs "
-                        f"{wanted!r}")
-    elif field_types is not None and prop.get("fieldType") not in field_types:
+                        f"{shape.type!r}")
+    elif shape.holds is not None and prop.get("fieldType") not in shape.holds:
         problems.append(f"{where}: HubSpot's property shows as {prop.get('fieldType')!r}, a {spec.type.value} field "
-                        f"needs {' or '.join(sorted(field_types))}")
+                        f"needs {' or '.join(sorted(shape.holds))}")
     offered = {str(o.get("value")) for o in prop.get("options") or [] if isinstance(o, Mapping)}
     if spec.type in (FieldType.ENUMERATION, FieldType.SERVICES):
         lacking = [o for o in spec.options if o not in offered]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warp_sync_pipeline.core.reconcile.results import Report, ReportSection
+from warp_sync_pipeline.core.web_links import COMPANY, CUSTOMER
 
 # Whole tables up to this size are attached as they are; larger ones gzipped (a CSV shrinks about tenfold).
 GZIP_ABOVE_BYTES = 2 * 1024 * 1024
@@ -23,7 +24,7 @@ GZIP_ABOVE_BYTES = 2 * 1024 * 1024
 # adds a third. A table that does not fit is cut, and the email says so.
 MAX_ATTACHMENTS_BYTES = 12 * 1024 * 1024
 
-KEY_COLUMNS = (("customer", "customer_id"), ("company", "hubspot_company_id"), ("property", "hubspot_property"))
+KEY_COLUMNS = ((CUSTOMER, "customer_id"), (COMPANY, "hubspot_company_id"), ("property", "hubspot_property"))
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER = re.compile(r"^[+-]?\d+(\.\d+)?$")
 _NOT_A_NAME = re.compile(r"[^a-z0-9]+")

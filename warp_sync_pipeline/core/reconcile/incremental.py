@@ -30,6 +30,8 @@ import sqlalchemy as sa
 
 from warp_sync_pipeline.core.hubspot import Filter, HubSpotClient, Sort
 from warp_sync_pipeline.core.normalize import to_epoch_ms
+from warp_sync_pipeline.core.reconcile.frames import ATTR_BRAKE
+from warp_sync_pipeline.core.reconcile.results import FAILED, SKIPPED, WriteBackSummary
 
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000
@@ -46,13 +48,10 @@ class Watermark:
     mode: str
 
 
-def read_watermark(engine: sa.Engine | sa.Connection) -> Watermark | None:
-    statement = sa.text("SELECT hubspot_through, warp_through, run_id, mode FROM hubspot_reconcile_watermark")
-    if isinstance(engine, sa.Connection):
-        row = engine.execute(statement).first()
-    else:
-        with engine.connect() as conn:
-            row = conn.execute(statement).first()
+def read_watermark(engine: sa.Engine) -> Watermark | None:
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT hubspot_through, warp_through, run_id, mode FROM hubspot_reconcile_watermark")).first()
     return Watermark(row.hubspot_through, row.warp_through, row.run_id, row.mode) if row else None
 
 
@@ -66,11 +65,6 @@ def advance_watermark(engine: sa.Engine, mark: Watermark) -> None:
             "warp_through = greatest(hubspot_reconcile_watermark.warp_through, EXCLUDED.warp_through), "
             "run_id = EXCLUDED.run_id, mode = EXCLUDED.mode, advanced_at = now()"),
             {"hubspot": mark.hubspot_through, "warp": mark.warp_through, "run": mark.run_id, "mode": mark.mode})
-
-
-def forget_watermark(conn: sa.Connection) -> None:
-    """The next run is a full sweep (rules published, a field mapped: what was in step may not be any more)."""
-    conn.execute(sa.text("DELETE FROM hubspot_reconcile_watermark"))
 
 
 # --- HubSpot's side --------------------------------------------------------------------------------------------
@@ -183,9 +177,9 @@ def find_scope(engine: sa.Engine, client: HubSpotClient, mark: Watermark, *, sta
                overlap: timedelta, index_lag: timedelta, warp_margin: timedelta, cap: int = SEARCH_CAP) -> Scope:
     """What moved since `mark`, on both sides, with each record's counterpart and the carried ones."""
     hubspot_from, hubspot_to = mark.hubspot_through - overlap, started_at - index_lag
-    sweep = search_changed(client, hubspot_from, hubspot_to, cap=cap)
-    from_webhooks = webhook_changed(engine, mark.warp_through - warp_margin)
     warp_from = mark.warp_through - warp_margin
+    sweep = search_changed(client, hubspot_from, hubspot_to, cap=cap)
+    from_webhooks = webhook_changed(engine, warp_from)
     with engine.connect() as conn:
         changed = {str(r) for r in conn.execute(sa.text("SELECT id FROM customers WHERE updated_at >= :since"),
                                                {"since": warp_from}).scalars()}
@@ -226,25 +220,22 @@ def settle_carried(engine: sa.Engine, customer_ids: Iterable[str] | None, compan
             {"before": before, "customers": sorted(customer_ids), "companies": sorted(company_ids)})
 
 
-def measure_against_population(plan: Any, engine: sa.Engine) -> int:
+def measure_against_population(plan: Any, engine: sa.Engine) -> None:
     """An incremental plan's brake judged against every linked customer, not the few compared (a share of the
-    compared set would trip every night): sets the plan's brake denominator; returns the population."""
-    from warp_sync_pipeline.core.reconcile.frames import ATTR_BRAKE
-
+    compared set would trip every night): sets the plan's brake denominator."""
     with engine.connect() as conn:
         population = int(conn.execute(sa.text(
             "SELECT count(*) FROM customers WHERE hubspot_link_status = 'linked'")).scalar_one())
     brake = dict(plan.attrs.get(ATTR_BRAKE) or {})
     brake["records_compared"] = max(population, int(brake.get("records_compared") or 0))
     plan.attrs[ATTR_BRAKE] = brake
-    return population
 
 
-def unsettled(summaries: Iterable[Any]) -> list[tuple[str | None, str | None, str]]:
+def unsettled(summaries: Iterable[WriteBackSummary]) -> list[tuple[str | None, str | None, str]]:
     """The records a run's write-backs skipped or failed (write-back summaries), to carry into the next run."""
     out: list[tuple[str | None, str | None, str]] = []
     for summary in summaries:
         for record in summary.records:
-            if record.outcome in ("skipped", "failed"):
+            if record.outcome in (SKIPPED, FAILED):
                 out.append((record.customer_id, record.company_id, f"{record.outcome}: {record.code or ''}".strip()))
     return out
