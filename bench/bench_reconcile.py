@@ -490,6 +490,12 @@ def _bench_incremental(args: argparse.Namespace, engine: Any, base_url: str, tok
         print(f"  {endpoint}: {count}")
     steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}
     print("incremental run's steps: " + ", ".join(f"{step} {seconds:.2f} s" for step, seconds in steps.items()))
+    # Each HubSpot step's own tally: searches (the scope), counterpart reads (the pull), history reads, and the
+    # write-back's compare-and-set re-reads beside its updates.
+    for step in ("reconciliation_scope", "hubspot_companies", "hubspot_property_history", "hubspot_writeback"):
+        [materialization] = result.asset_materializations_for_node(step)
+        by_kind = materialization.metadata["hubspot_requests_by_kind"].value
+        print(f"  {step}: " + (", ".join(f"{kind.rsplit('/', 1)[-1]} {n}" for kind, n in by_kind.items()) or "none"))
 
 
 def main() -> None:

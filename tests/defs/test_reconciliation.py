@@ -64,6 +64,11 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
 
 
+def _metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    [materialization] = result.asset_materializations_for_node(node)
+    return dict(materialization.metadata)
+
+
 def _report_markdown(result: dg.ExecuteInProcessResult) -> str:
     [materialization] = result.asset_materializations_for_node("reconciliation_report")
     return materialization.metadata["report"].value
@@ -334,6 +339,12 @@ def test_an_incremental_run_reconciles_what_moved_and_moves_the_watermark_only_w
     company_now = next(c for c in sandbox.control.all_companies() if c["id"] == company)
     assert Decimal(company_now["properties"]["warp_credit_limit"]) == limit
     assert read_watermark(engine).run_id == second.run_id
+    # Each step says what it cost in HubSpot requests, by kind, and together they are what HubSpot received.
+    cost = {node: _metadata(second, node)["hubspot_requests_by_kind"].value
+            for node in ("reconciliation_scope", "hubspot_companies", "hubspot_property_history", "hubspot_writeback")}
+    assert {kind.rsplit("/", 1)[-1] for kind in cost["reconciliation_scope"]} == {"search"}
+    assert {kind.rsplit("/", 1)[-1] for kind in cost["hubspot_companies"]} == {"read"}  # counterparts, 100 a call
+    assert any(kind.endswith("batch/update") for kind in cost["hubspot_writeback"])
 
     # A dry run reconciles nothing for good: the watermark stays where the last real run left it.
     materialize(mode="incremental", dry_run=True)

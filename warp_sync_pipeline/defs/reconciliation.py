@@ -11,6 +11,7 @@ tagged as a dry run is a dry run whatever its config says (the safe reading of a
 """
 
 # No `from __future__ import annotations`: Dagster reads the assets' parameter annotations at definition.
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -311,6 +312,13 @@ def _progress(context: dg.AssetExecutionContext, db: DatabaseResource, stage: st
     return report
 
 
+def _hubspot_cost(hubspot: HubSpotResource, before: Counter[str]) -> dict[str, Any]:
+    """What a step cost in HubSpot requests (every attempt), in all and by kind: the budget an operator plans by,
+    and how the benchmarks tell searches, history reads and compare-and-set re-reads apart."""
+    spent = hubspot.client.requests_sent() - before
+    return {"hubspot_requests": sum(spent.values()), "hubspot_requests_by_kind": dict(sorted(spent.items()))}
+
+
 def _summary_metadata(summary: WriteBackSummary) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "status": summary.status,
@@ -367,6 +375,7 @@ def reconciliation_scope(
     WARP's changes, each record's counterpart and the records carried over. With no watermark, or a rule draft to
     preview, the run is a full sweep."""
     options = _begin(context, db, reconciliation)
+    before = hubspot.client.requests_sent()
     started_at = datetime.now(UTC)
     tags = dict(context.run.tags)
     wanted = reconciliation.wanted_mode(tags)
@@ -393,6 +402,7 @@ def reconciliation_scope(
     return dg.MaterializeResult(value=value, metadata={
         "mode": value["mode"], "why": why,
         **{k: v for k, v in (value.get("describe") or {}).items() if isinstance(v, int)},
+        **_hubspot_cost(hubspot, before),
     })
 
 
@@ -424,6 +434,7 @@ def hubspot_companies(
     """Every active HubSpot company with only the properties warp-sync maps, listed 100 a page and streamed
     page by page (progress in the run log); an incremental run reads its scope's companies, 100 a batch read."""
     _begin(context, db, reconciliation)
+    before = hubspot.client.requests_sent()
     rules = _rules(context, db, reconciliation)
     if reconciliation_scope.get("mode") == INCREMENTAL:
         frame = rules.mark(read_hubspot_companies(hubspot.client, reconciliation_scope.get("company_ids") or [],
@@ -438,7 +449,7 @@ def hubspot_companies(
     check = _unique_ban_check(db, duplicate_bans(frame))
     return dg.MaterializeResult(value=frame, check_results=_recorded(context, db, check), metadata={
         "dagster/row_count": len(frame), "pulled_at": _timestamp(frame),
-        "dagster/column_schema": _column_schema(frame),
+        "dagster/column_schema": _column_schema(frame), **_hubspot_cost(hubspot, before),
     })
 
 
@@ -525,9 +536,11 @@ def hubspot_property_history(
     rules = rules_from_attr(field_differences)
     ids, properties = history_needed(field_differences, rules)
     context.log.info(f"Property history of {len(ids):,} companies ({', '.join(properties) or 'no properties'})")
+    before = hubspot.client.requests_sent()
     frame = fetch_property_history(hubspot.client, ids, properties)
     return dg.MaterializeResult(value=frame, metadata={
         "dagster/row_count": len(frame), "companies": len(ids), "properties": ", ".join(properties),
+        **_hubspot_cost(hubspot, before),
     })
 
 
@@ -572,6 +585,7 @@ def rule_draft_preview(
     live = rules_from_attr(reconciliation_plan)
     with db.engine.connect() as conn:
         changed = get_draft(conn, name, any_status=True).changes(live_rules(conn))
+    before = hubspot.client.requests_sent()
     preview = preview_draft(
         name, changed, warp=warp_customers, hubspot=hubspot_companies, live_differences=field_differences,
         live_history=hubspot_property_history, live_plan=reconciliation_plan, live=live, draft=draft,
@@ -583,6 +597,7 @@ def rule_draft_preview(
         "preview": dg.MetadataValue.md(preview_markdown(preview)),
         "records_treated_differently": preview.records_total,
         **{f"{side}_{label}": value for side, totals in preview.totals.items() for label, value in totals.items()},
+        **_hubspot_cost(hubspot, before),
     })
 
 
@@ -595,6 +610,7 @@ def hubspot_writeback(
     """The plan's writes to HubSpot: companies re-read just before writing (a moved value is skipped), values
     recorded in the write ledger first, batch updates of 100. The value is the per-record summary."""
     options = reconciliation.options(dict(context.run.tags))
+    before = hubspot.client.requests_sent()
     summary = write_to_hubspot(
         reconciliation_plan, client=hubspot.client, engine=db.engine, rules=rules_from_attr(reconciliation_plan),
         options=options, run_id=context.run.run_id, enabled=writeback_enabled(),
@@ -602,7 +618,7 @@ def hubspot_writeback(
     )
     if summary.reason:
         context.log.warning(summary.reason)
-    return dg.MaterializeResult(value=summary, metadata=_summary_metadata(summary),
+    return dg.MaterializeResult(value=summary, metadata={**_summary_metadata(summary), **_hubspot_cost(hubspot, before)},
                                 check_results=_recorded(context, db, _errors_check(HUBSPOT_WRITEBACK_WITHOUT_ERRORS,
                                                                                     summary)))
 

@@ -50,3 +50,26 @@ def test_a_page_by_hand_with_after(hubspot: HubSpotClient, sandbox) -> None:  # 
     assert [c.id for c in first.results] == ids[:10] and first.next_after
     second = hubspot.list_companies(limit=10, after=first.next_after)
     assert [c.id for c in second.results] == ids[10:] and second.next_after is None
+
+
+def test_requests_sent_are_counted_by_kind_as_the_sandbox_counts_them(hubspot: HubSpotClient,
+                                                                     sandbox) -> None:  # noqa: ANN001
+    """A step's HubSpot cost comes from the client's own tally: ids leave the path, history reads are their own
+    kind, views share the tally, and the totals agree with what HubSpot (the sandbox) received."""
+    ids = sandbox.control.seed([{"name": f"Company {n}"} for n in range(120)])
+    sandbox.control.reset_counters()
+    before = hubspot.requests_sent()
+    hubspot.get_company(ids[0], properties=["name"])
+    hubspot.get_company(ids[1], properties=["name"])
+    hubspot.batch_read_companies(ids, properties=["name"])
+    hubspot.with_deadline(10).batch_read_companies(ids, properties=["name"], properties_with_history=["name"])
+    hubspot.search_companies(limit=1)
+    spent = hubspot.requests_sent() - before
+    companies = "/crm/objects/2026-09/companies"  # the default API version's paths
+    assert spent == {
+        f"GET {companies}/{{id}}": 2,
+        f"POST {companies}/batch/read": 2,  # 120 ids: 100 a call
+        f"POST {companies}/batch/read (history)": 3,  # 50 a call with history
+        f"POST {companies}/search": 1,
+    }
+    assert sum(spent.values()) == sandbox.control.counters()["total"]

@@ -9,6 +9,7 @@ match per-record answers back to inputs; property_schema.py reads and ensures th
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -177,6 +178,11 @@ class HubSpotClient:
     @property
     def unique_properties(self) -> frozenset[str]:
         return self._transport.settings.unique_properties
+
+    def requests_sent(self) -> Counter[str]:
+        """Requests this client (and its views) sent so far, by kind ("POST /crm/v3/objects/companies/search"),
+        every attempt counted: subtract an earlier snapshot for what one step cost."""
+        return self._transport.tally.snapshot()
 
     # --- lifecycle -------------------------------------------------------------------------------
 

@@ -11,7 +11,10 @@ import email.utils
 import functools
 import logging
 import random
+import re
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,6 +94,35 @@ class _Request:
     def __str__(self) -> str:
         return f"{self.method} {self.path}"
 
+    @property
+    def kind(self) -> str:
+        """The endpoint as a count's key: ids in the path become `{id}`, and a batch read asking for property
+        history is its own kind (it pages 50, not 100, and answers a different question)."""
+        path = _PATH_ID.sub("/{id}", self.path)
+        if isinstance(self.body, Mapping) and self.body.get("propertiesWithHistory"):
+            path += " (history)"
+        return f"{self.method} {path}"
+
+
+_PATH_ID = re.compile(r"/\d+(?=/|$)")
+
+
+class RequestTally:
+    """Requests sent to HubSpot by kind, every attempt counted (a retried request costs HubSpot's budget twice).
+    Shared by a transport and its views; a step reads it before and after to report what it cost."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, kind: str) -> None:
+        with self._lock:
+            self._counts[kind] += 1
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self._counts)
+
 
 class Transport:
     """HTTP to HubSpot with retries, the request budget and typed errors. Thread-safe.
@@ -114,6 +146,7 @@ class Transport:
         self.budget = budget
         self._deadline: float | None = None
         self._owner = True
+        self.tally = RequestTally()
         self._http = httpx.Client(
             base_url=self.base_url,
             auth=_BearerToken(access_token),
@@ -202,6 +235,7 @@ class Transport:
         if remaining <= 0.01:
             raise BudgetExhausted(f"{request}: the time budget ran out before the request was sent")
         started = time.monotonic()
+        self.tally.add(request.kind)
         try:
             response = self._http.request(
                 request.method, request.path, params=request.params, json=request.body,
