@@ -10,7 +10,7 @@ TEST_WORKERS ?= 4
 
 .PHONY: install test lint demo dev stop clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

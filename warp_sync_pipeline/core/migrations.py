@@ -1,4 +1,5 @@
-"""Numbered SQL migrations under `sql/`, applied in order and recorded.
+"""Numbered SQL migrations under `sql/`, applied in order and recorded. They are installed as the package
+`warp_sync_pipeline.sql` (setup.py), so a wheel installed anywhere finds them the way the checkout does.
 
 Why not a library: yoyo-migrations identifies a migration by name only (an edited applied file goes
 unnoticed) and has its own lock table; what we need is small: order, record, checksum, one
@@ -9,14 +10,13 @@ advisory lock with a lock timeout, and files that opt out of the transaction for
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-
-from warp_sync_pipeline.core.settings import project_root
 
 # Any number that is ours alone: two `db upgrade` processes serialise on it.
 ADVISORY_LOCK_KEY = 0x7A5F_5359_4E43
@@ -42,7 +42,8 @@ class Migration:
 
 
 def sql_dir() -> Path:
-    return project_root() / "sql"
+    # A regular package on the file system (the checkout's sql/ when installed editable): a real directory.
+    return Path(str(importlib.resources.files("warp_sync_pipeline.sql")))
 
 
 def discover(directory: Path | None = None) -> list[Migration]:
