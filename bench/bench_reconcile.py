@@ -422,8 +422,11 @@ def bench_e2e(args: argparse.Namespace) -> None:
             d = result.output_for_node("hubspot_property_history")[COMPANY_ID].nunique()
             w = len({r.company_id for r in result.output_for_node("hubspot_writeback").records})
             budget = math.ceil(n / 100) + math.ceil(d / 50) + 2 * math.ceil(w / 100)
+            # What a run pod's emptyDir must hold (docs/DEPLOY.md): every frame the run wrote.
+            on_disk = sum(f.stat().st_size for f in frames.rglob("*") if f.is_file())
             print(f"wall time {wall:.1f} s for {args.customers:,} customers; peak RSS {peak / 1024:.0f} MiB "
-                  f"(+{(peak - rss_before) / 1024:.0f} MiB over the process before the run)")
+                  f"(+{(peak - rss_before) / 1024:.0f} MiB over the process before the run); frames on disk "
+                  f"{on_disk / 2**20:.0f} MiB")
             print("| step | seconds |\n|---|---:|")
             for step, seconds in steps.items():
                 print(f"| {step} | {seconds:.2f} |")

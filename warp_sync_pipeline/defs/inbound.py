@@ -27,7 +27,7 @@ from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.defs.systems import SYSTEMS, WRITES_WARP
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import CATALOG, FLOW_TAG, active_runs, max_runtime_tags
+from warp_sync_pipeline.runs import CATALOG, FLOW_TAG, SMALL_RUN_POD, active_runs, max_runtime_tags
 
 hubspot_webhook_events = dg.AssetSpec(
     "hubspot_webhook_events",
@@ -107,7 +107,7 @@ def apply_hubspot_webhook_events(
 @dg.job(
     description="Applies the pending HubSpot webhook events (requested by hubspot_webhook_events_sensor).",
     # A run given a longer time_budget_seconds in its config needs a matching dagster/max_runtime tag.
-    tags={**FLOW_TAGS, **max_runtime_tags(InboundSettings.from_env().max_runtime.total_seconds())},
+    tags={**FLOW_TAGS, **max_runtime_tags(InboundSettings.from_env().max_runtime.total_seconds()), **SMALL_RUN_POD},
     executor_def=dg.in_process_executor,
 )
 def hubspot_webhook_events_job() -> None:

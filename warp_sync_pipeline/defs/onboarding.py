@@ -60,6 +60,7 @@ from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
 from warp_sync_pipeline.runs import (
+    BULK_RUN_POD,
     BULK_TAGS,
     CATALOG,
     FLOW_TAG,
@@ -164,7 +165,7 @@ onboarding_preview_job = dg.define_asset_job(
     name=ONBOARDING_PREVIEW_JOB_NAME,
     selection=dg.AssetSelection.groups(GROUP),
     executor_def=dg.in_process_executor,
-    tags={FLOW_TAG: ONBOARDING_FLOW, **BULK_TAGS, **max_runtime_tags(PREVIEW_MAX_RUNTIME_SECONDS)},
+    tags={FLOW_TAG: ONBOARDING_FLOW, **BULK_TAGS, **max_runtime_tags(PREVIEW_MAX_RUNTIME_SECONDS), **BULK_RUN_POD},
     description="Day one: preview what switching warp-sync on would link, create and change. Writes nothing.",
 )
 
@@ -227,7 +228,7 @@ def execute_onboarding(context: dg.OpExecutionContext, config: OnboardingExecute
 @dg.job(
     name=ONBOARDING_EXECUTE_JOB_NAME,
     description="Day one: carry out an approved preview (links, then creates if chosen). Resumable.",
-    tags={FLOW_TAG: ONBOARDING_FLOW, **BULK_TAGS, **max_runtime_tags(EXECUTE_MAX_RUNTIME_SECONDS)},
+    tags={FLOW_TAG: ONBOARDING_FLOW, **BULK_TAGS, **max_runtime_tags(EXECUTE_MAX_RUNTIME_SECONDS), **BULK_RUN_POD},
     executor_def=dg.in_process_executor,
 )
 def onboarding_execute_job() -> None:

@@ -27,7 +27,7 @@ from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.defs.systems import SYSTEMS, WRITES_HUBSPOT
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
-from warp_sync_pipeline.runs import CATALOG, FLOW_TAG, active_runs, max_runtime_tags
+from warp_sync_pipeline.runs import CATALOG, FLOW_TAG, SMALL_RUN_POD, active_runs, max_runtime_tags
 
 DRAIN_JOB_NAME = "hubspot_sync_queue_job"
 DRAIN_TAGS = {FLOW_TAG: "queue-drain"}
@@ -118,7 +118,7 @@ def drain_hubspot_sync_queue(context: dg.OpExecutionContext, db: DatabaseResourc
 @dg.job(
     name=DRAIN_JOB_NAME,
     # Read when the definitions load, like the drain's own budgets the maximum runtime is derived from.
-    tags={**DRAIN_TAGS, **max_runtime_tags(DrainSettings.from_env().max_runtime_s)},
+    tags={**DRAIN_TAGS, **max_runtime_tags(DrainSettings.from_env().max_runtime_s), **SMALL_RUN_POD},
     # In process: a run worker killed with its step process beside it would leave the step draining on.
     executor_def=dg.in_process_executor,
     description="Drain hubspot_sync_queue to HubSpot (DESIGN.md flow 2).",

