@@ -108,8 +108,9 @@ def pod_size_tags(*, cpu: str, memory: str, memory_limit: str, ephemeral_storage
 # Sized from docs/BENCHMARKS.md. A drain, webhook or retention run is Dagster plus one HTTP client: about 300 MiB.
 SMALL_RUN_POD = pod_size_tags(cpu="250m", memory="512Mi", memory_limit="1Gi", ephemeral_storage="256Mi")
 # The nightly and the onboarding hold a portal's frames in memory: at 1,000,000 customers a full nightly run grows
-# its process by 3.3 GiB at its peak and day-one matching peaks near 2.2 GB. Sized for a million.
-BULK_RUN_POD = pod_size_tags(cpu="1", memory="4Gi", memory_limit="6Gi", ephemeral_storage="4Gi")
+# its process by 3.3 GiB at its peak and day-one matching peaks near 2.2 GB. Their frames on disk are small (17 MiB
+# at 100,000 customers, so about 170 MiB at a million): 1Gi leaves room for logs. Sized for a million.
+BULK_RUN_POD = pod_size_tags(cpu="1", memory="4Gi", memory_limit="6Gi", ephemeral_storage="1Gi")
 
 # A run in any of these states will take the waiting work; another would only wait for the same leases.
 ACTIVE_RUN_STATUSES = [

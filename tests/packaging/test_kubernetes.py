@@ -217,5 +217,5 @@ def test_every_job_sizes_its_run_pod_and_bounds_its_runtime() -> None:
         assert set(requests) == {"cpu", "memory", "ephemeral-storage"}, job.name
         assert "cpu" not in limits, job.name  # throttling only slows a run
         assert _quantity(limits["memory"]) >= _quantity(requests["memory"]), job.name
-        if job.tags.get("warp/hubspot-bulk"):  # the frames of a million customers
-            assert _quantity(requests["memory"]) >= 3 * 2**30 and _quantity(requests["ephemeral-storage"]) >= 2**31
+        if job.tags.get("warp/hubspot-bulk"):  # a million customers: 3.3 GiB at the peak, ~170 MiB of frames
+            assert _quantity(requests["memory"]) >= 4 * 2**30 and _quantity(requests["ephemeral-storage"]) >= 2**30
