@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from tests import REPO
 from tests.plugins.signing import SECRET
@@ -123,20 +124,31 @@ def test_dagster_loads_the_definitions_from_the_wheel(fresh_install: FreshInstal
     assert "All code locations passed validation" in done.stdout + done.stderr
 
 
-def test_the_receiver_serves_from_the_wheel_under_gunicorn(fresh_install: FreshInstall,
-                                                           empty_database_url: str) -> None:
-    """Liveness without touching the database, readiness with it, the OpenAPI document from package data."""
-    env = {"WARP_DATABASE_URL": empty_database_url, "HUBSPOT_CLIENT_SECRET": SECRET}
-    assert fresh_install.run(str(fresh_install.bin / "warp-sync"), "db", "upgrade", env=env).returncode == 0
+@pytest.mark.parametrize("pool", ["webhooks", "admin"])
+def test_the_receiver_pools_serve_from_the_wheel_as_their_manifests_start_them(
+    fresh_install: FreshInstall, empty_database_url: str, pool: str,
+) -> None:
+    """Each pool's container command and environment from its Deployment (deploy/kubernetes/receiver), run from
+    the wheel: liveness without the database, readiness with it, the OpenAPI document from package data and
+    /metrics summed over the workers in the folder the manifest gives."""
+    [container] = yaml.safe_load((REPO / "deploy" / "kubernetes" / "receiver" / f"deployment-{pool}.yaml").read_text())[
+        "spec"]["template"]["spec"]["containers"]
+    assert container["command"][0] == "gunicorn"
     port = free_port()
-    proc = subprocess.Popen(
-        [str(fresh_install.python), "-m", "gunicorn", "--workers", "1", "--bind", f"127.0.0.1:{port}",
-         "--control-socket", str(fresh_install.workdir / "gunicorn.ctl"), "webhook_receiver:create_app()"],
-        cwd=fresh_install.workdir, env=_clean_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        start_new_session=True)
+    local = {"--bind": f"127.0.0.1:{port}", "--control-socket": str(fresh_install.workdir / f"{pool}.ctl")}
+    options = [f"{name}={local[name]}" if (name := arg.split("=", 1)[0]) in local else arg
+               for arg in container["command"][1:]]
+    metrics_dir = fresh_install.workdir / f"metrics-{pool}"
+    env = {**{item["name"]: item["value"] for item in container["env"]}, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+           "WARP_DATABASE_URL": empty_database_url, "HUBSPOT_CLIENT_SECRET": SECRET}
+    assert fresh_install.run(str(fresh_install.bin / "warp-sync"), "db", "upgrade", env=env).returncode == 0
+    proc = subprocess.Popen([str(fresh_install.python), "-m", "gunicorn", *options], cwd=fresh_install.workdir,
+                            env=_clean_env(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
     try:
-        answers = _get_when_up(port, proc, "/livez", "/healthz", "/openapi.json")
-        assert answers == {"/livez": 200, "/healthz": 200, "/openapi.json": 200}
+        answers = _get_when_up(port, proc, "/livez", "/healthz", "/openapi.json", "/metrics")
+        assert answers == {"/livez": 200, "/healthz": 200, "/openapi.json": 200, "/metrics": 200}
+        assert any(metrics_dir.iterdir())  # the workers write their figures where the manifest says
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=15)
