@@ -20,8 +20,7 @@ COPY hubspot_sandbox/ hubspot_sandbox/
 RUN python -m venv /opt/warp-sync \
     && /opt/warp-sync/bin/pip install --no-cache-dir pip==24.3.1 setuptools==75.6.0 wheel==0.45.1 \
     && /opt/warp-sync/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /tmp/dist . \
-    && /opt/warp-sync/bin/pip install --no-cache-dir /tmp/dist/warp_sync-0.1.0-py3-none-any.whl \
-    && /opt/warp-sync/bin/pip uninstall --yes setuptools wheel
+    && /opt/warp-sync/bin/pip install --no-cache-dir /tmp/dist/warp_sync-0.1.0-py3-none-any.whl
 
 # --- run: the virtualenv on the same slim base, no compilers, a user of its own ---------------------------------
 FROM ${PYTHON_IMAGE}

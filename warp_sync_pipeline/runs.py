@@ -105,7 +105,8 @@ def pod_size_tags(*, cpu: str, memory: str, memory_limit: str, ephemeral_storage
     return {K8S_CONFIG_TAG: json.dumps({"container_config": {"resources": resources}}, sort_keys=True)}
 
 
-# Sized from docs/BENCHMARKS.md. A drain, webhook or retention run is Dagster plus one HTTP client: about 300 MiB.
+# Sized from docs/BENCHMARKS.md. A drain, webhook or retention run peaks at 226-230 MiB with the code location loaded
+# (bench/bench_run_memory.py); a claimed batch adds little. 512Mi leaves room, 1Gi stops a runaway.
 SMALL_RUN_POD = pod_size_tags(cpu="250m", memory="512Mi", memory_limit="1Gi", ephemeral_storage="256Mi")
 # The nightly and the onboarding hold a portal's frames in memory: at 1,000,000 customers a full nightly run grows
 # its process by 3.3 GiB at its peak and day-one matching peaks near 2.2 GB. Their frames on disk are small (17 MiB

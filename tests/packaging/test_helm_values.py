@@ -137,6 +137,9 @@ def test_run_pods_keep_frames_on_an_emptydir_as_large_as_the_largest_request() -
 
     launcher = VALUES["runLauncher"]["config"]["k8sRunLauncher"]
     assert VALUES["runLauncher"]["type"] == "K8sRunLauncher"
+    # The code server and run pods load the instance, so our image carries the launcher (a dependency, pinned).
+    from dagster_k8s import K8sRunLauncher  # noqa: F401
+    assert version("dagster-k8s") == version("dagster-postgres")
     [volume] = launcher["volumes"]
     [mount] = launcher["volumeMounts"]
     assert mount["name"] == volume["name"] and mount["mountPath"] == f"{VALUES['global']['dagsterHome']}/storage"

@@ -61,8 +61,19 @@ def test_the_image_runs_as_a_user_of_its_own_without_build_tools_or_a_healthchec
     assert "COPY --from=build /opt/warp-sync /opt/warp-sync" in final
     for tool in ("gcc", "build-essential", "apt-get install"):
         assert tool not in final
-    ignored = (REPO / ".dockerignore").read_text().splitlines()
-    assert ignored[1] == "*" and "!sql/" in ignored  # an allow-list: only the wheel's sources reach the context
+
+
+def test_the_image_the_context_and_the_wheel_test_build_from_the_same_sources() -> None:
+    """The Dockerfile's COPY list, the .dockerignore allow-list and the wheel test's sources are one list: a file the
+    build needs cannot be missing from the image while the wheel test passes."""
+    from tests.packaging.test_wheel import SOURCES
+
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (REPO / "Dockerfile").read_text(), flags=re.MULTILINE)
+    in_image = {name.rstrip("/") for line in copied for name in line.split()}
+    lines = [line for line in (REPO / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert lines[0] == "*", "an allow-list: everything else stays out of the context"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    assert in_image == allowed == set(SOURCES)
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -133,13 +144,35 @@ def test_the_receiver_pools_probe_liveness_without_the_database_and_readiness_wi
     assert budget["spec"]["minAvailable"] == 1
 
 
-def test_the_ingress_sends_webhooks_to_their_pool_and_never_exposes_metrics_or_probes() -> None:
+PRIVATE_ROUTES = {"/metrics", "/healthz", "/livez", "/static/<path:filename>"}  # the kubelet's, Prometheus's, unused
+
+
+def _receiver_routes() -> set[str]:
+    """Every route the receiver serves (building the app opens no connection)."""
+    from webhook_receiver import create_app
+
+    app = create_app({"TESTING": True, "WARP_DATABASE_URL": "postgresql+psycopg2://nobody@127.0.0.1:1/none",
+                      "HUBSPOT_CLIENT_SECRET": "x"})
+    return {rule.rule for rule in app.url_map.iter_rules()}
+
+
+def _routed_to(rule: dict[str, Any], url: str) -> str | None:
+    """The Service the Ingress sends `url` to: the longest matching path wins, as Kubernetes specifies."""
+    matches = [(len(p["path"]), p["backend"]["service"]["name"]) for p in rule["http"]["paths"]
+               if (url == p["path"] if p["pathType"] == "Exact" else
+                   url == p["path"].rstrip("/") or url.startswith(p["path"].rstrip("/") + "/"))]
+    return max(matches)[1] if matches else None
+
+
+def test_the_ingress_routes_every_public_route_to_its_pool_and_never_the_private_ones() -> None:
     [rule] = _objects("Ingress")["warp-sync"]["spec"]["rules"]
-    routes = {p["path"]: p["backend"]["service"]["name"] for p in rule["http"]["paths"]}
-    assert routes.pop("/v1/webhooks/") == "warp-sync-webhooks"
-    assert set(routes.values()) == {"warp-sync-admin"}
-    for private in ("/metrics", "/healthz", "/livez"):
-        assert not any(private.startswith(path) for path in routes), private
+    routes = _receiver_routes()
+    assert routes >= PRIVATE_ROUTES
+    for route in routes:
+        url = re.sub(r"<[^>]+>", "1", route)
+        expected = (None if route in PRIVATE_ROUTES else
+                    "warp-sync-webhooks" if route.startswith("/v1/webhooks/") else "warp-sync-admin")
+        assert _routed_to(rule, url) == expected, route
     assert _objects("HorizontalPodAutoscaler")["warp-sync-webhooks"]["spec"]["scaleTargetRef"]["name"] == \
         "warp-sync-webhooks"
 
@@ -149,11 +182,15 @@ def test_the_ingress_sends_webhooks_to_their_pool_and_never_exposes_metrics_or_p
 # webhook_receiver/resources.py: the webhook route's own pool, and every other route's (WARP_DB_POOL_SIZE and as
 # many again in overflow).
 WEBHOOK_POOL_MAX = 5 + 15
-# warp_sync_pipeline/resources/database.py: a Dagster process's pool for WARP (5 + 5 overflow).
-DAGSTER_PROCESS_WARP_MAX = 10
-# dagster-postgres opens connections per operation (NullPool): a process's storage calls at once, LISTEN included.
-DAGSTER_PROCESS_STORAGE_MAX = 3
-DAGSTER_LONG_LIVED_PROCESSES = 3  # webserver, daemon, code server
+# warp_sync_pipeline/resources/database.py: the pool for WARP of a process running our code, the code server or a
+# run (5 + 5 overflow). The webserver and the daemon run the chart's image and never connect to WARP.
+WARP_POOL_MAX = 10
+# dagster-postgres opens a connection per storage operation (NullPool): a process's operations at once. The webserver
+# also holds the event log's LISTEN; the daemon's worker threads each open their own.
+STORAGE_PER_PROCESS = 3
+WEBSERVER_STORAGE = STORAGE_PER_PROCESS + 1
+CHART_DEFAULT_WORKERS = 4  # dagsterDaemon.sensors/schedules.numWorkers, queuedRunCoordinator.dequeueNumWorkers
+DAEMON_OTHER_THREADS = 3  # run monitoring, backfills, the rest
 
 
 def _receiver_connections() -> int:
@@ -176,17 +213,21 @@ def _receiver_connections() -> int:
     return total
 
 
-def _dagster_connections(max_concurrent_runs: int) -> int:
-    per_process = DAGSTER_PROCESS_WARP_MAX + DAGSTER_PROCESS_STORAGE_MAX
-    return (DAGSTER_LONG_LIVED_PROCESSES + max_concurrent_runs) * per_process
+def _dagster_connections(values: dict[str, Any]) -> int:
+    daemon = values["dagsterDaemon"]
+    queued = daemon["runCoordinator"]["config"]["queuedRunCoordinator"]
+    daemon_storage = sum(daemon.get(part, {}).get("numWorkers", CHART_DEFAULT_WORKERS)
+                         for part in ("sensors", "schedules")) + queued.get(
+        "dequeueNumWorkers", CHART_DEFAULT_WORKERS) + DAEMON_OTHER_THREADS
+    our_process = WARP_POOL_MAX + STORAGE_PER_PROCESS  # the code server, and each run
+    return WEBSERVER_STORAGE + daemon_storage + our_process * (1 + queued["maxConcurrentRuns"])
 
 
 def test_the_connection_arithmetic_in_deploy_md_is_the_manifests() -> None:
     """The autoscaler's maximum x workers x pools, plus Dagster's processes and runs, fits the max_connections
     DEPLOY.md asks PostgreSQL for; the figures the guide prints are these."""
     values = yaml.safe_load((DEPLOY / "dagster" / "values.yaml").read_text())
-    max_runs = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["maxConcurrentRuns"]
-    receiver, dagster = _receiver_connections(), _dagster_connections(max_runs)
+    receiver, dagster = _receiver_connections(), _dagster_connections(values)
     guide = (REPO / "docs" / "DEPLOY.md").read_text()
     asked = int(re.search(r"`max_connections` of at least \*\*(\d+)\*\*", guide).group(1))
     assert f"receiver at most **{receiver}**" in guide
