@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 DATE_VERSIONS = {"2026-03": True, "2026-09": False}  # version -> partial failures in a 207
 LEGACY_VERSION = "v3"
 _API_VERSION_KEY = "hubspot_sandbox.api_version"
-_DATED_PATH = re.compile(r"^/crm/(objects|properties)/(\d{4}-\d{2})(/.*)?$")
+_DATED_PATH = re.compile(r"^/crm/(objects|properties|exports)/(\d{4}-\d{2})(/.*)?$")
 SEARCH_ENDPOINT = "POST /crm/v3/objects/companies/search"
 WRITE_ENDPOINTS = frozenset({
     "POST /crm/v3/objects/companies",
@@ -71,6 +71,7 @@ class CompanyTypeConverter(BaseConverter):
 def create_sandbox_app(state: SandboxState) -> Flask:
     from hubspot_sandbox.api_account import account
     from hubspot_sandbox.api_companies import companies
+    from hubspot_sandbox.api_exports import exports, files
     from hubspot_sandbox.api_properties import properties
     from hubspot_sandbox.control_api import control
 
@@ -81,6 +82,8 @@ def create_sandbox_app(state: SandboxState) -> Flask:
     app.register_blueprint(companies)
     app.register_blueprint(properties)
     app.register_blueprint(account)
+    app.register_blueprint(exports)
+    app.register_blueprint(files)
     app.register_blueprint(control)
     app.before_request(_api_gate)
     app.after_request(_api_finish)

@@ -66,6 +66,12 @@ class SandboxConfig:
     # captured 400 whose message alone names the holder, the hardest form for a client to read.
     unique_conflict_form: str = "validation_400"
     batch_write_errors: str = "whole_batch"
+    # The Exports API (api_exports.py): status reads an export answers before COMPLETE (PENDING, then PROCESSING),
+    # the rows a file holds before the export is split into a zip of files (HubSpot's: a million), and the seconds its
+    # download link lives after completing.
+    export_status_polls: int = 2
+    export_partition_rows: int = 1_000_000
+    export_url_ttl_seconds: float = 300.0
 
     def public(self) -> dict[str, Any]:
         """Settings as JSON, secrets left out."""
@@ -87,9 +93,9 @@ class SandboxConfig:
 
 _OPTIONAL_POSITIVE_INTS = {"rate_limit_per_10s", "search_per_second"}
 _POSITIVE_INTS = {"portal_id", "app_id", "daily_limit", "webhook_max_in_flight", "webhook_max_events_per_request",
-                  "default_rep_user_id"}
-_NON_NEGATIVE_INTS = {"webhook_max_retries", "webhook_batch_window_ms"}
-_POSITIVE_FLOATS = {"webhook_timeout_seconds", "rate_limit_window_seconds"}
+                  "default_rep_user_id", "export_partition_rows"}
+_NON_NEGATIVE_INTS = {"webhook_max_retries", "webhook_batch_window_ms", "export_status_polls"}
+_POSITIVE_FLOATS = {"webhook_timeout_seconds", "rate_limit_window_seconds", "export_url_ttl_seconds"}
 _NON_NEGATIVE_FLOATS = {"webhook_retry_initial_seconds", "webhook_retry_max_seconds"}
 MAX_IN_FLIGHT_CEILING = 32
 

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 from hubspot_sandbox.config import SandboxConfig
+from hubspot_sandbox.exports import ExportTasks
 from hubspot_sandbox.faults import Faults
 from hubspot_sandbox.limits import DailyCounter, RequestCounters, RollingWindow
 from hubspot_sandbox.portal import Portal, WriteSource
@@ -28,6 +29,7 @@ class SandboxState:
         self.search_window = RollingWindow(1.0)
         self.daily = DailyCounter()
         self.webhooks = WebhookDispatcher(lambda: self._config)
+        self.exports = ExportTasks()
         self.portal.on_events = self.webhooks.enqueue
 
     @property
@@ -50,6 +52,7 @@ class SandboxState:
         self.faults.clear()
         self.webhooks.reset()
         self.portal.reset()
+        self.exports.reset()
         self.counters.reset()
         self.burst_window.reset()
         self.search_window.reset()
