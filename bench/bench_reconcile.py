@@ -501,6 +501,61 @@ def _bench_incremental(args: argparse.Namespace, engine: Any, base_url: str, tok
         print(f"  {step}: " + (", ".join(f"{kind.rsplit('/', 1)[-1]} {n}" for kind, n in by_kind.items()) or "none"))
 
 
+def bench_sweep(args: argparse.Namespace) -> None:
+    """A full sweep's HubSpot pull both ways on one portal, alternated --repeat times: the list API (the baseline)
+    and the CRM Exports API, their calls (the sandbox's counters) and wall times (medians), the frames compared."""
+    import secrets
+
+    from hubspot_sandbox.control import SandboxControl
+    from warp_sync_pipeline.core.hubspot import HubSpotClient
+    from warp_sync_pipeline.core.reconcile.pull import export_hubspot_companies, pull_hubspot_companies
+
+    token = f"pat-bench-{secrets.token_hex(8)}"
+    sandbox, base_url = _start_sandbox(token)
+    try:
+        with HubSpotClient(base_url, token, time_budget_s=600, request_timeout_s=600) as client, \
+                SandboxControl(base_url, timeout=600) as control:
+            client.ensure_properties()
+            statuses = ["PENDING", "ACTIVE", "SUSPENDED", "CLOSED"]
+            started = time.perf_counter()
+            for start in range(0, args.customers, 20_000):
+                control.seed([{"name": f"Company {n}, Ltd.", "warp_ban": f"ZT-{n:09d}",
+                               "warp_status": statuses[n % 4], "warp_credit_limit": f"{n % 9973}.50",
+                               "warp_services": "voice;data" if n % 3 else "voice",
+                               "warp_contact_email": f"billing{n}@acme{n % 97}.example"}
+                              for n in range(start, min(start + 20_000, args.customers))])
+            print(f"# sweep: {args.customers:,} companies seeded in {time.perf_counter() - started:.1f} s; "
+                  f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, sandbox in its own process, rate "
+                  f"limit off, the export completing on its first status read after the start")
+            control.configure(export_status_polls=0)
+            properties = ["name", "warp_ban", "warp_status", "warp_credit_limit", "warp_services",
+                          "warp_contact_email", "hs_merged_object_ids"]
+            ways = {"list API": lambda: pull_hubspot_companies(client, properties),
+                    "export": lambda: export_hubspot_companies(client, properties, poll_seconds=0.1,
+                                                               timeout_seconds=600)}
+            walls: dict[str, list[float]] = {name: [] for name in ways}
+            calls: dict[str, int] = {}
+            frames: dict[str, pd.DataFrame] = {}
+            for _ in range(args.repeat):
+                for name, pull in ways.items():
+                    control.reset_counters()
+                    began = time.perf_counter()
+                    frames[name] = pull()
+                    walls[name].append(time.perf_counter() - began)
+                    calls[name] = control.counters()["total"]
+            same = frames["export"].sort_values("company_id", ignore_index=True).equals(
+                frames["list API"].sort_values("company_id", ignore_index=True))
+            for name in ways:
+                print(f"{name}: {calls[name]:,} HubSpot calls; wall median {statistics.median(walls[name]):.2f} s "
+                      f"(runs: {', '.join(f'{w:.2f}' for w in walls[name])})")
+            ratio = statistics.median(walls["list API"]) / statistics.median(walls["export"])
+            print(f"ratio list/export: {ratio:.2f}x in wall time, {calls['list API'] / calls['export']:.0f}x in "
+                  f"calls; the two frames equal: {same}")
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -520,8 +575,11 @@ def main() -> None:
     preview.add_argument("--customers", type=int, default=1_000_000)
     preview.add_argument("--repeat", type=int, default=5)
     preview.add_argument("--drift", type=float, default=0.01)
+    sweep = sub.add_parser("sweep", help="a full sweep's HubSpot pull by the list API and by an export")
+    sweep.add_argument("--customers", type=int, default=100_000)
+    sweep.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    {"diff": bench_diff, "e2e": bench_e2e, "preview": bench_preview}[args.command](args)
+    {"diff": bench_diff, "e2e": bench_e2e, "preview": bench_preview, "sweep": bench_sweep}[args.command](args)
 
 
 if __name__ == "__main__":

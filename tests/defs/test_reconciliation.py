@@ -364,3 +364,30 @@ def test_the_schedule_sweeps_in_full_on_its_weekday_and_incrementally_otherwise(
 
     sunday, monday = datetime(2026, 12, 6, 2), datetime(2026, 12, 7, 2)
     assert (nightly_mode(sunday), nightly_mode(monday)) == ("full", "incremental")  # the default sweep day: 6
+
+
+def test_a_full_sweep_by_export_reconciles_as_the_list_does_and_falls_back_to_the_list_when_it_fails(
+    instance: dg.DagsterInstance, database_url: str, engine: sa.Engine, sandbox: Any, demo: SeededDemo,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def dry_run(source: str) -> tuple[dict[str, Any], dict[str, int]]:
+        monkeypatch.setenv("WARP_RECONCILE_SWEEP_SOURCE", source)
+        result = _materialize(instance, _resources(database_url, sandbox, None, tmp_path,
+                                                   ReconciliationSettings(dry_run=True)))
+        assert result.success
+        return _metadata(result, "hubspot_companies"), runs.get_run(engine, result.run_id).counts
+
+    monkeypatch.setenv("WARP_RECONCILE_EXPORT_POLL_SECONDS", "0.01")
+    sandbox.control.configure(export_status_polls=1)
+    by_export, export_counts = dry_run("export")
+    assert by_export["source"].value == "export"
+    assert by_export["hubspot_requests"].value == 3  # start, one PENDING, COMPLETE
+    by_list, list_counts = dry_run("list")
+    assert by_list["source"].value == "list API"
+    assert by_list["hubspot_requests"].value >= DEMO_CUSTOMERS // 100
+    assert export_counts == list_counts
+    # An export HubSpot will not start (a 503 past every retry): the sweep reads the list API and says why.
+    sandbox.control.set_faults(outage={"calls": 10, "endpoint": "POST /crm/v3/exports/export/async"})
+    fell_back, fallback_counts = dry_run("export")
+    assert fell_back["source"].value.startswith("list API (the export failed: ")
+    assert fallback_counts == list_counts

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
@@ -232,6 +232,12 @@ class WarpSettings(BaseSettings):
                                                     ge=0.0)
     reconcile_index_lag_seconds: float = Field(default=60.0, alias="WARP_RECONCILE_INDEX_LAG_SECONDS", ge=0.0)
     reconcile_warp_margin_seconds: float = Field(default=900.0, alias="WARP_RECONCILE_WARP_MARGIN_SECONDS", ge=0.0)
+    # How a full sweep reads HubSpot: the list API (one call per 100 companies) or the CRM Exports API (a handful of
+    # calls; the list API is its fallback), and how an export is waited for.
+    reconcile_sweep_source: Literal["list", "export"] = Field(default="list", alias="WARP_RECONCILE_SWEEP_SOURCE")
+    reconcile_export_poll_seconds: float = Field(default=10.0, alias="WARP_RECONCILE_EXPORT_POLL_SECONDS", gt=0.0)
+    reconcile_export_timeout_seconds: float = Field(default=1800.0, alias="WARP_RECONCILE_EXPORT_TIMEOUT_SECONDS",
+                                                    gt=0.0)
     reconcile_max_change_share: float = Field(default=0.05, alias="WARP_RECONCILE_MAX_CHANGE_SHARE", ge=0.0, le=1.0)
     reconcile_max_drift_share: float = Field(default=0.05, alias="WARP_RECONCILE_MAX_DRIFT_SHARE", ge=0.0, le=1.0)
     reconcile_max_plan_age_hours: float = Field(default=6.0, alias="WARP_RECONCILE_MAX_PLAN_AGE_HOURS", ge=0.01)

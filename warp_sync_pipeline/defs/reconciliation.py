@@ -24,6 +24,7 @@ from pydantic import Field
 from warp_sync_pipeline.core.alerts import CheckOutcome, previously_found, record_check_results
 from warp_sync_pipeline.core.email import EmailDeliveryError, render_markdown
 from warp_sync_pipeline.core.fields import FieldRules, load_rules
+from warp_sync_pipeline.core.hubspot import HubSpotError
 from warp_sync_pipeline.core.pauses import open_pauses
 from warp_sync_pipeline.core.reconcile import (
     ReconcileOptions,
@@ -77,6 +78,7 @@ from warp_sync_pipeline.core.reconcile.preview import (
 from warp_sync_pipeline.core.reconcile.pull import (
     DailyQuotaTooLow,
     check_daily_headroom,
+    export_hubspot_companies,
     pulled_at,
     read_hubspot_companies,
 )
@@ -432,26 +434,47 @@ def hubspot_companies(
     context: dg.AssetExecutionContext, reconciliation_scope: dict, db: DatabaseResource, hubspot: HubSpotResource,
     reconciliation: ReconciliationSettings,
 ):  # returns dg.MaterializeResult (value + check results); see CHECKED_ASSETS_NOTE
-    """Every active HubSpot company with only the properties warp-sync maps, listed 100 a page and streamed
-    page by page (progress in the run log); an incremental run reads its scope's companies, 100 a batch read."""
+    """Every active HubSpot company with only the properties warp-sync maps: a full sweep lists them 100 a page,
+    streamed page by page, or (WARP_RECONCILE_SWEEP_SOURCE=export) reads one export's file, falling back to the
+    list when the export fails; an incremental run reads its scope's companies, 100 a batch read."""
     _begin(context, db, reconciliation)
     before = hubspot.client.requests_sent()
     rules = _rules(context, db, reconciliation)
+    properties = hubspot_properties(rules.pull)
     if reconciliation_scope.get("mode") == INCREMENTAL:
-        frame = rules.mark(read_hubspot_companies(hubspot.client, reconciliation_scope.get("company_ids") or [],
-                                                  hubspot_properties(rules.pull)))
+        frame, source = read_hubspot_companies(hubspot.client, reconciliation_scope.get("company_ids") or [],
+                                               properties), "batch reads of the scope"
     else:
-        try:
-            check_daily_headroom(db.engine, hubspot.client.budget)
-        except DailyQuotaTooLow as exc:
-            raise dg.Failure(description=str(exc)) from exc
-        frame = rules.mark(pull_hubspot_companies(hubspot.client, hubspot_properties(rules.pull),
-                                                  progress=_progress(context, db, "hubspot_pull")))
+        frame, source = _sweep_hubspot(context, db, hubspot, properties)
+    frame = rules.mark(frame)
     check = _unique_ban_check(db, duplicate_bans(frame))
     return dg.MaterializeResult(value=frame, check_results=_recorded(context, db, check), metadata={
-        "dagster/row_count": len(frame), "pulled_at": _timestamp(frame),
+        "dagster/row_count": len(frame), "pulled_at": _timestamp(frame), "source": source,
         "dagster/column_schema": _column_schema(frame), **_hubspot_cost(hubspot, before),
     })
+
+
+def _sweep_hubspot(context: dg.AssetExecutionContext, db: DatabaseResource, hubspot: HubSpotResource,
+                   properties: list[str]) -> tuple[pd.DataFrame, str]:
+    """A full sweep's pull and how it was made: by export when configured, else (or when the export fails) by
+    the list API, whose 10,000 calls a million companies first need the daily quota's headroom."""
+    settings = load_settings()
+    fell_back = ""
+    if settings.reconcile_sweep_source == "export":
+        try:
+            return export_hubspot_companies(
+                hubspot.client, properties, poll_seconds=settings.reconcile_export_poll_seconds,
+                timeout_seconds=settings.reconcile_export_timeout_seconds,
+                progress=_progress(context, db, "hubspot_pull")), "export"
+        except HubSpotError as exc:
+            context.log.warning(f"The HubSpot export failed ({exc}); the sweep reads the list API instead.")
+            fell_back = f" (the export failed: {exc})"
+    try:
+        check_daily_headroom(db.engine, hubspot.client.budget)
+    except DailyQuotaTooLow as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    return pull_hubspot_companies(hubspot.client, properties,
+                                  progress=_progress(context, db, "hubspot_pull")), "list API" + fell_back
 
 
 def _unique_ban_check(db: DatabaseResource, duplicated: pd.Series) -> tuple[dg.AssetCheckSpec, dg.AssetCheckResult,

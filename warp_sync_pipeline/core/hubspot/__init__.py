@@ -29,6 +29,7 @@ from warp_sync_pipeline.core.hubspot.errors import (
     UniqueValueConflict,
     ValidationFailed,
 )
+from warp_sync_pipeline.core.hubspot.exports import ExportFailed, ExportStatus, export_rows
 from warp_sync_pipeline.core.hubspot.models import (
     Company,
     CompanyPage,
@@ -61,6 +62,9 @@ from warp_sync_pipeline.core.hubspot.versions import (
 )
 
 __all__ = [
+    "ExportFailed",
+    "ExportStatus",
+    "export_rows",
     "API_VERSIONS",
     "DEFAULT_API_VERSION",
     "ApiVersion",

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,6 +28,7 @@ from warp_sync_pipeline.core.hubspot.errors import (
     SearchLimitExceeded,
     UniqueValueConflict,
 )
+from warp_sync_pipeline.core.hubspot.exports import CompanyExports, ExportStatus
 from warp_sync_pipeline.core.hubspot.models import (
     Company,
     CompanyPage,
@@ -144,6 +146,7 @@ class HubSpotClient:
         self._reader = BatchReader(transport, self.paths)
         self._writer = BatchWriter(transport, self.paths, self._reader, multi_status=self.multi_status)
         self._schema = PropertySchema(transport, self.paths)
+        self._exports = CompanyExports(transport, self.paths)
 
     def __repr__(self) -> str:
         return (f"HubSpotClient({self.base_url!r}, version={self.paths.name}, priority={self.priority.value}, "
@@ -452,6 +455,16 @@ class HubSpotClient:
             )
 
     # --- properties ------------------------------------------------------------------------------
+
+    # --- exports --------------------------------------------------------------------------------------
+
+    def export_companies(self, properties: Sequence[str], target: Path, *, name: str, poll_seconds: float,
+                         timeout_seconds: float, on_poll: Callable[[ExportStatus], None] | None = None) -> Path:
+        """Every active company's `properties` through the CRM Exports API (three or more calls, whatever the
+        portal's size): started, waited for, and downloaded to `target`; read it with `export_rows`."""
+        task_id = self._exports.start(properties, name=name)
+        url = self._exports.wait(task_id, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, on_poll=on_poll)
+        return self._exports.download(url, target, timeout_seconds=max(self.request_timeout_s, timeout_seconds))
 
     def list_properties(self, *, archived: bool = False) -> list[dict[str, Any]]:
         """Every company property, as HubSpot's `Property` objects."""

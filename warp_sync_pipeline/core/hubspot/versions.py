@@ -21,16 +21,18 @@ class ApiVersion:
     name: str
     companies: str  # the companies object API's root
     company_properties: str  # the company properties API's root
+    exports: str  # the CRM Exports API's asynchronous export root
 
     @classmethod
     def dated(cls, name: str) -> ApiVersion:
-        return cls(name, f"/crm/objects/{name}/companies", f"/crm/properties/{name}/companies")
+        return cls(name, f"/crm/objects/{name}/companies", f"/crm/properties/{name}/companies",
+                   f"/crm/exports/{name}/export/async")
 
 
 API_VERSIONS: dict[str, ApiVersion] = {
     version.name: version
     for version in (
-        ApiVersion("v3", "/crm/v3/objects/companies", "/crm/v3/properties/companies"),
+        ApiVersion("v3", "/crm/v3/objects/companies", "/crm/v3/properties/companies", "/crm/v3/exports/export/async"),
         ApiVersion.dated("2026-03"),
         ApiVersion.dated("2026-09"),
     )
