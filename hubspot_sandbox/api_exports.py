@@ -15,7 +15,8 @@ Where the documents are silent, the sandbox chooses (the README's sandbox sectio
 - the records are those active when the export starts, read then (a snapshot);
 - cells hold the same text the objects API returns for the property (dates and times as ISO 8601), the first
   column is the record id (`hs_object_id`, "Record ID" as a label), and there is one row per record;
-- a task answers PENDING, then PROCESSING, then COMPLETE (`export_status_polls` reads before it completes);
+- a task answers PENDING, then PROCESSING, then COMPLETE (`export_status_polls` reads before it completes), or
+  CANCELED when `export_outcome` says so;
 - only CSV is served (an XLSX or XLS request is refused with a 400 naming what the sandbox serves), and only
   `VIEW` exports (a `LIST` export needs a list, which the sandbox does not have);
 - the download link expires `export_url_ttl_seconds` after the task completes (403 then, as a file store answers).
@@ -108,15 +109,16 @@ def start_export() -> Response:
 @exports.get("/tasks/<int:task_id>/status")
 def export_status(task_id: int) -> Response:
     state = sandbox_state()
-    task = state.exports.get(task_id)
+    config = state.config
+    task = state.exports.poll(task_id, polls_before_done=config.export_status_polls,
+                              cancel=config.export_outcome == "canceled", now_ms=_now_ms())
     if task is None:
         raise not_found(f"No export task with id {task_id}.")
-    task.polls += 1
     answer: dict[str, Any] = {"requestedAt": _iso(task.requested_ms), "startedAt": _iso(task.requested_ms),
                               "numErrors": 0, "errors": [], "links": {}}
-    if task.completed_ms is None and task.polls > state.config.export_status_polls:
-        task.completed_ms = _now_ms()
-    if task.completed_ms is None:
+    if task.canceled:
+        answer["status"] = "CANCELED"
+    elif task.completed_ms is None:
         answer["status"] = "PENDING" if task.polls == 1 else "PROCESSING"
     else:
         answer.update(status="COMPLETE", completedAt=_iso(task.completed_ms),
@@ -139,6 +141,7 @@ def download(token: str) -> Response:
     if task is None or task.completed_ms is None:
         return Response("Not Found", status=404, content_type="text/plain")
     if _now_ms() - task.completed_ms > state.config.export_url_ttl_seconds * 1000:
+        task.rows = []  # the file is gone for good: free its copy of the portal
         return Response("Request has expired", status=403, content_type="text/plain")
     size = state.config.export_partition_rows
     if len(task.rows) <= size:

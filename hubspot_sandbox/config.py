@@ -72,6 +72,8 @@ class SandboxConfig:
     export_status_polls: int = 2
     export_partition_rows: int = 1_000_000
     export_url_ttl_seconds: float = 300.0
+    # How an export ends once its status reads are over: "complete", or "canceled" (as when HubSpot gives one up).
+    export_outcome: str = "complete"
 
     def public(self) -> dict[str, Any]:
         """Settings as JSON, secrets left out."""
@@ -190,6 +192,7 @@ _CHECKS: dict[str, Any] = {
     "access_token": _token, "client_secret": _token, "webhook_target_url": _target_url,
     "webhook_repeat_event_ids": _flag, "time_zone": _time_zone, "ui_domain": _ui_domain, "property_validations": _validations,
     "batch_write_errors": _one_of(BATCH_WRITE_ERROR_FORMS), "unique_conflict_form": _one_of(UNIQUE_CONFLICT_FORMS),
+    "export_outcome": _one_of(("complete", "canceled")),
     "webhook_subscribed_properties": _property_names,
     **dict.fromkeys(_OPTIONAL_POSITIVE_INTS | _POSITIVE_INTS | _NON_NEGATIVE_INTS, _whole_number),
     **dict.fromkeys(_POSITIVE_FLOATS | _NON_NEGATIVE_FLOATS, _seconds),

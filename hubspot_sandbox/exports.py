@@ -17,6 +17,7 @@ class ExportTask:
     rows: list[list[str]]
     polls: int = 0
     completed_ms: int | None = None
+    canceled: bool = False
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
 
@@ -38,6 +39,21 @@ class ExportTasks:
     def get(self, task_id: int) -> ExportTask | None:
         with self._lock:
             return self._tasks.get(task_id)
+
+    def poll(self, task_id: int, *, polls_before_done: int, cancel: bool, now_ms: int) -> ExportTask | None:
+        """One status read of a task, under the lock (status reads may arrive together): after
+        `polls_before_done` reads it is done, completed or (with `cancel`) canceled, and its rows are dropped."""
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None:
+                return None
+            task.polls += 1
+            if task.completed_ms is None and not task.canceled and task.polls > polls_before_done:
+                if cancel:
+                    task.canceled, task.rows = True, []
+                else:
+                    task.completed_ms = now_ms
+            return task
 
     def by_token(self, token: str) -> ExportTask | None:
         with self._lock:

@@ -464,7 +464,8 @@ class HubSpotClient:
         portal's size): started, waited for, and downloaded to `target`; read it with `export_rows`."""
         task_id = self._exports.start(properties, name=name)
         url = self._exports.wait(task_id, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, on_poll=on_poll)
-        return self._exports.download(url, target, timeout_seconds=max(self.request_timeout_s, timeout_seconds))
+        return self._exports.download(url, target, read_timeout_seconds=self.request_timeout_s,
+                                      deadline_seconds=timeout_seconds)
 
     def list_properties(self, *, archived: bool = False) -> list[dict[str, Any]]:
         """Every company property, as HubSpot's `Property` objects."""

@@ -78,10 +78,12 @@ class CompanyExports:
                 raise ExportFailed(f"export task {task_id} was still {status.status} after {timeout_seconds:.0f} s")
             time.sleep(poll_seconds)
 
-    def download(self, url: str, target: Path, *, timeout_seconds: float) -> Path:
-        """The file behind the export's link, streamed to `target` (no token: the link carries its own grant)."""
+    def download(self, url: str, target: Path, *, read_timeout_seconds: float, deadline_seconds: float) -> Path:
+        """The file behind the export's link, streamed to `target` within `deadline_seconds` in all (no token: the
+        link carries its own grant; the environment's proxy and CA settings apply, as to API calls)."""
+        deadline = time.monotonic() + deadline_seconds
         try:
-            with httpx.stream("GET", url, timeout=timeout_seconds, follow_redirects=True, trust_env=False) as answer:
+            with httpx.stream("GET", url, timeout=read_timeout_seconds, follow_redirects=True) as answer:
                 if answer.status_code != 200:
                     raise ExportFailed(f"the export's file answered {answer.status_code}"
                                        + (" (its link expired)" if answer.status_code == 403 else ""),
@@ -89,13 +91,21 @@ class CompanyExports:
                 with target.open("wb") as out:
                     for chunk in answer.iter_bytes(DOWNLOAD_CHUNK):
                         out.write(chunk)
+                        if time.monotonic() > deadline:
+                            raise ExportFailed(f"the export's file took more than {deadline_seconds:.0f} s to download")
         except httpx.TransportError as exc:
             raise ServiceUnavailable(f"downloading the export's file: {type(exc).__name__}") from exc
+        except httpx.HTTPError as exc:  # too many redirects, an undecodable body
+            raise ExportFailed(f"downloading the export's file: {type(exc).__name__}: {exc}") from exc
         return target
 
 
 def export_rows(path: Path) -> Iterator[dict[str, str]]:
     """Every row of an export's file, by column name: a CSV, or each CSV of a zip in name order."""
+    with path.open("rb") as head:
+        looks_zipped = head.read(4) == b"PK\x03\x04"
+    if looks_zipped and not zipfile.is_zipfile(path):
+        raise ExportFailed("the export's file is a broken zip (cut short?)")
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             for name in sorted(n for n in archive.namelist() if n.lower().endswith(".csv")):
@@ -110,4 +120,8 @@ def _csv_rows(text: Any) -> Iterator[dict[str, str]]:
     reader = csv.DictReader(text)
     if reader.fieldnames is None or ID_COLUMN not in reader.fieldnames:
         raise ExportFailed(f"the export's file has no {ID_COLUMN} column (headers {reader.fieldnames!r})")
-    yield from reader
+    for row in reader:
+        # DictReader fills a short row's missing cells with None and keeps a long row's extras under the key None.
+        if None in row or None in row.values():
+            raise ExportFailed(f"row {reader.line_num} of the export's file does not match its header")
+        yield row

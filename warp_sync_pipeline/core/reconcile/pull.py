@@ -7,9 +7,11 @@ sent), and normalised later, in one vectorized pass.
 
 from __future__ import annotations
 
+import csv
 import math
 import tempfile
-from collections.abc import Callable, Iterable
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from warp_sync_pipeline.core.decision import AGREED
 from warp_sync_pipeline.core.fields import Direction, FieldRule, FieldRules, Strategy
 from warp_sync_pipeline.core.hubspot import (
     MERGED_IDS_PROPERTY,
+    ExportFailed,
     ExportStatus,
     HubSpotClient,
     PageProgress,
@@ -30,6 +33,7 @@ from warp_sync_pipeline.core.hubspot import (
 )
 from warp_sync_pipeline.core.hubspot.client import PAGE_MAX
 from warp_sync_pipeline.core.hubspot.exports import ID_COLUMN
+from warp_sync_pipeline.core.hubspot.models import parse_time
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_PULLED_AT,
     ATTR_RULES,
@@ -228,34 +232,47 @@ def pull_hubspot_companies(
     up. `progress` hears every `progress_every` pages and at the end.
     """
     pulled_at = now_utc()
-    names = [COMPANY_ID, COMPANY_UPDATED_AT, *properties]
-    buffers: dict[str, list[Any]] = {name: [] for name in names}
-    chunks: list[pd.DataFrame] = []
 
     def on_page(page: PageProgress) -> None:
         if progress is not None and (page.pages % progress_every == 0 or page.next_after is None):
             progress(f"HubSpot pull: {page.companies:,} companies in {page.pages:,} pages")
 
-    def flush() -> None:
-        chunks.append(_typed(pd.DataFrame(buffers, columns=names), times=[COMPANY_UPDATED_AT]))
-        for values in buffers.values():
+    frame = _CompanyFrame(properties, chunk_rows)
+    for company in client.iter_companies(properties=properties, on_page=on_page):
+        frame.add(company.id, company.updated_at, company.properties)
+    return frame.done(pulled_at)
+
+
+class _CompanyFrame:
+    """A HubSpot pull's frame built as rows arrive: gathered into frames of `chunk_rows`, so the Python objects
+    of a pull never pile up (a million companies' strings would take several times the frame's memory)."""
+
+    def __init__(self, properties: list[str], chunk_rows: int) -> None:
+        self._names = [COMPANY_ID, COMPANY_UPDATED_AT, *properties]
+        self._buffers: dict[str, list[Any]] = {name: [] for name in self._names}
+        self._ids, self._updated = self._buffers[COMPANY_ID], self._buffers[COMPANY_UPDATED_AT]
+        self._columns = [(name, self._buffers[name]) for name in properties]
+        self._chunks: list[pd.DataFrame] = []
+        self._chunk_rows = chunk_rows
+
+    def add(self, company_id: str, updated_at: datetime | None, values: Mapping[str, str | None]) -> None:
+        self._ids.append(company_id)
+        self._updated.append(updated_at)
+        for name, target in self._columns:
+            target.append(values.get(name))
+        if len(self._ids) >= self._chunk_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._chunks.append(_typed(pd.DataFrame(self._buffers, columns=self._names), times=[COMPANY_UPDATED_AT]))
+        for values in self._buffers.values():
             values.clear()
 
-    ids = buffers[COMPANY_ID]
-    updated = buffers[COMPANY_UPDATED_AT]
-    columns = [(name, buffers[name]) for name in properties]
-    for company in client.iter_companies(properties=properties, on_page=on_page):
-        ids.append(company.id)
-        updated.append(company.updated_at)
-        values = company.properties
-        for name, target in columns:
-            target.append(values.get(name))
-        if len(ids) >= chunk_rows:
-            flush()
-    flush()
-    frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
-    frame.attrs = {ATTR_PULLED_AT: iso(pulled_at)}
-    return frame
+    def done(self, pulled_at: datetime) -> pd.DataFrame:
+        self._flush()
+        frame = pd.concat(self._chunks, ignore_index=True) if len(self._chunks) > 1 else self._chunks[0]
+        frame.attrs = {ATTR_PULLED_AT: iso(pulled_at)}
+        return frame
 
 
 LAST_MODIFIED_PROPERTY = "hs_lastmodifieddate"  # the record's updatedAt, as a property an export can carry
@@ -271,7 +288,8 @@ def export_hubspot_companies(
 ) -> pd.DataFrame:
     """Every active company with only `properties`, in the list pull's frame, through HubSpot's CRM Exports API:
     a handful of calls whatever the portal's size, where the list pull makes one per 100 companies. The file is
-    read from a temporary folder and removed. An empty cell is an unset property (None), as the list pull has it."""
+    read from a temporary folder and removed. ExportFailed (a HubSpotError, so the caller may fall back to the list)
+    for an export HubSpot refused, canceled or did not finish, and for a file that cannot be read whole."""
     pulled_at = now_utc()
     wanted = list(dict.fromkeys([*properties, LAST_MODIFIED_PROPERTY]))
 
@@ -282,18 +300,31 @@ def export_hubspot_companies(
     with tempfile.TemporaryDirectory(prefix="warp-sync-export-") as folder:
         path = client.export_companies(wanted, Path(folder) / "companies.export", name="warp-sync full sweep",
                                        poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, on_poll=on_poll)
-        names = [COMPANY_ID, COMPANY_UPDATED_AT, *properties]
-        columns: dict[str, list[Any]] = {name: [] for name in names}
-        sources = [(COMPANY_ID, ID_COLUMN), (COMPANY_UPDATED_AT, LAST_MODIFIED_PROPERTY),
-                   *[(name, name) for name in properties]]
-        for row in export_rows(path):
-            for column, source in sources:
-                columns[column].append(row.get(source) or None)
-    frame = _typed(pd.DataFrame(columns, columns=names), times=[COMPANY_UPDATED_AT])
-    frame.attrs = {ATTR_PULLED_AT: iso(pulled_at)}
+        frame = read_export(path, properties, pulled_at)
     if progress is not None:
         progress(f"HubSpot export: {len(frame):,} companies")
     return frame
+
+
+def read_export(path: Path, properties: list[str], pulled_at: datetime,
+                chunk_rows: int = HUBSPOT_CHUNK_ROWS) -> pd.DataFrame:
+    """An export's file as the list pull's frame. An empty cell is an unset property (None), as the list pull has
+    it; the record's time is read as the objects API's is (ISO 8601 with or without milliseconds, or epoch
+    milliseconds). A file that cannot be read whole (not UTF-8, a broken zip or quote, a row cut short, a time
+    that is no time, no rows at all) is ExportFailed: better the list API's calls than a sweep on part of the portal."""
+    frame = _CompanyFrame(properties, chunk_rows)
+    try:
+        for row in export_rows(path):
+            frame.add(row[ID_COLUMN], parse_time(row.get(LAST_MODIFIED_PROPERTY)),
+                      {name: row.get(name) or None for name in properties})
+        result = frame.done(pulled_at)
+    except ExportFailed:
+        raise
+    except (OSError, ValueError, csv.Error, zipfile.BadZipFile, KeyError) as exc:
+        raise ExportFailed(f"the export's file could not be read: {type(exc).__name__}: {exc}") from exc
+    if result.empty:
+        raise ExportFailed("the export's file held no companies")
+    return result
 
 
 def read_hubspot_companies(client: HubSpotClient, company_ids: Iterable[str], properties: list[str]) -> pd.DataFrame:
