@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 import zipfile
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, url_for
 
 from hubspot_sandbox.app import json_response, read_json_object, sandbox_state
 from hubspot_sandbox.properties import PropertyDefinition
-from hubspot_sandbox.wire import bad_request, not_found
+from hubspot_sandbox.wire import bad_request, iso_ms, not_found, now_ms
 
 exports = Blueprint("hubspot_exports", __name__, url_prefix="/crm/v3/exports/export/async")
 files = Blueprint("hubspot_export_files", __name__, url_prefix="/exports/files")
@@ -45,14 +43,6 @@ LANGUAGES = ("DE", "EN", "ES", "FI", "FR", "IT", "JA", "NL", "PL", "PT", "SV")
 COMPANY_TYPES = ("COMPANY", "COMPANIES", "0-2")
 ID_PROPERTY = "hs_object_id"
 ID_LABEL = "Record ID"
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def _request_properties(body: dict[str, Any], known: dict[str, PropertyDefinition]) -> list[str]:
@@ -101,7 +91,7 @@ def start_export() -> Response:
                   *[n if "NAMES" in options else known[n].label for n in names]]
         rows = [[str(c.id), *[_cell(c.values.get(n), known[n], "VALUES" in options) for n in names]]
                 for c in portal.active_companies()]
-    task = state.exports.add(name=str(body["exportName"]), requested_ms=_now_ms(), header=header, rows=rows)
+    task = state.exports.add(name=str(body["exportName"]), requested_ms=now_ms(), header=header, rows=rows)
     status_url = url_for("hubspot_exports.export_status", task_id=task.id, _external=True)
     return json_response({"id": str(task.id), "links": {"status": status_url}}, status=202)
 
@@ -111,17 +101,17 @@ def export_status(task_id: int) -> Response:
     state = sandbox_state()
     config = state.config
     task = state.exports.poll(task_id, polls_before_done=config.export_status_polls,
-                              cancel=config.export_outcome == "canceled", now_ms=_now_ms())
+                              cancel=config.export_outcome == "canceled", now_ms=now_ms())
     if task is None:
         raise not_found(f"No export task with id {task_id}.")
-    answer: dict[str, Any] = {"requestedAt": _iso(task.requested_ms), "startedAt": _iso(task.requested_ms),
+    answer: dict[str, Any] = {"requestedAt": iso_ms(task.requested_ms), "startedAt": iso_ms(task.requested_ms),
                               "numErrors": 0, "errors": [], "links": {}}
     if task.canceled:
         answer["status"] = "CANCELED"
     elif task.completed_ms is None:
         answer["status"] = "PENDING" if task.polls == 1 else "PROCESSING"
     else:
-        answer.update(status="COMPLETE", completedAt=_iso(task.completed_ms),
+        answer.update(status="COMPLETE", completedAt=iso_ms(task.completed_ms),
                       result=url_for("hubspot_export_files.download", token=task.token, _external=True))
     return json_response(answer)
 
@@ -140,7 +130,7 @@ def download(token: str) -> Response:
     task = state.exports.by_token(token)
     if task is None or task.completed_ms is None:
         return Response("Not Found", status=404, content_type="text/plain")
-    if _now_ms() - task.completed_ms > state.config.export_url_ttl_seconds * 1000:
+    if now_ms() - task.completed_ms > state.config.export_url_ttl_seconds * 1000:
         task.rows = []  # the file is gone for good: free its copy of the portal
         return Response("Request has expired", status=403, content_type="text/plain")
     size = state.config.export_partition_rows

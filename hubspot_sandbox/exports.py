@@ -36,10 +36,6 @@ class ExportTasks:
             self._tasks[task.id] = task
             return task
 
-    def get(self, task_id: int) -> ExportTask | None:
-        with self._lock:
-            return self._tasks.get(task_id)
-
     def poll(self, task_id: int, *, polls_before_done: int, cancel: bool, now_ms: int) -> ExportTask | None:
         """One status read of a task, under the lock (status reads may arrive together): after
         `polls_before_done` reads it is done, completed or (with `cancel`) canceled, and its rows are dropped."""

@@ -454,8 +454,6 @@ class HubSpotClient:
                 effect=Effect.IDEMPOTENT_WRITE,
             )
 
-    # --- properties ------------------------------------------------------------------------------
-
     # --- exports --------------------------------------------------------------------------------------
 
     def export_companies(self, properties: Sequence[str], target: Path, *, name: str, poll_seconds: float,
@@ -466,6 +464,8 @@ class HubSpotClient:
         url = self._exports.wait(task_id, poll_seconds=poll_seconds, timeout_seconds=timeout_seconds, on_poll=on_poll)
         return self._exports.download(url, target, read_timeout_seconds=self.request_timeout_s,
                                       deadline_seconds=timeout_seconds)
+
+    # --- properties ------------------------------------------------------------------------------
 
     def list_properties(self, *, archived: bool = False) -> list[dict[str, Any]]:
         """Every company property, as HubSpot's `Property` objects."""

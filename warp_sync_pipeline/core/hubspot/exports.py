@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 
 from warp_sync_pipeline.core.hubspot.errors import HubSpotError, ServiceUnavailable
+from warp_sync_pipeline.core.hubspot.models import OBJECT_ID_PROPERTY
 from warp_sync_pipeline.core.hubspot.transport import Transport
 from warp_sync_pipeline.core.hubspot.versions import ApiVersion
 
-ID_COLUMN = "hs_object_id"  # the record id's column when names are asked for
 COMPLETE, CANCELED = "COMPLETE", "CANCELED"
 # A file of a million companies is tens of megabytes: read in chunks, never whole.
 DOWNLOAD_CHUNK = 1 << 20
@@ -118,8 +118,8 @@ def export_rows(path: Path) -> Iterator[dict[str, str]]:
 
 def _csv_rows(text: Any) -> Iterator[dict[str, str]]:
     reader = csv.DictReader(text)
-    if reader.fieldnames is None or ID_COLUMN not in reader.fieldnames:
-        raise ExportFailed(f"the export's file has no {ID_COLUMN} column (headers {reader.fieldnames!r})")
+    if reader.fieldnames is None or OBJECT_ID_PROPERTY not in reader.fieldnames:
+        raise ExportFailed(f"the export's file has no {OBJECT_ID_PROPERTY} column (headers {reader.fieldnames!r})")
     for row in reader:
         # DictReader fills a short row's missing cells with None and keeps a long row's extras under the key None.
         if None in row or None in row.values():

@@ -10,6 +10,10 @@ from typing import Any
 from warp_sync_pipeline.core.hubspot.errors import HubSpotError
 
 PropertyValues = Mapping[str, str | None]
+# Properties HubSpot keeps on every record: its id, and when it last changed (the record's `updatedAt`, as a property
+# a search can filter on and an export can carry; every API write moves it, ours included).
+OBJECT_ID_PROPERTY = "hs_object_id"
+LAST_MODIFIED_PROPERTY = "hs_lastmodifieddate"
 
 
 @dataclass(frozen=True)

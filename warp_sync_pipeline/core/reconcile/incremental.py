@@ -29,14 +29,13 @@ from uuid import UUID
 import sqlalchemy as sa
 
 from warp_sync_pipeline.core.hubspot import Filter, HubSpotClient, Sort
+from warp_sync_pipeline.core.hubspot.models import LAST_MODIFIED_PROPERTY, OBJECT_ID_PROPERTY
 from warp_sync_pipeline.core.normalize import to_epoch_ms
 from warp_sync_pipeline.core.reconcile.frames import ATTR_BRAKE
 from warp_sync_pipeline.core.reconcile.results import FAILED, SKIPPED, WriteBackSummary
 
 SEARCH_PAGE = 200
 SEARCH_CAP = 10_000
-MODIFIED = "hs_lastmodifieddate"
-OBJECT_ID = "hs_object_id"
 FULL, INCREMENTAL = "full", "incremental"
 
 
@@ -80,9 +79,9 @@ class SearchSweep:
 
 
 def _window_filters(start: datetime, end: datetime, after_id: str | None) -> list[Filter]:
-    filters = [Filter(MODIFIED, "GTE", str(to_epoch_ms(start))), Filter(MODIFIED, "LT", str(to_epoch_ms(end)))]
+    filters = [Filter(LAST_MODIFIED_PROPERTY, "GTE", str(to_epoch_ms(start))), Filter(LAST_MODIFIED_PROPERTY, "LT", str(to_epoch_ms(end)))]
     if after_id is not None:
-        filters.append(Filter(OBJECT_ID, "GT", after_id))
+        filters.append(Filter(OBJECT_ID_PROPERTY, "GT", after_id))
     return filters
 
 
@@ -95,7 +94,7 @@ def search_changed(client: HubSpotClient, start: datetime, end: datetime, *, pag
     after: str | None = None
     while True:
         page = client.search_companies(filter_groups=[_window_filters(start, end, after)],
-                                       sorts=[Sort(OBJECT_ID)], properties=[OBJECT_ID], limit=page_size)
+                                       sorts=[Sort(OBJECT_ID_PROPERTY)], properties=[OBJECT_ID_PROPERTY], limit=page_size)
         sweep.calls += 1
         if after is None and page.total > cap and end - start > timedelta(milliseconds=1):
             middle = start + (end - start) / 2
@@ -112,7 +111,7 @@ def search_changed(client: HubSpotClient, start: datetime, end: datetime, *, pag
 def churn(client: HubSpotClient, start: datetime, end: datetime) -> int:
     """How many companies HubSpot says moved in the window (`limit: 1` answers `total`): every API write moves
     `hs_lastmodifieddate`, warp-sync's own included, and calculated properties do too."""
-    return client.search_companies(filter_groups=[_window_filters(start, end, None)], properties=[OBJECT_ID],
+    return client.search_companies(filter_groups=[_window_filters(start, end, None)], properties=[OBJECT_ID_PROPERTY],
                                    limit=1).total
 
 

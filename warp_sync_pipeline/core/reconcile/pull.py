@@ -32,8 +32,7 @@ from warp_sync_pipeline.core.hubspot import (
     export_rows,
 )
 from warp_sync_pipeline.core.hubspot.client import PAGE_MAX
-from warp_sync_pipeline.core.hubspot.exports import ID_COLUMN
-from warp_sync_pipeline.core.hubspot.models import parse_time
+from warp_sync_pipeline.core.hubspot.models import LAST_MODIFIED_PROPERTY, OBJECT_ID_PROPERTY, parse_time
 from warp_sync_pipeline.core.reconcile.frames import (
     ATTR_PULLED_AT,
     ATTR_RULES,
@@ -275,9 +274,6 @@ class _CompanyFrame:
         return frame
 
 
-LAST_MODIFIED_PROPERTY = "hs_lastmodifieddate"  # the record's updatedAt, as a property an export can carry
-
-
 def export_hubspot_companies(
     client: HubSpotClient,
     properties: list[str],
@@ -315,11 +311,9 @@ def read_export(path: Path, properties: list[str], pulled_at: datetime,
     frame = _CompanyFrame(properties, chunk_rows)
     try:
         for row in export_rows(path):
-            frame.add(row[ID_COLUMN], parse_time(row.get(LAST_MODIFIED_PROPERTY)),
+            frame.add(row[OBJECT_ID_PROPERTY], parse_time(row.get(LAST_MODIFIED_PROPERTY)),
                       {name: row.get(name) or None for name in properties})
         result = frame.done(pulled_at)
-    except ExportFailed:
-        raise
     except (OSError, ValueError, csv.Error, zipfile.BadZipFile, KeyError) as exc:
         raise ExportFailed(f"the export's file could not be read: {type(exc).__name__}: {exc}") from exc
     if result.empty:
